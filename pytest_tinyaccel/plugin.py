@@ -1,0 +1,1 @@
+"""pytest hooks, options and fixtures of pytest-tinyaccel (no logic lives here)."""

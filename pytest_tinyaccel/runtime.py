@@ -1,0 +1,149 @@
+"""ONNX Runtime and model I/O helpers shared by goldens, quantization and the cpu target.
+
+Models come with float inputs (ours) or integer inputs (QDQ graphs such as the
+MLPerf Tiny int8 references). Test data is float; it is converted to what the
+model's input wants using the scale and zero point of the DequantizeLinear that
+consumes that input, and integer outputs are dequantized with the parameters of
+the QuantizeLinear that produces them, so accuracy and Top-5 see real values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .errors import DataError
+
+_NP_TYPES = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.UINT8: np.uint8,
+    onnx.TensorProto.INT8: np.int8,
+    onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.DOUBLE: np.float64,
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A graph input or output: shape (None for symbolic dims), dtype, quantization."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: np.dtype
+    scale: float | None = None
+    zero_point: int | None = None
+
+    @property
+    def fixed_batch(self) -> int | None:
+        return self.shape[0] if self.shape else None
+
+
+def input_specs(path: Path) -> list[TensorSpec]:
+    return list(_specs(str(path))[0])
+
+
+def output_specs(path: Path) -> list[TensorSpec]:
+    return list(_specs(str(path))[1])
+
+
+@lru_cache(maxsize=64)
+def _specs(path: str) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    model = onnx.load(path, load_external_data=False)
+    graph = model.graph
+    consts = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute:
+            consts[node.output[0]] = node.attribute[0].t
+    initializer_names = {t.name for t in graph.initializer}
+
+    def qparams(node: onnx.NodeProto | None) -> tuple[float | None, int | None]:
+        if node is None or len(node.input) < 2 or node.input[1] not in consts:
+            return None, None
+        scale = numpy_helper.to_array(consts[node.input[1]]).reshape(-1)
+        zp = numpy_helper.to_array(consts[node.input[2]]).reshape(-1) if len(node.input) > 2 and node.input[2] in consts else np.zeros(1, np.int64)
+        if scale.size != 1:
+            return None, None
+        return float(scale[0]), int(zp[0])
+
+    def spec(value: onnx.ValueInfoProto, qnode: onnx.NodeProto | None) -> TensorSpec:
+        ttype = value.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim)
+        dtype = np.dtype(_NP_TYPES.get(ttype.elem_type, np.float32))
+        scale, zp = qparams(qnode) if dtype.kind in "iu" else (None, None)
+        return TensorSpec(value.name, shape, dtype, scale, zp)
+
+    consumers = {n.input[0]: n for n in graph.node if n.op_type == "DequantizeLinear" and n.input}
+    producers = {n.output[0]: n for n in graph.node if n.op_type == "QuantizeLinear"}
+    inputs = tuple(spec(v, consumers.get(v.name)) for v in graph.input if v.name not in initializer_names)
+    outputs = tuple(spec(v, producers.get(v.name)) for v in graph.output)
+    return inputs, outputs
+
+
+def to_model_inputs(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Check `x` against the model's single input and convert it to the input's dtype."""
+    specs = input_specs(path)
+    if len(specs) != 1:
+        raise DataError(f"{path.name}: the model has {len(specs)} inputs; tinyaccel feeds single-input models")
+    spec = specs[0]
+    expected = spec.shape[1:]
+    if x.ndim != len(spec.shape) or any(e is not None and e != got for e, got in zip(expected, x.shape[1:])):
+        want = "[N, " + ", ".join("?" if e is None else str(e) for e in expected) + "]"
+        raise DataError(f"input data has shape {list(x.shape)} but model input '{spec.name}' expects {want} (first axis = samples)")
+    if spec.dtype.kind == "f":
+        if x.dtype.kind != "f":
+            raise DataError(f"input data is {x.dtype} but model input '{spec.name}' is {spec.dtype}; store float data")
+        x = x.astype(spec.dtype)
+        if not np.isfinite(x).all():
+            raise DataError(f"input data holds {int((~np.isfinite(x)).sum())} NaN/Inf values; fix the data file")
+        return {spec.name: x}
+    if x.dtype == spec.dtype:
+        return {spec.name: x}
+    if x.dtype.kind != "f" or spec.scale is None:
+        raise DataError(f"input data is {x.dtype} but model input '{spec.name}' is {spec.dtype} with no DequantizeLinear to take its scale from")
+    info = np.iinfo(spec.dtype)
+    q = np.rint(x.astype(np.float32) / np.float32(spec.scale)) + spec.zero_point
+    return {spec.name: np.clip(q, info.min, info.max).astype(spec.dtype)}
+
+
+def dequantized(path: Path, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Outputs as float: integer outputs scaled by their QuantizeLinear parameters."""
+    result = {}
+    for spec in output_specs(path):
+        value = outputs[spec.name]
+        if value.dtype.kind in "iu" and spec.scale is not None:
+            value = (value.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
+        result[spec.name] = value.astype(np.float32, copy=False)
+    return result
+
+
+def create_session(path: Path, threads: int = 1, optimize: bool = True):
+    """An ORT CPU session; single-threaded by default so timings are reproducible."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise DataError(f"ONNX Runtime cannot load {path.name}: {exc}") from exc
+
+
+def run_session(session, feed: dict[str, np.ndarray], batch: int = 256) -> dict[str, np.ndarray]:
+    """Run all samples of `feed` in chunks (one at a time for fixed-batch-1 models)."""
+    (name, x), = feed.items()
+    fixed = session.get_inputs()[0].shape[0]
+    step = 1 if isinstance(fixed, int) and fixed == 1 else batch
+    names = [o.name for o in session.get_outputs()]
+    chunks = [session.run(names, {name: x[i : i + step]}) for i in range(0, len(x), step)]
+    return {n: np.concatenate([c[k] for c in chunks]) for k, n in enumerate(names)}

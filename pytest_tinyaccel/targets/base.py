@@ -1,0 +1,131 @@
+"""The target API: what a hardware team implements to plug its flow into the suite.
+
+A target builds a model for one dtype and mode into a folder (cached by content
+hash by the caller), then runs inputs through that build and returns outputs and
+a `Perf` record. It never imports pytest, and never another target module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..models import Model
+
+MODES = ("sw_emu", "hw_emu", "hw")
+"""sw_emu: functional simulation; hw_emu: cycle-approximate (adds timing and
+resources); hw: a real device (or the host CPU for the `cpu` target)."""
+
+RESOURCE_KEYS = ("Kernels", "Buffers", "Stream", "PLIO", "GMIO")
+"""The AI Engine resource columns of the profiling table, in order."""
+
+
+class TargetError(Exception):
+    """A build or run failed for a reason the user can act on (message says how)."""
+
+
+@dataclass
+class LayerPerf:
+    """Cost of one layer or kernel in the simulated (or measured) schedule."""
+
+    name: str
+    op: str
+    cycles: float | None = None
+    start: float | None = None
+    macs: int | None = None
+    kernel_count: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Perf:
+    """Timing and resources of one build; every figure measured or simulated."""
+
+    simulator: str
+    cycles: float | None = None
+    clock_hz: float | None = None
+    latency_ns: float | None = None
+    throughput: float | None = None
+    """Instances per second."""
+    resources: dict[str, int] = field(default_factory=dict)
+    efficiency: float | None = None
+    """Ideal cycles at peak MACs / simulated cycles."""
+    layers: list[LayerPerf] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Perf":
+        data = dict(data)
+        data["layers"] = [LayerPerf(**layer) for layer in data.get("layers", [])]
+        return cls(**data)
+
+
+@dataclass
+class Build:
+    """A finished build: its folder and what it was built from."""
+
+    model: "Model"
+    dtype: str
+    mode: str
+    onnx_path: Path
+    """The model the target executes: the float model for fp32, the quantized
+    (or author-supplied int8) model for int8."""
+    dir: Path
+    """The build's own folder inside the build cache; persistent across runs."""
+
+
+@dataclass
+class RunResult:
+    """What a target returns: the graph's outputs by name, and its perf record."""
+
+    outputs: dict[str, np.ndarray]
+    perf: Perf | None = None
+
+
+class Target:
+    """Base class of all targets. Subclass, set `name`/`modes`, implement `build`/`run`.
+
+    Settings come from `[tool.tinyaccel.targets.<name>]` in pyproject.toml and
+    reach `__init__` as keyword arguments; they are part of every cache key.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    """Bump when a change invalidates cached builds."""
+    modes: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+    default_tolerance: ClassVar[dict[str, dict[str, float]]] = {}
+    """Per-dtype default atol/rtol, for targets whose arithmetic cannot meet 1e-5."""
+
+    def __init__(self, **settings: Any) -> None:
+        if settings:
+            raise TargetError(
+                f"target {self.name!r} takes no settings, got {sorted(settings)}"
+            )
+        self.settings: dict[str, Any] = {}
+
+    def availability(self, mode: str) -> str | None:
+        """None if `mode` can run on this machine, else the reason (shown as a skip)."""
+        return None
+
+    def simulator(self, mode: str) -> str:
+        """Which simulator or device produces results for `mode` (report header)."""
+        return f"{self.name} {mode}"
+
+    def cache_settings(self, model: "Model", dtype: str, mode: str) -> dict[str, Any]:
+        """Everything besides model bytes and dtype that changes the build."""
+        return {"settings": self.settings, "options": model.target_options(self.name)}
+
+    def build(self, build: Build) -> None:
+        """Write everything execution needs into `build.dir` (empty, private)."""
+
+    def run(self, build: Build, inputs: dict[str, np.ndarray]) -> RunResult:
+        raise NotImplementedError
