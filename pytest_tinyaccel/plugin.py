@@ -1,1 +1,145 @@
 """pytest hooks, options and fixtures of pytest-tinyaccel (no logic lives here)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import hookspecs, report
+from .models import ManifestError
+from .session import Case, CaseView, Options, TinyaccelSession, environment
+from .targets.base import TargetError
+from .targets.registry import build_registry, entry_point_targets
+
+SESSION = pytest.StashKey[TinyaccelSession]()
+WORKER_KEY = "tinyaccel"
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tinyaccel", "pytest-tinyaccel: hardware regression testing of small neural networks")
+    group.addoption("--tinyaccel-target", "--target", dest="tinyaccel_target", action="append", default=[],
+                    metavar="SEL", help="run only these modes (sw_emu, hw_emu, hw), targets, or target:mode pairs; "
+                    "repeat or comma-separate (default: every mode of every target)")
+    group.addoption("--tinyaccel-dtype", dest="tinyaccel_dtype", action="append", default=[], metavar="DTYPE",
+                    help="run only these dtypes (fp32, int8); repeat or comma-separate")
+    group.addoption("--tinyaccel-update-golden", dest="tinyaccel_update_golden", action="store_true",
+                    help="(re)write the golden files of every model whose tests run, then check against them")
+    group.addoption("--tinyaccel-report", dest="tinyaccel_report", action="append", default=[], metavar="PATH",
+                    help="write the profiling table to PATH; format by suffix: .md, .json, .csv (repeatable)")
+    group.addoption("--tinyaccel-samples", dest="tinyaccel_samples", type=int, default=None, metavar="N",
+                    help="accuracy on the first N test samples (default: the manifest's `samples`, 1000)")
+    group.addoption("--tinyaccel-models", dest="tinyaccel_models", default=None, metavar="DIR",
+                    help="folder of model folders (default: ini tinyaccel_models, 'models')")
+    group.addoption("--tinyaccel-golden", dest="tinyaccel_golden", default=None, metavar="DIR",
+                    help="folder of golden folders (default: ini tinyaccel_golden, 'golden')")
+    parser.addini("tinyaccel_models", "folder of model folders, relative to the rootdir", default="models")
+    parser.addini("tinyaccel_golden", "folder of golden folders, relative to the rootdir", default="golden")
+
+
+def _split(values: list[str]) -> tuple[str, ...]:
+    return tuple(v for value in values for v in value.split(",") if v)
+
+
+def _target_settings(root: Path) -> dict[str, dict[str, Any]]:
+    pyproject = root / "pyproject.toml"
+    if not pyproject.is_file():
+        return {}
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise pytest.UsageError(f"{pyproject}: {exc}") from exc
+    return data.get("tool", {}).get("tinyaccel", {}).get("targets", {})
+
+
+def _path(config: pytest.Config, option: str) -> Path:
+    value = config.getoption(option)
+    return Path(value).resolve() if value else config.rootpath / config.getini(option)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    candidates: list[Any] = []
+    try:
+        candidates += entry_point_targets()
+        for found in config.hook.pytest_tinyaccel_targets(config=config):
+            candidates += list(found)
+        registry = build_registry(candidates, _target_settings(config.rootpath))
+    except TargetError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    for name, target in registry.items():
+        config.addinivalue_line("markers", f"{name}: tinyaccel cases that run on the {name} target")
+    config.addinivalue_line("markers", "tinyaccel_task(task): parametrize only over models of this task")
+    config.addinivalue_line("markers", "xdist_group(name): keep a model's cases on one pytest-xdist worker")
+    cache = config.cache.mkdir("tinyaccel") if config.cache is not None else config.rootpath / ".tinyaccel-cache"
+    options = Options(
+        models_dir=_path(config, "tinyaccel_models"), golden_dir=_path(config, "tinyaccel_golden"),
+        cache_dir=Path(cache), selection=_split(config.getoption("tinyaccel_target")),
+        dtypes=_split(config.getoption("tinyaccel_dtype")), samples=config.getoption("tinyaccel_samples"),
+        update_golden=config.getoption("tinyaccel_update_golden"))
+    config.stash[SESSION] = TinyaccelSession(options, registry)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    session = config.stash[SESSION]
+    return session.header_lines()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "tinyaccel_case" not in metafunc.fixturenames:
+        return
+    session = metafunc.config.stash[SESSION]
+    marker = metafunc.definition.get_closest_marker("tinyaccel_task")
+    try:
+        cases = session.cases(marker.args[0] if marker else None)
+    except ManifestError as exc:
+        raise pytest.Collector.CollectError(f"malformed model manifest: {exc}") from exc
+    params = [pytest.param(case, id=case.id, marks=[getattr(pytest.mark, case.target),
+                                                    pytest.mark.xdist_group(case.model.name)]
+                           + ([pytest.mark.skip(reason=reason)] if reason else []))
+              for case, reason in cases]
+    if not params:
+        params = [pytest.param(None, id="no-cases", marks=pytest.mark.skip(reason=session.no_cases_reason()))]
+    metafunc.parametrize("tinyaccel_case", params)
+
+
+@pytest.fixture
+def tinyaccel(request: pytest.FixtureRequest, tinyaccel_case: Case) -> CaseView:
+    """The current case: its outcome (outputs, perf), golden, and the standard checks."""
+    return CaseView(request.config.stash[SESSION], tinyaccel_case, request.node.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = session.config.stash.get(SESSION, None)
+    if state is None:
+        return
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput[WORKER_KEY] = state.export_state()
+        return
+    for path in session.config.getoption("tinyaccel_report"):
+        report.write_report(Path(path), list(state.rows.values()), environment(session.config.rootpath))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist controller: gather the rows a worker produced."""
+    state = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+    if state:
+        node.config.stash[SESSION].merge_state(state)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    state = config.stash.get(SESSION, None)
+    if state is None or hasattr(config, "workeroutput"):
+        return
+    lines = state.summary_lines(config.getoption("tinyaccel_report"))
+    if lines:
+        terminalreporter.write_sep("=", "tinyaccel profile")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -107,9 +107,7 @@ class Target:
 
     def __init__(self, **settings: Any) -> None:
         if settings:
-            raise TargetError(
-                f"target {self.name!r} takes no settings, got {sorted(settings)}"
-            )
+            raise TypeError(f"target {self.name!r} takes no settings, got {sorted(settings)}")
         self.settings: dict[str, Any] = {}
 
     def availability(self, mode: str) -> str | None:
@@ -129,3 +127,7 @@ class Target:
 
     def run(self, build: Build, inputs: dict[str, np.ndarray]) -> RunResult:
         raise NotImplementedError
+
+    def localize(self, build: Build, inputs: dict[str, np.ndarray], tolerance: dict[str, float]) -> str | None:
+        """After a golden mismatch: which layer diverged first, if the target can tell."""
+        return None

@@ -1,0 +1,90 @@
+"""Content-addressed build cache and atomic file writes.
+
+Safe when several pytest-xdist workers (or machines sharing the folder) want the
+same build at once: one builds under an exclusive file lock, the others wait and
+reuse it. A build is visible only once its `.complete` marker exists; a folder
+without one (a crash mid-build) is wiped and rebuilt. Builds happen in their
+final folder because some toolchains bake absolute paths into their output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+COMPLETE = ".complete"
+
+
+def content_key(parts: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of `parts` (everything that changes the product)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (flock) on `path`, created if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; it replaces `path` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+class BuildCache:
+    """Folders keyed by content hash under `root`; counts what it built and reused."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.built: list[str] = []
+        self.reused: list[str] = []
+
+    def get(self, kind: str, label: str, parts: dict[str, Any], produce: Callable[[Path], None]) -> Path:
+        """The folder for `parts`, running `produce(folder)` once if it is not complete yet."""
+        key = content_key({"kind": kind, **parts})
+        folder = self.root / kind / f"{label}-{key[:16]}"
+        if (folder / COMPLETE).exists():
+            self.reused.append(folder.name)
+            return folder
+        with file_lock(folder.with_name(folder.name + ".lock")):
+            if (folder / COMPLETE).exists():
+                self.reused.append(folder.name)
+                return folder
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            try:
+                produce(folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            atomic_write_text(folder / "key.json", json.dumps(parts, indent=1, sort_keys=True, default=str))
+            (folder / COMPLETE).touch()
+            self.built.append(folder.name)
+        return folder

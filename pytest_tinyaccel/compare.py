@@ -1,0 +1,55 @@
+"""Golden comparison with a diagnosis: enough to start debugging without a re-run."""
+
+from __future__ import annotations
+
+import numpy as np
+from tabulate import tabulate
+
+
+def describe_mismatch(name: str, obtained: np.ndarray, expected: np.ndarray,
+                      atol: float, rtol: float, worst: int = 5) -> str | None:
+    """None when `obtained` is np.allclose to `expected`; else what differs and where.
+
+    Integer tensors pass through the same rule, so with the default atol they
+    must match exactly (a 1-LSB error fails).
+    """
+    if obtained.shape != expected.shape:
+        return (f"output '{name}': shape {list(obtained.shape)} does not match the golden's "
+                f"{list(expected.shape)}")
+    got = obtained.astype(np.float64, copy=False)
+    exp = expected.astype(np.float64, copy=False)
+    abs_err = np.abs(got - exp)
+    bad = ~(abs_err <= atol + rtol * np.abs(exp))  # NaN compares False, so it counts as bad
+    count = int(bad.sum())
+    if count == 0:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_err = abs_err / np.abs(exp)
+    finite_abs = np.where(np.isnan(abs_err), np.inf, abs_err)
+    order = np.argsort(-finite_abs, axis=None, kind="stable")[:worst]
+    rows = []
+    for flat in order:
+        idx = np.unravel_index(flat, got.shape)
+        rows.append([list(map(int, idx)), f"{got[idx]:.7g}", f"{exp[idx]:.7g}",
+                     f"{abs_err[idx]:.3g}", f"{rel_err[idx]:.3g}"])
+    lines = [
+        f"output '{name}' differs from the ONNX Runtime golden (atol={atol:g}, rtol={rtol:g})",
+        f"  mismatched elements: {count} / {bad.size} ({100.0 * count / bad.size:.2f}%)",
+        f"  max abs error: {_maxfmt(abs_err)}   max rel error: {_maxfmt(rel_err)}",
+    ]
+    nan = int(np.isnan(got).sum())
+    if nan:
+        lines.append(f"  obtained holds {nan} NaN value(s)")
+    lines.append("  worst elements:")
+    table = tabulate(rows, headers=["index", "obtained", "expected", "abs err", "rel err"])
+    lines.extend("    " + line for line in table.splitlines())
+    return "\n".join(lines)
+
+
+def _maxfmt(err: np.ndarray) -> str:
+    finite = err[np.isfinite(err)]
+    if np.isnan(err).any():
+        return "nan"
+    if finite.size < err.size:
+        return "inf"
+    return f"{finite.max():.4g}"

@@ -1,0 +1,339 @@
+"""Static analysis of an ONNX graph for the cost models: shapes, MACs, tensor sizes, edges.
+
+Pure onnx + numpy (no ZigZag, no pytest). `prepare_model` makes the working copy
+every cost model uses:
+
+* `DequantizeLinear` nodes whose inputs are all initializers (weights stored as
+  int8 in a float model, as in the MLPerf Tiny KWS reference) are folded into
+  float initializers, so the graph is a plain float graph;
+* dynamic (symbolic or zero) dimensions of graph inputs/outputs are fixed to 1
+  (one inference instance), and shapes are re-inferred;
+* unnamed nodes are named `<op_type>_<index>` (the index in the graph's node list).
+
+The caller's model is never modified; everything happens on a copy in memory.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+MATRIX_OPS = ("Conv", "Gemm", "MatMul")
+"""Ops costed by ZigZag (the MAC-array layers)."""
+
+
+@dataclass
+class Node:
+    """One ONNX node with what the cost models need to know about it."""
+
+    name: str
+    op: str
+    inputs: list[str]
+    outputs: list[str]
+    index: int
+    attrs: dict[str, Any] = field(default_factory=dict)
+    macs: int = 0
+    weight_elems: int = 0
+    """Constant (initializer) operand elements: weights plus bias."""
+    input_elems: int = 0
+    """Elements of the non-constant inputs (activations)."""
+    output_elems: int = 0
+    group: int = 1
+    out_channels: int = 0
+    """K for Conv/Gemm/MatMul; channels of the first output otherwise (0 if unknown)."""
+    out_rows: int = 0
+    """Output rows (OY for Conv, D for Gemm/MatMul), the second split axis."""
+
+    @property
+    def is_matrix(self) -> bool:
+        return self.op in MATRIX_OPS
+
+    @property
+    def is_depthwise(self) -> bool:
+        return self.op == "Conv" and self.group > 1
+
+
+@dataclass
+class Graph:
+    """The prepared model and its nodes in topological (file) order."""
+
+    model: onnx.ModelProto
+    nodes: list[Node]
+    shapes: dict[str, list[int]]
+    initializers: set[str]
+    graph_inputs: list[str]
+    graph_outputs: list[str]
+
+    def producers(self) -> dict[str, str]:
+        """Tensor name -> name of the node producing it."""
+        return {out: n.name for n in self.nodes for out in n.outputs}
+
+    def predecessors(self, node: Node) -> list[str]:
+        prod = self.producers()
+        seen: list[str] = []
+        for t in node.inputs:
+            p = prod.get(t)
+            if p is not None and p not in seen:
+                seen.append(p)
+        return seen
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+
+def load_model(model: str | Path | bytes | onnx.ModelProto) -> tuple[onnx.ModelProto, bytes]:
+    """Return (a private copy of the model, its serialized bytes for hashing)."""
+    if isinstance(model, onnx.ModelProto):
+        data = model.SerializeToString()
+    elif isinstance(model, (bytes, bytearray)):
+        data = bytes(model)
+    else:
+        data = Path(model).read_bytes()
+    proto = onnx.ModelProto()
+    proto.ParseFromString(data)
+    return proto, data
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fold_constant_dequantize(model: onnx.ModelProto) -> None:
+    inits = {i.name: i for i in model.graph.initializer}
+    keep = []
+    new_inits = []
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and all(
+            (not name) or name in inits for name in node.input
+        ):
+            x = numpy_helper.to_array(inits[node.input[0]]).astype(np.float64)
+            scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+            zp = (
+                numpy_helper.to_array(inits[node.input[2]]).astype(np.float64)
+                if len(node.input) > 2 and node.input[2]
+                else np.zeros_like(scale)
+            )
+            axis = 1
+            for a in node.attribute:
+                if a.name == "axis":
+                    axis = a.i
+            if scale.ndim == 1 and scale.size > 1:
+                shape = [1] * x.ndim
+                shape[axis % x.ndim] = scale.size
+                scale = scale.reshape(shape)
+                zp = zp.reshape(shape)
+            y = ((x - zp) * scale).astype(np.float32)
+            new_inits.append(numpy_helper.from_array(y, node.output[0]))
+        else:
+            keep.append(node)
+    if new_inits:
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+        model.graph.initializer.extend(new_inits)
+        # drop now-unused quantized initializers
+        used = {i for n in model.graph.node for i in n.input}
+        kept_inits = [i for i in model.graph.initializer if i.name in used]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(kept_inits)
+        init_names = {i.name for i in kept_inits}
+        kept_inputs = [i for i in model.graph.input if i.name in used or i.name not in init_names]
+        del model.graph.input[:]
+        model.graph.input.extend(kept_inputs)
+
+
+def _fix_batch(model: onnx.ModelProto) -> None:
+    inits = {i.name for i in model.graph.initializer}
+    for vi in list(model.graph.input) + list(model.graph.output):
+        if vi.name in inits:
+            continue
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_param") or d.dim_value <= 0:
+                d.Clear()
+                d.dim_value = 1
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        if isinstance(v, (list, tuple)):
+            v = list(v)
+        out[a.name] = v
+    return out
+
+
+def _shape_of(vi: onnx.ValueInfoProto) -> list[int] | None:
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    dims = []
+    for d in t.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        else:
+            return None
+    return dims
+
+
+def prepare_model(model: str | Path | bytes | onnx.ModelProto) -> tuple[Graph, str]:
+    """Copy, fold constant DequantizeLinear, fix batch to 1, infer shapes, analyse.
+
+    Returns the `Graph` and the sha256 of the *original* model bytes.
+    """
+    proto, data = load_model(model)
+    digest = sha256_bytes(data)
+    _fold_constant_dequantize(proto)
+    _fix_batch(proto)
+    del proto.graph.value_info[:]
+    for i, node in enumerate(proto.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+    proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+    return analyse(proto), digest
+
+
+def analyse(proto: onnx.ModelProto) -> Graph:
+    shapes: dict[str, list[int]] = {}
+    for vi in list(proto.graph.input) + list(proto.graph.output) + list(proto.graph.value_info):
+        s = _shape_of(vi)
+        if s is not None:
+            shapes[vi.name] = s
+    initializers = {i.name for i in proto.graph.initializer}
+    for init in proto.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    graph_inputs = [i.name for i in proto.graph.input if i.name not in initializers]
+    graph_outputs = [o.name for o in proto.graph.output]
+
+    def elems(name: str) -> int:
+        s = shapes.get(name)
+        return int(math.prod(s)) if s is not None else 0
+
+    nodes: list[Node] = []
+    for index, nd in enumerate(proto.graph.node):
+        attrs = _attrs(nd)
+        n = Node(
+            name=nd.name,
+            op=nd.op_type,
+            inputs=[i for i in nd.input],
+            outputs=[o for o in nd.output],
+            index=index,
+            attrs=attrs,
+        )
+        const_in = [i for i in nd.input if i and i in initializers]
+        act_in = [i for i in nd.input if i and i not in initializers]
+        n.weight_elems = sum(elems(i) for i in const_in)
+        n.input_elems = sum(elems(i) for i in act_in)
+        n.output_elems = sum(elems(o) for o in nd.output if o)
+        out_shape = shapes.get(nd.output[0]) if nd.output else None
+        if nd.op_type == "Conv":
+            w = shapes.get(nd.input[1], [])
+            n.group = int(attrs.get("group", 1))
+            if out_shape and len(w) >= 3:
+                k, c_per_group = w[0], w[1]
+                window = int(math.prod(w[2:]))
+                n.macs = int(math.prod(out_shape)) * c_per_group * window
+                n.out_channels = int(k)
+                n.out_rows = int(out_shape[2]) if len(out_shape) > 2 else 1
+        elif nd.op_type in ("Gemm", "MatMul"):
+            a = shapes.get(nd.input[0])
+            if out_shape and a:
+                trans_a = int(attrs.get("transA", 0)) if nd.op_type == "Gemm" else 0
+                c = a[-2] if trans_a else a[-1]
+                n.macs = int(math.prod(out_shape)) * int(c)
+                n.out_channels = int(out_shape[-1])
+                n.out_rows = int(math.prod(out_shape[:-1])) if len(out_shape) > 1 else 1
+        elif out_shape:
+            n.out_channels = int(out_shape[1]) if len(out_shape) > 1 else int(out_shape[0])
+            n.out_rows = int(out_shape[2]) if len(out_shape) > 2 else 1
+        nodes.append(n)
+    return Graph(
+        model=proto,
+        nodes=nodes,
+        shapes=shapes,
+        initializers=initializers,
+        graph_inputs=graph_inputs,
+        graph_outputs=graph_outputs,
+    )
+
+
+def zigzag_model(graph: Graph, precision: dict[str, int]) -> onnx.ModelProto:
+    """A copy of the prepared model ready for ZigZag's ONNX parser.
+
+    * every Conv/Gemm/MatMul gets `weight_size`/`act_size`/`output_size`
+      attributes (ZigZag's per-node precision, in bits);
+    * Conv attributes are given in ZigZag's axis order: its parser pairs
+      `kernel_shape[0]`, `strides[0]`, `dilations[0]` and `pads[0]/pads[2]` with the
+      *last* (width, X) axis, whereas ONNX lists height first. For square kernels
+      this changes nothing; for e.g. the 10x4 first conv of the KWS model it keeps
+      ZigZag's input/output/padding relation consistent. A missing `kernel_shape`
+      is taken from the weight shape.
+    """
+    proto = copy.deepcopy(graph.model)
+    sizes = {
+        "weight_size": int(precision["weight"]),
+        "act_size": int(precision["act"]),
+        "output_size": int(precision["output"]),
+    }
+    for nd in proto.graph.node:
+        if nd.op_type not in MATRIX_OPS:
+            continue
+        existing = {a.name for a in nd.attribute}
+        for key, value in sizes.items():
+            if key in existing:
+                for a in nd.attribute:
+                    if a.name == key:
+                        a.i = value
+            else:
+                nd.attribute.append(helper.make_attribute(key, value))
+        if nd.op_type != "Conv":
+            continue
+        attrs = _attrs(nd)
+        w = graph.shapes.get(nd.input[1], [])
+        kernel = list(attrs.get("kernel_shape", w[2:4] if len(w) >= 4 else []))
+        if len(kernel) != 2:
+            continue  # 1-D/3-D conv: leave as is (ZigZag supports 2-D only)
+        strides = list(attrs.get("strides", [1, 1]))
+        dilations = list(attrs.get("dilations", [1, 1]))
+        pads = list(attrs.get("pads", [0, 0, 0, 0]))
+        auto_pad = attrs.get("auto_pad", "NOTSET")
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            in_shape = graph.shapes.get(nd.input[0], [])
+            out_shape = graph.shapes.get(nd.output[0], [])
+            pads = [0, 0, 0, 0]
+            if len(in_shape) == 4 and len(out_shape) == 4:
+                for ax in range(2):
+                    total = max(
+                        (out_shape[2 + ax] - 1) * strides[ax]
+                        + (kernel[ax] - 1) * dilations[ax]
+                        + 1
+                        - in_shape[2 + ax],
+                        0,
+                    )
+                    small, big = total // 2, total - total // 2
+                    begin, end = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+                    pads[ax], pads[2 + ax] = begin, end
+        new = {
+            "kernel_shape": [kernel[1], kernel[0]],
+            "strides": [strides[1], strides[0]],
+            "dilations": [dilations[1], dilations[0]],
+            "pads": [pads[1], pads[0], pads[3], pads[2]],
+        }
+        kept = [a for a in nd.attribute if a.name not in (*new.keys(), "auto_pad")]
+        del nd.attribute[:]
+        nd.attribute.extend(kept)
+        for key, value in new.items():
+            nd.attribute.append(helper.make_attribute(key, value))
+    return proto

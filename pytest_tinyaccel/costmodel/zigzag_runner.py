@@ -1,0 +1,366 @@
+"""Per-layer cycles from ZigZag (zigzag-dse 3.9.1), cached on disk.
+
+`run_zigzag(model, hardware, dtype, cache_dir)` costs every Conv/Gemm/MatMul
+layer of a float ONNX model on one of the hardware descriptions shipped in
+`hardware/` and returns a `ZigZagResult` whose `layers` are keyed by ONNX node
+name. The precision comes from the hardware file's `tinyaccel.precision_bits`
+(int8: 8-bit weights/activations, 32-bit partial sums; fp32: 32 bits
+throughout), set as ZigZag's per-node `weight_size/act_size/output_size`
+attributes on an in-memory copy of the model.
+
+The ZigZag pipeline is built here, stage by stage, so that nothing is written
+to disk (ZigZag's high-level API dumps results under `outputs/`):
+
+    parse workload (ZigZag's ONNX parser, mapping given in memory)
+    -> parse accelerator (ZigZag's validator + factory, data given in memory)
+    -> SumStage -> WorkloadStage -> MinimalLatencyStage
+    -> SpatialMappingGeneratorStage -> MinimalLatencyStage
+    -> TemporalMappingGeneratorStage (LOMA, lpf limit 3) -> cost model
+
+The two parser stages and the cost-model stage are thin subclasses of ZigZag's
+own (in-memory inputs; the cost model receives the hardware file's
+`cycles_per_op`, ZigZag's own knob for operations that take more than one
+cycle, used for the AIE-ML's emulated fp32). Per layer, `cycles` is ZigZag's
+`latency_total2` (compute incl. memory stalls + initial on-loading + final
+off-loading + systolic drain), `ideal_cycles` its `ideal_cycle` (MACs at full
+array use).
+
+Results are cached as JSON in `cache_dir` under a key made of the model's
+sha256, the hardware file's sha256, the ZigZag version, the dtype and this
+module's schema version; writes are atomic (temp file + os.replace), so
+concurrent workers (pytest-xdist) at worst compute the same result twice.
+
+ZigZag is imported lazily, inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from . import graph as graph_mod
+from .hardware import Hardware, load_hardware
+
+ZIGZAG_VERSION = "3.9.1"
+INSTALL_HINT = "pip install 'pytest-tinyaccel[zigzag]'"
+SCHEMA = 1
+"""Bump when the cached JSON's meaning changes."""
+
+LOMA_LPF_LIMIT = 3
+NB_SPATIAL_MAPPINGS = 1
+
+
+def zigzag_unavailable() -> str | None:
+    """None if ZigZag can be used here, else why not (with the install command).
+
+    Cheap: looks the packages up without importing ZigZag (which pulls sympy,
+    pandas, matplotlib: about 2 s).
+    """
+    return _zigzag_unavailable()
+
+
+@lru_cache(maxsize=1)
+def _zigzag_unavailable() -> str | None:
+    if importlib.util.find_spec("zigzag") is None:
+        return f"ZigZag (zigzag-dse) is not installed: {INSTALL_HINT}"
+    if importlib.util.find_spec("six") is None:
+        return f"ZigZag needs the undeclared dependency 'six', which is missing: {INSTALL_HINT}"
+    try:
+        version = metadata.version("zigzag-dse")
+    except metadata.PackageNotFoundError:
+        return f"a 'zigzag' module is importable but zigzag-dse is not installed: {INSTALL_HINT}"
+    if version != ZIGZAG_VERSION:
+        return (
+            f"zigzag-dse {version} is installed; the cost model is written for "
+            f"{ZIGZAG_VERSION}: {INSTALL_HINT}"
+        )
+    return None
+
+
+class ZigZagUnavailable(RuntimeError):
+    """ZigZag cannot be imported; the message has the install command."""
+
+
+@dataclass
+class LayerCost:
+    """ZigZag's result for one layer."""
+
+    name: str
+    op: str
+    cycles: float
+    ideal_cycles: float
+    macs: int
+    spatial_utilization: float
+    spatial_mapping: str = ""
+    temporal_mapping: str = ""
+
+
+@dataclass
+class ZigZagResult:
+    """Per-layer costs of one (model, hardware, dtype), keyed by ONNX node name."""
+
+    layers: dict[str, LayerCost]
+    key: dict[str, Any]
+    elapsed_s: float
+    """Wall time of the ZigZag run that produced the result (cold)."""
+    cached: bool = False
+    """True when this call was served from the on-disk cache."""
+    lookup_s: float = 0.0
+    """Wall time of this call (the cache lookup when cached)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_cycles(self) -> float:
+        return float(sum(layer.cycles for layer in self.layers.values()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "key": self.key,
+            "elapsed_s": self.elapsed_s,
+            "layers": [asdict(layer) for layer in self.layers.values()],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ZigZagResult":
+        layers = {d["name"]: LayerCost(**d) for d in data["layers"]}
+        return cls(layers=layers, key=data["key"], elapsed_s=float(data["elapsed_s"]))
+
+
+def cache_key(model_sha256: str, hardware: Hardware, dtype: str) -> dict[str, Any]:
+    return {
+        "model_sha256": model_sha256,
+        "hardware_sha256": hardware.sha256,
+        "hardware": hardware.name,
+        "zigzag_version": ZIGZAG_VERSION,
+        "dtype": dtype,
+        "schema": SCHEMA,
+        "loma_lpf_limit": LOMA_LPF_LIMIT,
+        "nb_mappings_generated": NB_SPATIAL_MAPPINGS,
+    }
+
+
+def _cache_file(cache_dir: Path, key: dict[str, Any]) -> Path:
+    digest = graph_mod.sha256_bytes(json.dumps(key, sort_keys=True).encode())
+    return cache_dir / f"zigzag-{digest[:32]}.json"
+
+
+def _atomic_write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def run_zigzag(
+    model: str | Path | bytes | onnx.ModelProto,
+    hardware: str | Path | Hardware,
+    dtype: str,
+    cache_dir: str | Path | None = None,
+    *,
+    prepared: "graph_mod.Graph | None" = None,
+    model_sha256: str | None = None,
+) -> ZigZagResult:
+    """Cost every Conv/Gemm/MatMul layer of `model` on `hardware` with ZigZag.
+
+    `model` is the float ONNX model (path, bytes or ModelProto). `dtype` is part
+    of the cache key and must match the hardware file's `tinyaccel.dtype`.
+    With `cache_dir`, a result computed before for the same key is returned
+    without running (or importing) ZigZag. `prepared`/`model_sha256` let a caller
+    that already ran `graph.prepare_model` skip doing it again.
+    """
+    t0 = time.perf_counter()
+    hw = hardware if isinstance(hardware, Hardware) else load_hardware(hardware)
+    if hw.dtype != dtype:
+        raise ValueError(f"hardware {hw.name!r} describes dtype {hw.dtype!r}, not {dtype!r}")
+    if prepared is None or model_sha256 is None:
+        prepared, model_sha256 = graph_mod.prepare_model(model)
+    key = cache_key(model_sha256, hw, dtype)
+    path = _cache_file(Path(cache_dir), key) if cache_dir is not None else None
+    if path is not None and path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("schema") == SCHEMA and data.get("key") == key:
+                result = ZigZagResult.from_json(data)
+                result.cached = True
+                result.lookup_s = time.perf_counter() - t0
+                return result
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # unreadable or stale: recompute and overwrite
+    layers = _evaluate(prepared, hw)
+    elapsed = time.perf_counter() - t0
+    result = ZigZagResult(layers=layers, key=key, elapsed_s=elapsed, lookup_s=elapsed)
+    if path is not None:
+        _atomic_write_json(path, result.to_json())
+    return result
+
+
+def _mapping_data(prepared: "graph_mod.Graph", hw: Hardware) -> list[dict[str, Any]]:
+    """ZigZag mapping entries (by node name for depthwise/grouped convs)."""
+    dense = {dim: list(dims) for dim, dims in hw.mapping["dense"].items()}
+    depthwise = {dim: list(dims) for dim, dims in hw.mapping["depthwise"].items()}
+    links = {"O": "O", "W": "I2", "I": "I1"}
+    entries: list[dict[str, Any]] = [
+        {"name": "default", "spatial_mapping_hint": dense, "memory_operand_links": links}
+    ]
+    for node in prepared.nodes:
+        if node.is_depthwise:
+            entries.append(
+                {"name": node.name, "spatial_mapping_hint": depthwise, "memory_operand_links": links}
+            )
+    return entries
+
+
+def _import_zigzag():
+    reason = zigzag_unavailable()
+    if reason:
+        raise ZigZagUnavailable(reason)
+    # ZigZag logs every layer/mapping at INFO and warns for each unmapped op type.
+    logging.getLogger("zigzag").setLevel(logging.ERROR)
+    from zigzag.cost_model.cost_model import CostModelEvaluation
+    from zigzag.parser.accelerator_factory import AcceleratorFactory
+    from zigzag.parser.accelerator_validator import AcceleratorValidator
+    from zigzag.parser.mapping_validator import MappingValidator
+    from zigzag.parser.onnx.onnx_model_parser import ONNXModelParser
+    from zigzag.stages.evaluation.cost_model_evaluation import CostModelStage
+    from zigzag.stages.main import MainStage
+    from zigzag.stages.mapping.spatial_mapping_generation import SpatialMappingGeneratorStage
+    from zigzag.stages.mapping.temporal_mapping_generator_stage import TemporalMappingGeneratorStage
+    from zigzag.stages.parser.accelerator_parser import AcceleratorParserStage
+    from zigzag.stages.parser.onnx_model_parser import ONNXModelParserStage
+    from zigzag.stages.results.reduce_stages import MinimalLatencyStage, SumStage
+    from zigzag.stages.workload_iterator import WorkloadStage
+    from zigzag.mapping.temporal_mapping import TemporalMappingType
+
+    class InMemoryONNXParser(ONNXModelParser):
+        """ZigZag's ONNX parser with the mapping given as data instead of a yaml path."""
+
+        def __init__(self, onnx_model: onnx.ModelProto, mapping_data: list[dict[str, Any]]):
+            self.onnx_model = onnx_model
+            self.workload = None
+            self.mapping_yaml_path = "<memory>.yaml"
+            validator = MappingValidator(mapping_data)
+            self.mapping_data = validator.normalized_data
+            if not validator.validate():
+                raise ValueError(f"invalid ZigZag mapping: {mapping_data!r}")
+
+        def run(self):
+            return self.parse_workload_from_onnx_model_and_mapping()
+
+    class InMemoryONNXModelParserStage(ONNXModelParserStage):
+        def __init__(self, list_of_callables, *, workload, mapping, **kwargs):  # noqa: ANN001
+            super(ONNXModelParserStage, self).__init__(list_of_callables, **kwargs)
+            self.onnx_model_parser = InMemoryONNXParser(workload, mapping)
+
+    class InMemoryAcceleratorParserStage(AcceleratorParserStage):
+        def __init__(self, list_of_callables, *, accelerator, **kwargs):  # noqa: ANN001
+            super(AcceleratorParserStage, self).__init__(list_of_callables, **kwargs)
+            self.accelerator_data = accelerator
+
+        def run(self):
+            validator = AcceleratorValidator(copy.deepcopy(self.accelerator_data))
+            data = validator.normalized_data
+            if not validator.validate():
+                raise ValueError(f"invalid ZigZag accelerator: {validator.validator.errors}")
+            accelerator = AcceleratorFactory(data).create()
+            sub_stage = self.list_of_callables[0](
+                self.list_of_callables[1:], accelerator=accelerator, **self.kwargs
+            )
+            yield from sub_stage.run()
+
+    class CyclesPerOpCostModelStage(CostModelStage):
+        def __init__(self, list_of_callables, *, cycles_per_op: float = 1.0, **kwargs):  # noqa: ANN001
+            super().__init__(list_of_callables, **kwargs)
+            self.cycles_per_op = float(cycles_per_op)
+
+        def run(self):
+            cme = CostModelEvaluation(
+                accelerator=self.accelerator,
+                layer=self.layer,
+                spatial_mapping=self.spatial_mapping,
+                spatial_mapping_int=self.spatial_mapping_int,
+                temporal_mapping=self.temporal_mapping,
+                access_same_data_considered_as_no_access=self.access_same_data_considered_as_no_access,
+                cycles_per_op=self.cycles_per_op,
+            )
+            yield cme, None
+
+    return {
+        "MainStage": MainStage,
+        "stages": [
+            InMemoryONNXModelParserStage,
+            InMemoryAcceleratorParserStage,
+            SumStage,
+            WorkloadStage,
+            MinimalLatencyStage,
+            SpatialMappingGeneratorStage,
+            MinimalLatencyStage,
+            TemporalMappingGeneratorStage,
+            CyclesPerOpCostModelStage,
+        ],
+        "TemporalMappingType": TemporalMappingType,
+    }
+
+
+def _evaluate(prepared: "graph_mod.Graph", hw: Hardware) -> dict[str, LayerCost]:
+    z = _import_zigzag()
+    matrix = [n for n in prepared.nodes if n.is_matrix]
+    if not matrix:
+        return {}
+    model = graph_mod.zigzag_model(prepared, hw.precision_bits)
+    main = z["MainStage"](
+        list_of_callables=z["stages"],
+        accelerator=hw.zigzag_data,
+        workload=model,
+        mapping=_mapping_data(prepared, hw),
+        loma_lpf_limit=LOMA_LPF_LIMIT,
+        loma_show_progress_bar=False,
+        nb_mappings_generated=NB_SPATIAL_MAPPINGS,
+        enable_mix_spatial_mapping_generation=bool(hw.mapping.get("mix_spatial", False)),
+        access_same_data_considered_as_no_access=True,
+        temporal_mapping_type=z["TemporalMappingType"]("uneven"),
+        cycles_per_op=hw.cycles_per_op,
+    )
+    answers = main.run()
+    by_name = {n.name: n for n in matrix}
+    layers: dict[str, LayerCost] = {}
+    for _total, per_layer in answers:
+        for cme, _extra in per_layer:
+            name = cme.layer.name
+            node = by_name.get(name)
+            macs = int(cme.layer.total_mac_count)
+            layers[name] = LayerCost(
+                name=name,
+                op=node.op if node else str(cme.layer.type),
+                cycles=float(cme.latency_total2),
+                ideal_cycles=float(cme.ideal_cycle),
+                macs=macs,
+                spatial_utilization=float(cme.mac_spatial_utilization),
+                spatial_mapping=str(cme.layer.spatial_mapping),
+                temporal_mapping=str(cme.temporal_mapping),
+            )
+    missing = [n.name for n in matrix if n.name not in layers]
+    if missing:
+        raise RuntimeError(f"ZigZag returned no cost for layers {missing}")
+    # keep graph order
+    return {n.name: layers[n.name] for n in matrix}

@@ -1,0 +1,288 @@
+"""NumPy kernels of the emulator: convolution, pooling, rounding and requantization.
+
+Every kernel works on the whole batch at once. Convolutions are im2col + one
+matrix product (in sample chunks, so the column buffer stays small); depthwise
+convolutions and pooling loop over the kernel taps only (9 iterations for a
+3x3 kernel), each step a vectorized operation over samples, channels and
+pixels.
+
+Integer arithmetic: quantized operands minus their zero points are exact small
+integers. Matrix products of them are computed with float64 BLAS: every
+product is below 2^15 and every partial sum below 2^53, so the float64 result
+IS the exact integer accumulator (what an int32 accumulator on the hardware
+holds, as long as it does not overflow, which int8 layers of this size cannot).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+Rounding = Literal["half_even", "half_away"]
+ROUNDING_MODES: tuple[str, ...] = ("half_even", "half_away")
+
+_CHUNK_BYTES = 32 * 1024 * 1024
+"""Budget for one im2col column buffer; bigger batches are processed in sample chunks."""
+
+
+# --------------------------------------------------------------------------- rounding
+
+
+def round_to_int(x: np.ndarray, rounding: str) -> np.ndarray:
+    """Round to the nearest integer, ties per `rounding`; same float dtype out.
+
+    half_even is what ONNX Runtime (x86 cvtps2dq, nearbyintf) does; half_away
+    is the other common hardware choice, used to inject faults.
+    """
+    if rounding == "half_even":
+        return np.rint(x)
+    if rounding == "half_away":
+        # In float64 so that x + 0.5 is exact for every float32 x.
+        x64 = x.astype(np.float64)
+        return np.trunc(x64 + np.copysign(0.5, x64)).astype(x.dtype)
+    raise ValueError(f"unknown rounding {rounding!r}; use one of {ROUNDING_MODES}")
+
+
+def saturate(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Clip integer-valued floats to the range of `dtype` and cast (saturation)."""
+    info = np.iinfo(dtype)
+    return np.clip(values, info.min, info.max).astype(dtype)
+
+
+def requantize(acc: np.ndarray, scale: np.ndarray, zero_point: int, dtype: np.dtype, rounding: str) -> np.ndarray:
+    """clip(round(float32(acc) * scale) + zp): MLAS's requantization of int32 accumulators.
+
+    `scale` is float32 (a scalar or per output channel, already shaped to
+    broadcast against `acc`); the multiply is a float32 multiply as in MLAS.
+    """
+    value = acc.astype(np.float32) * scale
+    return saturate(round_to_int(value, rounding) + np.float32(zero_point), dtype)
+
+
+def quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, dtype: np.dtype, rounding: str) -> np.ndarray:
+    """QuantizeLinear as MLAS computes it: float32 x / scale, round, add zero point, saturate."""
+    q = round_to_int(x.astype(np.float32) / scale, rounding)
+    return saturate(q + zero_point.astype(np.float32), dtype)
+
+
+def dequantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray) -> np.ndarray:
+    """DequantizeLinear: float32(x - zp) * scale, the subtraction in integers."""
+    return (x.astype(np.int64) - zero_point.astype(np.int64)).astype(np.float32) * scale
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def pool_output_size(size: int, kernel: int, stride: int, dilation: int, pad_begin: int, pad_end: int, ceil_mode: bool) -> int:
+    """Output length of a convolution/pooling window along one axis (ONNX formula)."""
+    span = (kernel - 1) * dilation + 1
+    num = size + pad_begin + pad_end - span
+    if ceil_mode:
+        out = -(-num // stride) + 1
+        # The last window must start inside the input or the begin padding.
+        if (out - 1) * stride >= size + pad_begin:
+            out -= 1
+        return out
+    return num // stride + 1
+
+
+def same_pads(size: int, kernel: int, stride: int, dilation: int, upper: bool) -> tuple[int, int]:
+    """auto_pad SAME_UPPER / SAME_LOWER padding for one axis."""
+    out = -(-size // stride)
+    total = max(0, (out - 1) * stride + (kernel - 1) * dilation + 1 - size)
+    small, large = total // 2, total - total // 2
+    return (small, large) if upper else (large, small)
+
+
+def _taps(xp: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int], out_hw: Sequence[int]):
+    """Yield (kh, kw, strided view) for every kernel tap of a padded NCHW tensor."""
+    (kh_n, kw_n), (sh, sw), (dh, dw), (oh, ow) = kernel, strides, dilations, out_hw
+    for i in range(kh_n):
+        for j in range(kw_n):
+            yield i, j, xp[:, :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw]
+
+
+def pad_nchw(x: np.ndarray, pads: Sequence[int], value: float | int = 0, extra_end: Sequence[int] = (0, 0)) -> np.ndarray:
+    """Pad the two spatial axes; `pads` = [top, left, bottom, right] (ONNX order)."""
+    top, left, bottom, right = pads
+    bottom, right = bottom + extra_end[0], right + extra_end[1]
+    if not (top or left or bottom or right):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+def conv2d(
+    x: np.ndarray,
+    w: np.ndarray,
+    strides: Sequence[int],
+    pads: Sequence[int],
+    dilations: Sequence[int],
+    group: int,
+    acc_dtype: type[np.floating] | type[np.integer],
+) -> np.ndarray:
+    """2-D convolution of NCHW `x` with MCHW `w` (no bias), accumulated in `acc_dtype`.
+
+    `x` and `w` must already be in `acc_dtype` (float32 for float models, float64
+    for exact integer accumulation, int32 for depthwise integer taps). Zero
+    padding: for quantized inputs the caller subtracts the zero point first, so
+    0 stands for the real value 0 as QLinearConv requires.
+    """
+    n, c, h, wd = x.shape
+    m, cg, kh, kw = w.shape
+    oh = pool_output_size(h, kh, strides[0], dilations[0], pads[0], pads[2], False)
+    ow = pool_output_size(wd, kw, strides[1], dilations[1], pads[1], pads[3], False)
+    xp = pad_nchw(x, pads)
+    if group > 1 and cg == 1:
+        return _depthwise(xp, w, strides, dilations, (oh, ow), c, m)
+    mg = m // group
+    k = cg * kh * kw
+    # im2col windows as a strided view: (N, C, OH, OW, KH, KW).
+    win = sliding_window_view(xp, ((kh - 1) * dilations[0] + 1, (kw - 1) * dilations[1] + 1), axis=(2, 3))
+    win = win[:, :, :: strides[0], :: strides[1], :: dilations[0], :: dilations[1]][:, :, :oh, :ow]
+    out = np.empty((n, m, oh, ow), dtype=acc_dtype)
+    step = max(1, _CHUNK_BYTES // max(1, oh * ow * c * kh * kw * np.dtype(acc_dtype).itemsize))
+    if group == 1:
+        wmat = w.reshape(m, k).T
+        for s in range(0, n, step):
+            part = win[s : s + step]
+            cols = part.transpose(0, 2, 3, 1, 4, 5).reshape(-1, k)
+            res = cols @ wmat
+            out[s : s + step] = res.reshape(part.shape[0], oh, ow, m).transpose(0, 3, 1, 2)
+        return out
+    wg = w.reshape(group, mg, k).transpose(0, 2, 1)
+    for s in range(0, n, step):
+        part = win[s : s + step]
+        nb = part.shape[0]
+        cols = part.reshape(nb, group, cg, oh, ow, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6).reshape(group, nb * oh * ow, k)
+        res = np.matmul(cols, wg)  # (G, NB*OH*OW, MG)
+        out[s : s + step] = res.reshape(group, nb, oh, ow, mg).transpose(1, 0, 4, 2, 3).reshape(nb, m, oh, ow)
+    return out
+
+
+def _depthwise(xp: np.ndarray, w: np.ndarray, strides, dilations, out_hw, c: int, m: int) -> np.ndarray:
+    """Depthwise (one input channel per group) convolution as a loop over kernel taps."""
+    mult = m // c
+    if mult > 1:
+        xp = np.repeat(xp, mult, axis=1)
+    kh, kw = w.shape[2:]
+    out = np.zeros((xp.shape[0], m, *out_hw), dtype=np.result_type(xp.dtype, w.dtype))
+    for i, j, tap in _taps(xp, (kh, kw), strides, dilations, out_hw):
+        out += tap * w[:, 0, i, j][None, :, None, None]
+    return out
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def pool2d(
+    x: np.ndarray,
+    kind: Literal["max", "avg"],
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    pads: Sequence[int],
+    dilations: Sequence[int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+) -> np.ndarray:
+    """Max or average pooling of NCHW `x` (float: in its dtype; ints: max only).
+
+    Average pooling sums the taps in row-major kernel order in the input's
+    float dtype, then divides by the count, like ONNX Runtime's reference loops.
+    """
+    h, wd = x.shape[2:]
+    oh = pool_output_size(h, kernel[0], strides[0], dilations[0], pads[0], pads[2], ceil_mode)
+    ow = pool_output_size(wd, kernel[1], strides[1], dilations[1], pads[1], pads[3], ceil_mode)
+    # Extra end padding so that ceil-mode windows stay in bounds.
+    need_h = (oh - 1) * strides[0] + (kernel[0] - 1) * dilations[0] + 1
+    need_w = (ow - 1) * strides[1] + (kernel[1] - 1) * dilations[1] + 1
+    extra = (max(0, need_h - (h + pads[0] + pads[2])), max(0, need_w - (wd + pads[1] + pads[3])))
+    if kind == "max":
+        low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        xp = pad_nchw(x, pads, low, extra)
+        out = None
+        for _, _, tap in _taps(xp, kernel, strides, dilations, (oh, ow)):
+            out = tap.copy() if out is None else np.maximum(out, tap, out=out)
+        return out
+    xp = pad_nchw(x, pads, 0, extra)
+    total = np.zeros((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
+    for _, _, tap in _taps(xp, kernel, strides, dilations, (oh, ow)):
+        total += tap
+    # Count per output position: taps inside the input (or inside input+pads).
+    ones = np.zeros((1, 1, h + pads[0] + pads[2] + extra[0], wd + pads[1] + pads[3] + extra[1]), dtype=np.float32)
+    if count_include_pad:
+        ones[:, :, : h + pads[0] + pads[2], : wd + pads[1] + pads[3]] = 1
+    else:
+        ones[:, :, pads[0] : pads[0] + h, pads[1] : pads[1] + wd] = 1
+    count = np.zeros((1, 1, oh, ow), dtype=np.float32)
+    for _, _, tap in _taps(ones, kernel, strides, dilations, (oh, ow)):
+        count += tap
+    return total / count.astype(x.dtype)
+
+
+# --------------------------------------------------------------------------- float helpers
+
+
+def softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """Numerically stable softmax along `axis`."""
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function without overflow for large |x|."""
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1 / (1 + np.exp(-x[pos]))
+    e = np.exp(x[~pos])
+    out[~pos] = e / (1 + e)
+    return out
+
+
+_LOGISTIC = tuple(
+    np.float32(v)
+    for v in (
+        4.37031012579801e-11, 1.15627324459942e-07, 6.08574864600143e-05, 8.51377133304701e-03, 2.48287947061529e-01,
+        6.10247389755681e-13, 5.76102136993427e-09, 6.29106785017040e-06, 1.70198817374094e-03, 1.16817656904453e-01,
+        9.93151921023180e-01,
+    )
+)
+
+
+def logistic_mlas(x: np.ndarray) -> np.ndarray:
+    """ONNX Runtime's (MLAS/Eigen) rational approximation of the logistic function, float32.
+
+    QLinearSigmoid builds its 256-entry table with this approximation, not the
+    exact function; using the same polynomial keeps the table entries equal.
+    Multiply-adds are done as fused (one rounding) via float64, like the FMA3 kernel.
+    """
+    a9, a7, a5, a3, a1, b10, b8, b6, b4, b2, b0 = _LOGISTIC
+    v = np.clip(x.astype(np.float32), np.float32(-18), np.float32(18))
+    v2 = (v * v).astype(np.float32)
+
+    def fma(a: np.ndarray, b: np.ndarray | np.float32, c: np.float32) -> np.ndarray:
+        return (a.astype(np.float64) * np.float64(b) + np.float64(c)).astype(np.float32)
+
+    p = fma(v2, a9, a7)
+    p = fma(p, v2, a5)
+    p = fma(p, v2, a3)
+    p = fma(p, v2, a1)
+    p = (p * v).astype(np.float32)
+    q = fma(v2, b10, b8)
+    q = fma(q, v2, b6)
+    q = fma(q, v2, b4)
+    q = fma(q, v2, b2)
+    q = fma(q, v2, b0)
+    return np.clip(p / q + np.float32(0.5), np.float32(0), np.float32(1)).astype(np.float32)
+
+
+def lookup(table: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Apply a 256-entry table indexed by the raw byte of an 8-bit tensor."""
+    return table[x.view(np.uint8)]
+
+
+UnaryFn = Callable[[np.ndarray], np.ndarray]

@@ -1,0 +1,46 @@
+"""Quality metrics on model outputs: Top-1, Top-5, and AUC of reconstruction error."""
+
+from __future__ import annotations
+
+import numpy as np
+
+LABELS = {"top1": "Top 1", "top5": "Top 5", "auc": "AUC"}
+
+
+def topk(probs: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Classes and values of the k largest outputs per row, largest first; ties by class index."""
+    flat = probs.reshape(len(probs), -1)
+    order = np.argsort(-flat, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(flat, order, axis=1)
+
+
+def anomaly_scores(x: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
+    """Mean squared reconstruction error per sample (MLPerf Tiny's AD score)."""
+    x = x.reshape(len(x), -1).astype(np.float64)
+    r = reconstruction.reshape(len(reconstruction), -1).astype(np.float64)
+    if x.shape != r.shape:
+        raise ValueError(f"reconstruction has {r.shape[1]} values per sample, input has {x.shape[1]}")
+    return np.mean((x - r) ** 2, axis=1)
+
+
+def quality(metric: str, output: np.ndarray, labels: np.ndarray, x: np.ndarray | None = None) -> float:
+    """The model's quality on these samples: accuracy (fraction) or ROC AUC."""
+    labels = labels.reshape(-1).astype(np.int64)
+    if metric == "auc":
+        from sklearn.metrics import roc_auc_score
+
+        if x is None:
+            raise ValueError("AUC needs the inputs to score reconstruction error")
+        if len(np.unique(labels)) < 2:
+            raise ValueError("AUC needs both normal (0) and anomalous (1) samples among the first N")
+        return float(roc_auc_score(labels, anomaly_scores(x, output)))
+    k = {"top1": 1, "top5": 5}[metric]
+    classes, _ = topk(output, k)
+    return float(np.mean((classes == labels[:, None]).any(axis=1)))
+
+
+def format_quality(metric: str, value: float) -> str:
+    """As the profiling tables print it: '97.4% (Top 1)' or '0.912 (AUC)'."""
+    if metric == "auc":
+        return f"{value:.3f} ({LABELS[metric]})"
+    return f"{100 * value:.1f}% ({LABELS[metric]})"

@@ -1,0 +1,472 @@
+"""One pytest session's worth of tinyaccel: which cases exist, building and running
+each once, goldens, the checks, and the profile rows the runs produce.
+
+The plugin module only wires this into pytest's hooks and fixtures.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tabulate import tabulate
+
+from . import __version__, golden as golden_store
+from .cache import BuildCache, file_lock
+from .compare import describe_mismatch
+from .errors import DataError
+from .metrics import format_quality, quality, topk
+from .models import Model, ManifestError, discover, file_sha256, load_model
+from . import report
+from .report import ProfileRow
+from .runtime import create_session, dequantized, output_specs, run_session, to_model_inputs
+from .targets.base import Build, Perf, Target, TargetError
+
+USER_ERRORS = (DataError, TargetError, golden_store.GoldenError, ManifestError)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One model x target x mode x dtype; its id is the test id."""
+
+    model: Model
+    target: str
+    mode: str
+    dtype: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.model.name}-{self.target}-{self.mode}-{self.dtype}"
+
+
+@dataclass
+class Outcome:
+    """What running a case produced: raw and float outputs for the first samples, perf, quality."""
+
+    build: Build
+    outputs: dict[str, np.ndarray]
+    float_outputs: dict[str, np.ndarray]
+    perf: Perf | None
+    samples: int
+    quality: float | None
+    quality_error: str | None
+    feed: dict[str, np.ndarray] = field(repr=False)
+
+
+@dataclass
+class Options:
+    models_dir: Path
+    golden_dir: Path
+    cache_dir: Path
+    selection: tuple[str, ...] = ()
+    dtypes: tuple[str, ...] = ()
+    samples: int | None = None
+    update_golden: bool = False
+
+
+class TinyaccelSession:
+    def __init__(self, options: Options, registry: dict[str, Target]) -> None:
+        self.options = options
+        self.registry = registry
+        self.cache = BuildCache(options.cache_dir)
+        self.rows: dict[tuple[str, str, str, str], ProfileRow] = {}
+        self.golden_updates: list[str] = []
+        self._models: list[Model] | None = None
+        self._outcomes: dict[str, Outcome | BaseException] = {}
+        self._goldens: dict[str, golden_store.Golden | BaseException] = {}
+        self._dtype_models: dict[tuple[str, str], Path] = {}
+        self._availability: dict[tuple[str, str], str | None] = {}
+        self._validate_selection()
+
+    # ----- selection -----------------------------------------------------------------
+
+    def _validate_selection(self) -> None:
+        modes = {m for t in self.registry.values() for m in t.modes}
+        for token in self.options.selection:
+            target, _, mode = token.partition(":")
+            ok = (token in modes or token in self.registry) if not mode else (
+                target in self.registry and mode in self.registry[target].modes)
+            if not ok:
+                choices = sorted(modes) + sorted(self.registry) + [f"{n}:{m}" for n, t in self.registry.items() for m in t.modes]
+                raise pytest.UsageError(f"--target {token!r}: not a mode, target or target:mode; choose from {', '.join(choices)}")
+
+    def selected(self, target: str, mode: str) -> bool:
+        sel = self.options.selection
+        return not sel or any(t in (mode, target, f"{target}:{mode}") for t in sel)
+
+    @property
+    def models(self) -> list[Model]:
+        if self._models is None:
+            self._models = [load_model(path) for path in discover(self.options.models_dir)]
+            names = [m.name for m in self._models]
+            dup = {n for n in names if names.count(n) > 1}
+            if dup:
+                raise ManifestError(self.options.models_dir, "name", f"model names must be unique, repeated: {sorted(dup)}")
+        return self._models
+
+    def availability(self, target: str, mode: str) -> str | None:
+        key = (target, mode)
+        if key not in self._availability:
+            self._availability[key] = self.registry[target].availability(mode)
+        return self._availability[key]
+
+    def cases(self, task: str | None = None) -> list[tuple[Case, str | None]]:
+        """Every selected case with its skip reason (None = runnable)."""
+        found = []
+        for model in self.models:
+            if task and model.task != task:
+                continue
+            for name, target in sorted(self.registry.items()):
+                for mode in target.modes:
+                    if not self.selected(name, mode):
+                        continue
+                    for dtype in model.dtypes:
+                        if self.options.dtypes and dtype not in self.options.dtypes:
+                            continue
+                        reason = model.skip_reason(name) or self.availability(name, mode)
+                        found.append((Case(model, name, mode, dtype), reason))
+        return found
+
+    # ----- building and running ------------------------------------------------------
+
+    def dtype_model(self, model: Model, dtype: str) -> Path:
+        """The ONNX file that defines `dtype`: the float model, or its int8 version
+        (the author's, or ONNX Runtime's static quantization, cached)."""
+        key = (model.name, dtype)
+        if key not in self._dtype_models:
+            if dtype == "fp32":
+                path = model.onnx_path
+            elif model.int8_onnx_path is not None:
+                path = model.int8_onnx_path
+            else:
+                import onnxruntime
+
+                from .quantize import quantize_model
+
+                parts = {"model_sha256": model.sha256,
+                         "calibration_sha256": file_sha256(model.calibration_path),
+                         "settings": model.quantization, "onnxruntime": onnxruntime.__version__}
+                folder = self.cache.get("quantized", model.name, parts, lambda d: quantize_model(
+                    model.onnx_path, d / "model.onnx", model.load_calibration(), model.quantization))
+                path = folder / "model.onnx"
+            self._dtype_models[key] = path
+        return self._dtype_models[key]
+
+    def outcome(self, case: Case) -> Outcome:
+        """Build and run `case` once per session; later checks reuse the result (or the error)."""
+        if case.id not in self._outcomes:
+            try:
+                self._outcomes[case.id] = self._run(case)
+            except BaseException as exc:
+                self._outcomes[case.id] = exc
+        result = self._outcomes[case.id]
+        if isinstance(result, USER_ERRORS):
+            pytest.fail(f"{case.id}: {result}", pytrace=False)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _run(self, case: Case) -> Outcome:
+        model, target = case.model, self.registry[case.target]
+        onnx_path = self.dtype_model(model, case.dtype)
+        parts = {"model_sha256": file_sha256(onnx_path), "dtype": case.dtype, "mode": case.mode,
+                 "target": target.name, "target_version": target.version,
+                 "settings": target.cache_settings(model, case.dtype, case.mode)}
+        build = Build(model=model, dtype=case.dtype, mode=case.mode, onnx_path=onnx_path, dir=Path())
+        folder = self.cache.get("builds", case.id, parts, lambda d: target.build(replace(build, dir=d)))
+        build = replace(build, dir=folder)
+
+        y = model.load_y()
+        n = min(self.options.samples or model.samples, len(y))
+        x = model.load_x(max(n, model.ndata))
+        if len(x) < model.ndata or len(y) < n:
+            raise DataError(f"{model.x_test_path.name} has {len(x)} samples, {model.y_test_path.name} {len(y)}; "
+                            f"need at least ndata={model.ndata} inputs and as many labels as samples")
+        feed = to_model_inputs(onnx_path, x)
+        result = target.run(build, feed)
+        self._validate_outputs(case, onnx_path, result.outputs, len(x))
+        floats = dequantized(onnx_path, result.outputs)
+        prediction = next(iter(floats.values()))
+        try:
+            value = quality(model.metric, prediction[:n], y[:n], x[:n].astype(np.float32))
+            error = None
+        except ValueError as exc:
+            value, error = None, f"{model.metric} cannot be computed: {exc}"
+        perf = result.perf
+        self.rows[(case.target, case.mode, model.name, case.dtype)] = ProfileRow(
+            model=model.name, target=case.target, mode=case.mode, dtype=case.dtype,
+            use_case=model.use_case, architecture=model.architecture, link=model.link,
+            simulator=perf.simulator if perf else target.simulator(case.mode),
+            metric=model.metric, quality_target=model.quality_target, accuracy=value, samples=n,
+            cycles=perf and perf.cycles, clock_hz=perf and perf.clock_hz, latency_ns=perf and perf.latency_ns,
+            throughput=perf and perf.throughput, efficiency=perf and perf.efficiency,
+            resources=dict(perf.resources) if perf else {})
+        return Outcome(build, result.outputs, floats, perf, n, value, error, feed)
+
+    def _validate_outputs(self, case: Case, onnx_path: Path, outputs: dict[str, np.ndarray], count: int) -> None:
+        for spec in output_specs(onnx_path):
+            value = outputs.get(spec.name)
+            if value is None:
+                raise TargetError(f"target {case.target!r} returned outputs {sorted(outputs)}, missing the model's output '{spec.name}'")
+            if not isinstance(value, np.ndarray) or value.shape[:1] != (count,):
+                shape = getattr(value, "shape", type(value).__name__)
+                raise TargetError(f"target {case.target!r} returned output '{spec.name}' with shape {shape}; expected {count} samples on the first axis")
+
+    # ----- goldens ---------------------------------------------------------------------
+
+    def golden(self, model: Model) -> golden_store.Golden:
+        """The model's golden, (re)written first when --tinyaccel-update-golden is given."""
+        if model.name not in self._goldens:
+            try:
+                if self.options.update_golden:
+                    self._update_golden(model)
+                self._goldens[model.name] = golden_store.load(self.options.golden_dir / model.name)
+            except golden_store.GoldenError as exc:
+                self._goldens[model.name] = exc
+        result = self._goldens[model.name]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _update_golden(self, model: Model) -> None:
+        folder = self.options.golden_dir / model.name
+        with file_lock(self.options.cache_dir / "locks" / f"golden-{model.name}.lock"):
+            meta, inputs, outputs = self._make_golden(model)
+            try:
+                old = golden_store.load(folder)
+            except (golden_store.GoldenError, DataError):
+                old = None
+            if old is not None and _same_golden(old, meta, inputs, outputs):
+                return
+            golden_store.write(folder, meta, inputs, outputs)
+            self.golden_updates.append(f"{model.name}: {'rewritten' if old else 'created'} {folder}")
+
+    def _make_golden(self, model: Model) -> tuple[dict[str, Any], np.ndarray, dict[str, dict[str, np.ndarray]]]:
+        import onnx
+        import onnxruntime
+
+        x = model.load_x(model.ndata)
+        if len(x) < model.ndata:
+            raise DataError(f"{model.x_test_path.name} has {len(x)} samples, fewer than ndata={model.ndata}")
+        inputs = x.astype(np.float32) if x.dtype.kind == "f" else x
+        outputs, dtypes = {}, {}
+        for dtype in model.dtypes:
+            path = self.dtype_model(model, dtype)
+            out = run_session(create_session(path), to_model_inputs(path, inputs))
+            outputs[dtype] = out
+            entry: dict[str, Any] = {"model_sha256": file_sha256(path)}
+            if dtype == "int8" and model.int8_onnx_path is None:
+                entry["quantization"] = model.quantization
+            if model.is_classification:
+                probs = next(iter(dequantized(path, out).values()))
+                classes, values = topk(probs)
+                entry["top5"] = [[[int(c), round(float(v), 6)] for c, v in zip(cs, vs)] for cs, vs in zip(classes, values)]
+            dtypes[dtype] = entry
+        meta = {"model": model.name, "model_sha256": model.sha256, "ndata": model.ndata,
+                "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "dtypes": dtypes}
+        return meta, inputs, outputs
+
+    def current_golden(self, case: Case, nodeid: str) -> golden_store.Golden:
+        """The golden for `case`, failing the test when it is missing or stale."""
+        model = case.model
+        folder = self.options.golden_dir / model.name
+        fix = f"review, then run: pytest '{nodeid}' --tinyaccel-update-golden"
+        try:
+            golden = self.golden(model)
+        except golden_store.GoldenError as exc:
+            pytest.fail(f"{case.id}: {exc}\n  to create it: pytest '{nodeid}' --tinyaccel-update-golden", pytrace=False)
+        meta = golden.meta
+        problems = []
+        if meta["model_sha256"] != model.sha256:
+            problems.append(f"{model.onnx_path.name} changed since the golden was written "
+                            f"(golden sha256 {meta['model_sha256'][:12]}, now {model.sha256[:12]})")
+        current = model.load_x(model.ndata)
+        if meta["ndata"] != model.ndata or not np.array_equal(golden.inputs, current.astype(golden.inputs.dtype)):
+            problems.append(f"the first ndata={model.ndata} samples of {model.x_test_path.name} differ from the golden's inputs")
+        entry = meta["dtypes"].get(case.dtype)
+        if entry is None:
+            problems.append(f"the golden has no {case.dtype} outputs (it holds {sorted(meta['dtypes'])})")
+        elif not problems and entry["model_sha256"] != file_sha256(self.dtype_model(model, case.dtype)):
+            problems.append(f"the {case.dtype} model now differs from the one the golden was made with "
+                            f"(golden: ONNX Runtime {meta['onnxruntime']}, installed: {_ort_version()})")
+        if problems:
+            pytest.fail(f"{case.id}: golden {folder} is stale: " + "; ".join(problems) + f"\n  {fix}", pytrace=False)
+        return golden
+
+    # ----- checks ------------------------------------------------------------------------
+
+    def check_golden(self, case: Case, nodeid: str) -> None:
+        outcome = self.outcome(case)
+        golden = self.current_golden(case, nodeid)
+        target = self.registry[case.target]
+        tol = case.model.tolerance_for(case.target, case.dtype, target.default_tolerance)
+        ndata = case.model.ndata
+        problems = [p for name, expected in golden.outputs[case.dtype].items()
+                    if (p := describe_mismatch(name, outcome.outputs[name][:ndata], expected, tol["atol"], tol["rtol"]))]
+        if problems:
+            where = target.localize(outcome.build, {k: v[:ndata] for k, v in outcome.feed.items()}, tol)
+            message = f"{case.id}: outputs on the {ndata} golden samples do not match ONNX Runtime\n" + "\n".join(problems)
+            if where:
+                message += "\n" + where
+            pytest.fail(message, pytrace=False)
+
+    def check_accuracy(self, case: Case) -> None:
+        outcome = self.outcome(case)
+        model = case.model
+        if outcome.quality is None:
+            pytest.fail(f"{case.id}: {outcome.quality_error}", pytrace=False)
+        if outcome.quality < model.quality_target:
+            pytest.fail(f"{case.id}: {format_quality(model.metric, outcome.quality)} on the first {outcome.samples} "
+                        f"test samples is below the quality target {format_quality(model.metric, model.quality_target)}",
+                        pytrace=False)
+
+    def check_top5(self, case: Case, nodeid: str) -> None:
+        outcome = self.outcome(case)
+        model = case.model
+        reference = self.current_golden(case, nodeid).top5(case.dtype)
+        probs = next(iter(outcome.float_outputs.values()))[: model.ndata]
+        classes, values = topk(probs)
+        tol = model.top5_tolerance
+        rows, bad = [], 0
+        for i, ref in enumerate(reference):
+            for rank, (ref_c, ref_p) in enumerate(ref):
+                got_c, got_p = int(classes[i, rank]), float(values[i, rank])
+                ok = got_c == ref_c and abs(got_p - ref_p) <= tol
+                bad += not ok
+                rows.append([i, rank + 1, f"{ref_p:.6f} {self._label(model, ref_c)}", f"{got_p:.6f} {self._label(model, got_c)}", "" if ok else "<-- differs"])
+        if bad:
+            table = tabulate(rows, headers=["sample", "rank", "golden Top 5", "obtained Top 5", ""])
+            pytest.fail(f"{case.id}: Top-5 differs from the golden reference in {bad} place(s) "
+                        f"(same classes in order, probabilities within {tol:g} required)\n{table}", pytrace=False)
+
+    @staticmethod
+    def _label(model: Model, index: int) -> str:
+        labels = model.labels
+        return labels[index] if labels and index < len(labels) else f"class {index}"
+
+    # ----- terminal --------------------------------------------------------------------
+
+    def header_lines(self) -> list[str]:
+        import onnxruntime
+
+        o = self.options
+        targets = ", ".join(f"{name}[{','.join(t.modes)}]" for name, t in sorted(self.registry.items()))
+        lines = [f"tinyaccel: models {o.models_dir}, goldens {o.golden_dir}, ONNX Runtime {onnxruntime.__version__}",
+                 f"tinyaccel: targets {targets}" + (f"; selected {','.join(o.selection)}" if o.selection else "")]
+        if o.update_golden:
+            lines.append("tinyaccel: --tinyaccel-update-golden: goldens of the models that run will be rewritten")
+        return lines
+
+    def no_cases_reason(self) -> str:
+        if not self.models:
+            return f"no model folders with a model.toml under {self.options.models_dir} (see --tinyaccel-models)"
+        return "no model x target x mode x dtype matches the selection (--target / --tinyaccel-dtype)"
+
+    def summary_lines(self, report_paths: list[str]) -> list[str]:
+        lines = []
+        if self.rows:
+            lines += report.terminal(list(self.rows.values())).splitlines()
+        built, reused = len(self.cache.built), len(self.cache.reused)
+        if built or reused:
+            lines.append(f"builds: {built} built, {reused} reused from the cache")
+        lines += [f"golden {update}" for update in self.golden_updates]
+        lines += [f"report written: {path}" for path in report_paths]
+        return lines
+
+    # ----- aggregation -------------------------------------------------------------------
+
+    def export_state(self) -> dict[str, Any]:
+        """What an xdist worker sends to the controller."""
+        from dataclasses import asdict
+
+        return {"rows": [asdict(r) for r in self.rows.values()], "built": self.cache.built,
+                "reused": self.cache.reused, "golden_updates": self.golden_updates}
+
+    def merge_state(self, state: dict[str, Any]) -> None:
+        for data in state["rows"]:
+            row = ProfileRow.from_dict(data)
+            self.rows.setdefault(row.key, row)
+        self.cache.built += state["built"]
+        self.cache.reused += state["reused"]
+        self.golden_updates += state["golden_updates"]
+
+
+def _same_golden(old: golden_store.Golden, meta: dict[str, Any], inputs: np.ndarray,
+                 outputs: dict[str, dict[str, np.ndarray]]) -> bool:
+    """True when rewriting would not change a byte."""
+    new_meta = {**meta, "format": golden_store.FORMAT}
+    old_meta = {k: v for k, v in old.meta.items() if k != "files"}
+    old_meta["dtypes"] = {d: {k: v for k, v in e.items() if k != "outputs"} for d, e in old_meta["dtypes"].items()}
+    return (old_meta == new_meta and np.array_equal(old.inputs, inputs)
+            and old.outputs.keys() == outputs.keys()
+            and all(np.array_equal(old.outputs[d][n], a) for d in outputs for n, a in outputs[d].items()))
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def environment(root: Path) -> dict[str, Any]:
+    """Machine, tool and package versions, and the git commit: what a baseline was measured on."""
+    import onnx
+    import onnxruntime
+
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "tinyaccel": __version__,
+        "onnxruntime": onnxruntime.__version__,
+        "onnx": onnx.__version__,
+        "numpy": np.__version__,
+    }
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if commit.returncode == 0:
+            env["git_commit"] = commit.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return env
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or sys.platform
+
+
+class CaseView:
+    """What a test sees of its case (the `tinyaccel` fixture): outcome, golden, checks."""
+
+    def __init__(self, session: TinyaccelSession, case: Case, nodeid: str) -> None:
+        self.session, self.case, self.nodeid = session, case, nodeid
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.session.outcome(self.case)
+
+    @property
+    def golden(self) -> golden_store.Golden:
+        return self.session.current_golden(self.case, self.nodeid)
+
+    def check_golden(self) -> None:
+        self.session.check_golden(self.case, self.nodeid)
+
+    def check_accuracy(self) -> None:
+        self.session.check_accuracy(self.case)
+
+    def check_top5(self) -> None:
+        self.session.check_top5(self.case, self.nodeid)
