@@ -77,6 +77,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: tinyaccel cases that run on the {name} target")
     config.addinivalue_line("markers", "tinyaccel_task(task): parametrize only over models of this task")
     config.addinivalue_line("markers", "xdist_group(name): keep a model's cases on one pytest-xdist worker")
+    for path in config.getoption("tinyaccel_report"):
+        if Path(path).suffix not in report.SUFFIXES:
+            raise pytest.UsageError(f"--tinyaccel-report {path}: the suffix must be one of {', '.join(report.SUFFIXES)}")
     cache = config.cache.mkdir("tinyaccel") if config.cache is not None else config.rootpath / ".tinyaccel-cache"
     options = Options(
         models_dir=_path(config, "tinyaccel_models"), golden_dir=_path(config, "tinyaccel_golden"),

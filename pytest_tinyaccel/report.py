@@ -19,6 +19,7 @@ from .metrics import format_quality
 from .targets.base import RESOURCE_KEYS
 
 JSON_FORMAT = "tinyaccel-profile/1"
+SUFFIXES = (".csv", ".json", ".md")
 MD_HEADERS = [
     "Use Case", "Dtype", "Latency (cycles or ns)", "Throughput (instances/s)",
     "Resource Utilization (Kernels/Buffers/Stream/PLIO/GMIO)", "Accuracy (first 1k)",

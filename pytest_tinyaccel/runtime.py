@@ -53,9 +53,17 @@ def output_specs(path: Path) -> list[TensorSpec]:
     return list(_specs(str(path))[1])
 
 
+def load_onnx(path: Path) -> onnx.ModelProto:
+    """onnx.load with an error that names the file and says what to do."""
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError, OSError, ...
+        raise DataError(f"{Path(path).name} is not a readable ONNX model ({exc}); re-export or restore it") from exc
+
+
 @lru_cache(maxsize=64)
 def _specs(path: str) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    model = onnx.load(path, load_external_data=False)
+    model = load_onnx(Path(path))
     graph = model.graph
     consts = {t.name: t for t in graph.initializer}
     for node in graph.node:

@@ -25,7 +25,7 @@ from .metrics import format_quality, quality, topk
 from .models import Model, ManifestError, discover, file_sha256, load_model
 from . import report
 from .report import ProfileRow
-from .runtime import create_session, dequantized, output_specs, run_session, to_model_inputs
+from .runtime import create_session, dequantized, input_specs, output_specs, run_session, to_model_inputs
 from .targets.base import Build, Perf, Target, TargetError
 
 USER_ERRORS = (DataError, TargetError, golden_store.GoldenError, ManifestError)
@@ -140,6 +140,7 @@ class TinyaccelSession:
         (the author's, or ONNX Runtime's static quantization, cached)."""
         key = (model.name, dtype)
         if key not in self._dtype_models:
+            input_specs(model.onnx_path)  # a corrupt model fails here, with its name, before any tool sees it
             if dtype == "fp32":
                 path = model.onnx_path
             elif model.int8_onnx_path is not None:

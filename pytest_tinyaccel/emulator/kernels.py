@@ -179,49 +179,62 @@ def _depthwise(xp: np.ndarray, w: np.ndarray, strides, dilations, out_hw, c: int
 # --------------------------------------------------------------------------- pooling
 
 
-def pool2d(
+def max_pool2d(
+    x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int], ceil_mode: bool
+) -> np.ndarray:
+    """Max pooling of NCHW `x` (float or integer), padding never wins."""
+    out_hw, extra = _pool_geometry(x.shape[2:], kernel, strides, pads, dilations, ceil_mode)
+    low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    xp = pad_nchw(x, pads, low, extra)
+    out: np.ndarray | None = None
+    for _, _, tap in _taps(xp, kernel, strides, dilations, out_hw):
+        out = tap.copy() if out is None else np.maximum(out, tap, out=out)
+    assert out is not None
+    return out
+
+
+def avg_pool2d_parts(
     x: np.ndarray,
-    kind: Literal["max", "avg"],
     kernel: Sequence[int],
     strides: Sequence[int],
     pads: Sequence[int],
     dilations: Sequence[int],
     ceil_mode: bool,
-    count_include_pad: bool,
-) -> np.ndarray:
-    """Max or average pooling of NCHW `x` (float: in its dtype; ints: max only).
+    count: Literal["inside", "padded", "kernel"],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Window sums of NCHW float `x` and the divisor per output position.
 
-    Average pooling sums the taps in row-major kernel order in the input's
-    float dtype, then divides by the count, like ONNX Runtime's reference loops.
+    Sums add the taps in row-major kernel order in x's float dtype (the order of
+    ONNX Runtime's reference loops; adding the zero padding changes nothing).
+    `count`: taps inside the input, inside input+pads, or the whole kernel.
     """
     h, wd = x.shape[2:]
-    oh = pool_output_size(h, kernel[0], strides[0], dilations[0], pads[0], pads[2], ceil_mode)
-    ow = pool_output_size(wd, kernel[1], strides[1], dilations[1], pads[1], pads[3], ceil_mode)
-    # Extra end padding so that ceil-mode windows stay in bounds.
-    need_h = (oh - 1) * strides[0] + (kernel[0] - 1) * dilations[0] + 1
-    need_w = (ow - 1) * strides[1] + (kernel[1] - 1) * dilations[1] + 1
-    extra = (max(0, need_h - (h + pads[0] + pads[2])), max(0, need_w - (wd + pads[1] + pads[3])))
-    if kind == "max":
-        low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-        xp = pad_nchw(x, pads, low, extra)
-        out = None
-        for _, _, tap in _taps(xp, kernel, strides, dilations, (oh, ow)):
-            out = tap.copy() if out is None else np.maximum(out, tap, out=out)
-        return out
+    out_hw, extra = _pool_geometry((h, wd), kernel, strides, pads, dilations, ceil_mode)
     xp = pad_nchw(x, pads, 0, extra)
-    total = np.zeros((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
-    for _, _, tap in _taps(xp, kernel, strides, dilations, (oh, ow)):
+    total = np.zeros((x.shape[0], x.shape[1], *out_hw), dtype=x.dtype)
+    for _, _, tap in _taps(xp, kernel, strides, dilations, out_hw):
         total += tap
-    # Count per output position: taps inside the input (or inside input+pads).
-    ones = np.zeros((1, 1, h + pads[0] + pads[2] + extra[0], wd + pads[1] + pads[3] + extra[1]), dtype=np.float32)
-    if count_include_pad:
+    if count == "kernel":
+        return total, np.full((1, 1, *out_hw), kernel[0] * kernel[1], dtype=x.dtype)
+    ones = np.zeros((1, 1, xp.shape[2], xp.shape[3]), dtype=np.float32)
+    if count == "padded":
         ones[:, :, : h + pads[0] + pads[2], : wd + pads[1] + pads[3]] = 1
     else:
         ones[:, :, pads[0] : pads[0] + h, pads[1] : pads[1] + wd] = 1
-    count = np.zeros((1, 1, oh, ow), dtype=np.float32)
-    for _, _, tap in _taps(ones, kernel, strides, dilations, (oh, ow)):
-        count += tap
-    return total / count.astype(x.dtype)
+    n = np.zeros((1, 1, *out_hw), dtype=np.float32)
+    for _, _, tap in _taps(ones, kernel, strides, dilations, out_hw):
+        n += tap
+    return total, n.astype(x.dtype)
+
+
+def _pool_geometry(hw, kernel, strides, pads, dilations, ceil_mode) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Output size, and the extra end padding that keeps ceil-mode windows in bounds."""
+    out = tuple(
+        pool_output_size(hw[a], kernel[a], strides[a], dilations[a], pads[a], pads[a + 2], ceil_mode) for a in (0, 1)
+    )
+    need = [(out[a] - 1) * strides[a] + (kernel[a] - 1) * dilations[a] + 1 for a in (0, 1)]
+    extra = tuple(max(0, need[a] - (hw[a] + pads[a] + pads[a + 2])) for a in (0, 1))
+    return (out[0], out[1]), (extra[0], extra[1])
 
 
 # --------------------------------------------------------------------------- float helpers

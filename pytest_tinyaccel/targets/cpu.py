@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..runtime import create_session, run_session
-from .base import Build, Perf, RunResult, Target
+from .base import Build, Perf, RunResult, Target, TargetError
 
 OPTIMIZED = "optimized.onnx"
 
@@ -51,7 +51,10 @@ class CpuTarget(Target):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         options.optimized_model_filepath = str(build.dir / OPTIMIZED)
-        ort.InferenceSession(str(build.onnx_path), options, providers=["CPUExecutionProvider"])
+        try:
+            ort.InferenceSession(str(build.onnx_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own pybind exception types
+            raise TargetError(f"ONNX Runtime cannot build {build.onnx_path.name}: {exc}") from exc
 
     def run(self, build: Build, inputs: dict[str, np.ndarray]) -> RunResult:
         s = self.settings

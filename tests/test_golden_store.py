@@ -1,0 +1,59 @@
+"""The golden store on its own: round trip, torn updates, crashes mid-write."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pytest_tinyaccel import golden
+
+
+def _meta() -> dict:
+    return {"model": "m", "model_sha256": "abc", "ndata": 2, "dtypes": {"fp32": {"model_sha256": "abc"}}}
+
+
+def test_round_trip(tmp_path):
+    inputs = np.arange(8, dtype=np.float32).reshape(2, 4)
+    golden.write(tmp_path, _meta(), inputs, {"fp32": {"out": inputs * 2}})
+    loaded = golden.load(tmp_path)
+    np.testing.assert_array_equal(loaded.inputs, inputs)
+    np.testing.assert_array_equal(loaded.outputs["fp32"]["out"], inputs * 2)
+    assert loaded.meta["dtypes"]["fp32"]["outputs"] == {"out": "fp32.0.npy"}
+
+
+def test_crash_mid_write_leaves_old_golden_intact(tmp_path, monkeypatch):
+    old = np.zeros((2, 4), np.float32)
+    golden.write(tmp_path, _meta(), old, {"fp32": {"out": old}})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    calls = []
+    real_stage = golden._stage
+
+    def failing_stage(final, data):
+        calls.append(final.name)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real_stage(final, data)
+
+    monkeypatch.setattr(golden, "_stage", failing_stage)
+    new = np.ones((2, 4), np.float32)
+    with pytest.raises(OSError, match="disk full"):
+        golden.write(tmp_path, _meta(), new, {"fp32": {"out": new}})
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert after == before  # nothing replaced, no temporary file left behind
+    np.testing.assert_array_equal(golden.load(tmp_path).outputs["fp32"]["out"], old)
+
+
+def test_torn_update_is_detected(tmp_path):
+    data = np.zeros((2, 4), np.float32)
+    golden.write(tmp_path, _meta(), data, {"fp32": {"out": data}})
+    np.save(tmp_path / "fp32.0.npy", np.ones((2, 4), np.float32))
+    with pytest.raises(golden.GoldenError, match="does not match the sha256 recorded in golden.json"):
+        golden.load(tmp_path)
+
+
+def test_missing_and_invalid(tmp_path):
+    with pytest.raises(golden.GoldenError, match="no golden at"):
+        golden.load(tmp_path)
+    (tmp_path / "golden.json").write_text("{not json")
+    with pytest.raises(golden.GoldenError, match="is not valid JSON"):
+        golden.load(tmp_path)
