@@ -75,6 +75,11 @@ class Project:
         assert old in text, f"{old!r} not in {path}"
         path.write_text(text.replace(old, new, 1))
 
+    def append_manifest(self, name: str, text: str) -> None:
+        """Add tables at the end, where they cannot capture the top-level keys."""
+        with open(self.manifest(name), "a") as handle:
+            handle.write("\n" + text + "\n")
+
     def fake_target(self, perturb: str | None = None) -> None:
         self.pytester.makeconftest(FAKE_TARGET_CONFTEST.format(perturb=perturb))
 

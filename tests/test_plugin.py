@@ -216,16 +216,18 @@ def test_second_run_reuses_every_build_and_cache_clear_empties_it(project: Proje
         ('x_test = "X_test.npy"', 'x_test = "../../escape.npy"', "x_test", "leaves the model folder"),
         ('metric = "top1"', 'metric = "auc"', "metric", "not valid for task 'classification'"),
         ('dtypes = ["fp32", "int8"]', 'dtypes = ["fp16"]', "dtypes", "expected a non-empty list"),
-        ("quality_target", "[quantization]\nformat = \"QFoo\"\n[x]\nquality_target", "quantization.format", "not one of"),
+        ("", "[quantization]\nformat = \"QFoo\"", "quantization.format", "not one of"),
+        ("", "[tolerance.int8]\natol = -1", "tolerance.int8.atol", "expected a non-negative number"),
+        ("", "[targets.cpu]\nskip = 3", "targets.cpu.skip", "expected the reason as a string"),
     ],
 )
 def test_malformed_manifest_is_a_collection_error(project: Project, old: str, new: str, key: str, problem: str) -> None:
     project.add_model("ic")
     (project.path / "escape.npy").write_bytes(b"")
-    project.edit_manifest("ic", old, new)
-    if "[x]" in new:  # keep the rest of the file at top level: move the table to the end instead
-        text = project.manifest("ic").read_text().replace("[quantization]\nformat = \"QFoo\"\n[x]\n", "")
-        project.manifest("ic").write_text(text + "\n[quantization]\nformat = \"QFoo\"\n")
+    if old:
+        project.edit_manifest("ic", old, new)
+    else:
+        project.append_manifest("ic", new)
     result = project.run("-m", "cpu")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines([f"*malformed model manifest: *models/ic/model.toml: key '{key}': *{problem}*"])
@@ -309,3 +311,44 @@ def test_conftest_target_can_replace_a_shipped_one(project: Project) -> None:
     result = project.run("-m", "cpu", "-k", "accuracy and fp32")
     assert outcomes(result) == {"passed": 1, "deselected": 5}
     result.stdout.fnmatch_lines(["cpu hw: replaced cpu"])
+
+
+def test_tolerance_override_per_target(project: Project) -> None:
+    project.add_model("ic")
+    project.fake_target(perturb="scale")
+    project.append_manifest("ic", "[tolerance.fake]\nrtol = 0.02")
+    result = project.run("-k", "golden and sw_emu")
+    assert outcomes(result) == {"passed": 2, "deselected": 16}
+    project.edit_manifest("ic", "[tolerance.fake]\nrtol = 0.02", "[tolerance.fake.int8]\nrtol = 0.02")
+    result = project.run("-k", "golden and sw_emu")
+    assert outcomes(result) == {"passed": 1, "failed": 1, "deselected": 16}
+    result.stdout.fnmatch_lines(["FAILED test_models.py::test_golden[[]ic-fake-sw_emu-fp32[]]*"])
+
+
+def test_third_party_target_from_entry_point(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A package that declares the `pytest_tinyaccel.targets` entry point is picked up."""
+    project.add_model("ic")
+    site = project.path / "site"
+    dist = site / "acme_npu-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-npu\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[pytest_tinyaccel.targets]\nnpu = acme_npu:NpuTarget\n")
+    (site / "acme_npu.py").write_text(
+        "from pytest_tinyaccel import Target\n"
+        "class NpuTarget(Target):\n"
+        "    name = 'npu'\n"
+        "    modes = ('hw',)\n"
+        "    def availability(self, mode):\n"
+        "        return 'no ACME NPU attached to this machine'\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    result = project.pytester.runpytest_subprocess("-m", "npu", "-rs")
+    result.stdout.fnmatch_lines(["*SKIPPED*no ACME NPU attached to this machine*"])
+    assert outcomes(result) == {"skipped": 6, "deselected": 6}
+
+
+def test_manifest_skip_for_a_target(project: Project) -> None:
+    project.add_model("ic")
+    project.append_manifest("ic", '[targets.cpu]\nskip = "the cpu golden is covered elsewhere"')
+    result = project.run("-rs")
+    assert outcomes(result) == {"skipped": 6}
+    result.stdout.fnmatch_lines(["*SKIPPED*the cpu golden is covered elsewhere*"])
