@@ -288,13 +288,40 @@ def _import_zigzag():
             )
             yield from sub_stage.run()
 
+    class TolerantCostModelEvaluation(CostModelEvaluation):
+        """ZigZag's cost model with one safety check relaxed.
+
+        When spreading the loading of data over compute cycles, ZigZag 3.9.1
+        reduces each transfer towards a minimum that it computes from memory
+        level 1 whatever level the port belongs to; for a port above level 1
+        that minimum can exceed the transfer itself and an assertion fires.
+        Here such a transfer is simply not reduced (the greedy reduction is
+        otherwise the same: largest first, never below its minimum).
+        """
+
+        @staticmethod
+        def reduce_ordered(c_list, m_list, s):  # noqa: ANN001, ANN205
+            remaining = [float(c) for c in c_list]
+            reductions = [0.0] * len(remaining)
+            budget = float(s)
+            if budget <= 0:
+                return remaining, reductions
+            for i in sorted(range(len(remaining)), key=lambda j: remaining[j], reverse=True):
+                if budget <= 0:
+                    break
+                step = min(max(0.0, remaining[i] - m_list[i]), budget)
+                remaining[i] -= step
+                reductions[i] += step
+                budget -= step
+            return remaining, reductions
+
     class CyclesPerOpCostModelStage(CostModelStage):
         def __init__(self, list_of_callables, *, cycles_per_op: float = 1.0, **kwargs):  # noqa: ANN001
             super().__init__(list_of_callables, **kwargs)
             self.cycles_per_op = float(cycles_per_op)
 
         def run(self):
-            cme = CostModelEvaluation(
+            cme = TolerantCostModelEvaluation(
                 accelerator=self.accelerator,
                 layer=self.layer,
                 spatial_mapping=self.spatial_mapping,
