@@ -57,7 +57,7 @@ class Project:
     def __init__(self, pytester: pytest.Pytester) -> None:
         self.pytester = pytester
         self.path = pytester.path
-        pytester.makepyfile(test_models="from pytest_tinyaccel.suite import *  # noqa\n")
+        pytester.makepyfile(test_suite="from pytest_tinyaccel.suite import *  # noqa\n")
         (self.path / "pyproject.toml").write_text(FAST_PYPROJECT)
 
     def add_model(self, name: str, golden: bool = True) -> Path:

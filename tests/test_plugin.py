@@ -86,7 +86,7 @@ def test_missing_golden_names_the_command(project: Project) -> None:
     result = project.run("-m", "cpu", "-k", "golden and fp32")
     assert outcomes(result)["failed"] == 1
     result.stdout.fnmatch_lines(["*no golden at*golden/ic*",
-                                 "*to create it: pytest 'test_models.py::test_golden[[]ic-cpu-hw-fp32[]]' --tinyaccel-update-golden"])
+                                 "*to create it: pytest 'test_suite.py::test_golden[[]ic-cpu-hw-fp32[]]' --tinyaccel-update-golden"])
 
 
 def test_update_golden_creates_files_then_checks_pass(project: Project) -> None:
@@ -122,7 +122,7 @@ def test_stale_golden_after_model_change(project: Project) -> None:
     assert outcomes(result)["failed"] == 1
     result.stdout.fnmatch_lines(["*ic-cpu-hw-fp32: golden *golden/ic is stale: model.onnx changed since the golden was written "
                                  "(golden sha256 *, now *)*",
-                                 "*review, then run: pytest 'test_models.py::test_golden[[]ic-cpu-hw-fp32[]]' --tinyaccel-update-golden"])
+                                 "*review, then run: pytest 'test_suite.py::test_golden[[]ic-cpu-hw-fp32[]]' --tinyaccel-update-golden"])
 
 
 def test_stale_golden_after_test_data_change(project: Project) -> None:
@@ -322,7 +322,7 @@ def test_tolerance_override_per_target(project: Project) -> None:
     project.edit_manifest("ic", "[tolerance.fake]\nrtol = 0.02", "[tolerance.fake.int8]\nrtol = 0.02")
     result = project.run("-k", "golden and sw_emu")
     assert outcomes(result) == {"passed": 1, "failed": 1, "deselected": 16}
-    result.stdout.fnmatch_lines(["FAILED test_models.py::test_golden[[]ic-fake-sw_emu-fp32[]]*"])
+    result.stdout.fnmatch_lines(["FAILED test_suite.py::test_golden[[]ic-fake-sw_emu-fp32[]]*"])
 
 
 def test_third_party_target_from_entry_point(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
