@@ -88,7 +88,8 @@ class Model:
     onnx_path: Path
     int8_onnx_path: Path | None
     x_test_path: Path
-    y_test_path: Path
+    y_test_path: Path | None
+    """None when the model has no labelled test set: accuracy is then skipped, not faked."""
     calibration_path: Path | None
     labels_path: Path | None
     architecture: str
@@ -142,7 +143,9 @@ class Model:
         x = load_array(self.x_test_path)
         return x if count is None else x[:count]
 
-    def load_y(self, count: int | None = None) -> np.ndarray:
+    def load_y(self, count: int | None = None) -> np.ndarray | None:
+        if self.y_test_path is None:
+            return None
         y = load_array(self.y_test_path)
         return y if count is None else y[:count]
 
@@ -202,7 +205,8 @@ def load_model(manifest: Path) -> Model:
         if key not in raw:
             if default is _REQUIRED:
                 raise ManifestError(manifest, key, "missing (required)")
-            values[key] = _resolve(manifest, key, default) if kind == "path" and default else default
+            optional = key == "y_test" and not (folder / default).is_file()  # no labels: accuracy is skipped
+            values[key] = _resolve(manifest, key, default) if kind == "path" and default and not optional else (None if optional else default)
             continue
         values[key] = _check_type(manifest, key, raw[key], kind)
     _check_semantics(manifest, values)

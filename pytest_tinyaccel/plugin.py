@@ -99,8 +99,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     session = metafunc.config.stash[SESSION]
     marker = metafunc.definition.get_closest_marker("tinyaccel_task")
+    task = marker.args[0] if marker else None
     try:
-        cases = session.cases(marker.args[0] if marker else None)
+        cases = session.cases(task)
     except ManifestError as exc:
         raise pytest.Collector.CollectError(f"malformed model manifest: {exc}") from exc
     params = [pytest.param(case, id=case.id, marks=[getattr(pytest.mark, case.target),
@@ -108,7 +109,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                            + ([pytest.mark.skip(reason=reason)] if reason else []))
               for case, reason in cases]
     if not params:
-        params = [pytest.param(None, id="no-cases", marks=pytest.mark.skip(reason=session.no_cases_reason()))]
+        params = [pytest.param(None, id="no-cases", marks=pytest.mark.skip(reason=session.no_cases_reason(task)))]
     metafunc.parametrize("tinyaccel_case", params)
 
 

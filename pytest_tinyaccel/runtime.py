@@ -19,6 +19,7 @@ from onnx import numpy_helper
 
 from .errors import DataError
 
+_LAYOUT_OPS = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
 _NP_TYPES = {
     onnx.TensorProto.FLOAT: np.float32,
     onnx.TensorProto.UINT8: np.uint8,
@@ -87,10 +88,32 @@ def _specs(path: str) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
         scale, zp = qparams(qnode) if dtype.kind in "iu" else (None, None)
         return TensorSpec(value.name, shape, dtype, scale, zp)
 
-    consumers = {n.input[0]: n for n in graph.node if n.op_type == "DequantizeLinear" and n.input}
-    producers = {n.output[0]: n for n in graph.node if n.op_type == "QuantizeLinear"}
-    inputs = tuple(spec(v, consumers.get(v.name)) for v in graph.input if v.name not in initializer_names)
-    outputs = tuple(spec(v, producers.get(v.name)) for v in graph.output)
+    by_input: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        if n.input:
+            by_input.setdefault(n.input[0], []).append(n)
+    by_output = {out: n for n in graph.node for out in n.output}
+
+    def dequantizer(name: str) -> onnx.NodeProto | None:
+        """The DequantizeLinear reading `name`, looking through layout-only ops."""
+        for node in by_input.get(name, []):
+            if node.op_type == "DequantizeLinear":
+                return node
+            if node.op_type in _LAYOUT_OPS:
+                found = dequantizer(node.output[0])
+                if found is not None:
+                    return found
+        return None
+
+    def quantizer(name: str) -> onnx.NodeProto | None:
+        """The QuantizeLinear producing `name`, looking through layout-only ops."""
+        node = by_output.get(name)
+        while node is not None and node.op_type in _LAYOUT_OPS:
+            node = by_output.get(node.input[0])
+        return node if node is not None and node.op_type == "QuantizeLinear" else None
+
+    inputs = tuple(spec(v, dequantizer(v.name)) for v in graph.input if v.name not in initializer_names)
+    outputs = tuple(spec(v, quantizer(v.name)) for v in graph.output)
     return inputs, outputs
 
 

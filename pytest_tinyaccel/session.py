@@ -184,27 +184,31 @@ class TinyaccelSession:
         build = replace(build, dir=folder)
 
         y = model.load_y()
-        n = min(self.options.samples or model.samples, len(y))
+        labelled = y is not None
+        n = min(self.options.samples or model.samples, len(y)) if labelled else model.ndata
         x = model.load_x(max(n, model.ndata))
-        if len(x) < model.ndata or len(y) < n:
-            raise DataError(f"{model.x_test_path.name} has {len(x)} samples, {model.y_test_path.name} {len(y)}; "
-                            f"need at least ndata={model.ndata} inputs and as many labels as samples")
+        if len(x) < max(n, model.ndata):
+            raise DataError(f"{model.x_test_path.name} has {len(x)} samples; need {max(n, model.ndata)} "
+                            f"(ndata={model.ndata} golden samples and one input per label used for accuracy)")
         feed = to_model_inputs(onnx_path, x)
         result = target.run(build, feed)
         self._validate_outputs(case, onnx_path, result.outputs, len(x))
         floats = dequantized(onnx_path, result.outputs)
         prediction = next(iter(floats.values()))
-        try:
-            value = quality(model.metric, prediction[:n], y[:n], x[:n].astype(np.float32))
-            error = None
-        except ValueError as exc:
-            value, error = None, f"{model.metric} cannot be computed: {exc}"
+        value, error = None, None
+        if not labelled:
+            error = f"{model.name} has no labelled test set (y_test): accuracy is not measured"
+        else:
+            try:
+                value = quality(model.metric, prediction[:n], y[:n], x[:n].astype(np.float32))
+            except ValueError as exc:
+                error = f"{model.metric} cannot be computed: {exc}"
         perf = result.perf
         self.rows[(case.target, case.mode, model.name, case.dtype)] = ProfileRow(
             model=model.name, target=case.target, mode=case.mode, dtype=case.dtype,
             use_case=model.use_case, architecture=model.architecture, link=model.link,
             simulator=perf.simulator if perf else target.simulator(case.mode),
-            metric=model.metric, quality_target=model.quality_target, accuracy=value, samples=n,
+            metric=model.metric, quality_target=model.quality_target, accuracy=value, samples=n if labelled else 0,
             cycles=perf and perf.cycles, clock_hz=perf and perf.clock_hz, latency_ns=perf and perf.latency_ns,
             throughput=perf and perf.throughput, efficiency=perf and perf.efficiency,
             resources=dict(perf.resources) if perf else {})
@@ -320,6 +324,8 @@ class TinyaccelSession:
     def check_accuracy(self, case: Case) -> None:
         outcome = self.outcome(case)
         model = case.model
+        if model.y_test_path is None:
+            pytest.skip(outcome.quality_error)
         if outcome.quality is None:
             pytest.fail(f"{case.id}: {outcome.quality_error}", pytrace=False)
         if outcome.quality < model.quality_target:
@@ -364,9 +370,11 @@ class TinyaccelSession:
             lines.append("tinyaccel: --tinyaccel-update-golden: goldens of the models that run will be rewritten")
         return lines
 
-    def no_cases_reason(self) -> str:
+    def no_cases_reason(self, task: str | None) -> str:
         if not self.models:
             return f"no model folders with a model.toml under {self.options.models_dir} (see --tinyaccel-models)"
+        if task and all(m.task != task for m in self.models):
+            return f"no {task} models under {self.options.models_dir}"
         return "no model x target x mode x dtype matches the selection (--target / --tinyaccel-dtype)"
 
     def summary_lines(self, report_paths: list[str]) -> list[str]:
