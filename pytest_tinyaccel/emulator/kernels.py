@@ -72,6 +72,29 @@ def dequantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray) 
     return (x.astype(np.int64) - zero_point.astype(np.int64)).astype(np.float32) * scale
 
 
+def fma32(x: np.ndarray | np.floating, y: np.ndarray | np.floating, z: np.ndarray | np.floating) -> np.ndarray:
+    """float32 fused multiply-add, x * y + z with a single rounding (as x86 FMA3 does).
+
+    The float32 product is exact in float64; the float64 sum can round, and a
+    second rounding to float32 then differs from the fused result only when the
+    float64 sum sits exactly halfway between two float32 values. That case is
+    corrected with the exact error of the sum (TwoSum).
+    """
+    x64, y64, z64 = (np.asarray(v, dtype=np.float64) for v in (x, y, z))
+    p = x64 * y64
+    s = p + z64
+    bv = s - p
+    err = (p - (s - bv)) + (z64 - bv)
+    r = s.astype(np.float32)
+    back = r.astype(np.float64)
+    off = s - back
+    toward = np.where(off > 0, np.float32(np.inf), np.float32(-np.inf))
+    nb = np.nextafter(r, toward)
+    midpoint = (off != 0) & (2 * np.abs(off) == np.abs(nb.astype(np.float64) - back))
+    beyond = midpoint & (err != 0) & (np.sign(err) == np.sign(off))
+    return np.where(beyond, nb, r)
+
+
 # --------------------------------------------------------------------------- geometry
 
 

@@ -1,0 +1,251 @@
+"""Load an ONNX graph into executable steps and run it on batches.
+
+Loading does all the checking: every node is validated by its op builder (an
+unsupported op or attribute raises UnsupportedOpError naming the model, the
+node and the op), nodes are topologically ordered, and nodes whose inputs are
+all constant (Constant, DequantizeLinear of weights, shape arithmetic on
+initializers) are executed once and become constants. What remains are the
+executed nodes, in order, each a kernel over whole batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Mapping, NamedTuple, overload
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .errors import UnsupportedOpError
+from .kernels import ROUNDING_MODES
+from .ops import BuildContext, Kernel, lookup_op, supported_ops
+
+_ONNX_NP = {
+    onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64, onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.UINT8: np.uint8, onnx.TensorProto.INT8: np.int8, onnx.TensorProto.UINT16: np.uint16,
+    onnx.TensorProto.INT16: np.int16, onnx.TensorProto.INT32: np.int32, onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.BOOL: np.bool_,
+}
+
+
+class Node(NamedTuple):
+    """One executed node. The first three fields are what `first_divergence` needs."""
+
+    name: str
+    op_type: str
+    outputs: tuple[str, ...]
+    inputs: tuple[str, ...]
+    domain: str = ""
+
+
+class TensorInfo(NamedTuple):
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | str | None, ...]
+
+
+@dataclass
+class _Step:
+    node: Node
+    kernel: Kernel
+
+
+class Graph:
+    """An ONNX graph compiled to NumPy kernels. Build with `Graph.load`."""
+
+    def __init__(
+        self,
+        path: Path,
+        inputs: tuple[TensorInfo, ...],
+        outputs: tuple[str, ...],
+        consts: dict[str, np.ndarray],
+        steps: list[_Step],
+        folded: tuple[Node, ...],
+    ) -> None:
+        self.path = path
+        self.inputs = inputs
+        self.outputs = outputs
+        self._consts = consts
+        self._steps = steps
+        self.folded = folded
+        """Nodes evaluated once at load time (constant inputs only)."""
+        self._last_use = self._lifetimes()
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, path: Path, rounding: Mapping[str, str] | None = None) -> Graph:
+        """Parse, order, validate and constant-fold `path`.
+
+        `rounding` maps node names to a requantization rounding rule for that
+        node only ("half_even", the default and ONNX Runtime's; "half_away");
+        it exists to inject faults, and naming a node that does not exist or
+        does not requantize is an error.
+        """
+        path = Path(path)
+        model = onnx.load(str(path))
+        label = str(path)
+        graph = model.graph
+        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+        rounding = dict(rounding or {})
+        for node_name, rule in rounding.items():
+            if rule not in ROUNDING_MODES:
+                raise ValueError(f"rounding for node {node_name!r}: {rule!r} is not one of {ROUNDING_MODES}")
+
+        consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        inputs = tuple(_tensor_info(v) for v in graph.input if v.name not in consts)
+        available = set(consts) | {i.name for i in inputs} | {""}
+        ordered = _toposort(list(graph.node), available, label)
+
+        steps: list[_Step] = []
+        folded: list[Node] = []
+        names = _unique_names(ordered)
+        requantizing: set[str] = set()
+        for proto, name in zip(ordered, names):
+            spec = lookup_op(proto.domain, proto.op_type)
+            if spec is None:
+                domain = proto.domain or "ai.onnx"
+                raise UnsupportedOpError(
+                    label, name, proto.op_type,
+                    f"op type {proto.op_type} (domain {domain}) is not supported by the tinyaccel emulator; "
+                    f"supported: {', '.join(supported_ops())}",
+                )
+            if spec.requantizes:
+                requantizing.add(name)
+            ctx = BuildContext(proto, name, label, opset, consts, rounding.get(name, "half_even"))
+            kernel = spec.builder(ctx)
+            node = Node(name, proto.op_type, tuple(proto.output), tuple(proto.input), proto.domain)
+            if all(i in consts or i == "" for i in proto.input) and name not in rounding:
+                values = kernel([consts[i] if i else None for i in proto.input])
+                consts.update({o: v for o, v in zip(proto.output, values) if o})
+                folded.append(node)
+            else:
+                steps.append(_Step(node, kernel))
+
+        for node_name in rounding:
+            if node_name not in names:
+                raise ValueError(f"rounding: {label} has no node named {node_name!r}")
+            if node_name not in requantizing:
+                raise ValueError(
+                    f"rounding: node {node_name!r} of {label} does not requantize; "
+                    f"rounding applies to: {', '.join(n for n in names if n in requantizing) or 'no node of this model'}"
+                )
+        outputs = tuple(o.name for o in graph.output)
+        return cls(path, inputs, outputs, consts, steps, tuple(folded))
+
+    # ------------------------------------------------------------------ running
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """The executed nodes, in execution order (constant-folded ones excluded)."""
+        return tuple(s.node for s in self._steps)
+
+    @overload
+    def run(self, feed: Mapping[str, np.ndarray], intermediates: Literal[False] = False) -> dict[str, np.ndarray]: ...
+
+    @overload
+    def run(
+        self, feed: Mapping[str, np.ndarray], intermediates: Literal[True]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]: ...
+
+    def run(
+        self, feed: Mapping[str, np.ndarray], intermediates: bool = False
+    ) -> dict[str, np.ndarray] | tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Run a batch. Returns the graph outputs by name, and with `intermediates`
+        also every executed node's outputs (in execution order) for layer-by-layer
+        comparison; tensors no longer needed are freed as the run goes otherwise."""
+        env: dict[str, np.ndarray] = dict(self._consts)
+        for spec in self.inputs:
+            if spec.name not in feed:
+                raise ValueError(f"{self.path}: missing input '{spec.name}' ({spec.dtype}, shape {list(spec.shape)})")
+            value = np.asarray(feed[spec.name])
+            if value.dtype != spec.dtype:
+                raise TypeError(f"{self.path}: input '{spec.name}' must be {spec.dtype}, got {value.dtype}")
+            env[spec.name] = value
+        seen: dict[str, np.ndarray] = {}
+        keep = set(self.outputs)
+        for index, step in enumerate(self._steps):
+            args = [env[i] if i else None for i in step.node.inputs]
+            values = step.kernel(args)
+            for name, value in zip(step.node.outputs, values):
+                if name:
+                    env[name] = value
+                    if intermediates:
+                        seen[name] = value
+            if not intermediates:
+                for name in self._last_use.get(index, ()):
+                    if name not in keep:
+                        env.pop(name, None)
+        outputs = {name: env[name] for name in self.outputs}
+        return (outputs, seen) if intermediates else outputs
+
+    def _lifetimes(self) -> dict[int, list[str]]:
+        """Step index after which each runtime tensor is dead."""
+        last: dict[str, int] = {}
+        for index, step in enumerate(self._steps):
+            for name in step.node.inputs:
+                if name and name not in self._consts:
+                    last[name] = index
+        by_step: dict[int, list[str]] = {}
+        for name, index in last.items():
+            by_step.setdefault(index, []).append(name)
+        return by_step
+
+    def __repr__(self) -> str:
+        return f"Graph({self.path.name}: {len(self._steps)} nodes, {len(self.folded)} folded)"
+
+
+def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
+    ttype = value.type.tensor_type
+    dtype = np.dtype(_ONNX_NP.get(ttype.elem_type, np.float32))
+    shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in ttype.shape.dim)
+    return TensorInfo(value.name, dtype, shape)
+
+
+def _unique_names(nodes: list[onnx.NodeProto]) -> list[str]:
+    """Node names, made non-empty and unique (so a layer can always be named)."""
+    names: list[str] = []
+    used: set[str] = set()
+    for proto in nodes:
+        base = proto.name or f"{proto.op_type}:{proto.output[0] if proto.output else ''}"
+        name, k = base, 1
+        while name in used:
+            k += 1
+            name = f"{base}#{k}"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def _toposort(nodes: list[onnx.NodeProto], available: set[str], label: str) -> list[onnx.NodeProto]:
+    """Kahn's algorithm, keeping the file order among ready nodes."""
+    producers = {o: i for i, n in enumerate(nodes) for o in n.output if o}
+    waiting = [
+        {producers[i] for i in n.input if i and i not in available and i in producers} for n in nodes
+    ]
+    for n in nodes:
+        for i in n.input:
+            if i and i not in available and i not in producers:
+                raise ValueError(f"{label}: node '{n.name}' ({n.op_type}) reads '{i}', which no node, input or initializer provides")
+    consumers: dict[int, list[int]] = {}
+    for j, deps in enumerate(waiting):
+        for d in deps:
+            consumers.setdefault(d, []).append(j)
+    import heapq
+
+    ready = [j for j, deps in enumerate(waiting) if not deps]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        j = heapq.heappop(ready)
+        order.append(j)
+        for c in consumers.get(j, ()):
+            waiting[c].discard(j)
+            if not waiting[c]:
+                heapq.heappush(ready, c)
+    if len(order) != len(nodes):
+        stuck = [nodes[j].name or nodes[j].op_type for j in range(len(nodes)) if j not in set(order)]
+        raise ValueError(f"{label}: the graph has a cycle through {', '.join(stuck[:5])}")
+    return [nodes[j] for j in order]

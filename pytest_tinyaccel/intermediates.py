@@ -1,0 +1,92 @@
+"""ONNX Runtime's value of every intermediate tensor of a graph.
+
+Used to name the first diverging layer when an emulated target misses its
+golden, and for per-kernel golden files. ORT only returns graph outputs, so
+every node output is added as a graph output (typed by ONNX shape inference)
+and the graph is run with optimizations disabled: fused or eliminated nodes
+would otherwise have no tensor to return (NOTES.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import onnx
+from onnx import helper
+
+# Contrib (com.microsoft) quantized ops are unknown to ONNX shape inference; their
+# output type is the type of their output zero point, at this input index.
+_CONTRIB_ZP_INPUT = {
+    "QLinearAdd": 7,
+    "QLinearMul": 7,
+    "QLinearGlobalAveragePool": 4,
+    "QLinearAveragePool": 4,
+    "QLinearSoftmax": 4,
+    "QLinearSigmoid": 4,
+    "QLinearLeakyRelu": 4,
+    "QLinearConcat": 1,
+    "QGemm": 8,
+}
+
+
+def intermediate_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every tensor that ONNX shape inference (plus the contrib rule) can type."""
+    types: dict[str, int] = {}
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    for _ in range(len(model.graph.node) + 1):
+        inferred = onnx.shape_inference.infer_shapes(work)
+        g = inferred.graph
+        for v in list(g.value_info) + list(g.input) + list(g.output):
+            if v.type.tensor_type.elem_type:
+                types.setdefault(v.name, v.type.tensor_type.elem_type)
+        for t in g.initializer:
+            types.setdefault(t.name, t.data_type)
+        added = False
+        for node in g.node:
+            zp_index = _CONTRIB_ZP_INPUT.get(node.op_type) if node.domain == "com.microsoft" else None
+            if zp_index is None or not node.output or node.output[0] in types:
+                continue
+            elem = types.get(node.input[zp_index]) if zp_index < len(node.input) and node.input[zp_index] else None
+            if node.op_type == "QGemm" and elem is None and len(node.input) <= 7:
+                elem = onnx.TensorProto.FLOAT  # no y_scale: float output
+            if elem:
+                types[node.output[0]] = elem
+                work.graph.value_info.append(helper.make_tensor_value_info(node.output[0], elem, None))
+                added = True
+        if not added:
+            break
+    return types
+
+
+def ort_intermediates(path: Path, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every node output ONNX Runtime computes for `feed`, by tensor name, in graph order.
+
+    Tensors whose type cannot be inferred are skipped. Runs single-threaded,
+    with graph optimizations disabled.
+    """
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    types = intermediate_types(model)
+    graph_outputs = {o.name for o in model.graph.output}
+    names: list[str] = []
+    for node in model.graph.node:
+        for out in node.output:
+            if not out or out in names:
+                continue
+            if out in graph_outputs:
+                names.append(out)
+            elif out in types:
+                model.graph.output.append(helper.make_tensor_value_info(out, types[out], None))
+                names.append(out)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    values = session.run(names, dict(feed))
+    return dict(zip(names, values))
