@@ -1,1 +1,48 @@
-"""Cycle-approximate cost models: ZigZag per-layer cycles composed for Gemmini and AIE-ML."""
+"""Cycle-approximate cost models for the accelerator targets.
+
+Per-layer cycles come from ZigZag (zigzag-dse 3.9.1, the `zigzag` extra) on the
+hardware descriptions in `hardware/`; `gemmini` composes them sequentially,
+`aie` maps the graph to kernels on AIE-ML tiles and composes a dataflow
+schedule; `trace` writes Chrome traces. Nothing here imports pytest or a target
+module, and ZigZag (and PyYAML) are imported only when a cost is computed, so
+importing this package is cheap:
+
+    from pytest_tinyaccel.costmodel import zigzag_unavailable, gemmini_perf, aie_perf, write_trace
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .zigzag_runner import INSTALL_HINT, zigzag_unavailable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .aie import aie_perf
+    from .gemmini import gemmini_perf
+    from .trace import write_trace
+    from .zigzag_runner import run_zigzag
+
+__all__ = [
+    "INSTALL_HINT",
+    "aie_perf",
+    "gemmini_perf",
+    "run_zigzag",
+    "write_trace",
+    "zigzag_unavailable",
+]
+
+_LAZY = {
+    "aie_perf": ".aie",
+    "gemmini_perf": ".gemmini",
+    "write_trace": ".trace",
+    "run_zigzag": ".zigzag_runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(name)
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)

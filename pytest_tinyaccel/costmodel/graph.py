@@ -29,6 +29,16 @@ from onnx import helper, numpy_helper
 MATRIX_OPS = ("Conv", "Gemm", "MatMul")
 """Ops costed by ZigZag (the MAC-array layers)."""
 
+METADATA_OPS = frozenset(
+    {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Constant", "Shape"}
+)
+"""Ops that only relabel a tensor (no data movement on either accelerator): cost 0, no kernel."""
+
+ACTIVATION_OPS = frozenset({"Relu", "Clip", "LeakyRelu"})
+"""Element-wise activations both accelerators apply to a matrix op's result on its way out
+(Gemmini: activation unit on the accumulator read path; AIE-ML: on the accumulator-to-vector
+move). Fused when their input is produced by a matrix op and consumed by nothing else."""
+
 
 @dataclass
 class Node:
@@ -84,6 +94,49 @@ class Graph:
             if p is not None and p not in seen:
                 seen.append(p)
         return seen
+
+    def consumers(self) -> dict[str, list[str]]:
+        """Tensor name -> names of the nodes reading it."""
+        out: dict[str, list[str]] = {}
+        for n in self.nodes:
+            for t in n.inputs:
+                if t:
+                    out.setdefault(t, []).append(n.name)
+        return out
+
+    def fused_activations(self) -> dict[str, str]:
+        """Epilogue node name -> the matrix node it is fused into.
+
+        Fused: an ACTIVATION_OPS node, or an Add of a constant (a bias, as the
+        MLPerf Tiny dense layers have after their MatMul), whose data input is
+        produced by a matrix node (or by an epilogue already fused into one) and
+        read by nothing else. Both accelerators apply these on the way out of
+        the accumulator.
+        """
+        by_name = {n.name: n for n in self.nodes}
+        prod = self.producers()
+        cons = self.consumers()
+        fused: dict[str, str] = {}
+        for n in self.nodes:
+            if n.op in ACTIVATION_OPS:
+                data = n.inputs[:1]
+            elif n.op == "Add" and len(n.inputs) == 2:
+                data = [t for t in n.inputs if t not in self.initializers]
+                if len(data) != 1:
+                    continue
+            else:
+                continue
+            if not data or not data[0]:
+                continue
+            src = prod.get(data[0])
+            if src is None:
+                continue
+            root = fused.get(src, src if by_name[src].is_matrix else None)
+            if root is None:
+                continue
+            if len(cons.get(data[0], [])) == 1 and data[0] not in self.graph_outputs:
+                fused[n.name] = root
+        return fused
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
