@@ -285,7 +285,7 @@ def compose(prepared: graph_mod.Graph, zz: ZigZagResult, hw: Hardware) -> Perf:
                     op=m.op,
                     cycles=m.kernel_cycles,
                     start=m.start,
-                    macs=int(round(m.macs / m.kernels)),
+                    macs=m.macs // m.kernels + (1 if i < m.macs % m.kernels else 0),
                     kernel_count=1,
                     extra={
                         "layer": m.name,
