@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from tabulate import tabulate
 
@@ -53,3 +55,26 @@ def _maxfmt(err: np.ndarray) -> str:
     if finite.size < err.size:
         return "inf"
     return f"{finite.max():.4g}"
+
+
+def compare_top5(reference: list[list[list[float]]], probs: np.ndarray, tolerance: float,
+                 label: Callable[[int], str]) -> tuple[int, str]:
+    """Compare Top-5 lists per sample: same classes in the same order, values within
+    `tolerance`. Returns the number of differing entries and a side-by-side table
+    ("0.961574 Labrador retriever" on both sides) of every sample that differs."""
+    from .metrics import topk
+
+    classes, values = topk(probs, 5)
+    rows, bad = [], 0
+    for i, ref in enumerate(reference):
+        sample_rows, sample_bad = [], 0
+        for rank, (ref_c, ref_p) in enumerate(ref):
+            got_c, got_p = int(classes[i, rank]), float(values[i, rank])
+            ok = got_c == int(ref_c) and abs(got_p - ref_p) <= tolerance
+            sample_bad += not ok
+            sample_rows.append([i, rank + 1, f"{ref_p:.6f} {label(int(ref_c))}", f"{got_p:.6f} {label(got_c)}",
+                                "" if ok else "<-- differs"])
+        if sample_bad:
+            rows += sample_rows
+            bad += sample_bad
+    return bad, tabulate(rows, headers=["sample", "rank", "reference Top 5", "obtained Top 5", ""]) if rows else ""

@@ -38,6 +38,9 @@ _QUANT_CHOICES = {
     "calibrate_method": ("MinMax", "Entropy", "Percentile"),
 }
 
+SUITE_KEYS = ("skip", "max_regression")
+"""Keys of [targets.<name>] the suite reads itself; the rest goes to the target."""
+
 _REQUIRED = object()
 # key: (type, default). "path" means a file inside the model folder.
 _SCHEMA: dict[str, tuple[Any, Any]] = {
@@ -113,7 +116,7 @@ class Model:
 
     def target_options(self, target: str) -> dict[str, Any]:
         """The manifest's `[targets.<target>]` table, minus the keys the suite reads."""
-        return {k: v for k, v in self.targets.get(target, {}).items() if k not in ("skip",)}
+        return {k: v for k, v in self.targets.get(target, {}).items() if k not in SUITE_KEYS}
 
     def skip_reason(self, target: str) -> str | None:
         return self.targets.get(target, {}).get("skip")
@@ -279,6 +282,14 @@ def _check_semantics(manifest: Path, v: dict[str, Any]) -> None:
             raise ManifestError(manifest, f"targets.{target}", "expected a table")
         if "skip" in table and not isinstance(table["skip"], str):
             raise ManifestError(manifest, f"targets.{target}.skip", "expected the reason as a string")
+        if "max_regression" in table:
+            from .baseline import BaselineError, parse_margins
+
+            try:
+                parse_margins(table["max_regression"], "max_regression")
+            except (BaselineError, AttributeError) as exc:
+                raise ManifestError(manifest, f"targets.{target}.max_regression",
+                                    f"{exc}; expected e.g. \"cycles=0%,ns=10%,accuracy=0.5\" or a table") from exc
 
 
 def _check_tolerance(manifest: Path, table: dict[str, Any], prefix: str, depth: int = 0) -> None:

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from . import hookspecs, report
+from .baseline import DEFAULT_MARGINS, BaselineError, parse_margins
 from .models import ManifestError
-from .session import Case, CaseView, Options, TinyaccelSession, environment
+from .session import Case, CaseView, Options, TinyaccelSession, UpgradeView, environment
 from .targets.base import TargetError
 from .targets.registry import build_registry, entry_point_targets
 
@@ -39,6 +40,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="folder of model folders (default: ini tinyaccel_models, 'models')")
     group.addoption("--tinyaccel-golden", dest="tinyaccel_golden", default=None, metavar="DIR",
                     help="folder of golden folders (default: ini tinyaccel_golden, 'golden')")
+    group.addoption("--tinyaccel-baseline", dest="tinyaccel_baseline", default=None, metavar="PATH",
+                    help="gate on this saved profile: test_baseline fails when latency, throughput or accuracy "
+                    "is worse than it by more than the allowed margin")
+    group.addoption("--tinyaccel-save-baseline", dest="tinyaccel_save_baseline", default=None, metavar="PATH",
+                    help="save this run's profile (JSON, with machine and versions) as a baseline")
+    group.addoption("--tinyaccel-max-regression", dest="tinyaccel_max_regression", default=None, metavar="SPEC",
+                    help="allowed regression per metric, e.g. 'cycles=0%%,ns=10%%,throughput=10%%,accuracy=0.5' "
+                    "(defaults cycles=0%%, ns=25%%, throughput=25%%, accuracy=0.5 points)")
+    group.addoption("--tinyaccel-upgrade-tolerance", dest="tinyaccel_upgrade_tolerance", type=float, default=None,
+                    metavar="P", help="upgrade review: allowed Top-5 probability change (default 0.01 absolute)")
+    parser.addini("tinyaccel_max_regression", "allowed regression per metric (see --tinyaccel-max-regression)", default="")
+    parser.addini("tinyaccel_upgrade_tolerance", "upgrade review Top-5 probability tolerance", default="0.01")
     parser.addini("tinyaccel_models", "folder of model folders, relative to the rootdir", default="models")
     parser.addini("tinyaccel_golden", "folder of golden folders, relative to the rootdir", default="golden")
 
@@ -76,17 +89,28 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, target in registry.items():
         config.addinivalue_line("markers", f"{name}: tinyaccel cases that run on the {name} target")
     config.addinivalue_line("markers", "tinyaccel_task(task): parametrize only over models of this task")
+    config.addinivalue_line("markers", "tinyaccel_baseline: parametrize only when --tinyaccel-baseline is given")
     config.addinivalue_line("markers", "xdist_group(name): keep a model's cases on one pytest-xdist worker")
     for path in config.getoption("tinyaccel_report"):
         if Path(path).suffix not in report.SUFFIXES:
             raise pytest.UsageError(f"--tinyaccel-report {path}: the suffix must be one of {', '.join(report.SUFFIXES)}")
     cache = config.cache.mkdir("tinyaccel") if config.cache is not None else config.rootpath / ".tinyaccel-cache"
-    options = Options(
-        models_dir=_path(config, "tinyaccel_models"), golden_dir=_path(config, "tinyaccel_golden"),
-        cache_dir=Path(cache), selection=_split(config.getoption("tinyaccel_target")),
-        dtypes=_split(config.getoption("tinyaccel_dtype")), samples=config.getoption("tinyaccel_samples"),
-        update_golden=config.getoption("tinyaccel_update_golden"))
-    config.stash[SESSION] = TinyaccelSession(options, registry)
+    margins = dict(DEFAULT_MARGINS)
+    baseline = config.getoption("tinyaccel_baseline")
+    try:
+        margins.update(parse_margins(config.getini("tinyaccel_max_regression"), "ini tinyaccel_max_regression"))
+        margins.update(parse_margins(config.getoption("tinyaccel_max_regression") or "", "--tinyaccel-max-regression"))
+        upgrade = config.getoption("tinyaccel_upgrade_tolerance")
+        upgrade = float(config.getini("tinyaccel_upgrade_tolerance")) if upgrade is None else upgrade
+        options = Options(
+            models_dir=_path(config, "tinyaccel_models"), golden_dir=_path(config, "tinyaccel_golden"),
+            cache_dir=Path(cache), selection=_split(config.getoption("tinyaccel_target")),
+            dtypes=_split(config.getoption("tinyaccel_dtype")), samples=config.getoption("tinyaccel_samples"),
+            update_golden=config.getoption("tinyaccel_update_golden"),
+            baseline=Path(baseline).resolve() if baseline else None, margins=margins, upgrade_tolerance=upgrade)
+        config.stash[SESSION] = TinyaccelSession(options, registry)
+    except (BaselineError, ValueError) as exc:
+        raise pytest.UsageError(str(exc)) from exc
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -95,9 +119,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    session = metafunc.config.stash[SESSION]
+    if "tinyaccel_upgrade" in metafunc.fixturenames:
+        try:
+            pairs = session.upgrade_cases()
+        except ManifestError as exc:
+            raise pytest.Collector.CollectError(f"malformed model manifest: {exc}") from exc
+        params = [pytest.param((m, d), id=f"{m.name}-{d}", marks=pytest.mark.xdist_group(m.name)) for m, d in pairs]
+        metafunc.parametrize("tinyaccel_upgrade", params or [pytest.param(None, id="none", marks=pytest.mark.skip(
+            reason="every golden was made with the installed ONNX Runtime: no upgrade to review"))])
     if "tinyaccel_case" not in metafunc.fixturenames:
         return
-    session = metafunc.config.stash[SESSION]
     marker = metafunc.definition.get_closest_marker("tinyaccel_task")
     task = marker.args[0] if marker else None
     try:
@@ -108,6 +140,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                                                     pytest.mark.xdist_group(case.model.name)]
                            + ([pytest.mark.skip(reason=reason)] if reason else []))
               for case, reason in cases]
+    if metafunc.definition.get_closest_marker("tinyaccel_baseline") and session.baseline is None:
+        params = [pytest.param(None, id="off", marks=pytest.mark.skip(
+            reason="pre-merge gating is off: pass --tinyaccel-baseline PATH (saved with --tinyaccel-save-baseline)"))]
     if not params:
         params = [pytest.param(None, id="no-cases", marks=pytest.mark.skip(reason=session.no_cases_reason(task)))]
     metafunc.parametrize("tinyaccel_case", params)
@@ -119,6 +154,13 @@ def tinyaccel(request: pytest.FixtureRequest, tinyaccel_case: Case) -> CaseView:
     return CaseView(request.config.stash[SESSION], tinyaccel_case, request.node.nodeid)
 
 
+@pytest.fixture
+def tinyaccel_review(request: pytest.FixtureRequest, tinyaccel_upgrade: tuple) -> UpgradeView:
+    """One model x dtype whose golden an older ONNX Runtime made: the upgrade review."""
+    model, dtype = tinyaccel_upgrade
+    return UpgradeView(request.config.stash[SESSION], model, dtype, request.node.nodeid)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(SESSION, None)
     if state is None:
@@ -126,8 +168,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(session.config, "workeroutput"):
         session.config.workeroutput[WORKER_KEY] = state.export_state()
         return
-    for path in session.config.getoption("tinyaccel_report"):
-        report.write_report(Path(path), list(state.rows.values()), environment(session.config.rootpath))
+    paths = list(session.config.getoption("tinyaccel_report"))
+    save = session.config.getoption("tinyaccel_save_baseline")
+    if save:
+        paths.append(save if save.endswith(".json") else save + ".json")
+    env = environment(session.config.rootpath) if paths else {}
+    for path in paths:
+        report.write_report(Path(path), list(state.rows.values()), env)
 
 
 @pytest.hookimpl(optionalhook=True)

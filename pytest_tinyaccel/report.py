@@ -108,13 +108,30 @@ def _sections(rows: list[ProfileRow]):
         yield f"{target} {mode}: {'; '.join(simulators)}", group
 
 
-def terminal(rows: list[ProfileRow]) -> str:
-    """Tables per target and mode, one line per model and dtype."""
+def _delta(now: float | None, base: float | None) -> str:
+    if now is None or base is None or not base:
+        return ""
+    return f" ({100 * (now - base) / base:+.1f}%)"
+
+
+def terminal(rows: list[ProfileRow], baseline: dict[str, ProfileRow] | None = None) -> str:
+    """Tables per target and mode, one line per model and dtype; with a baseline,
+    the change against it beside each figure ('new' for rows it lacks)."""
     parts = []
     for title, group in _sections(rows):
-        table = [[r.model, r.dtype, fmt_latency(r), fmt_throughput(r), fmt_resources(r),
-                  "-" if r.efficiency is None else f"{100 * r.efficiency:.1f}%",
-                  fmt_accuracy(r), fmt_target(r)] for r in group]
+        table = []
+        for r in group:
+            base = baseline.get(r.case_id) if baseline is not None else None
+            latency, throughput, accuracy = fmt_latency(r), fmt_throughput(r), fmt_accuracy(r)
+            if base is not None:
+                latency += _delta(r.cycles, base.cycles) if r.cycles is not None else _delta(r.latency_ns, base.latency_ns)
+                throughput += _delta(r.throughput, base.throughput)
+                if r.accuracy is not None and base.accuracy is not None:
+                    accuracy += f" ({100 * (r.accuracy - base.accuracy):+.2f} pts)"
+            elif baseline is not None:
+                latency += " (new)"
+            table.append([r.model, r.dtype, latency, throughput, fmt_resources(r),
+                          "-" if r.efficiency is None else f"{100 * r.efficiency:.1f}%", accuracy, fmt_target(r)])
         parts.append(title)
         parts.append(tabulate(table, headers=["Model", "Dtype", "Latency", "Throughput (/s)",
                                               "Resources", "Efficiency", "Accuracy", "Quality Target"]))

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tabulate import tabulate
 
 from . import __version__, golden as golden_store
+from .baseline import DEFAULT_MARGINS, Baseline, compare as compare_rows, parse_margins
 from .cache import BuildCache, file_lock
-from .compare import describe_mismatch
+from .compare import compare_top5, describe_mismatch
 from .errors import DataError
 from .metrics import format_quality, quality, topk
 from .models import Model, ManifestError, discover, file_sha256, load_model
@@ -68,6 +68,9 @@ class Options:
     dtypes: tuple[str, ...] = ()
     samples: int | None = None
     update_golden: bool = False
+    baseline: Path | None = None
+    margins: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MARGINS))
+    upgrade_tolerance: float = 0.01
 
 
 class TinyaccelSession:
@@ -83,6 +86,9 @@ class TinyaccelSession:
         self._dtype_models: dict[tuple[str, str], Path] = {}
         self._availability: dict[tuple[str, str], str | None] = {}
         self._validate_selection()
+        self.baseline = Baseline(options.baseline) if options.baseline else None
+        self.new_rows: set[str] = set()
+        self.upgrade_notes: list[str] = []
 
     # ----- selection -----------------------------------------------------------------
 
@@ -250,7 +256,9 @@ class TinyaccelSession:
             if old is not None and _same_golden(old, meta, inputs, outputs):
                 return
             golden_store.write(folder, meta, inputs, outputs)
-            self.golden_updates.append(f"{model.name}: {'rewritten' if old else 'created'} {folder}")
+            self.golden_updates.append(f"golden {model.name}: {'rewritten' if old else 'created'} {folder}")
+            if old is not None:
+                self.golden_updates += [f"  {line}" for line in _golden_changes(old, meta, inputs, outputs)]
 
     def _make_golden(self, model: Model) -> tuple[dict[str, Any], np.ndarray, dict[str, dict[str, np.ndarray]]]:
         import onnx
@@ -272,10 +280,27 @@ class TinyaccelSession:
                 probs = next(iter(dequantized(path, out).values()))
                 classes, values = topk(probs)
                 entry["top5"] = [[[int(c), round(float(v), 6)] for c, v in zip(cs, vs)] for cs, vs in zip(classes, values)]
+            reference_quality = self._ort_quality(model, path)
+            if reference_quality is not None:
+                entry["quality"] = reference_quality
             dtypes[dtype] = entry
         meta = {"model": model.name, "model_sha256": model.sha256, "ndata": model.ndata,
                 "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "dtypes": dtypes}
         return meta, inputs, outputs
+
+    def _ort_quality(self, model: Model, path: Path) -> dict[str, Any] | None:
+        """ONNX Runtime's own quality for this dtype's model: the reference the upgrade review compares to."""
+        y = model.load_y()
+        if y is None:
+            return None
+        n = min(model.samples, len(y))
+        x = model.load_x(n)
+        out = next(iter(dequantized(path, run_session(create_session(path), to_model_inputs(path, x))).values()))
+        try:
+            value = quality(model.metric, out, y[:n], x.astype(np.float32))
+        except ValueError:
+            return None
+        return {"metric": model.metric, "samples": n, "value": round(value, 6)}
 
     def current_golden(self, case: Case, nodeid: str) -> golden_store.Golden:
         """The golden for `case`, failing the test when it is missing or stale."""
@@ -338,19 +363,95 @@ class TinyaccelSession:
         model = case.model
         reference = self.current_golden(case, nodeid).top5(case.dtype)
         probs = next(iter(outcome.float_outputs.values()))[: model.ndata]
-        classes, values = topk(probs)
-        tol = model.top5_tolerance
-        rows, bad = [], 0
-        for i, ref in enumerate(reference):
-            for rank, (ref_c, ref_p) in enumerate(ref):
-                got_c, got_p = int(classes[i, rank]), float(values[i, rank])
-                ok = got_c == ref_c and abs(got_p - ref_p) <= tol
-                bad += not ok
-                rows.append([i, rank + 1, f"{ref_p:.6f} {self._label(model, ref_c)}", f"{got_p:.6f} {self._label(model, got_c)}", "" if ok else "<-- differs"])
+        bad, table = compare_top5(reference, probs, model.top5_tolerance, lambda c: self._label(model, c))
         if bad:
-            table = tabulate(rows, headers=["sample", "rank", "golden Top 5", "obtained Top 5", ""])
             pytest.fail(f"{case.id}: Top-5 differs from the golden reference in {bad} place(s) "
-                        f"(same classes in order, probabilities within {tol:g} required)\n{table}", pytrace=False)
+                        f"(same classes in order, probabilities within {model.top5_tolerance:g} required)\n{table}",
+                        pytrace=False)
+
+    def check_baseline(self, case: Case) -> None:
+        """Latency, throughput and accuracy no worse than the baseline by more than the margins."""
+        if self.baseline is None:
+            pytest.skip("no --tinyaccel-baseline given")
+        self.outcome(case)
+        now = self.rows[(case.target, case.mode, case.model.name, case.dtype)]
+        base = self.baseline.get(case.id)
+        if base is None:
+            self.new_rows.add(case.id)
+            pytest.skip(f"new: {case.id} has no row in the baseline {self.baseline.path}")
+        margins = self.margins_for(case)
+        changes = compare_rows(now, base, margins)
+        regressed = [c for c in changes if c.regressed]
+        if regressed:
+            lines = [f"{'REGRESSED ' if c.regressed else 'ok        '}{c.describe()}" for c in changes]
+            pytest.fail(f"{case.id}: worse than the baseline {self.baseline.path}\n  " + "\n  ".join(lines), pytrace=False)
+
+    def margins_for(self, case: Case) -> dict[str, float]:
+        """Built-in defaults < ini/command line < the manifest's [targets.<target>] max_regression."""
+        margins = dict(self.options.margins)
+        spec = case.model.targets.get(case.target, {}).get("max_regression")
+        if spec is not None:
+            margins.update(parse_margins(spec, f"{case.model.manifest_path}: targets.{case.target}.max_regression"))
+        return margins
+
+    # ----- upgrade review ----------------------------------------------------------------
+
+    def upgrade_cases(self) -> list[tuple[Model, str]]:
+        """(model, dtype) pairs whose golden was made with another ONNX Runtime than the installed one."""
+        found = []
+        for model in self.models:
+            try:
+                meta = golden_store.load(self.options.golden_dir / model.name).meta
+            except (golden_store.GoldenError, DataError):
+                continue
+            if meta["onnxruntime"] != _ort_version():
+                found += [(model, d) for d in model.dtypes if d in meta["dtypes"]]
+        return found
+
+    def upgrade_header(self) -> str | None:
+        versions = {}
+        for model, _ in self.upgrade_cases():
+            versions.setdefault(golden_store.load(self.options.golden_dir / model.name).meta["onnxruntime"], set()).add(model.name)
+        if not versions:
+            return None
+        made = "; ".join(f"{v} ({', '.join(sorted(names))})" for v, names in sorted(versions.items()))
+        return (f"tinyaccel: goldens were made with ONNX Runtime {made}, installed is {_ort_version()}: "
+                f"upgrade review on (test_upgrade_review), Top-5 tolerance {self.options.upgrade_tolerance:g}")
+
+    def check_upgrade(self, model: Model, dtype: str, nodeid: str) -> None:
+        """The stored golden against the installed ONNX Runtime's outputs on the same inputs."""
+        try:
+            golden = self.golden(model)
+        except golden_store.GoldenError as exc:
+            pytest.fail(f"{model.name}: {exc}", pytrace=False)
+        meta, entry = golden.meta, golden.meta["dtypes"][dtype]
+        path = self.dtype_model(model, dtype)
+        new = run_session(create_session(path), to_model_inputs(path, golden.inputs))
+        head = f"{model.name} {dtype}: ONNX Runtime {meta['onnxruntime']} -> {_ort_version()}"
+        problems, notes = [], []
+        if entry["model_sha256"] != file_sha256(path):
+            note = f"{head}: the {dtype} model changed (sha256 {entry['model_sha256'][:12]} -> {file_sha256(path)[:12]})"
+            old_q, new_q = entry.get("quality"), self._ort_quality(model, path)
+            if old_q and new_q:
+                delta = 100 * (new_q["value"] - old_q["value"])
+                note += (f"; {format_quality(model.metric, old_q['value'])} -> {format_quality(model.metric, new_q['value'])}"
+                         f" ({delta:+.2f} pts) on the first {new_q['samples']} samples")
+                if -delta > self.options.margins["accuracy"]:
+                    problems.append(note + f", more than the allowed {self.options.margins['accuracy']:g} pts")
+            notes.append(note)
+        if model.is_classification:
+            probs = next(iter(dequantized(path, new).values()))
+            bad, table = compare_top5(entry["top5"], probs, self.options.upgrade_tolerance, lambda c: self._label(model, c))
+            if bad:
+                problems.append(f"{head}: Top-5 changed in {bad} place(s) (classes in order, probabilities within "
+                                f"{self.options.upgrade_tolerance:g})\n{table}")
+        else:
+            tol = model.tolerance_for("cpu", dtype, {})
+            problems += [f"{head}: {p}" for name, exp in golden.outputs[dtype].items()
+                         if (p := describe_mismatch(name, new[name], exp, tol["atol"], tol["rtol"]))]
+        self.upgrade_notes += notes
+        if problems:
+            pytest.fail("\n".join(problems) + f"\n  after review: pytest '{nodeid}' --tinyaccel-update-golden", pytrace=False)
 
     @staticmethod
     def _label(model: Model, index: int) -> str:
@@ -368,6 +469,15 @@ class TinyaccelSession:
                  f"tinyaccel: targets {targets}" + (f"; selected {','.join(o.selection)}" if o.selection else "")]
         if o.update_golden:
             lines.append("tinyaccel: --tinyaccel-update-golden: goldens of the models that run will be rewritten")
+        try:
+            upgrade = self.upgrade_header()
+        except ManifestError:
+            upgrade = None  # reported as a collection error, with the file and key
+        if upgrade:
+            lines.append(upgrade)
+        if self.baseline is not None:
+            lines.append(f"tinyaccel: baseline {self.baseline.path} ({len(self.baseline.rows)} rows), margins "
+                         + ", ".join(f"{k}={v:g}{'' if k == 'accuracy' else '%'}" for k, v in o.margins.items()))
         return lines
 
     def no_cases_reason(self, task: str | None) -> str:
@@ -380,11 +490,21 @@ class TinyaccelSession:
     def summary_lines(self, report_paths: list[str]) -> list[str]:
         lines = []
         if self.rows:
-            lines += report.terminal(list(self.rows.values())).splitlines()
+            base = self.baseline.rows if self.baseline else None
+            lines += report.terminal(list(self.rows.values()), base).splitlines()
         built, reused = len(self.cache.built), len(self.cache.reused)
         if built or reused:
             lines.append(f"builds: {built} built, {reused} reused from the cache")
-        lines += [f"golden {update}" for update in self.golden_updates]
+        lines += self.golden_updates
+        lines += [f"upgrade review: {note}" for note in self.upgrade_notes]
+        if self.baseline is not None:
+            ran = {r.case_id for r in self.rows.values()}
+            missing = sorted(set(self.baseline.rows) - ran)
+            lines.append(f"baseline {self.baseline.path}: {len(ran & set(self.baseline.rows))} rows compared")
+            if self.new_rows:
+                lines.append(f"  new (not in the baseline): {', '.join(sorted(self.new_rows))}")
+            if missing:
+                lines.append(f"  in the baseline but not run: {', '.join(missing)}")
         lines += [f"report written: {path}" for path in report_paths]
         return lines
 
@@ -395,7 +515,8 @@ class TinyaccelSession:
         from dataclasses import asdict
 
         return {"rows": [asdict(r) for r in self.rows.values()], "built": self.cache.built,
-                "reused": self.cache.reused, "golden_updates": self.golden_updates}
+                "reused": self.cache.reused, "golden_updates": self.golden_updates,
+                "new_rows": sorted(self.new_rows), "upgrade_notes": self.upgrade_notes}
 
     def merge_state(self, state: dict[str, Any]) -> None:
         for data in state["rows"]:
@@ -404,6 +525,8 @@ class TinyaccelSession:
         self.cache.built += state["built"]
         self.cache.reused += state["reused"]
         self.golden_updates += state["golden_updates"]
+        self.new_rows.update(state["new_rows"])
+        self.upgrade_notes += state["upgrade_notes"]
 
 
 def _same_golden(old: golden_store.Golden, meta: dict[str, Any], inputs: np.ndarray,
@@ -415,6 +538,37 @@ def _same_golden(old: golden_store.Golden, meta: dict[str, Any], inputs: np.ndar
     return (old_meta == new_meta and np.array_equal(old.inputs, inputs)
             and old.outputs.keys() == outputs.keys()
             and all(np.array_equal(old.outputs[d][n], a) for d in outputs for n, a in outputs[d].items()))
+
+
+def _golden_changes(old: golden_store.Golden, meta: dict[str, Any], inputs: np.ndarray,
+                    outputs: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """What an update changed, for the reviewer: versions, hashes, output deltas, Top-5, quality."""
+    lines = []
+    for key in ("onnxruntime", "onnx", "model_sha256", "ndata"):
+        if old.meta.get(key) != meta.get(key):
+            lines.append(f"{key}: {old.meta.get(key)} -> {meta.get(key)}")
+    if old.inputs.shape != inputs.shape or not np.array_equal(old.inputs, inputs):
+        lines.append("inputs changed")
+    for dtype, named in outputs.items():
+        before, entry = old.meta["dtypes"].get(dtype), meta["dtypes"][dtype]
+        if before is None:
+            lines.append(f"{dtype}: added")
+            continue
+        parts = []
+        if before["model_sha256"] != entry["model_sha256"]:
+            parts.append(f"model sha256 {before['model_sha256'][:12]} -> {entry['model_sha256'][:12]}")
+        for name, array in named.items():
+            prev = old.outputs[dtype].get(name)
+            if prev is not None and prev.shape == array.shape:
+                diff = np.abs(prev.astype(np.float64) - array.astype(np.float64))
+                parts.append(f"'{name}' max |change| {diff.max():.3g}, {int((diff > 0).sum())} of {diff.size} values changed")
+        if "top5" in entry and before.get("top5") is not None:
+            moved = sum(a[0] != b[0] for x, y in zip(before["top5"], entry["top5"]) for a, b in zip(x, y))
+            parts.append(f"Top-5 classes changed in {moved} place(s)")
+        if entry.get("quality") and before.get("quality"):
+            parts.append(f"{entry['quality']['metric']} {before['quality']['value']:.4f} -> {entry['quality']['value']:.4f}")
+        lines.append(f"{dtype}: " + "; ".join(parts))
+    return lines
 
 
 def _ort_version() -> str:
@@ -457,6 +611,16 @@ def _cpu_model() -> str:
     return platform.processor() or sys.platform
 
 
+class UpgradeView:
+    """The `tinyaccel_upgrade` fixture: one model x dtype whose golden predates the installed ONNX Runtime."""
+
+    def __init__(self, session: TinyaccelSession, model: Model, dtype: str, nodeid: str) -> None:
+        self.session, self.model, self.dtype, self.nodeid = session, model, dtype, nodeid
+
+    def check(self) -> None:
+        self.session.check_upgrade(self.model, self.dtype, self.nodeid)
+
+
 class CaseView:
     """What a test sees of its case (the `tinyaccel` fixture): outcome, golden, checks."""
 
@@ -479,3 +643,6 @@ class CaseView:
 
     def check_top5(self) -> None:
         self.session.check_top5(self.case, self.nodeid)
+
+    def check_baseline(self) -> None:
+        self.session.check_baseline(self.case)

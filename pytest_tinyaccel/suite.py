@@ -7,7 +7,7 @@ Use them from any test module of your repository:
 
 import pytest
 
-__all__ = ["test_golden", "test_accuracy", "test_top5"]
+__all__ = ["test_golden", "test_accuracy", "test_top5", "test_baseline", "test_upgrade_review"]
 
 
 def test_golden(tinyaccel):
@@ -24,3 +24,14 @@ def test_accuracy(tinyaccel):
 def test_top5(tinyaccel):
     """Top-5 classes (in order) and probabilities of the golden samples as in the reference."""
     tinyaccel.check_top5()
+
+
+@pytest.mark.tinyaccel_baseline
+def test_baseline(tinyaccel):
+    """With --tinyaccel-baseline: no metric worse than the baseline by more than its margin."""
+    tinyaccel.check_baseline()
+
+
+def test_upgrade_review(tinyaccel_review):
+    """After an ONNX Runtime upgrade: the stored goldens against the new version's outputs."""
+    tinyaccel_review.check()
