@@ -13,7 +13,7 @@ from .baseline import DEFAULT_MARGINS, BaselineError, parse_margins
 from .models import ManifestError
 from .session import Case, CaseView, Options, TinyaccelSession, UpgradeView, environment
 from .targets.base import TargetError
-from .targets.registry import build_registry, entry_point_targets
+from .targets.registry import build_registry, configured_targets, entry_point_targets
 
 SESSION = pytest.StashKey[TinyaccelSession]()
 WORKER_KEY = "tinyaccel"
@@ -80,10 +80,12 @@ def _path(config: pytest.Config, option: str) -> Path:
 def pytest_configure(config: pytest.Config) -> None:
     candidates: list[Any] = []
     try:
+        configured, settings = configured_targets(_target_settings(config.rootpath), config.rootpath)
         candidates += entry_point_targets()
+        candidates += configured  # `kind = "command"` tables: after shipped targets, before conftest hooks
         for found in config.hook.pytest_tinyaccel_targets(config=config):
             candidates += list(found)
-        registry = build_registry(candidates, _target_settings(config.rootpath))
+        registry = build_registry(candidates, settings)
     except TargetError as exc:
         raise pytest.UsageError(str(exc)) from exc
     for name, target in registry.items():
@@ -122,7 +124,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     session = metafunc.config.stash[SESSION]
     if "tinyaccel_upgrade" in metafunc.fixturenames:
         try:
-            pairs = session.upgrade_cases()
+            pairs = session.goldens.upgrade_cases(session.models)
         except ManifestError as exc:
             raise pytest.Collector.CollectError(f"malformed model manifest: {exc}") from exc
         params = [pytest.param((m, d), id=f"{m.name}-{d}", marks=pytest.mark.xdist_group(m.name)) for m, d in pairs]

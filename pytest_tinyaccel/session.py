@@ -17,15 +17,16 @@ import numpy as np
 import pytest
 
 from . import __version__, golden as golden_store
+from .references import GoldenKeeper, label_for
 from .baseline import DEFAULT_MARGINS, Baseline, compare as compare_rows, parse_margins
-from .cache import BuildCache, file_lock
+from .cache import BuildCache
 from .compare import compare_top5, describe_mismatch
 from .errors import DataError
-from .metrics import format_quality, quality, topk
+from .metrics import format_quality, quality
 from .models import Model, ManifestError, discover, file_sha256, load_model
 from . import report
 from .report import ProfileRow
-from .runtime import create_session, dequantized, input_specs, output_specs, run_session, to_model_inputs
+from .runtime import dequantized, input_specs, output_specs, to_model_inputs
 from .targets.base import Build, Perf, Target, TargetError
 
 USER_ERRORS = (DataError, TargetError, golden_store.GoldenError, ManifestError)
@@ -79,13 +80,12 @@ class TinyaccelSession:
         self.registry = registry
         self.cache = BuildCache(options.cache_dir)
         self.rows: dict[tuple[str, str, str, str], ProfileRow] = {}
-        self.golden_updates: list[str] = []
         self._models: list[Model] | None = None
         self._outcomes: dict[str, Outcome | BaseException] = {}
-        self._goldens: dict[str, golden_store.Golden | BaseException] = {}
         self._dtype_models: dict[tuple[str, str], Path] = {}
         self._availability: dict[tuple[str, str], str | None] = {}
         self._validate_selection()
+        self.goldens = GoldenKeeper(options.golden_dir, options.cache_dir / "locks", self.dtype_model, options.update_golden)
         self.baseline = Baseline(options.baseline) if options.baseline else None
         self.new_rows: set[str] = set()
         self.upgrade_notes: list[str] = []
@@ -229,104 +229,16 @@ class TinyaccelSession:
                 shape = getattr(value, "shape", type(value).__name__)
                 raise TargetError(f"target {case.target!r} returned output '{spec.name}' with shape {shape}; expected {count} samples on the first axis")
 
-    # ----- goldens ---------------------------------------------------------------------
-
-    def golden(self, model: Model) -> golden_store.Golden:
-        """The model's golden, (re)written first when --tinyaccel-update-golden is given."""
-        if model.name not in self._goldens:
-            try:
-                if self.options.update_golden:
-                    self._update_golden(model)
-                self._goldens[model.name] = golden_store.load(self.options.golden_dir / model.name)
-            except golden_store.GoldenError as exc:
-                self._goldens[model.name] = exc
-        result = self._goldens[model.name]
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
-    def _update_golden(self, model: Model) -> None:
-        folder = self.options.golden_dir / model.name
-        with file_lock(self.options.cache_dir / "locks" / f"golden-{model.name}.lock"):
-            meta, inputs, outputs = self._make_golden(model)
-            try:
-                old = golden_store.load(folder)
-            except (golden_store.GoldenError, DataError):
-                old = None
-            if old is not None and _same_golden(old, meta, inputs, outputs):
-                return
-            golden_store.write(folder, meta, inputs, outputs)
-            self.golden_updates.append(f"golden {model.name}: {'rewritten' if old else 'created'} {folder}")
-            if old is not None:
-                self.golden_updates += [f"  {line}" for line in _golden_changes(old, meta, inputs, outputs)]
-
-    def _make_golden(self, model: Model) -> tuple[dict[str, Any], np.ndarray, dict[str, dict[str, np.ndarray]]]:
-        import onnx
-        import onnxruntime
-
-        x = model.load_x(model.ndata)
-        if len(x) < model.ndata:
-            raise DataError(f"{model.x_test_path.name} has {len(x)} samples, fewer than ndata={model.ndata}")
-        inputs = x.astype(np.float32) if x.dtype.kind == "f" else x
-        outputs, dtypes = {}, {}
-        for dtype in model.dtypes:
-            path = self.dtype_model(model, dtype)
-            out = run_session(create_session(path), to_model_inputs(path, inputs))
-            outputs[dtype] = out
-            entry: dict[str, Any] = {"model_sha256": file_sha256(path)}
-            if dtype == "int8" and model.int8_onnx_path is None:
-                entry["quantization"] = model.quantization
-            if model.is_classification:
-                probs = next(iter(dequantized(path, out).values()))
-                classes, values = topk(probs)
-                entry["top5"] = [[[int(c), round(float(v), 6)] for c, v in zip(cs, vs)] for cs, vs in zip(classes, values)]
-            reference_quality = self._ort_quality(model, path)
-            if reference_quality is not None:
-                entry["quality"] = reference_quality
-            dtypes[dtype] = entry
-        meta = {"model": model.name, "model_sha256": model.sha256, "ndata": model.ndata,
-                "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "dtypes": dtypes}
-        return meta, inputs, outputs
-
-    def _ort_quality(self, model: Model, path: Path) -> dict[str, Any] | None:
-        """ONNX Runtime's own quality for this dtype's model: the reference the upgrade review compares to."""
-        y = model.load_y()
-        if y is None:
-            return None
-        n = min(model.samples, len(y))
-        x = model.load_x(n)
-        out = next(iter(dequantized(path, run_session(create_session(path), to_model_inputs(path, x))).values()))
-        try:
-            value = quality(model.metric, out, y[:n], x.astype(np.float32))
-        except ValueError:
-            return None
-        return {"metric": model.metric, "samples": n, "value": round(value, 6)}
-
     def current_golden(self, case: Case, nodeid: str) -> golden_store.Golden:
         """The golden for `case`, failing the test when it is missing or stale."""
-        model = case.model
-        folder = self.options.golden_dir / model.name
-        fix = f"review, then run: pytest '{nodeid}' --tinyaccel-update-golden"
         try:
-            golden = self.golden(model)
+            golden = self.goldens.get(case.model)
         except golden_store.GoldenError as exc:
             pytest.fail(f"{case.id}: {exc}\n  to create it: pytest '{nodeid}' --tinyaccel-update-golden", pytrace=False)
-        meta = golden.meta
-        problems = []
-        if meta["model_sha256"] != model.sha256:
-            problems.append(f"{model.onnx_path.name} changed since the golden was written "
-                            f"(golden sha256 {meta['model_sha256'][:12]}, now {model.sha256[:12]})")
-        current = model.load_x(model.ndata)
-        if meta["ndata"] != model.ndata or not np.array_equal(golden.inputs, current.astype(golden.inputs.dtype)):
-            problems.append(f"the first ndata={model.ndata} samples of {model.x_test_path.name} differ from the golden's inputs")
-        entry = meta["dtypes"].get(case.dtype)
-        if entry is None:
-            problems.append(f"the golden has no {case.dtype} outputs (it holds {sorted(meta['dtypes'])})")
-        elif not problems and entry["model_sha256"] != file_sha256(self.dtype_model(model, case.dtype)):
-            problems.append(f"the {case.dtype} model now differs from the one the golden was made with "
-                            f"(golden: ONNX Runtime {meta['onnxruntime']}, installed: {_ort_version()})")
+        problems = self.goldens.stale(case.model, case.dtype, golden)
         if problems:
-            pytest.fail(f"{case.id}: golden {folder} is stale: " + "; ".join(problems) + f"\n  {fix}", pytrace=False)
+            pytest.fail(f"{case.id}: golden {self.options.golden_dir / case.model.name} is stale: " + "; ".join(problems)
+                        + f"\n  review, then run: pytest '{nodeid}' --tinyaccel-update-golden", pytrace=False)
         return golden
 
     # ----- checks ------------------------------------------------------------------------
@@ -363,7 +275,7 @@ class TinyaccelSession:
         model = case.model
         reference = self.current_golden(case, nodeid).top5(case.dtype)
         probs = next(iter(outcome.float_outputs.values()))[: model.ndata]
-        bad, table = compare_top5(reference, probs, model.top5_tolerance, lambda c: self._label(model, c))
+        bad, table = compare_top5(reference, probs, model.top5_tolerance, lambda c: label_for(model, c))
         if bad:
             pytest.fail(f"{case.id}: Top-5 differs from the golden reference in {bad} place(s) "
                         f"(same classes in order, probabilities within {model.top5_tolerance:g} required)\n{table}",
@@ -394,69 +306,15 @@ class TinyaccelSession:
             margins.update(parse_margins(spec, f"{case.model.manifest_path}: targets.{case.target}.max_regression"))
         return margins
 
-    # ----- upgrade review ----------------------------------------------------------------
-
-    def upgrade_cases(self) -> list[tuple[Model, str]]:
-        """(model, dtype) pairs whose golden was made with another ONNX Runtime than the installed one."""
-        found = []
-        for model in self.models:
-            try:
-                meta = golden_store.load(self.options.golden_dir / model.name).meta
-            except (golden_store.GoldenError, DataError):
-                continue
-            if meta["onnxruntime"] != _ort_version():
-                found += [(model, d) for d in model.dtypes if d in meta["dtypes"]]
-        return found
-
-    def upgrade_header(self) -> str | None:
-        versions = {}
-        for model, _ in self.upgrade_cases():
-            versions.setdefault(golden_store.load(self.options.golden_dir / model.name).meta["onnxruntime"], set()).add(model.name)
-        if not versions:
-            return None
-        made = "; ".join(f"{v} ({', '.join(sorted(names))})" for v, names in sorted(versions.items()))
-        return (f"tinyaccel: goldens were made with ONNX Runtime {made}, installed is {_ort_version()}: "
-                f"upgrade review on (test_upgrade_review), Top-5 tolerance {self.options.upgrade_tolerance:g}")
-
     def check_upgrade(self, model: Model, dtype: str, nodeid: str) -> None:
-        """The stored golden against the installed ONNX Runtime's outputs on the same inputs."""
+        """After an ONNX Runtime upgrade: the stored golden against the new version's outputs."""
         try:
-            golden = self.golden(model)
+            problems, notes = self.goldens.review(model, dtype, self.options.upgrade_tolerance, self.options.margins["accuracy"])
         except golden_store.GoldenError as exc:
             pytest.fail(f"{model.name}: {exc}", pytrace=False)
-        meta, entry = golden.meta, golden.meta["dtypes"][dtype]
-        path = self.dtype_model(model, dtype)
-        new = run_session(create_session(path), to_model_inputs(path, golden.inputs))
-        head = f"{model.name} {dtype}: ONNX Runtime {meta['onnxruntime']} -> {_ort_version()}"
-        problems, notes = [], []
-        if entry["model_sha256"] != file_sha256(path):
-            note = f"{head}: the {dtype} model changed (sha256 {entry['model_sha256'][:12]} -> {file_sha256(path)[:12]})"
-            old_q, new_q = entry.get("quality"), self._ort_quality(model, path)
-            if old_q and new_q:
-                delta = 100 * (new_q["value"] - old_q["value"])
-                note += (f"; {format_quality(model.metric, old_q['value'])} -> {format_quality(model.metric, new_q['value'])}"
-                         f" ({delta:+.2f} pts) on the first {new_q['samples']} samples")
-                if -delta > self.options.margins["accuracy"]:
-                    problems.append(note + f", more than the allowed {self.options.margins['accuracy']:g} pts")
-            notes.append(note)
-        if model.is_classification:
-            probs = next(iter(dequantized(path, new).values()))
-            bad, table = compare_top5(entry["top5"], probs, self.options.upgrade_tolerance, lambda c: self._label(model, c))
-            if bad:
-                problems.append(f"{head}: Top-5 changed in {bad} place(s) (classes in order, probabilities within "
-                                f"{self.options.upgrade_tolerance:g})\n{table}")
-        else:
-            tol = model.tolerance_for("cpu", dtype, {})
-            problems += [f"{head}: {p}" for name, exp in golden.outputs[dtype].items()
-                         if (p := describe_mismatch(name, new[name], exp, tol["atol"], tol["rtol"]))]
         self.upgrade_notes += notes
         if problems:
             pytest.fail("\n".join(problems) + f"\n  after review: pytest '{nodeid}' --tinyaccel-update-golden", pytrace=False)
-
-    @staticmethod
-    def _label(model: Model, index: int) -> str:
-        labels = model.labels
-        return labels[index] if labels and index < len(labels) else f"class {index}"
 
     # ----- terminal --------------------------------------------------------------------
 
@@ -470,7 +328,7 @@ class TinyaccelSession:
         if o.update_golden:
             lines.append("tinyaccel: --tinyaccel-update-golden: goldens of the models that run will be rewritten")
         try:
-            upgrade = self.upgrade_header()
+            upgrade = self.goldens.upgrade_header(self.models, o.upgrade_tolerance)
         except ManifestError:
             upgrade = None  # reported as a collection error, with the file and key
         if upgrade:
@@ -495,7 +353,7 @@ class TinyaccelSession:
         built, reused = len(self.cache.built), len(self.cache.reused)
         if built or reused:
             lines.append(f"builds: {built} built, {reused} reused from the cache")
-        lines += self.golden_updates
+        lines += self.goldens.updates
         lines += [f"upgrade review: {note}" for note in self.upgrade_notes]
         if self.baseline is not None:
             ran = {r.case_id for r in self.rows.values()}
@@ -515,7 +373,7 @@ class TinyaccelSession:
         from dataclasses import asdict
 
         return {"rows": [asdict(r) for r in self.rows.values()], "built": self.cache.built,
-                "reused": self.cache.reused, "golden_updates": self.golden_updates,
+                "reused": self.cache.reused, "golden_updates": self.goldens.updates,
                 "new_rows": sorted(self.new_rows), "upgrade_notes": self.upgrade_notes}
 
     def merge_state(self, state: dict[str, Any]) -> None:
@@ -524,57 +382,9 @@ class TinyaccelSession:
             self.rows.setdefault(row.key, row)
         self.cache.built += state["built"]
         self.cache.reused += state["reused"]
-        self.golden_updates += state["golden_updates"]
+        self.goldens.updates += state["golden_updates"]
         self.new_rows.update(state["new_rows"])
         self.upgrade_notes += state["upgrade_notes"]
-
-
-def _same_golden(old: golden_store.Golden, meta: dict[str, Any], inputs: np.ndarray,
-                 outputs: dict[str, dict[str, np.ndarray]]) -> bool:
-    """True when rewriting would not change a byte."""
-    new_meta = {**meta, "format": golden_store.FORMAT}
-    old_meta = {k: v for k, v in old.meta.items() if k != "files"}
-    old_meta["dtypes"] = {d: {k: v for k, v in e.items() if k != "outputs"} for d, e in old_meta["dtypes"].items()}
-    return (old_meta == new_meta and np.array_equal(old.inputs, inputs)
-            and old.outputs.keys() == outputs.keys()
-            and all(np.array_equal(old.outputs[d][n], a) for d in outputs for n, a in outputs[d].items()))
-
-
-def _golden_changes(old: golden_store.Golden, meta: dict[str, Any], inputs: np.ndarray,
-                    outputs: dict[str, dict[str, np.ndarray]]) -> list[str]:
-    """What an update changed, for the reviewer: versions, hashes, output deltas, Top-5, quality."""
-    lines = []
-    for key in ("onnxruntime", "onnx", "model_sha256", "ndata"):
-        if old.meta.get(key) != meta.get(key):
-            lines.append(f"{key}: {old.meta.get(key)} -> {meta.get(key)}")
-    if old.inputs.shape != inputs.shape or not np.array_equal(old.inputs, inputs):
-        lines.append("inputs changed")
-    for dtype, named in outputs.items():
-        before, entry = old.meta["dtypes"].get(dtype), meta["dtypes"][dtype]
-        if before is None:
-            lines.append(f"{dtype}: added")
-            continue
-        parts = []
-        if before["model_sha256"] != entry["model_sha256"]:
-            parts.append(f"model sha256 {before['model_sha256'][:12]} -> {entry['model_sha256'][:12]}")
-        for name, array in named.items():
-            prev = old.outputs[dtype].get(name)
-            if prev is not None and prev.shape == array.shape:
-                diff = np.abs(prev.astype(np.float64) - array.astype(np.float64))
-                parts.append(f"'{name}' max |change| {diff.max():.3g}, {int((diff > 0).sum())} of {diff.size} values changed")
-        if "top5" in entry and before.get("top5") is not None:
-            moved = sum(a[0] != b[0] for x, y in zip(before["top5"], entry["top5"]) for a, b in zip(x, y))
-            parts.append(f"Top-5 classes changed in {moved} place(s)")
-        if entry.get("quality") and before.get("quality"):
-            parts.append(f"{entry['quality']['metric']} {before['quality']['value']:.4f} -> {entry['quality']['value']:.4f}")
-        lines.append(f"{dtype}: " + "; ".join(parts))
-    return lines
-
-
-def _ort_version() -> str:
-    import onnxruntime
-
-    return onnxruntime.__version__
 
 
 def environment(root: Path) -> dict[str, Any]:

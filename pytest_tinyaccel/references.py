@@ -1,0 +1,235 @@
+"""ONNX Runtime references: making goldens, telling whether they are still
+current, and reviewing them after an ONNX Runtime upgrade.
+
+Nothing here fails a test: problems come back as sentences, and the session
+decides which test they fail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import golden as golden_store
+from .cache import file_lock
+from .compare import compare_top5, describe_mismatch
+from .errors import DataError
+from .metrics import format_quality, quality, topk
+from .models import Model, file_sha256
+from .runtime import create_session, dequantized, run_session, to_model_inputs
+
+
+def ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def label_for(model: Model, index: int) -> str:
+    labels = model.labels
+    return labels[index] if labels and index < len(labels) else f"class {index}"
+
+
+class GoldenKeeper:
+    """Loads goldens once per session and (with --tinyaccel-update-golden) rewrites them."""
+
+    def __init__(self, golden_dir: Path, lock_dir: Path, dtype_model: Callable[[Model, str], Path], update: bool) -> None:
+        self.golden_dir, self.lock_dir = golden_dir, lock_dir
+        self.dtype_model = dtype_model
+        self.update = update
+        self.updates: list[str] = []
+        self._loaded: dict[str, golden_store.Golden | golden_store.GoldenError] = {}
+
+    def get(self, model: Model) -> golden_store.Golden:
+        """The model's golden, (re)written first when updating; GoldenError if missing/damaged."""
+        if model.name not in self._loaded:
+            try:
+                if self.update:
+                    self._rewrite(model)
+                self._loaded[model.name] = golden_store.load(self.golden_dir / model.name)
+            except golden_store.GoldenError as exc:
+                self._loaded[model.name] = exc
+        result = self._loaded[model.name]
+        if isinstance(result, golden_store.GoldenError):
+            raise result
+        return result
+
+    def _rewrite(self, model: Model) -> None:
+        folder = self.golden_dir / model.name
+        with file_lock(self.lock_dir / f"golden-{model.name}.lock"):
+            meta, inputs, outputs = self.make(model)
+            try:
+                old = golden_store.load(folder)
+            except (golden_store.GoldenError, DataError):
+                old = None
+            if old is not None and _same_golden(old, meta, inputs, outputs):
+                return
+            golden_store.write(folder, meta, inputs, outputs)
+            self.updates.append(f"golden {model.name}: {'rewritten' if old else 'created'} {folder}")
+            if old is not None:
+                self.updates += [f"  {line}" for line in _golden_changes(old, meta, inputs, outputs)]
+
+    def make(self, model: Model) -> tuple[dict[str, Any], np.ndarray, dict[str, dict[str, np.ndarray]]]:
+        """ONNX Runtime's outputs, Top-5 and quality for every dtype of `model`."""
+        import onnx
+
+        x = model.load_x(model.ndata)
+        if len(x) < model.ndata:
+            raise DataError(f"{model.x_test_path.name} has {len(x)} samples, fewer than ndata={model.ndata}")
+        inputs = x.astype(np.float32) if x.dtype.kind == "f" else x
+        outputs, dtypes = {}, {}
+        for dtype in model.dtypes:
+            path = self.dtype_model(model, dtype)
+            out = run_session(create_session(path), to_model_inputs(path, inputs))
+            outputs[dtype] = out
+            entry: dict[str, Any] = {"model_sha256": file_sha256(path)}
+            if dtype == "int8" and model.int8_onnx_path is None:
+                entry["quantization"] = model.quantization
+            if model.is_classification:
+                probs = next(iter(dequantized(path, out).values()))
+                classes, values = topk(probs)
+                entry["top5"] = [[[int(c), round(float(v), 6)] for c, v in zip(cs, vs)] for cs, vs in zip(classes, values)]
+            reference_quality = ort_quality(model, path)
+            if reference_quality is not None:
+                entry["quality"] = reference_quality
+            dtypes[dtype] = entry
+        meta = {"model": model.name, "model_sha256": model.sha256, "ndata": model.ndata,
+                "onnxruntime": ort_version(), "onnx": onnx.__version__, "dtypes": dtypes}
+        return meta, inputs, outputs
+
+    def stale(self, model: Model, dtype: str, golden: golden_store.Golden) -> list[str]:
+        """Why `golden` no longer describes `model` in `dtype` (empty when it does)."""
+        meta = golden.meta
+        problems = []
+        if meta["model_sha256"] != model.sha256:
+            problems.append(f"{model.onnx_path.name} changed since the golden was written "
+                            f"(golden sha256 {meta['model_sha256'][:12]}, now {model.sha256[:12]})")
+        current = model.load_x(model.ndata)
+        if meta["ndata"] != model.ndata or not np.array_equal(golden.inputs, current.astype(golden.inputs.dtype)):
+            problems.append(f"the first ndata={model.ndata} samples of {model.x_test_path.name} differ from the golden's inputs")
+        entry = meta["dtypes"].get(dtype)
+        if entry is None:
+            problems.append(f"the golden has no {dtype} outputs (it holds {sorted(meta['dtypes'])})")
+        elif not problems and entry["model_sha256"] != file_sha256(self.dtype_model(model, dtype)):
+            problems.append(f"the {dtype} model now differs from the one the golden was made with "
+                            f"(golden: ONNX Runtime {meta['onnxruntime']}, installed: {ort_version()})")
+        return problems
+
+    # ----- upgrade review ----------------------------------------------------------------
+
+    def upgrade_cases(self, models: list[Model]) -> list[tuple[Model, str]]:
+        """(model, dtype) pairs whose golden another ONNX Runtime than the installed one made."""
+        found = []
+        for model in models:
+            version = self._golden_runtime(model)
+            if version is not None and version != ort_version():
+                found += [(model, d) for d in model.dtypes]
+        return found
+
+    def upgrade_header(self, models: list[Model], tolerance: float) -> str | None:
+        versions: dict[str, set[str]] = {}
+        for model, _ in self.upgrade_cases(models):
+            versions.setdefault(self._golden_runtime(model), set()).add(model.name)
+        if not versions:
+            return None
+        made = "; ".join(f"{v} ({', '.join(sorted(names))})" for v, names in sorted(versions.items()))
+        return (f"tinyaccel: goldens were made with ONNX Runtime {made}, installed is {ort_version()}: "
+                f"upgrade review on (test_upgrade_review), Top-5 tolerance {tolerance:g}")
+
+    def _golden_runtime(self, model: Model) -> str | None:
+        try:
+            return golden_store.load(self.golden_dir / model.name).meta["onnxruntime"]
+        except (golden_store.GoldenError, DataError):
+            return None
+
+    def review(self, model: Model, dtype: str, tolerance: float, accuracy_margin: float) -> tuple[list[str], list[str]]:
+        """The stored golden against the installed ONNX Runtime's outputs on the same inputs:
+        (problems that fail the review, notes for the summary)."""
+        golden = self.get(model)
+        meta, entry = golden.meta, golden.meta["dtypes"].get(dtype)
+        if entry is None:
+            return [f"{model.name}: the golden has no {dtype} outputs"], []
+        path = self.dtype_model(model, dtype)
+        new = run_session(create_session(path), to_model_inputs(path, golden.inputs))
+        head = f"{model.name} {dtype}: ONNX Runtime {meta['onnxruntime']} -> {ort_version()}"
+        problems, notes = [], []
+        if entry["model_sha256"] != file_sha256(path):
+            note = f"{head}: the {dtype} model changed (sha256 {entry['model_sha256'][:12]} -> {file_sha256(path)[:12]})"
+            old_q, new_q = entry.get("quality"), ort_quality(model, path)
+            if old_q and new_q:
+                delta = 100 * (new_q["value"] - old_q["value"])
+                note += (f"; {format_quality(model.metric, old_q['value'])} -> {format_quality(model.metric, new_q['value'])}"
+                         f" ({delta:+.2f} pts) on the first {new_q['samples']} samples")
+                if -delta > accuracy_margin:
+                    problems.append(note + f", more than the allowed {accuracy_margin:g} pts")
+            notes.append(note)
+        if model.is_classification:
+            probs = next(iter(dequantized(path, new).values()))
+            bad, table = compare_top5(entry["top5"], probs, tolerance, lambda c: label_for(model, c))
+            if bad:
+                problems.append(f"{head}: Top-5 changed in {bad} place(s) (classes in order, probabilities within "
+                                f"{tolerance:g})\n{table}")
+        else:
+            tol = model.tolerance_for("cpu", dtype, {})
+            problems += [f"{head}: {p}" for name, exp in golden.outputs[dtype].items()
+                         if (p := describe_mismatch(name, new[name], exp, tol["atol"], tol["rtol"]))]
+        return problems, notes
+
+
+def ort_quality(model: Model, path: Path) -> dict[str, Any] | None:
+    """ONNX Runtime's own quality for a dtype's model: what the upgrade review compares to."""
+    y = model.load_y()
+    if y is None:
+        return None
+    n = min(model.samples, len(y))
+    x = model.load_x(n)
+    out = next(iter(dequantized(path, run_session(create_session(path), to_model_inputs(path, x))).values()))
+    try:
+        value = quality(model.metric, out, y[:n], x.astype(np.float32))
+    except ValueError:
+        return None
+    return {"metric": model.metric, "samples": n, "value": round(value, 6)}
+
+
+def _same_golden(old: golden_store.Golden, meta: dict[str, Any], inputs: np.ndarray,
+                 outputs: dict[str, dict[str, np.ndarray]]) -> bool:
+    """True when rewriting would not change a byte."""
+    new_meta = {**meta, "format": golden_store.FORMAT}
+    old_meta = {k: v for k, v in old.meta.items() if k != "files"}
+    old_meta["dtypes"] = {d: {k: v for k, v in e.items() if k != "outputs"} for d, e in old_meta["dtypes"].items()}
+    return (old_meta == new_meta and np.array_equal(old.inputs, inputs)
+            and old.outputs.keys() == outputs.keys()
+            and all(np.array_equal(old.outputs[d][n], a) for d in outputs for n, a in outputs[d].items()))
+
+
+def _golden_changes(old: golden_store.Golden, meta: dict[str, Any], inputs: np.ndarray,
+                    outputs: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """What an update changed, for the reviewer: versions, hashes, output deltas, Top-5, quality."""
+    lines = []
+    for key in ("onnxruntime", "onnx", "model_sha256", "ndata"):
+        if old.meta.get(key) != meta.get(key):
+            lines.append(f"{key}: {old.meta.get(key)} -> {meta.get(key)}")
+    if old.inputs.shape != inputs.shape or not np.array_equal(old.inputs, inputs):
+        lines.append("inputs changed")
+    for dtype, named in outputs.items():
+        before, entry = old.meta["dtypes"].get(dtype), meta["dtypes"][dtype]
+        if before is None:
+            lines.append(f"{dtype}: added")
+            continue
+        parts = []
+        if before["model_sha256"] != entry["model_sha256"]:
+            parts.append(f"model sha256 {before['model_sha256'][:12]} -> {entry['model_sha256'][:12]}")
+        for name, array in named.items():
+            prev = old.outputs[dtype].get(name)
+            if prev is not None and prev.shape == array.shape:
+                diff = np.abs(prev.astype(np.float64) - array.astype(np.float64))
+                parts.append(f"'{name}' max |change| {diff.max():.3g}, {int((diff > 0).sum())} of {diff.size} values changed")
+        if "top5" in entry and before.get("top5") is not None:
+            moved = sum(a[0] != b[0] for x, y in zip(before["top5"], entry["top5"]) for a, b in zip(x, y))
+            parts.append(f"Top-5 classes changed in {moved} place(s)")
+        if entry.get("quality") and before.get("quality"):
+            parts.append(f"{entry['quality']['metric']} {before['quality']['value']:.4f} -> {entry['quality']['value']:.4f}")
+        lines.append(f"{dtype}: " + "; ".join(parts))
+    return lines
