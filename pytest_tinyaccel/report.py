@@ -47,6 +47,8 @@ class ProfileRow:
     throughput: float | None = None
     efficiency: float | None = None
     resources: dict[str, int] = field(default_factory=dict)
+    agreement: float | None = None
+    """Share of golden samples whose argmax matches ONNX Runtime's (classification)."""
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -131,10 +133,11 @@ def terminal(rows: list[ProfileRow], baseline: dict[str, ProfileRow] | None = No
             elif baseline is not None:
                 latency += " (new)"
             table.append([r.model, r.dtype, latency, throughput, fmt_resources(r),
-                          "-" if r.efficiency is None else f"{100 * r.efficiency:.1f}%", accuracy, fmt_target(r)])
+                          "-" if r.efficiency is None else f"{100 * r.efficiency:.1f}%", accuracy, fmt_target(r),
+                          "-" if r.agreement is None else f"{100 * r.agreement:.0f}%"])
         parts.append(title)
-        parts.append(tabulate(table, headers=["Model", "Dtype", "Latency", "Throughput (/s)",
-                                              "Resources", "Efficiency", "Accuracy", "Quality Target"]))
+        parts.append(tabulate(table, headers=["Model", "Dtype", "Latency", "Throughput (/s)", "Resources",
+                                              "Efficiency", "Accuracy", "Quality Target", "Argmax = golden"]))
     return "\n\n".join(parts)
 
 

@@ -209,6 +209,7 @@ class TinyaccelSession:
                 value = quality(model.metric, prediction[:n], y[:n], x[:n].astype(np.float32))
             except ValueError as exc:
                 error = f"{model.metric} cannot be computed: {exc}"
+        agreement = self._argmax_agreement(model, case.dtype, prediction)
         perf = result.perf
         self.rows[(case.target, case.mode, model.name, case.dtype)] = ProfileRow(
             model=model.name, target=case.target, mode=case.mode, dtype=case.dtype,
@@ -217,8 +218,25 @@ class TinyaccelSession:
             metric=model.metric, quality_target=model.quality_target, accuracy=value, samples=n if labelled else 0,
             cycles=perf and perf.cycles, clock_hz=perf and perf.clock_hz, latency_ns=perf and perf.latency_ns,
             throughput=perf and perf.throughput, efficiency=perf and perf.efficiency,
-            resources=dict(perf.resources) if perf else {})
+            resources=dict(perf.resources) if perf else {}, agreement=agreement)
         return Outcome(build, result.outputs, floats, perf, n, value, error, feed)
+
+    def _argmax_agreement(self, model: Model, dtype: str, prediction: np.ndarray) -> float | None:
+        """Share of golden samples whose argmax equals ONNX Runtime's: the gate that
+        matters when a fixed-point target cannot meet float tolerances."""
+        if not model.is_classification:
+            return None
+        try:
+            expected = self.goldens.get(model).outputs.get(dtype)
+        except (golden_store.GoldenError, DataError):
+            return None
+        if not expected:
+            return None
+        reference = next(iter(expected.values()))
+        ours = prediction[: len(reference)]
+        if ours.shape != reference.shape:
+            return None
+        return float(np.mean(ours.reshape(len(ours), -1).argmax(1) == reference.reshape(len(reference), -1).argmax(1)))
 
     def _validate_outputs(self, case: Case, onnx_path: Path, outputs: dict[str, np.ndarray], count: int) -> None:
         for spec in output_specs(onnx_path):

@@ -164,6 +164,7 @@ def test_top5_mismatch_shows_side_by_side(project: Project) -> None:
         "*sample*rank*reference Top 5*obtained Top 5*",
         "*0*1*0.998299 1*differs",
     ])
+    result.stdout.fnmatch_lines(["ic*fp32*(Top 1, n=540)*97.0% (Top 1)*0%"])  # argmax agreement with the golden
 
 
 def test_report_files(project: Project) -> None:
@@ -188,6 +189,7 @@ def test_report_files(project: Project) -> None:
     cpu = rows[("cpu", "hw", "fp32")]
     assert cpu["latency_ns"] > 0 and cpu["throughput"] > 0 and cpu["cycles"] is None
     assert cpu["accuracy"] == pytest.approx(537 / 540) and cpu["samples"] == 540 and cpu["metric"] == "top1"
+    assert cpu["agreement"] == 1.0
     assert rows[("fake", "sw_emu", "int8")]["resources"] == {"Kernels": 3, "Buffers": 4, "Stream": 5, "PLIO": 1, "GMIO": 2}
     csv_lines = (project.path / "out" / "profile.csv").read_text().splitlines()
     assert csv_lines[0].startswith("model,target,mode,dtype,") and "resources.Kernels" in csv_lines[0]
