@@ -4,6 +4,7 @@ whatever conftests or plugins return from the `pytest_tinyaccel_targets` hook.""
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Iterable
 
 from .base import MODES, Target, TargetError
@@ -22,6 +23,15 @@ def entry_point_targets() -> list[type[Target]]:
                 f"cannot load target entry point {ep.name!r} ({ep.value}): {exc}"
             ) from exc
     return found
+
+
+def configured_targets(settings: dict[str, Any], root: Path) -> tuple[list[Target], dict[str, Any]]:
+    """Targets defined by configuration alone: every `[tool.tinyaccel.targets.<name>]`
+    table with `kind = "command"` becomes a CommandTarget named `<name>`.
+    Returns them and the remaining tables (settings for registered classes)."""
+    from .command import configured_command_targets
+
+    return configured_command_targets(settings, root)
 
 
 def build_registry(
