@@ -21,6 +21,7 @@ from onnx import numpy_helper
 from .errors import UnsupportedOpError
 from .kernels import ROUNDING_MODES
 from .ops import BuildContext, Kernel, lookup_op, supported_ops
+from .qdq import fuse_qdq
 
 _ONNX_NP = {
     onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64, onnx.TensorProto.FLOAT16: np.float16,
@@ -71,21 +72,37 @@ class Graph:
         self._steps = steps
         self.folded = folded
         """Nodes evaluated once at load time (constant inputs only)."""
+        self.fused: tuple[str, ...] = ()
+        """Names of QDQ groups rewritten into integer ops (qdq="integer")."""
         self._last_use = self._lifetimes()
 
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def load(cls, path: Path, rounding: Mapping[str, str] | None = None) -> Graph:
+    def load(
+        cls, path: Path, rounding: Mapping[str, str] | None = None, qdq: Literal["float", "integer", "ort"] = "float"
+    ) -> Graph:
         """Parse, order, validate and constant-fold `path`.
 
         `rounding` maps node names to a requantization rounding rule for that
         node only ("half_even", the default and ONNX Runtime's; "half_away");
         it exists to inject faults, and naming a node that does not exist or
         does not requantize is an error.
+
+        `qdq` says how DequantizeLinear -> op -> QuantizeLinear groups run:
+        "float" as written (the float op in float32), "integer" rewritten into
+        integer operators as an accelerator executes them, "ort" only those
+        groups ONNX Runtime's CPU optimizer rewrites (see `qdq.fuse_qdq`).
+        Graphs without such groups (float models, QOperator models) are the
+        same either way.
         """
         path = Path(path)
         model = onnx.load(str(path))
+        fused: list[str] = []
+        if qdq in ("integer", "ort"):
+            model, fused = fuse_qdq(model, like_ort=qdq == "ort")
+        elif qdq != "float":
+            raise ValueError(f"qdq must be 'float', 'integer' or 'ort', got {qdq!r}")
         label = str(path)
         graph = model.graph
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
@@ -133,7 +150,9 @@ class Graph:
                     f"rounding applies to: {', '.join(n for n in names if n in requantizing) or 'no node of this model'}"
                 )
         outputs = tuple(o.name for o in graph.output)
-        return cls(path, inputs, outputs, consts, steps, tuple(folded))
+        built = cls(path, inputs, outputs, consts, steps, tuple(folded))
+        built.fused = tuple(fused)
+        return built
 
     # ------------------------------------------------------------------ running
 

@@ -56,15 +56,29 @@ def requantize(acc: np.ndarray, scale: np.ndarray, zero_point: int, dtype: np.dt
 
     `scale` is float32 (a scalar or per output channel, already shaped to
     broadcast against `acc`); the multiply is a float32 multiply as in MLAS.
+    int32 -> float32 conversion rounds to nearest even, like cvtdq2ps.
     """
-    value = acc.astype(np.float32) * scale
-    return saturate(round_to_int(value, rounding) + np.float32(zero_point), dtype)
+    value = acc.astype(np.float32)  # a fresh array: the steps below work in place
+    np.multiply(value, scale, out=value)
+    return _round_add_saturate(value, np.float32(zero_point), dtype, rounding)
+
+
+def _round_add_saturate(value: np.ndarray, zero_point: np.ndarray | np.float32, dtype: np.dtype, rounding: str) -> np.ndarray:
+    """round, + zero point, clip, cast; `value` (float32, owned by the caller) is overwritten."""
+    if rounding == "half_even":
+        np.rint(value, out=value)
+    else:
+        value = round_to_int(value, rounding)
+    value += zero_point
+    info = np.iinfo(dtype)
+    np.clip(value, info.min, info.max, out=value)
+    return value.astype(dtype)
 
 
 def quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, dtype: np.dtype, rounding: str) -> np.ndarray:
     """QuantizeLinear as MLAS computes it: float32 x / scale, round, add zero point, saturate."""
-    q = round_to_int(x.astype(np.float32) / scale, rounding)
-    return saturate(q + zero_point.astype(np.float32), dtype)
+    value = np.divide(x, scale, dtype=np.float32)
+    return _round_add_saturate(value, zero_point.astype(np.float32), dtype, rounding)
 
 
 def dequantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray) -> np.ndarray:
@@ -120,20 +134,39 @@ def same_pads(size: int, kernel: int, stride: int, dilation: int, upper: bool) -
 
 
 def _taps(xp: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int], out_hw: Sequence[int]):
-    """Yield (kh, kw, strided view) for every kernel tap of a padded NCHW tensor."""
+    """Yield (kh, kw, strided view) for every kernel tap of a padded NHWC tensor."""
     (kh_n, kw_n), (sh, sw), (dh, dw), (oh, ow) = kernel, strides, dilations, out_hw
     for i in range(kh_n):
         for j in range(kw_n):
-            yield i, j, xp[:, :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw]
+            yield i, j, xp[:, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw, :]
 
 
-def pad_nchw(x: np.ndarray, pads: Sequence[int], value: float | int = 0, extra_end: Sequence[int] = (0, 0)) -> np.ndarray:
-    """Pad the two spatial axes; `pads` = [top, left, bottom, right] (ONNX order)."""
+def nhwc(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> (N, H, W, C) view: free when x already lies channels-last in memory.
+
+    Kernels work channels-last (im2col rows and depthwise taps then read
+    contiguous channel runs) and hand back channels-last data viewed as NCHW,
+    so a chain of convolutions never transposes.
+    """
+    return x.transpose(0, 2, 3, 1)
+
+
+def nchw(y: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) -> (N, C, H, W) view (the inverse of `nhwc`)."""
+    return y.transpose(0, 3, 1, 2)
+
+
+def pad_nhwc(xh: np.ndarray, pads: Sequence[int], value: float | int = 0, extra_end: Sequence[int] = (0, 0)) -> np.ndarray:
+    """Pad the spatial axes of NHWC `xh`; `pads` = [top, left, bottom, right] (ONNX order)."""
     top, left, bottom, right = pads
     bottom, right = bottom + extra_end[0], right + extra_end[1]
     if not (top or left or bottom or right):
-        return x
-    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
+        return xh
+    n, h, w, c = xh.shape
+    shape = (n, h + top + bottom, w + left + right, c)
+    out = np.zeros(shape, dtype=xh.dtype) if value == 0 else np.full(shape, value, dtype=xh.dtype)
+    out[:, top : top + h, left : left + w, :] = xh
+    return out
 
 
 # --------------------------------------------------------------------------- convolution
@@ -146,57 +179,70 @@ def conv2d(
     pads: Sequence[int],
     dilations: Sequence[int],
     group: int,
-    acc_dtype: type[np.floating] | type[np.integer],
+    dtype: type[np.generic],
 ) -> np.ndarray:
-    """2-D convolution of NCHW `x` with MCHW `w` (no bias), accumulated in `acc_dtype`.
+    """2-D convolution of NCHW `x` with MCHW `w` (no bias), accumulated in `dtype`.
 
-    `x` and `w` must already be in `acc_dtype` (float32 for float models, float64
-    for exact integer accumulation, int32 for depthwise integer taps). Zero
-    padding: for quantized inputs the caller subtracts the zero point first, so
-    0 stands for the real value 0 as QLinearConv requires.
+    float32 for float models; for quantized operands (zero points already
+    subtracted, so the zero padding is the real value 0 as QLinearConv needs)
+    float32 when every partial sum is provably below 2^24, float64 otherwise,
+    int32 for depthwise taps: in each case the exact integer accumulator.
+    Returns (N, M, OH, OW), channels-last in memory.
     """
     n, c, h, wd = x.shape
     m, cg, kh, kw = w.shape
     oh = pool_output_size(h, kh, strides[0], dilations[0], pads[0], pads[2], False)
     ow = pool_output_size(wd, kw, strides[1], dilations[1], pads[1], pads[3], False)
-    xp = pad_nchw(x, pads)
+    xp = pad_nhwc(nhwc(x).astype(dtype, copy=False), pads)
     if group > 1 and cg == 1:
-        return _depthwise(xp, w, strides, dilations, (oh, ow), c, m)
-    mg = m // group
+        return nchw(_depthwise(xp, w.astype(dtype, copy=False), strides, dilations, (oh, ow), c, m))
+    wd_ = w.astype(dtype, copy=False)
     k = cg * kh * kw
-    # im2col windows as a strided view: (N, C, OH, OW, KH, KW).
-    win = sliding_window_view(xp, ((kh - 1) * dilations[0] + 1, (kw - 1) * dilations[1] + 1), axis=(2, 3))
-    win = win[:, :, :: strides[0], :: strides[1], :: dilations[0], :: dilations[1]][:, :, :oh, :ow]
-    out = np.empty((n, m, oh, ow), dtype=acc_dtype)
-    step = max(1, _CHUNK_BYTES // max(1, oh * ow * c * kh * kw * np.dtype(acc_dtype).itemsize))
+    # im2col windows as a strided view (N, OH, OW, C, KH, KW); no copy yet.
+    win = sliding_window_view(xp, ((kh - 1) * dilations[0] + 1, (kw - 1) * dilations[1] + 1), axis=(1, 2))
+    win = win[:, :: strides[0], :: strides[1], :, :: dilations[0], :: dilations[1]][:, :oh, :ow]
+    out = np.empty((n, oh, ow, m), dtype=dtype)
+    step = max(1, _CHUNK_BYTES // max(1, oh * ow * c * kh * kw * np.dtype(dtype).itemsize))
     if group == 1:
-        wmat = w.reshape(m, k).T
+        wmat = np.ascontiguousarray(wd_.transpose(2, 3, 1, 0).reshape(k, m))  # rows (KH, KW, C)
         for s in range(0, n, step):
             part = win[s : s + step]
-            cols = part.transpose(0, 2, 3, 1, 4, 5).reshape(-1, k)
-            res = cols @ wmat
-            out[s : s + step] = res.reshape(part.shape[0], oh, ow, m).transpose(0, 3, 1, 2)
-        return out
-    wg = w.reshape(group, mg, k).transpose(0, 2, 1)
+            cols = part.transpose(0, 1, 2, 4, 5, 3).reshape(-1, k)
+            np.matmul(cols, wmat, out=out[s : s + step].reshape(-1, m))
+        return nchw(out)
+    mg = m // group
+    wg = np.ascontiguousarray(wd_.reshape(group, mg, cg, kh, kw).transpose(0, 3, 4, 2, 1).reshape(group, k, mg))
     for s in range(0, n, step):
         part = win[s : s + step]
         nb = part.shape[0]
-        cols = part.reshape(nb, group, cg, oh, ow, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6).reshape(group, nb * oh * ow, k)
+        cols = part.reshape(nb, oh, ow, group, cg, kh, kw).transpose(3, 0, 1, 2, 5, 6, 4).reshape(group, nb * oh * ow, k)
         res = np.matmul(cols, wg)  # (G, NB*OH*OW, MG)
-        out[s : s + step] = res.reshape(group, nb, oh, ow, mg).transpose(1, 0, 4, 2, 3).reshape(nb, m, oh, ow)
-    return out
+        out[s : s + step] = res.transpose(1, 0, 2).reshape(nb, oh, ow, m)
+    return nchw(out)
 
 
 def _depthwise(xp: np.ndarray, w: np.ndarray, strides, dilations, out_hw, c: int, m: int) -> np.ndarray:
-    """Depthwise (one input channel per group) convolution as a loop over kernel taps."""
+    """Depthwise (one input channel per group) convolution of padded NHWC `xp`, a loop over taps."""
     mult = m // c
     if mult > 1:
-        xp = np.repeat(xp, mult, axis=1)
+        xp = np.repeat(xp, mult, axis=3)  # output channel o reads input channel o // mult
     kh, kw = w.shape[2:]
-    out = np.zeros((xp.shape[0], m, *out_hw), dtype=np.result_type(xp.dtype, w.dtype))
+    out = np.zeros((xp.shape[0], *out_hw, m), dtype=np.result_type(xp.dtype, w.dtype))
     for i, j, tap in _taps(xp, (kh, kw), strides, dilations, out_hw):
-        out += tap * w[:, 0, i, j][None, :, None, None]
+        out += tap * w[:, 0, i, j]
     return out
+
+
+def exact_in_float32(x_abs_max: float, w_int: np.ndarray, axis: int) -> bool:
+    """True when every partial sum of x * w along a dot product stays below 2^24 in magnitude.
+
+    Then float32 BLAS (any summation order, with or without FMA) only ever holds
+    integers it represents exactly, so it returns the exact integer result.
+    `axis` indexes the output channels of `w_int` (their reduction sums differ).
+    """
+    other = tuple(a for a in range(w_int.ndim) if a != axis % w_int.ndim)
+    worst = float(np.abs(w_int.astype(np.float64)).sum(axis=other).max()) if w_int.size else 0.0
+    return x_abs_max * worst < 2.0**24
 
 
 # --------------------------------------------------------------------------- pooling
@@ -208,12 +254,12 @@ def max_pool2d(
     """Max pooling of NCHW `x` (float or integer), padding never wins."""
     out_hw, extra = _pool_geometry(x.shape[2:], kernel, strides, pads, dilations, ceil_mode)
     low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-    xp = pad_nchw(x, pads, low, extra)
+    xp = pad_nhwc(nhwc(x), pads, low, extra)
     out: np.ndarray | None = None
     for _, _, tap in _taps(xp, kernel, strides, dilations, out_hw):
         out = tap.copy() if out is None else np.maximum(out, tap, out=out)
     assert out is not None
-    return out
+    return nchw(out)
 
 
 def avg_pool2d_parts(
@@ -225,7 +271,7 @@ def avg_pool2d_parts(
     ceil_mode: bool,
     count: Literal["inside", "padded", "kernel"],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Window sums of NCHW float `x` and the divisor per output position.
+    """Window sums of NCHW float `x` and the divisor per output position (both NCHW).
 
     Sums add the taps in row-major kernel order in x's float dtype (the order of
     ONNX Runtime's reference loops; adding the zero padding changes nothing).
@@ -233,21 +279,21 @@ def avg_pool2d_parts(
     """
     h, wd = x.shape[2:]
     out_hw, extra = _pool_geometry((h, wd), kernel, strides, pads, dilations, ceil_mode)
-    xp = pad_nchw(x, pads, 0, extra)
-    total = np.zeros((x.shape[0], x.shape[1], *out_hw), dtype=x.dtype)
+    xp = pad_nhwc(nhwc(x), pads, 0, extra)
+    total = np.zeros((x.shape[0], *out_hw, x.shape[1]), dtype=x.dtype)
     for _, _, tap in _taps(xp, kernel, strides, dilations, out_hw):
         total += tap
     if count == "kernel":
-        return total, np.full((1, 1, *out_hw), kernel[0] * kernel[1], dtype=x.dtype)
-    ones = np.zeros((1, 1, xp.shape[2], xp.shape[3]), dtype=np.float32)
+        return nchw(total), np.full((1, 1, *out_hw), kernel[0] * kernel[1], dtype=x.dtype)
+    ones = np.zeros((1, xp.shape[1], xp.shape[2], 1), dtype=np.float32)
     if count == "padded":
-        ones[:, :, : h + pads[0] + pads[2], : wd + pads[1] + pads[3]] = 1
+        ones[:, : h + pads[0] + pads[2], : wd + pads[1] + pads[3]] = 1
     else:
-        ones[:, :, pads[0] : pads[0] + h, pads[1] : pads[1] + wd] = 1
-    n = np.zeros((1, 1, *out_hw), dtype=np.float32)
+        ones[:, pads[0] : pads[0] + h, pads[1] : pads[1] + wd] = 1
+    n = np.zeros((1, *out_hw, 1), dtype=np.float32)
     for _, _, tap in _taps(ones, kernel, strides, dilations, out_hw):
         n += tap
-    return total, n.astype(x.dtype)
+    return nchw(total), nchw(n.astype(x.dtype))
 
 
 def _pool_geometry(hw, kernel, strides, pads, dilations, ceil_mode) -> tuple[tuple[int, int], tuple[int, int]]:

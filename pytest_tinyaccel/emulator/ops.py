@@ -547,7 +547,8 @@ def _reshape(ctx: BuildContext) -> Kernel:
 @register("Transpose")
 def _transpose(ctx: BuildContext) -> Kernel:
     perm = ctx.attrs(perm=None)["perm"]
-    return lambda v: [np.ascontiguousarray(np.transpose(v[0], perm))]
+    # A view: kernels accept any memory layout (an NHWC input transposed to NCHW costs nothing).
+    return lambda v: [np.transpose(v[0], perm)]
 
 
 @register("Squeeze", "Unsqueeze")
@@ -801,8 +802,33 @@ def _check_input_dtype(ctx: BuildContext, x: Value, q: QParams, what: str) -> No
 
 
 def _int_operand(x: Value, zp: Value, dtype: type[np.generic] = np.float64) -> Value:
-    """x - zero point as exact integers in `dtype` (float64 for BLAS, int32 for taps)."""
-    return x.astype(dtype) - zp.astype(dtype)
+    """x - zero point as exact integers in `dtype` (float32/float64 for BLAS, int32 for taps)."""
+    out = x.astype(dtype)
+    out -= zp.astype(dtype)
+    return out
+
+
+def _acc_dtype(xq: QParams, w_int: Value, out_axis: int, depthwise: bool = False) -> type[np.generic]:
+    """Accumulator type that holds the exact integer dot products.
+
+    Products of 8-bit operands are exact in float32, and so is every partial sum
+    below 2^24, whatever order BLAS adds them in; larger layers use float64
+    (exact below 2^53). Depthwise taps accumulate in int32 directly.
+    """
+    if depthwise:
+        return np.int32
+    info = np.iinfo(xq.dtype)
+    x_max = float(max(abs(info.min - int(xq.zero_point)), abs(info.max - int(xq.zero_point))))
+    return np.float32 if K.exact_in_float32(x_max, w_int, out_axis) else np.float64
+
+
+def _add_bias(acc: Value, bias: Value) -> Value:
+    """acc + int32 bias, exactly: as an int32 accumulator (acc holds exact integers)."""
+    if acc.dtype == np.float64:
+        return acc + bias.astype(np.float64)
+    out = acc.astype(np.int32)
+    out += bias
+    return out
 
 
 @register("QLinearConv", requantizes=True)
@@ -818,12 +844,12 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
     if wq.scale.size not in (1, m) or wq.zero_point.size not in (1, m):
         ctx.fail(f"w_scale/w_zero_point must have 1 or {m} (output channels) values")
     depthwise = group > 1 and w.shape[1] == 1
-    acc_dtype: type[np.generic] = np.int32 if depthwise else np.float64
-    w_int = _int_operand(w, wq.zero_point.reshape(-1, *([1] * (w.ndim - 1))) if wq.zero_point.size > 1 else wq.zero_point.reshape(()), acc_dtype)
-    w_int = _as_2d(w_int, win.rank)
+    w_int = _int_operand(w, wq.zero_point.reshape(-1, *([1] * (w.ndim - 1))) if wq.zero_point.size > 1 else wq.zero_point.reshape(()), np.float64)
+    acc_dtype = _acc_dtype(xq, w_int, 0, depthwise)
+    w_int = _as_2d(w_int.astype(acc_dtype), win.rank)
     # ONNX Runtime: output_scale[i] = x_scale * w_scale[i] / y_scale, in float32.
     scale = (xq.scale * wq.scale / yq.scale).astype(np.float32).reshape(1, -1, 1, 1)
-    b = None if bias is None else bias.astype(np.int64).reshape(1, -1, 1, 1)
+    b = None if bias is None else bias.astype(np.int32).reshape(1, -1, 1, 1)
     rounding = ctx.rounding
 
     def run(v: list[Value | None]) -> list[Value]:
@@ -834,7 +860,7 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
         x2 = _as_2d(_int_operand(x, xq.zero_point, acc_dtype), win.rank)
         acc = K.conv2d(x2, w_int, win.strides, win.pads_for(x2.shape[2:], w_int.shape[2:]), win.dilations, group, acc_dtype)
         if b is not None:
-            acc = acc + b  # int32 bias into the int32 accumulator
+            acc = _add_bias(acc, b)
         return [_from_2d(K.requantize(acc, scale, int(yq.zero_point), yq.dtype, rounding), win.rank)]
 
     return run
@@ -849,6 +875,8 @@ def _qlinear_matmul(ctx: BuildContext) -> Kernel:
     b_const = ctx.consts.get(ctx.node.input[3])
     b_zp = bq.zero_point if bq.zero_point.size > 1 else bq.zero_point.reshape(())
     b_int = _int_operand(b_const, b_zp) if b_const is not None else None
+    acc_dtype = _acc_dtype(aq, b_int, -1) if b_int is not None else np.float64
+    b_int = b_int.astype(acc_dtype) if b_int is not None else None
     scale = (aq.scale * bq.scale / yq.scale).astype(np.float32)
     scale = scale if scale.size > 1 else scale.reshape(())
     rounding = ctx.rounding
@@ -858,7 +886,7 @@ def _qlinear_matmul(ctx: BuildContext) -> Kernel:
         assert a is not None and b is not None
         _check_input_dtype(ctx, a, aq, "a")
         bi = b_int if b_int is not None else _int_operand(b, b_zp)
-        acc = np.matmul(_int_operand(a, aq.zero_point), bi)
+        acc = np.matmul(_int_operand(a, aq.zero_point, acc_dtype), bi)
         return [K.requantize(acc, scale, int(yq.zero_point), yq.dtype, rounding)]
 
     return run
@@ -880,22 +908,24 @@ def _qgemm(ctx: BuildContext) -> Kernel:
     b_zp = bq.zero_point.reshape(-1, 1) if (tb and bq.zero_point.size > 1) else (bq.zero_point if bq.zero_point.size > 1 else bq.zero_point.reshape(()))
     b_int = _int_operand(b, b_zp)
     b_int = b_int.T if tb else b_int
+    acc_dtype = _acc_dtype(aq, b_int, 1)
+    b_int = np.ascontiguousarray(b_int.astype(acc_dtype))
     # ONNX Runtime: output_scale[i] = alpha * a_scale * b_scale[i] (/ y_scale), float32 left to right.
     scale = (np.float32(a["alpha"]) * aq.scale * bq.scale).astype(np.float32)
     if yq is not None:
         scale = (scale / yq.scale).astype(np.float32)
     scale = scale if scale.size > 1 else scale.reshape(())
-    c_int = None if c is None else c.astype(np.int64)
+    c_int = None if c is None else c.astype(np.int32)
     ta, rounding = bool(a["transA"]), ctx.rounding
 
     def run(v: list[Value | None]) -> list[Value]:
         x = v[0]
         assert x is not None
         _check_input_dtype(ctx, x, aq, "A")
-        xa = _int_operand(x, aq.zero_point)
+        xa = _int_operand(x, aq.zero_point, acc_dtype)
         acc = np.matmul(xa.T if ta else xa, b_int)
         if c_int is not None:
-            acc = acc + c_int
+            acc = _add_bias(acc, c_int)
         if yq is None:
             return [acc.astype(np.float32) * scale]
         return [K.requantize(acc, scale, int(yq.zero_point), yq.dtype, rounding)]
@@ -907,35 +937,56 @@ def _qgemm(ctx: BuildContext) -> Kernel:
 def _qlinear_binary(ctx: BuildContext) -> Kernel:
     ctx.attrs()
     aq, bq, cq = _qparams(ctx, 1, 2, "A"), _qparams(ctx, 4, 5, "B"), _qparams(ctx, 6, 7, "C")
-    za, zb, zc = (np.float32(int(q.zero_point)) for q in (aq, bq, cq))
-    rounding, is_add = ctx.rounding, ctx.op == "QLinearAdd"
-    # ONNX Runtime's x86 AVX2 QLinearAdd works on raw (not zero-point-shifted) values:
-    #   fixed = zc - fma(ra, za, rb * zb),  c = fma(a, ra, fma(b, rb, fixed)),  ra = sa/sc, rb = sb/sc
-    # (the compiler contracts the scalar setup into an FMA too). When A is the broadcast
-    # (scalar) operand, ORT swaps the operands, which changes the rounding; so do we.
-    ra, rb = np.float32(aq.scale / cq.scale), np.float32(bq.scale / cq.scale)
-    fixed_ab = np.float32(zc - K.fma32(ra, za, np.float32(rb * zb)))
-    fixed_ba = np.float32(zc - K.fma32(rb, zb, np.float32(ra * za)))
-    # QLinearMul (SSE2 kernel): float32((a-za)*(b-zb)) * (sa*sb/sc) + zc, no FMA.
-    mul_ratio = np.float32(aq.scale * bq.scale / cq.scale)
+    if aq.dtype.itemsize != 1 or bq.dtype != aq.dtype:
+        ctx.fail(f"inputs must share one 8-bit type, got {aq.dtype} and {bq.dtype}")
+    # Two 8-bit inputs have 65536 combinations: evaluate the exact formula once for all
+    # of them and look the outputs up (bit-identical, and fast on large tensors).
+    raw = np.arange(256, dtype=np.uint8).view(aq.dtype)
+    a_all, b_all = np.meshgrid(raw, raw, indexing="ij")
+    if ctx.op == "QLinearAdd":
+        tables = (_qladd(a_all, b_all, aq, bq, cq, False, ctx.rounding), _qladd(a_all, b_all, aq, bq, cq, True, ctx.rounding))
+    else:
+        table = _qlmul(a_all, b_all, aq, bq, cq, ctx.rounding)
+        tables = (table, table)
 
     def run(v: list[Value | None]) -> list[Value]:
         x, y = v[0], v[3]
         assert x is not None and y is not None
         _check_input_dtype(ctx, x, aq, "A")
         _check_input_dtype(ctx, y, bq, "B")
-        if is_add:
-            xf, yf = x.astype(np.float32), y.astype(np.float32)
-            if x.size < y.size:  # A broadcast over B
-                value = K.fma32(yf, rb, K.fma32(xf, ra, fixed_ba))
-            else:
-                value = K.fma32(xf, ra, K.fma32(yf, rb, fixed_ab))
-            return [K.saturate(K.round_to_int(value, rounding), cq.dtype)]
-        prod = (x.astype(np.int32) - np.int32(za)) * (y.astype(np.int32) - np.int32(zb))
-        value = prod.astype(np.float32) * mul_ratio + zc
-        return [K.saturate(K.round_to_int(value, rounding), cq.dtype)]
+        index = np.left_shift(x.view(np.uint8), 8, dtype=np.uint16) | y.view(np.uint8)
+        table = tables[1] if x.size < y.size else tables[0]
+        return [table.reshape(-1)[index]]
 
     return run
+
+
+def _qladd(a: Value, b: Value, aq: QParams, bq: QParams, cq: QParams, a_broadcast: bool, rounding: str) -> Value:
+    """ONNX Runtime's x86 (AVX2) QLinearAdd, which works on raw, not zero-point-shifted, values:
+
+        ra = sa / sc, rb = sb / sc,  fixed = zc - fma(ra, za, rb * zb),  c = fma(a, ra, fma(b, rb, fixed))
+
+    (the compiler contracts the scalar setup into an FMA too). When A is the broadcast
+    operand, ORT swaps the operands, which changes the rounding; so do we.
+    """
+    za, zb, zc = (np.float32(int(q.zero_point)) for q in (aq, bq, cq))
+    ra, rb = np.float32(aq.scale / cq.scale), np.float32(bq.scale / cq.scale)
+    af, bf = a.astype(np.float32), b.astype(np.float32)
+    if a_broadcast:
+        fixed = np.float32(zc - K.fma32(rb, zb, np.float32(ra * za)))
+        value = K.fma32(bf, rb, K.fma32(af, ra, fixed))
+    else:
+        fixed = np.float32(zc - K.fma32(ra, za, np.float32(rb * zb)))
+        value = K.fma32(af, ra, K.fma32(bf, rb, fixed))
+    return K.saturate(K.round_to_int(value, rounding), cq.dtype)
+
+
+def _qlmul(a: Value, b: Value, aq: QParams, bq: QParams, cq: QParams, rounding: str) -> Value:
+    """ONNX Runtime's QLinearMul (SSE2 kernel): float32((a-za)*(b-zb)) * (sa*sb/sc) + zc, no FMA."""
+    prod = (a.astype(np.int32) - np.int32(aq.zero_point)) * (b.astype(np.int32) - np.int32(bq.zero_point))
+    ratio = np.float32(aq.scale * bq.scale / cq.scale)
+    value = prod.astype(np.float32) * ratio + np.float32(int(cq.zero_point))
+    return K.saturate(K.round_to_int(value, rounding), cq.dtype)
 
 
 @register("QLinearGlobalAveragePool", domain=_MS, requantizes=True)
