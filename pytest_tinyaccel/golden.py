@@ -7,6 +7,9 @@ reproducible):
     golden.json        metadata, file hashes, Top-5 references
     inputs.npy         the first `ndata` model inputs, as fed to the model
     <dtype>.<i>.npy    ONNX Runtime's i-th output for that dtype
+    layers.<dtype>.npz every intermediate tensor (per-kernel golden) for the
+                       first `layer_samples` inputs, keyed t000, t001, ... in
+                       graph order; golden.json maps keys to tensor names
 
 An update writes every file to a temporary name first and renames them only
 when all are complete, golden.json last; golden.json records each file's
@@ -19,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,7 @@ class GoldenError(Exception):
 
 @dataclass
 class Golden:
+    folder: Path
     meta: dict[str, Any]
     inputs: np.ndarray
     outputs: dict[str, dict[str, np.ndarray]]
@@ -44,6 +49,15 @@ class Golden:
 
     def top5(self, dtype: str) -> list[list[list[float]]] | None:
         return self.meta["dtypes"][dtype].get("top5")
+
+    def layers(self, dtype: str) -> dict[str, np.ndarray]:
+        """Per-kernel goldens: ONNX Runtime's value of every intermediate tensor, by name,
+        in graph order, for the first `layer_samples` golden inputs ({} if none stored)."""
+        entry = self.meta["dtypes"][dtype].get("layers")
+        if not entry:
+            return {}
+        with np.load(self.folder / entry["file"], allow_pickle=False) as archive:
+            return {name: archive[f"t{i:03d}"] for i, name in enumerate(entry["tensors"])}
 
 
 def array_bytes(array: np.ndarray) -> bytes:
@@ -76,6 +90,8 @@ def load(folder: Path) -> Golden:
             raise GoldenError(f"{path} is missing although {META} lists it (interrupted update?)") from exc
         if sha256_bytes(data) != digest:
             raise GoldenError(f"{path} does not match the sha256 recorded in {META} (interrupted update or hand edit?)")
+        if not name.endswith(".npy"):
+            continue  # archives are read on demand
         try:
             arrays[name] = np.load(io.BytesIO(data), allow_pickle=False)
         except ValueError as exc:
@@ -84,11 +100,22 @@ def load(folder: Path) -> Golden:
         dtype: {out: arrays[file] for out, file in entry["outputs"].items()}
         for dtype, entry in meta["dtypes"].items()
     }
-    return Golden(meta=meta, inputs=arrays["inputs.npy"], outputs=outputs)
+    return Golden(folder=folder, meta=meta, inputs=arrays["inputs.npy"], outputs=outputs)
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """A compressed .npz with fixed timestamps, so the same arrays give the same bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for key, array in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, array_bytes(array))
+    return buffer.getvalue()
 
 
 def write(folder: Path, meta: dict[str, Any], inputs: np.ndarray,
-          outputs: dict[str, dict[str, np.ndarray]]) -> None:
+          outputs: dict[str, dict[str, np.ndarray]], layers: dict[str, dict[str, np.ndarray]] | None = None) -> None:
     """Replace the golden in `folder`: all files staged first, renamed after, meta last."""
     files: dict[str, bytes] = {"inputs.npy": array_bytes(inputs)}
     dtypes = {}
@@ -99,6 +126,11 @@ def write(folder: Path, meta: dict[str, Any], inputs: np.ndarray,
             file = f"{dtype}.{i}.npy"
             files[file] = array_bytes(array)
             entry["outputs"][name] = file
+        tensors = (layers or {}).get(dtype)
+        if tensors:
+            file = f"layers.{dtype}.npz"
+            files[file] = npz_bytes({f"t{i:03d}": a for i, a in enumerate(tensors.values())})
+            entry["layers"] = {"file": file, "tensors": list(tensors)}
         dtypes[dtype] = entry
     meta = {**meta, "format": FORMAT, "dtypes": dtypes,
             "files": {name: sha256_bytes(data) for name, data in sorted(files.items())}}
@@ -114,7 +146,7 @@ def write(folder: Path, meta: dict[str, Any], inputs: np.ndarray,
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
-    for stale in folder.glob("*.npy"):
+    for stale in [*folder.glob("*.npy"), *folder.glob("*.npz")]:
         if stale.name not in files:
             stale.unlink()
 

@@ -52,6 +52,7 @@ _SCHEMA: dict[str, tuple[Any, Any]] = {
     "dtypes": (list, list(DTYPES)),
     "ndata": (int, 10),
     "samples": (int, 1000),
+    "layer_samples": (int, 1),
     "model": ("path", "model.onnx"),
     "model_int8": ("path", None),
     "x_test": ("path", "X_test.npy"),
@@ -88,6 +89,8 @@ class Model:
     dtypes: tuple[str, ...]
     ndata: int
     samples: int
+    layer_samples: int
+    """Golden samples whose every intermediate tensor is stored (per-kernel goldens); 0 = none."""
     onnx_path: Path
     int8_onnx_path: Path | None
     x_test_path: Path
@@ -223,6 +226,7 @@ def load_model(manifest: Path) -> Model:
         dtypes=tuple(values["dtypes"]),
         ndata=values["ndata"],
         samples=values["samples"],
+        layer_samples=values["layer_samples"],
         onnx_path=values["model"],
         int8_onnx_path=values["model_int8"],
         x_test_path=values["x_test"],
@@ -271,6 +275,8 @@ def _check_semantics(manifest: Path, v: dict[str, Any]) -> None:
     for key in ("ndata", "samples"):
         if v[key] < 1:
             raise ManifestError(manifest, key, f"must be at least 1, got {v[key]}")
+    if not 0 <= v["layer_samples"] <= v["ndata"]:
+        raise ManifestError(manifest, "layer_samples", f"must be between 0 and ndata={v['ndata']}, got {v['layer_samples']}")
     if not 0 <= v["quality_target"] <= 1:
         raise ManifestError(manifest, "quality_target", f"must be a fraction in [0, 1], got {v['quality_target']}")
     if "int8" in v["dtypes"] and v["model_int8"] is None and v["calibration"] is None:

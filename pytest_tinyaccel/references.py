@@ -59,31 +59,37 @@ class GoldenKeeper:
     def _rewrite(self, model: Model) -> None:
         folder = self.golden_dir / model.name
         with file_lock(self.lock_dir / f"golden-{model.name}.lock"):
-            meta, inputs, outputs = self.make(model)
+            meta, inputs, outputs, layers = self.make(model)
             try:
                 old = golden_store.load(folder)
             except (golden_store.GoldenError, DataError):
                 old = None
             if old is not None and _same_golden(old, meta, inputs, outputs):
                 return
-            golden_store.write(folder, meta, inputs, outputs)
+            golden_store.write(folder, meta, inputs, outputs, layers)
             self.updates.append(f"golden {model.name}: {'rewritten' if old else 'created'} {folder}")
             if old is not None:
                 self.updates += [f"  {line}" for line in _golden_changes(old, meta, inputs, outputs)]
 
-    def make(self, model: Model) -> tuple[dict[str, Any], np.ndarray, dict[str, dict[str, np.ndarray]]]:
-        """ONNX Runtime's outputs, Top-5 and quality for every dtype of `model`."""
+    def make(self, model: Model) -> tuple[dict[str, Any], np.ndarray, dict[str, dict[str, np.ndarray]],
+                                          dict[str, dict[str, np.ndarray]]]:
+        """ONNX Runtime's outputs, Top-5, quality and per-kernel tensors for every dtype of `model`."""
         import onnx
+
+        from .intermediates import ort_intermediates
 
         x = model.load_x(model.ndata)
         if len(x) < model.ndata:
             raise DataError(f"{model.x_test_path.name} has {len(x)} samples, fewer than ndata={model.ndata}")
         inputs = x.astype(np.float32) if x.dtype.kind == "f" else x
-        outputs, dtypes = {}, {}
+        outputs, dtypes, layers = {}, {}, {}
         for dtype in model.dtypes:
             path = self.dtype_model(model, dtype)
-            out = run_session(create_session(path), to_model_inputs(path, inputs))
+            feed = to_model_inputs(path, inputs)
+            out = run_session(create_session(path), feed)
             outputs[dtype] = out
+            if model.layer_samples:
+                layers[dtype] = ort_intermediates(path, {k: v[: model.layer_samples] for k, v in feed.items()})
             entry: dict[str, Any] = {"model_sha256": file_sha256(path)}
             if dtype == "int8" and model.int8_onnx_path is None:
                 entry["quantization"] = model.quantization
@@ -96,8 +102,9 @@ class GoldenKeeper:
                 entry["quality"] = reference_quality
             dtypes[dtype] = entry
         meta = {"model": model.name, "model_sha256": model.sha256, "ndata": model.ndata,
-                "onnxruntime": ort_version(), "onnx": onnx.__version__, "dtypes": dtypes}
-        return meta, inputs, outputs
+                "layer_samples": model.layer_samples, "onnxruntime": ort_version(), "onnx": onnx.__version__,
+                "dtypes": dtypes}
+        return meta, inputs, outputs, layers
 
     def stale(self, model: Model, dtype: str, golden: golden_store.Golden) -> list[str]:
         """Why `golden` no longer describes `model` in `dtype` (empty when it does)."""
@@ -198,7 +205,7 @@ def _same_golden(old: golden_store.Golden, meta: dict[str, Any], inputs: np.ndar
     """True when rewriting would not change a byte."""
     new_meta = {**meta, "format": golden_store.FORMAT}
     old_meta = {k: v for k, v in old.meta.items() if k != "files"}
-    old_meta["dtypes"] = {d: {k: v for k, v in e.items() if k != "outputs"} for d, e in old_meta["dtypes"].items()}
+    old_meta["dtypes"] = {d: {k: v for k, v in e.items() if k not in ("outputs", "layers")} for d, e in old_meta["dtypes"].items()}
     return (old_meta == new_meta and np.array_equal(old.inputs, inputs)
             and old.outputs.keys() == outputs.keys()
             and all(np.array_equal(old.outputs[d][n], a) for d in outputs for n, a in outputs[d].items()))
@@ -208,7 +215,7 @@ def _golden_changes(old: golden_store.Golden, meta: dict[str, Any], inputs: np.n
                     outputs: dict[str, dict[str, np.ndarray]]) -> list[str]:
     """What an update changed, for the reviewer: versions, hashes, output deltas, Top-5, quality."""
     lines = []
-    for key in ("onnxruntime", "onnx", "model_sha256", "ndata"):
+    for key in ("onnxruntime", "onnx", "model_sha256", "ndata", "layer_samples"):
         if old.meta.get(key) != meta.get(key):
             lines.append(f"{key}: {old.meta.get(key)} -> {meta.get(key)}")
     if old.inputs.shape != inputs.shape or not np.array_equal(old.inputs, inputs):

@@ -57,3 +57,28 @@ def test_missing_and_invalid(tmp_path):
     (tmp_path / "golden.json").write_text("{not json")
     with pytest.raises(golden.GoldenError, match="is not valid JSON"):
         golden.load(tmp_path)
+
+
+def test_per_kernel_goldens_round_trip_deterministically(tmp_path):
+    data = np.zeros((2, 4), np.float32)
+    layers = {"fp32": {"conv1/out:0": np.arange(6, dtype=np.float32).reshape(1, 6), "relu": np.ones((1, 3), np.uint8)}}
+    golden.write(tmp_path / "a", _meta(), data, {"fp32": {"out": data}}, layers)
+    golden.write(tmp_path / "b", _meta(), data, {"fp32": {"out": data}}, layers)
+    assert (tmp_path / "a" / "layers.fp32.npz").read_bytes() == (tmp_path / "b" / "layers.fp32.npz").read_bytes()
+    loaded = golden.load(tmp_path / "a").layers("fp32")
+    assert list(loaded) == ["conv1/out:0", "relu"]
+    np.testing.assert_array_equal(loaded["conv1/out:0"], layers["fp32"]["conv1/out:0"])
+    assert loaded["relu"].dtype == np.uint8
+
+
+def test_bundled_golden_layers_match_onnx_runtime():
+    """The committed per-kernel goldens are ONNX Runtime's intermediate tensors of the first sample."""
+    from conftest import GOLDEN, MODELS
+    from pytest_tinyaccel.intermediates import ort_intermediates
+
+    stored = golden.load(GOLDEN / "ic")
+    layers = stored.layers("fp32")
+    assert len(layers) >= 10
+    fresh = ort_intermediates(MODELS / "ic" / "model.onnx", {"input": stored.inputs[:1]})
+    for name, value in layers.items():
+        np.testing.assert_allclose(value, fresh[name], rtol=1e-6, atol=1e-7, err_msg=name)

@@ -64,9 +64,9 @@ def test_all_checks_pass_and_table_is_printed(project: Project) -> None:
     result.stdout.fnmatch_lines([
         "*= tinyaccel profile =*",
         "cpu hw: ONNX Runtime * CPU, 1 thread(s), measured",
-        "Model*Dtype*Latency*Throughput*Accuracy*Quality Target",
-        "ic*fp32*ns*99.4% (Top 1, n=540)*97.0% (Top 1)",
-        "ic*int8*ns*(Top 1, n=540)*97.0% (Top 1)",
+        "Model*Dtype*Latency*Throughput*Accuracy*Quality Target*Argmax = golden",
+        "ic*fp32*ns*99.4% (Top 1, n=540)*97.0% (Top 1)*100%",
+        "ic*int8*ns*(Top 1, n=540)*97.0% (Top 1)*100%",
     ])
 
 
@@ -100,7 +100,8 @@ def test_update_golden_creates_files_then_checks_pass(project: Project) -> None:
     assert outcomes(result) == {"passed": 6}
     result.stdout.fnmatch_lines(["golden ic: created *golden/ic"])
     folder = project.path / "golden" / "ic"
-    assert sorted(p.name for p in folder.iterdir()) == ["fp32.0.npy", "golden.json", "inputs.npy", "int8.0.npy"]
+    assert sorted(p.name for p in folder.iterdir()) == ["fp32.0.npy", "golden.json", "inputs.npy", "int8.0.npy",
+                                                        "layers.fp32.npz", "layers.int8.npz"]
     meta = json.loads((folder / "golden.json").read_text())
     assert meta["ndata"] == 10 and meta["onnxruntime"] and meta["onnx"]
     assert set(meta["dtypes"]) == {"fp32", "int8"}
@@ -108,7 +109,7 @@ def test_update_golden_creates_files_then_checks_pass(project: Project) -> None:
     # the committed golden was made by the same code: byte-identical
     from conftest import GOLDEN
 
-    for name in ("golden.json", "inputs.npy", "fp32.0.npy", "int8.0.npy"):
+    for name in ("golden.json", "inputs.npy", "fp32.0.npy", "int8.0.npy", "layers.fp32.npz", "layers.int8.npz"):
         assert (folder / name).read_bytes() == (GOLDEN / "ic" / name).read_bytes(), name
     # a second update changes nothing and says nothing
     result = project.run("-m", "cpu", "--tinyaccel-update-golden")
