@@ -523,7 +523,8 @@ class CommandTarget(Target):
             return f"{self.name} {mode}"
         static = {"root": str(self.root), "python": sys.executable}
         words = [os.path.basename(_try_format(a, static) or a) for a in cfg.run[:2]]
-        exe = " ".join(words) if words[0].startswith("python") and len(words) > 1 else words[0]
+        script = len(words) > 1 and words[0].startswith("python") and not words[1].startswith("-")
+        exe = " ".join(words) if script else words[0]
         return f"{self.name} {mode} via `{exe}` (command target)"
 
     def cache_settings(self, model, dtype: str, mode: str) -> dict[str, Any]:

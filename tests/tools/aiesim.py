@@ -15,7 +15,7 @@ inference i's output beat j leaves at LATENCY_NS + i*PERIOD_NS + j*BEAT_NS, and
 kernel k prints total = 100*(k+1) cycles.
 
     aiesim.py build --model M --workdir W [--fail exit]
-    aiesim.py run --pkg W/Work --input X.txt --output Y.txt --vpl-in 3 --vpl-out 4
+    aiesim.py run (--pkg W/Work | --model M) --input X.txt --output Y.txt --vpl-in 3 --vpl-out 4
                   [--pad-in line|none] [--pad-out line|none] [--timed] [--fail MODE] [--pidfile F]
 """
 
@@ -62,7 +62,13 @@ def build(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
-    package = json.loads((Path(args.pkg) / "graph.json").read_text())
+    if args.pkg:
+        package = json.loads((Path(args.pkg) / "graph.json").read_text())
+    else:  # simulate straight from the model (no build step configured)
+        import onnx
+
+        package = {"model": args.model,
+                   "kernels": [f"{n.op_type}<{i}>" for i, n in enumerate(onnx.load(args.model).graph.node)]}
     print("INFO: [aiesimulator] Simulation started")
     if args.fail == "exit":
         print("ERROR: [aiesimulator] deadlock detected on port in_0", file=sys.stderr)
@@ -129,7 +135,9 @@ def main() -> int:
     b.add_argument("--workdir", required=True)
     b.add_argument("--fail")
     r = sub.add_parser("run")
-    r.add_argument("--pkg", required=True)
+    where = r.add_mutually_exclusive_group(required=True)
+    where.add_argument("--pkg")
+    where.add_argument("--model")
     r.add_argument("--input", required=True)
     r.add_argument("--output", required=True)
     r.add_argument("--vpl-in", type=int, default=4)
