@@ -9,8 +9,8 @@ would otherwise have no tensor to return (NOTES.md).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import onnx

@@ -4,6 +4,7 @@ load time, and a rounding fault located by first_divergence."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ def _weights(rng: np.random.Generator, *shape: int, scale: float = 0.3) -> np.nd
 
 def build_cnn(path: Path, rng: np.random.Generator) -> Path:
     """Strided padded conv, depthwise, grouped conv + residual add, pools, gemm, softmax."""
-    w = lambda *s: _weights(rng, *s)  # noqa: E731
+    w = lambda *s: _weights(rng, *s)
     inits = {"w1": w(8, 3, 3, 3), "b1": w(8), "w2": w(8, 1, 3, 3), "b2": w(8), "w3": w(8, 2, 3, 3), "b3": w(8),
              "w4": w(16, 8, 1, 1), "b4": w(16), "wf": w(10, 16), "bf": w(10)}
     nodes = [
@@ -73,7 +74,7 @@ def build_autoencoder(path: Path, rng: np.random.Generator) -> Path:
     """Dense autoencoder (MatMul + Add + Relu, bottleneck 8), like MLPerf Tiny AD."""
     sizes = [64, 32, 8, 32, 64]
     inits, nodes, h = {}, [], "x"
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:]), 1):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes), 1):
         inits[f"w{i}"], inits[f"b{i}"] = _weights(rng, a, b, scale=0.25), _weights(rng, b, scale=0.1)
         nodes += [helper.make_node("MatMul", [h, f"w{i}"], [f"m{i}"], name=f"dense{i}"),
                   helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"], name=f"bias{i}")]
@@ -196,8 +197,8 @@ def test_qlinear_binary_all_input_pairs(tmp_path, op, dtype):
     a, b = np.meshgrid(raw, raw, indexing="ij")
     elem = TensorProto.UINT8 if dtype == np.uint8 else TensorProto.INT8
     for trial in range(3):
-        scale = lambda: np.float32(np.exp(rng.uniform(-6, 0)))  # noqa: E731
-        zp = lambda: dtype(rng.integers(np.iinfo(dtype).min, np.iinfo(dtype).max + 1))  # noqa: E731
+        scale = lambda: np.float32(np.exp(rng.uniform(-6, 0)))
+        zp = lambda: dtype(rng.integers(np.iinfo(dtype).min, np.iinfo(dtype).max + 1))
         inits = {"sa": scale(), "za": zp(), "sb": scale(), "zb": zp(), "sc": np.float32(scale() * (3 if op == "QLinearAdd" else 0.05)), "zc": zp()}
         for feed in ({"a": a, "b": b}, {"a": a[:1, :1], "b": b}, {"a": a, "b": b[:1, :1]}):
             node = helper.make_node(op, ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["c"], domain=MS)
@@ -349,15 +350,16 @@ def test_first_divergence_names_the_faulty_layer(models, tmp_path):
     assert first_divergence(inter, reference, clean.nodes) is None
 
     faulty = Graph.load(model, rounding={middle: "half_away"})
-    bad_out, bad_inter = faulty.run(feed, intermediates=True)
+    _, bad_inter = faulty.run(feed, intermediates=True)
     layer_output = next(n.outputs[0] for n in faulty.nodes if n.name == middle)
     assert not np.array_equal(bad_inter[layer_output], reference[layer_output]), "the injected fault changed nothing"
     found = first_divergence(bad_inter, reference, faulty.nodes)
     assert found is not None
     assert (found.node, found.op_type, found.tensor) == (middle, "QLinearConv", layer_output)
     assert found.n_mismatch > 0 and found.max_abs_err == 1
-    node, op_type, tensor, max_abs_err, n_mismatch = found[:5]
-    assert node == middle and middle in found.describe()
+    node, op_type, tensor, max_abs_err, n_mismatch = found[:5]  # also a plain 5-tuple
+    assert (node, op_type, tensor, max_abs_err, n_mismatch) == tuple(found)[:5]
+    assert middle in found.describe()
 
 
 def test_ort_intermediates_match_emulator_float(models):

@@ -2,10 +2,27 @@
 
 Shared by the `aie` and `gemmini` targets. It is an independent implementation,
 so a golden test against it can fail, and when it does, `first_divergence`
-names the layer. Quantized (QOperator) graphs run in integer arithmetic, as
-the accelerators do: int8/uint8 operands minus zero points, exact int32
-accumulation, int32 bias, requantization by a float32 multiplier with
-round-half-to-even and saturation, which is what ONNX Runtime's kernels do too.
+names the layer.
+
+- fp32 graphs run in float32 (im2col + BLAS), within the golden tolerance of ORT.
+- Quantized QOperator graphs (what `quantize.quantize_model` writes) run in
+  integer arithmetic, as the accelerators do: 8-bit operands minus zero points,
+  exact int32 accumulation, int32 bias, requantization by a float32 multiplier
+  with round-half-to-even and saturation. Where ONNX Runtime's x86 kernels use
+  their own formula (QLinearAdd's FMA form, QLinearSoftmax's table, the float
+  path of QLinearAveragePool ...), the emulator uses the same one, so the
+  results are bit-identical to ORT's.
+- QDQ graphs (the MLPerf Tiny int8 references) run as written by default;
+  `Graph.load(..., qdq="integer")` rewrites DequantizeLinear -> op ->
+  QuantizeLinear groups into integer operators, `qdq="ort"` only the groups
+  ORT's optimizer rewrites (see `qdq.py`).
+
+Usage::
+
+    graph = Graph.load(path)                                  # validates every node
+    outputs = graph.run({"input": x})                         # whole batch at once
+    outputs, tensors = graph.run(feed, intermediates=True)    # every node output
+    where = first_divergence(tensors, ort_tensors, graph.nodes, atol=1e-5, rtol=1e-3)
 
 Pure NumPy plus onnx (for parsing); no pytest, no onnxruntime.
 """
@@ -17,10 +34,10 @@ from .kernels import ROUNDING_MODES
 from .ops import supported_ops
 
 __all__ = [
+    "ROUNDING_MODES",
     "Divergence",
     "Graph",
     "Node",
-    "ROUNDING_MODES",
     "TensorInfo",
     "UnsupportedOpError",
     "first_divergence",

@@ -10,9 +10,10 @@ executed nodes, in order, each a kernel over whole batches.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Mapping, NamedTuple, overload
+from typing import Literal, NamedTuple, overload
 
 import numpy as np
 import onnx

@@ -15,7 +15,8 @@ holds, as long as it does not overflow, which int8 layers of this size cannot).
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -156,7 +157,7 @@ def nchw(y: np.ndarray) -> np.ndarray:
     return y.transpose(0, 3, 1, 2)
 
 
-def pad_nhwc(xh: np.ndarray, pads: Sequence[int], value: float | int = 0, extra_end: Sequence[int] = (0, 0)) -> np.ndarray:
+def pad_nhwc(xh: np.ndarray, pads: Sequence[int], value: float = 0, extra_end: Sequence[int] = (0, 0)) -> np.ndarray:
     """Pad the spatial axes of NHWC `xh`; `pads` = [top, left, bottom, right] (ONNX order)."""
     top, left, bottom, right = pads
     bottom, right = bottom + extra_end[0], right + extra_end[1]
@@ -366,5 +367,3 @@ def lookup(table: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Apply a 256-entry table indexed by the raw byte of an 8-bit tensor."""
     return table[x.view(np.uint8)]
 
-
-UnaryFn = Callable[[np.ndarray], np.ndarray]

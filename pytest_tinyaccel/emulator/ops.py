@@ -10,8 +10,9 @@ a function from the node's runtime input values to its output values.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, NoReturn, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import numpy as np
 import onnx
@@ -25,7 +26,8 @@ Kernel = Callable[[list[Value | None]], list[Value]]
 Builder = Callable[["BuildContext"], Kernel]
 
 _MS = "com.microsoft"
-_QTYPES = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.uint16), np.dtype(np.int16))
+_U8, _I8 = np.dtype(np.uint8), np.dtype(np.int8)
+_QTYPES = (_U8, _I8, np.dtype(np.uint16), np.dtype(np.int16))
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,6 @@ class BuildContext:
     opset: int
     consts: Mapping[str, Value]
     rounding: str = "half_even"
-    _seen_attrs: set[str] = field(default_factory=set)
 
     @property
     def op(self) -> str:
@@ -96,9 +97,6 @@ class BuildContext:
 
     def has(self, index: int) -> bool:
         return index < len(self.node.input) and bool(self.node.input[index])
-
-    def is_const(self, index: int) -> bool:
-        return self.has(index) and self.node.input[index] in self.consts
 
     def const(self, index: int, what: str) -> Value:
         """A constant input (initializer or folded); executing hardware needs these fixed."""
@@ -131,7 +129,7 @@ def _scalar(ctx: BuildContext, value: Value, what: str) -> Value:
     return value.reshape(())
 
 
-def _qdtype(ctx: BuildContext, zp: Value | None, default: np.dtype = np.dtype(np.uint8)) -> np.dtype:
+def _qdtype(ctx: BuildContext, zp: Value | None, default: np.dtype = _U8) -> np.dtype:
     dtype = zp.dtype if zp is not None else default
     if dtype not in _QTYPES:
         ctx.fail(f"quantized type {dtype} is not supported by the tinyaccel emulator (uint8, int8, uint16, int16)")
@@ -670,7 +668,7 @@ def _slice(ctx: BuildContext) -> Kernel:
         steps = [1] * len(starts) if steps is None else steps
         index = [slice(None)] * x.ndim
         for s, e, ax, st in zip(starts, ends, axes, steps):
-            index[ax % x.ndim] = slice(*slice(s, e, st).indices(x.shape[ax % x.ndim]))
+            index[ax % x.ndim] = slice(s, e, st)  # Python clamps out-of-range starts/ends as ONNX does
         return [x[tuple(index)]]
 
     return run
@@ -786,7 +784,7 @@ class QParams:
     dtype: np.dtype
 
 
-def _qparams(ctx: BuildContext, scale_i: int, zp_i: int, what: str, per_channel: bool = False, default: np.dtype = np.dtype(np.uint8)) -> QParams:
+def _qparams(ctx: BuildContext, scale_i: int, zp_i: int, what: str, per_channel: bool = False, default: np.dtype = _U8) -> QParams:
     scale = _f32(ctx.const(scale_i, f"{what}_scale"))
     zp = ctx.opt_const(zp_i, f"{what}_zero_point")
     dtype = _qdtype(ctx, zp, default)
@@ -836,7 +834,7 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
     ctx.n_inputs(8, 9)
     xq = _qparams(ctx, 1, 2, "x")
     w = ctx.const(3, "w")
-    wq = _qparams(ctx, 4, 5, "w", per_channel=True, default=np.dtype(np.int8))
+    wq = _qparams(ctx, 4, 5, "w", per_channel=True, default=_I8)
     yq = _qparams(ctx, 6, 7, "y")
     bias = ctx.opt_const(8, "B")
     win, group = _conv_attrs(ctx, w)
@@ -870,7 +868,7 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
 def _qlinear_matmul(ctx: BuildContext) -> Kernel:
     ctx.attrs()
     aq = _qparams(ctx, 1, 2, "a")
-    bq = _qparams(ctx, 4, 5, "b", per_channel=True, default=np.dtype(np.int8))
+    bq = _qparams(ctx, 4, 5, "b", per_channel=True, default=_I8)
     yq = _qparams(ctx, 6, 7, "y")
     b_const = ctx.consts.get(ctx.node.input[3])
     b_zp = bq.zero_point if bq.zero_point.size > 1 else bq.zero_point.reshape(())
@@ -897,7 +895,7 @@ def _qgemm(ctx: BuildContext) -> Kernel:
     a = ctx.attrs(alpha=1.0, transA=0, transB=0)
     aq = _qparams(ctx, 1, 2, "a")
     b = ctx.const(3, "B")
-    bq = _qparams(ctx, 4, 5, "b", per_channel=True, default=np.dtype(np.int8))
+    bq = _qparams(ctx, 4, 5, "b", per_channel=True, default=_I8)
     c = ctx.opt_const(6, "C")
     has_y = ctx.has(7)
     yq = _qparams(ctx, 7, 8, "y") if has_y else None
