@@ -96,7 +96,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for path in config.getoption("tinyaccel_report"):
         if Path(path).suffix not in report.SUFFIXES:
             raise pytest.UsageError(f"--tinyaccel-report {path}: the suffix must be one of {', '.join(report.SUFFIXES)}")
-    cache = config.cache.mkdir("tinyaccel") if config.cache is not None else config.rootpath / ".tinyaccel-cache"
+    cache_provider = getattr(config, "cache", None)  # absent with -p no:cacheprovider
+    cache = cache_provider.mkdir("tinyaccel") if cache_provider is not None else config.rootpath / ".tinyaccel-cache"
     margins = dict(DEFAULT_MARGINS)
     baseline = config.getoption("tinyaccel_baseline")
     try:

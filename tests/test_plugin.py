@@ -360,3 +360,10 @@ def test_manifest_skip_for_a_target(project: Project) -> None:
     result = project.run("-rs", "-m", "cpu")
     assert outcomes(result) == {"skipped": 6}
     result.stdout.fnmatch_lines(["*SKIPPED*the cpu golden is covered elsewhere*"])
+
+
+def test_runs_without_pytest_cache_provider(project: Project) -> None:
+    project.add_model("ic")
+    result = project.run("-m", "cpu", "-p", "no:cacheprovider")
+    assert outcomes(result) == {"passed": 6}
+    assert (project.path / ".tinyaccel-cache" / "builds").is_dir()
