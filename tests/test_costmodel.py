@@ -13,7 +13,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from pytest_tinyaccel.costmodel import graph as graph_mod
 from pytest_tinyaccel.costmodel import zigzag_runner
-from pytest_tinyaccel.costmodel.zigzag_runner import LayerCost, ZigZagResult, zigzag_unavailable
+from pytest_tinyaccel.costmodel.zigzag_runner import (
+    LayerCost,
+    ZigZagResult,
+    zigzag_unavailable,
+)
 from pytest_tinyaccel.targets.base import RESOURCE_KEYS, Perf
 
 HAVE_YAML = importlib.util.find_spec("yaml") is not None
@@ -133,6 +137,18 @@ def test_prepare_fixes_batch_and_counts_macs():
     assert macs == {"conv1": 8 * 2 * 9 * 16, "dw": 8 * 9 * 16, "pw": 8 * 8 * 16, "fc": 4 * 8}
     assert prepared.node("dw").is_depthwise
     assert prepared.fused_activations() == {"relu1": "conv1", "relu_dw": "dw"}
+
+
+def test_quantized_graph_is_refused_with_a_clear_message():
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q"),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dq"),
+    ]
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             numpy_helper.from_array(np.array(0, np.int8), "z")]
+    model = _model(nodes, inits, "x", "y", [4], [4])
+    with pytest.raises(ValueError, match="float ONNX model"):
+        graph_mod.prepare_model(model)
 
 
 def test_zigzag_model_swaps_conv_axes_for_zigzag():

@@ -126,7 +126,7 @@ def _conv_geometry(prepared: graph_mod.Graph, node: graph_mod.Node) -> tuple[int
         w = prepared.shapes.get(node.inputs[1], [])
         ih = in_shape[2] if len(in_shape) > 2 else 1
         kh = w[2] if len(w) > 2 else 1
-        sh = list(node.attrs.get("strides", [1, 1]))[0]
+        sh = next(iter(node.attrs.get("strides", [1])))
         return int(ih), int(kh), int(sh)
     return max(node.out_rows, 1), 1, 1
 

@@ -127,8 +127,8 @@ def compose(prepared: graph_mod.Graph, zz: ZigZagResult, hw: Hardware) -> Perf:
     resources = {
         "PEs": int(rows * cols),
         "Layers": n_matrix,
-        "Scratchpad KiB": int(math.ceil(sp_peak / 1024)),
-        "Accumulator KiB": int(math.ceil(acc_peak / 1024)),
+        "Scratchpad KiB": math.ceil(sp_peak / 1024),
+        "Accumulator KiB": math.ceil(acc_peak / 1024),
     }
     return Perf(
         simulator=SIMULATOR if hw.dtype == "int8" else SIMULATOR_FP32,

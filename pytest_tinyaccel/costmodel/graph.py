@@ -241,14 +241,27 @@ def _shape_of(vi: onnx.ValueInfoProto) -> list[int] | None:
     return dims
 
 
+QUANTIZED_OPS = frozenset(
+    {"QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger", "QuantizeLinear"}
+)
+
+
 def prepare_model(model: str | Path | bytes | onnx.ModelProto) -> tuple[Graph, str]:
     """Copy, fold constant DequantizeLinear, fix batch to 1, infer shapes, analyse.
 
-    Returns the `Graph` and the sha256 of the *original* model bytes.
+    Returns the `Graph` and the sha256 of the *original* model bytes. Raises
+    ValueError for a quantized graph: the cost models take the float model and
+    get the int8 precision from the hardware description.
     """
     proto, data = load_model(model)
     digest = sha256_bytes(data)
     _fold_constant_dequantize(proto)
+    quantized = sorted({n.op_type for n in proto.graph.node} & QUANTIZED_OPS)
+    if quantized:
+        raise ValueError(
+            f"the cost model takes the float ONNX model (the int8 precision comes from the hardware "
+            f"description), but this graph has quantized ops {quantized}"
+        )
     _fix_batch(proto)
     del proto.graph.value_info[:]
     for i, node in enumerate(proto.graph.node):

@@ -134,7 +134,7 @@ class ZigZagResult:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ZigZagResult":
+    def from_json(cls, data: dict[str, Any]) -> ZigZagResult:
         layers = {d["name"]: LayerCost(**d) for d in data["layers"]}
         return cls(layers=layers, key=data["key"], elapsed_s=float(data["elapsed_s"]))
 
@@ -178,7 +178,7 @@ def run_zigzag(
     dtype: str,
     cache_dir: str | Path | None = None,
     *,
-    prepared: "graph_mod.Graph | None" = None,
+    prepared: graph_mod.Graph | None = None,
     model_sha256: str | None = None,
 ) -> ZigZagResult:
     """Cost every Conv/Gemm/MatMul layer of `model` on `hardware` with ZigZag.
@@ -215,7 +215,7 @@ def run_zigzag(
     return result
 
 
-def _mapping_data(prepared: "graph_mod.Graph", hw: Hardware) -> list[dict[str, Any]]:
+def _mapping_data(prepared: graph_mod.Graph, hw: Hardware) -> list[dict[str, Any]]:
     """ZigZag mapping entries (by node name for depthwise/grouped convs)."""
     dense = {dim: list(dims) for dim, dims in hw.mapping["dense"].items()}
     depthwise = {dim: list(dims) for dim, dims in hw.mapping["depthwise"].items()}
@@ -238,19 +238,23 @@ def _import_zigzag():
     # ZigZag logs every layer/mapping at INFO and warns for each unmapped op type.
     logging.getLogger("zigzag").setLevel(logging.ERROR)
     from zigzag.cost_model.cost_model import CostModelEvaluation
+    from zigzag.mapping.temporal_mapping import TemporalMappingType
     from zigzag.parser.accelerator_factory import AcceleratorFactory
     from zigzag.parser.accelerator_validator import AcceleratorValidator
     from zigzag.parser.mapping_validator import MappingValidator
     from zigzag.parser.onnx.onnx_model_parser import ONNXModelParser
     from zigzag.stages.evaluation.cost_model_evaluation import CostModelStage
     from zigzag.stages.main import MainStage
-    from zigzag.stages.mapping.spatial_mapping_generation import SpatialMappingGeneratorStage
-    from zigzag.stages.mapping.temporal_mapping_generator_stage import TemporalMappingGeneratorStage
+    from zigzag.stages.mapping.spatial_mapping_generation import (
+        SpatialMappingGeneratorStage,
+    )
+    from zigzag.stages.mapping.temporal_mapping_generator_stage import (
+        TemporalMappingGeneratorStage,
+    )
     from zigzag.stages.parser.accelerator_parser import AcceleratorParserStage
     from zigzag.stages.parser.onnx_model_parser import ONNXModelParserStage
     from zigzag.stages.results.reduce_stages import MinimalLatencyStage, SumStage
     from zigzag.stages.workload_iterator import WorkloadStage
-    from zigzag.mapping.temporal_mapping import TemporalMappingType
 
     class InMemoryONNXParser(ONNXModelParser):
         """ZigZag's ONNX parser with the mapping given as data instead of a yaml path."""
@@ -268,12 +272,12 @@ def _import_zigzag():
             return self.parse_workload_from_onnx_model_and_mapping()
 
     class InMemoryONNXModelParserStage(ONNXModelParserStage):
-        def __init__(self, list_of_callables, *, workload, mapping, **kwargs):  # noqa: ANN001
+        def __init__(self, list_of_callables, *, workload, mapping, **kwargs):
             super(ONNXModelParserStage, self).__init__(list_of_callables, **kwargs)
             self.onnx_model_parser = InMemoryONNXParser(workload, mapping)
 
     class InMemoryAcceleratorParserStage(AcceleratorParserStage):
-        def __init__(self, list_of_callables, *, accelerator, **kwargs):  # noqa: ANN001
+        def __init__(self, list_of_callables, *, accelerator, **kwargs):
             super(AcceleratorParserStage, self).__init__(list_of_callables, **kwargs)
             self.accelerator_data = accelerator
 
@@ -300,7 +304,7 @@ def _import_zigzag():
         """
 
         @staticmethod
-        def reduce_ordered(c_list, m_list, s):  # noqa: ANN001, ANN205
+        def reduce_ordered(c_list, m_list, s):
             remaining = [float(c) for c in c_list]
             reductions = [0.0] * len(remaining)
             budget = float(s)
@@ -316,7 +320,7 @@ def _import_zigzag():
             return remaining, reductions
 
     class CyclesPerOpCostModelStage(CostModelStage):
-        def __init__(self, list_of_callables, *, cycles_per_op: float = 1.0, **kwargs):  # noqa: ANN001
+        def __init__(self, list_of_callables, *, cycles_per_op: float = 1.0, **kwargs):
             super().__init__(list_of_callables, **kwargs)
             self.cycles_per_op = float(cycles_per_op)
 
@@ -349,7 +353,7 @@ def _import_zigzag():
     }
 
 
-def _evaluate(prepared: "graph_mod.Graph", hw: Hardware) -> dict[str, LayerCost]:
+def _evaluate(prepared: graph_mod.Graph, hw: Hardware) -> dict[str, LayerCost]:
     z = _import_zigzag()
     matrix = [n for n in prepared.nodes if n.is_matrix]
     if not matrix:

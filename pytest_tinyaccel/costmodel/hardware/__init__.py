@@ -78,7 +78,7 @@ def load_hardware(path: str | Path) -> Hardware:
     data = yaml.safe_load(raw)
     meta = data.pop("tinyaccel", None)
     if not isinstance(meta, dict):
-        raise ValueError(f"{path}: missing the 'tinyaccel:' section")
+        raise ValueError(f"{path}: missing the 'tinyaccel:' section")  # noqa: TRY004 (a file error)
     for key in ("target", "dtype", "clock_hz", "peak_macs_per_cycle", "precision_bits", "mapping"):
         if key not in meta:
             raise ValueError(f"{path}: 'tinyaccel.{key}' is missing")
