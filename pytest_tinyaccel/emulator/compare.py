@@ -13,18 +13,27 @@ from typing import NamedTuple
 import numpy as np
 
 
-class Divergence(NamedTuple):
-    """The first node whose output differs; unpacks as a 5-tuple plus the element count."""
-
+class _Fields(NamedTuple):
     node: str
     op_type: str
     tensor: str
     max_abs_err: float
     n_mismatch: int
-    n_total: int = 0
+
+
+class Divergence(_Fields):
+    """The first node whose output differs: a 5-tuple (node, op_type, tensor,
+    max_abs_err, n_mismatch), plus `n_total`, the tensor's element count, for shares."""
+
+    n_total: int
+
+    def __new__(cls, node: str, op_type: str, tensor: str, max_abs_err: float, n_mismatch: int, n_total: int = 0):
+        self = super().__new__(cls, node, op_type, tensor, max_abs_err, n_mismatch)
+        self.n_total = n_total
+        return self
 
     def describe(self) -> str:
-        share = f" of {self.n_total}" if self.n_total else ""
+        share = f" of {self.n_total} ({self.n_mismatch / self.n_total:.2%})" if self.n_total else ""
         return (
             f"first diverging layer: node '{self.node}' ({self.op_type}), tensor '{self.tensor}': "
             f"{self.n_mismatch}{share} elements differ, max abs error {self.max_abs_err:g}"
