@@ -154,6 +154,9 @@ def parse_config(name: str, table: dict[str, Any]) -> CommandConfig:
     for mode in modes:
         merged = {k: v for k, v in table.items() if k in _MODE_KEYS}
         merged.update(mode_tables.get(mode, {}))
+        requires = [table.get("requires", []), mode_tables.get(mode, {}).get("requires", [])]
+        if all(isinstance(r, list) for r in requires):
+            merged["requires"] = list(dict.fromkeys(requires[0] + requires[1]))  # joined, not replaced
         env = {**_check_env(table.get("env", {}), lambda p: fail("env", p)),
                **_check_env(mode_tables.get(mode, {}).get("env", {}), lambda p: fail("env", p, mode))}
         parsed[mode] = _parse_mode(mode, merged, env, lambda k, p, m=mode: fail(k, p, m))
