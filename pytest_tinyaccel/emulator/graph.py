@@ -198,7 +198,8 @@ class Graph:
                 for name in self._last_use.get(index, ()):
                     if name not in keep:
                         env.pop(name, None)
-        outputs = {name: env[name] for name in self.outputs}
+        # Kernels may hand back strided views (channels-last memory); outputs are made C-contiguous.
+        outputs = {name: np.ascontiguousarray(env[name]) for name in self.outputs}
         return (outputs, seen) if intermediates else outputs
 
     def _lifetimes(self) -> dict[int, list[str]]:
