@@ -25,9 +25,10 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class LoadgenSettings:
     """Samples LoadGen keeps loaded (default: all given)."""
 
     @classmethod
-    def coerce(cls, value: "LoadgenSettings | dict[str, Any] | None") -> "LoadgenSettings":
+    def coerce(cls, value: LoadgenSettings | dict[str, Any] | None) -> LoadgenSettings:
         if value is None:
             return cls()
         if isinstance(value, cls):
@@ -106,7 +107,9 @@ def measure(factory: str, factory_kwargs: dict[str, Any] | None, samples_path: s
     if scenario not in SCENARIOS:
         raise LoadgenError(f"scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
     opts = LoadgenSettings.coerce(settings)
-    from .targets.command import run_process  # the process-group handling shared with the command target
+    from .targets.command import (
+        run_process,  # the process-group handling shared with the command target
+    )
 
     workdir = Path(tempfile.mkdtemp(prefix=f"tinyaccel-loadgen-{scenario}-"))
     request = {"factory": factory, "factory_kwargs": factory_kwargs or {}, "samples_path": str(Path(samples_path).resolve()),

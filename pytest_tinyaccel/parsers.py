@@ -30,8 +30,9 @@ import json
 import math
 import re
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -322,7 +323,7 @@ def ort_profile(text: str) -> OrtProfile:
         op = str(args.get("op_name", ""))
         if not op and not name.endswith("_kernel_time"):
             continue
-        node_name = name[: -len("_kernel_time")] if name.endswith("_kernel_time") else name
+        node_name = name.removesuffix("_kernel_time")
         dur = float(event["dur"])
         node = nodes.get(node_name)
         if node is None:

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import FAST_PYPROJECT, Project
 
 TOOLS = Path(__file__).resolve().parent / "tools"
@@ -110,10 +109,10 @@ def test_ids_markers_and_unavailable_tools(project: Project) -> None:
     """Several command targets from one pyproject, each its own name and marker;
     a mode whose tool is not on PATH is skipped with that reason."""
     project.add_model("ic")
-    missing = f"""
+    missing = """
 [tool.tinyaccel.targets.kann]
 kind = "command"
-hw = {{ run = ["kann_opencl_cnn_not_installed", "{{workdir}}/params.bin", "{{rundir}}"] }}
+hw = { run = ["kann_opencl_cnn_not_installed", "{workdir}/params.bin", "{rundir}"] }
 
 [tool.tinyaccel.targets.vitis_hw]
 kind = "command"
@@ -310,7 +309,7 @@ def test_documented_configurations_parse() -> None:
     from pytest_tinyaccel.targets.command import configured_command_targets
 
     doc = Path(__file__).resolve().parent.parent / "docs" / "command-target.md"
-    blocks = [b for b in re.findall(r"```toml\n(.*?)```", doc.read_text(), re.S)
+    blocks = [b for b in re.findall(r"```toml\n(.*?)```", doc.read_text(), re.DOTALL)
               if b.startswith("[tool.tinyaccel.targets.") and 'kind = "command"' in b]
     names = []
     for block in blocks:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import MODELS
+
 from pytest_tinyaccel import loadgen
 from pytest_tinyaccel.loadgen import LoadgenError
 from pytest_tinyaccel.models import load_model

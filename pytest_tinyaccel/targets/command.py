@@ -29,15 +29,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .. import parsers
 from ..runtime import TensorSpec, input_specs, output_specs
-from .base import MODES, RESOURCE_KEYS, Build, LayerPerf, Perf, RunResult, Target, TargetError
+from .base import (
+    MODES,
+    Build,
+    LayerPerf,
+    Perf,
+    RunResult,
+    Target,
+    TargetError,
+)
 
 KIND = "command"
 CODE_VERSION = "1"
@@ -349,7 +358,7 @@ def _positive_number(value: Any, fail: Callable[[str], ConfigError]) -> float:
     return float(value)
 
 
-def configured_command_targets(settings: dict[str, Any], root: Path) -> tuple[list["CommandTarget"], dict[str, Any]]:
+def configured_command_targets(settings: dict[str, Any], root: Path) -> tuple[list[CommandTarget], dict[str, Any]]:
     """Split `[tool.tinyaccel.targets]`: tables with `kind = "command"` become
     CommandTarget instances named after their table; the rest is returned as the
     settings of registered target classes. A `kind` other than "command" is an error."""
@@ -487,7 +496,7 @@ class CommandTarget(Target):
         self.name = name  # type: ignore[misc]  # instances carry their own name and modes
         self.modes = tuple(m for m in MODES if m in self.config.modes)  # type: ignore[misc]
         self.version = f"command{CODE_VERSION}-{self.config.version}"  # type: ignore[misc]
-        self.description = self.config.description or f"external toolchain via the command target"  # type: ignore[misc]
+        self.description = self.config.description or "external toolchain via the command target"  # type: ignore[misc]
         self.default_tolerance = self.config.tolerance  # type: ignore[misc]
         self.root = Path(root).resolve()
         self.table = table
@@ -874,5 +883,12 @@ def _jsonable(value: Any) -> bool:
     return isinstance(value, (str, int, float, bool))
 
 
-__all__ = ["CommandTarget", "configured_command_targets", "parse_config", "run_process", "read_output",
-           "apply_perf", "loadgen_infer", "RESOURCE_KEYS"]
+__all__ = [
+    "CommandTarget",
+    "apply_perf",
+    "configured_command_targets",
+    "loadgen_infer",
+    "parse_config",
+    "read_output",
+    "run_process",
+]
