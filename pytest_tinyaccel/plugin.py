@@ -36,6 +36,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the profiling table to PATH; format by suffix: .md, .json, .csv (repeatable)")
     group.addoption("--tinyaccel-samples", dest="tinyaccel_samples", type=int, default=None, metavar="N",
                     help="accuracy on the first N test samples (default: the manifest's `samples`, 1000)")
+    group.addoption("--tinyaccel-trace", dest="tinyaccel_trace", default=None, metavar="DIR",
+                    help="write a Chrome trace (Perfetto-viewable) per case with one event per kernel/layer, "
+                    "in simulated cycles, for targets that report per-layer timing")
     group.addoption("--tinyaccel-models", dest="tinyaccel_models", default=None, metavar="DIR",
                     help="folder of model folders (default: ini tinyaccel_models, 'models')")
     group.addoption("--tinyaccel-golden", dest="tinyaccel_golden", default=None, metavar="DIR",
@@ -110,7 +113,8 @@ def pytest_configure(config: pytest.Config) -> None:
             cache_dir=Path(cache), selection=_split(config.getoption("tinyaccel_target")),
             dtypes=_split(config.getoption("tinyaccel_dtype")), samples=config.getoption("tinyaccel_samples"),
             update_golden=config.getoption("tinyaccel_update_golden"),
-            baseline=Path(baseline).resolve() if baseline else None, margins=margins, upgrade_tolerance=upgrade)
+            baseline=Path(baseline).resolve() if baseline else None, margins=margins, upgrade_tolerance=upgrade,
+            trace_dir=Path(config.getoption("tinyaccel_trace")).resolve() if config.getoption("tinyaccel_trace") else None)
         config.stash[SESSION] = TinyaccelSession(options, registry)
     except (BaselineError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from exc

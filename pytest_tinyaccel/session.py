@@ -72,6 +72,7 @@ class Options:
     baseline: Path | None = None
     margins: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MARGINS))
     upgrade_tolerance: float = 0.01
+    trace_dir: Path | None = None
 
 
 class TinyaccelSession:
@@ -185,7 +186,8 @@ class TinyaccelSession:
         parts = {"model_sha256": file_sha256(onnx_path), "dtype": case.dtype, "mode": case.mode,
                  "target": target.name, "target_version": target.version,
                  "settings": target.cache_settings(model, case.dtype, case.mode)}
-        build = Build(model=model, dtype=case.dtype, mode=case.mode, onnx_path=onnx_path, dir=Path())
+        build = Build(model=model, dtype=case.dtype, mode=case.mode, onnx_path=onnx_path, dir=Path(),
+                      shared_dir=self.options.cache_dir / "shared" / target.name)
         folder = self.cache.get("builds", case.id, parts, lambda d: target.build(replace(build, dir=d)))
         build = replace(build, dir=folder)
 
@@ -211,6 +213,10 @@ class TinyaccelSession:
                 error = f"{model.metric} cannot be computed: {exc}"
         agreement = self._argmax_agreement(model, case.dtype, prediction)
         perf = result.perf
+        if self.options.trace_dir is not None and perf is not None and perf.layers:
+            from .costmodel.trace import write_trace
+
+            write_trace(perf, self.options.trace_dir / f"{case.id}.json", process_name=case.id)
         self.rows[(case.target, case.mode, model.name, case.dtype)] = ProfileRow(
             model=model.name, target=case.target, mode=case.mode, dtype=case.dtype,
             use_case=model.use_case, architecture=model.architecture, link=model.link,

@@ -5,7 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
@@ -90,3 +93,19 @@ class Project:
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> Project:
     return Project(pytester)
+
+
+def power_of_two_requant(src: Path, dst: Path, conv_name: str) -> None:
+    """Make one QLinearConv's multiplier x_scale*w_scale/y_scale an exact power of two.
+
+    acc * 2^-k then lands exactly on .5 for 1 in 2^k accumulators, so round-half-even and
+    round-half-away-from-zero really disagree on this layer.
+    """
+    model = onnx.load(src)
+    inits = {t.name: t for t in model.graph.initializer}
+    (node,) = [n for n in model.graph.node if n.name == conv_name]
+    xs, ws, ys = (numpy_helper.to_array(inits[node.input[i]]) for i in (1, 4, 6))
+    product = np.float32(xs * ws)
+    k = int(np.round(np.log2(product / ys)))
+    inits[node.input[6]].CopyFrom(numpy_helper.from_array(np.float32(product / np.float32(2.0**k)), node.input[6]))
+    onnx.save(model, dst)

@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from conftest import power_of_two_requant
 from pytest_tinyaccel.emulator import Graph, UnsupportedOpError, first_divergence
 from pytest_tinyaccel.intermediates import ort_intermediates
 from pytest_tinyaccel.models import QUANTIZATION_DEFAULTS
@@ -321,28 +322,12 @@ def test_rounding_override_is_validated(models):
 # ----------------------------------------------------------------------------- layer-level comparison
 
 
-def _with_power_of_two_requant(src: Path, dst: Path, conv_name: str) -> None:
-    """Make one QLinearConv's multiplier x_scale*w_scale/y_scale an exact power of two.
-
-    acc * 2^-k then lands exactly on .5 for 1 in 2^k accumulators, so round-half-even and
-    round-half-away-from-zero really disagree on this layer.
-    """
-    model = onnx.load(src)
-    inits = {t.name: t for t in model.graph.initializer}
-    (node,) = [n for n in model.graph.node if n.name == conv_name]
-    xs, ws, ys = (numpy_helper.to_array(inits[node.input[i]]) for i in (1, 4, 6))
-    product = np.float32(xs * ws)
-    k = int(np.round(np.log2(product / ys)))
-    inits[node.input[6]].CopyFrom(numpy_helper.from_array(np.float32(product / np.float32(2.0**k)), node.input[6]))
-    onnx.save(model, dst)
-
-
 def test_first_divergence_names_the_faulty_layer(models, tmp_path):
     _, int8, x = models["cnn"]
     convs = [n.name for n in onnx.load(int8).graph.node if n.op_type == "QLinearConv"]
     middle = convs[len(convs) // 2]
     model = tmp_path / "cnn_tie.onnx"
-    _with_power_of_two_requant(int8, model, middle)
+    power_of_two_requant(int8, model, middle)
     feed = {"x": x}
     reference = ort_intermediates(model, feed)
     clean = Graph.load(model)

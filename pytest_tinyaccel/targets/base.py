@@ -80,6 +80,8 @@ class Build:
     (or author-supplied int8) model for int8."""
     dir: Path
     """The build's own folder inside the build cache; persistent across runs."""
+    shared_dir: Path | None = None
+    """A cache folder the target shares across its builds (e.g. cost-model results)."""
 
 
 @dataclass

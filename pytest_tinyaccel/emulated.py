@@ -1,0 +1,99 @@
+"""What the shipped accelerator targets (`aie`, `gemmini`) share: outputs from the
+tinyaccel NumPy emulator, timing from a cost model, and the first-diverging-layer
+report when a golden check fails.
+
+A target module subclasses `EmulatedTarget` and names its cost model; it never
+imports another target module.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .targets.base import Build, Perf, RunResult, Target, TargetError
+
+PERF_FILE = "perf.json"
+
+
+@lru_cache(maxsize=32)
+def _graph(path: str, rounding: tuple[tuple[str, str], ...], qdq: str):
+    from .emulator import Graph
+
+    return Graph.load(Path(path), rounding=dict(rounding), qdq=qdq)
+
+
+class EmulatedTarget(Target):
+    """sw_emu: the emulator's outputs; hw_emu: the same outputs plus the cost model's Perf."""
+
+    modes = ("sw_emu", "hw_emu", "hw")
+    emulation = ""
+    """How the emulator's arithmetic models this hardware (report header)."""
+    cost_model = ""
+    """What produces hw_emu timing (report header)."""
+
+    def __init__(self, rounding: Mapping[str, str] | None = None, qdq: str = "ort") -> None:
+        if rounding is not None and not isinstance(rounding, Mapping):
+            raise TypeError(f"{self.name} setting rounding must be a table of node name = rule")
+        if qdq not in ("float", "integer", "ort"):
+            raise TypeError(f"{self.name} setting qdq must be 'float', 'integer' or 'ort', got {qdq!r}")
+        self.settings: dict[str, Any] = {"rounding": dict(rounding or {}), "qdq": qdq}
+
+    def perf_model(self) -> Callable[..., Perf]:
+        """The cost model: f(float_model_path, dtype, cache_dir=...) -> Perf."""
+        raise NotImplementedError
+
+    def availability(self, mode: str) -> str | None:
+        if mode == "hw":
+            return (f"{self.name} hw needs the vendor's device flow: configure it as a `command` target "
+                    "(see docs/command-target.md)")
+        if mode == "hw_emu":
+            from .costmodel import zigzag_unavailable
+
+            return zigzag_unavailable()
+        return None
+
+    def simulator(self, mode: str) -> str:
+        return f"tinyaccel emulator ({self.emulation})" + (f" + {self.cost_model}" if mode == "hw_emu" else "")
+
+    def _load(self, build: Build):
+        from .emulator import UnsupportedOpError
+
+        try:
+            return _graph(str(build.onnx_path), tuple(sorted(self.settings["rounding"].items())), self.settings["qdq"])
+        except (UnsupportedOpError, ValueError) as exc:
+            raise TargetError(f"{self.name}: {exc}") from exc
+
+    def build(self, build: Build) -> None:
+        """Validate every node now (an unsupported op fails the build, naming op and node),
+        and for hw_emu run the cost model on the float graph for this dtype."""
+        self._load(build)
+        if build.mode == "hw_emu":
+            try:
+                perf = self.perf_model()(build.model.onnx_path, build.dtype, cache_dir=build.shared_dir)
+            except ValueError as exc:
+                raise TargetError(f"{self.name} cost model: {exc}") from exc
+            (build.dir / PERF_FILE).write_text(json.dumps(perf.to_dict()))
+
+    def run(self, build: Build, inputs: dict[str, np.ndarray]) -> RunResult:
+        outputs = self._load(build).run(inputs)
+        if build.mode == "hw_emu":
+            perf = Perf.from_dict(json.loads((build.dir / PERF_FILE).read_text()))
+        else:
+            perf = Perf(simulator=self.simulator(build.mode))
+        return RunResult(outputs, perf)
+
+    def localize(self, build: Build, inputs: dict[str, np.ndarray], tolerance: dict[str, float]) -> str | None:
+        """Compare every layer with ONNX Runtime's intermediate tensors; name the first that diverges."""
+        from .emulator import first_divergence
+        from .intermediates import ort_intermediates
+
+        graph = self._load(build)
+        _, ours = graph.run(inputs, intermediates=True)
+        reference = ort_intermediates(build.onnx_path, inputs)
+        found = first_divergence(ours, reference, graph.nodes, tolerance["atol"], tolerance["rtol"])
+        return found.describe() if found else "every intermediate tensor matches ONNX Runtime; only the outputs differ"

@@ -1,0 +1,167 @@
+"""The shipped `aie` and `gemmini` targets end to end: emulator outputs against the
+goldens (int8 bit-exact), cost-model timing and resources, traces, and the
+failure paths (unsupported op at build time, a fault named by its layer)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from conftest import GOLDEN, MODELS, Project, power_of_two_requant
+from pytest_tinyaccel import golden as store
+from pytest_tinyaccel.costmodel import zigzag_unavailable
+from pytest_tinyaccel.emulator import Graph
+
+needs_zigzag = pytest.mark.skipif(zigzag_unavailable() is not None, reason=str(zigzag_unavailable()))
+
+
+def outcomes(result: pytest.RunResult) -> dict[str, int]:
+    counts = result.parseoutcomes()
+    counts.pop("deselected", None)
+    return counts
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in MODELS.iterdir() if (p / "model.toml").exists()))
+def test_emulator_int8_is_bit_exact_with_every_stored_per_kernel_golden(name: str) -> None:
+    """Every integer intermediate tensor of the bundled int8 models equals ONNX Runtime's (0 LSB)."""
+    from pytest_tinyaccel.models import load_model
+    from pytest_tinyaccel.quantize import quantize_model
+
+    model = load_model(MODELS / name / "model.toml")
+    golden = store.load(GOLDEN / name)
+    reference = golden.layers("int8")
+    assert reference, f"golden/{name} has no per-kernel goldens"
+    quantized = GOLDEN.parent / ".pytest_cache" / f"bitexact-{name}.onnx"
+    quantized.parent.mkdir(exist_ok=True)
+    quantize_model(model.onnx_path, quantized, model.load_calibration(), model.quantization)
+    assert onnx.load(quantized).SerializeToString()  # same bytes as the golden's int8 model:
+    from pytest_tinyaccel.models import file_sha256
+
+    assert file_sha256(quantized) == golden.meta["dtypes"]["int8"]["model_sha256"]
+    graph = Graph.load(quantized)
+    x = golden.inputs[: golden.meta["layer_samples"]]
+    feed = {graph.inputs[0].name: x}
+    from pytest_tinyaccel.runtime import to_model_inputs
+
+    feed = to_model_inputs(quantized, x)
+    _, ours = graph.run(feed, intermediates=True)
+    integer = [t for t, v in reference.items() if v.dtype.kind in "iu"]
+    assert len(integer) >= 5
+    for tensor in integer:
+        if tensor in ours:
+            np.testing.assert_array_equal(ours[tensor], reference[tensor], err_msg=f"{name}: {tensor}")
+    assert sum(t in ours for t in integer) >= len(integer) - 1
+
+
+def test_sw_emu_passes_every_check(project: Project) -> None:
+    project.add_model("ic")
+    result = project.run("-m", "aie or gemmini", "--target", "sw_emu")
+    assert outcomes(result) == {"passed": 12}
+    result.stdout.fnmatch_lines(["aie sw_emu: tinyaccel emulator (AIE-ML int8 semantics)",
+                                 "gemmini sw_emu: tinyaccel emulator (Gemmini int8 semantics)"])
+
+
+@needs_zigzag
+def test_hw_emu_reports_cycles_resources_efficiency_and_traces(project: Project) -> None:
+    project.add_model("ic")
+    result = project.run("-m", "aie", "--target", "hw_emu", "--tinyaccel-trace", "traces",
+                         "--tinyaccel-report", "profile.json")
+    assert outcomes(result) == {"passed": 6}
+    result.stdout.fnmatch_lines(["aie hw_emu: tinyaccel emulator + ZigZag AIE-ML tile model*",
+                                 "ic*int8*cycles*/*/*/*/*%*99.4% (Top 1, n=540)*"])
+    rows = {r["dtype"]: r for r in json.loads((project.path / "profile.json").read_text())["rows"]}
+    for row in rows.values():
+        assert row["cycles"] > 0 and row["clock_hz"] > 0 and row["throughput"] > 0
+        assert 0 < row["efficiency"] <= 1
+        assert row["latency_ns"] == pytest.approx(row["cycles"] / row["clock_hz"] * 1e9)
+        assert set(row["resources"]) == {"Kernels", "Buffers", "Stream", "PLIO", "GMIO"}
+        assert row["resources"]["Kernels"] >= 10  # at least one kernel per conv/dense layer
+    assert rows["fp32"]["cycles"] > rows["int8"]["cycles"]  # fp32 is emulated on the bf16 array
+    trace = json.loads((project.path / "traces" / "ic-aie-hw_emu-int8.json").read_text())
+    events = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    assert len(events) == rows["int8"]["resources"]["Kernels"]
+    assert all(e["dur"] > 0 for e in events)
+
+
+def _unsupported_model(folder) -> None:
+    """A classifier with an Erf node: valid ONNX that ONNX Runtime runs, the emulator does not."""
+    folder.mkdir(parents=True)
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], np.random.default_rng(0).standard_normal(12).tolist())
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "w"], ["h"], name="dense"),
+         helper.make_node("Erf", ["h"], ["e"], name="gelu_erf"),
+         helper.make_node("Softmax", ["e"], ["probs"], name="softmax", axis=-1)],
+        "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, folder / "model.onnx")
+    rng = np.random.default_rng(1)
+    np.save(folder / "X_test.npy", rng.standard_normal((20, 4)).astype(np.float32))
+    np.save(folder / "y_test.npy", rng.integers(0, 3, 20))
+    (folder / "model.toml").write_text('use_case = "Toy"\ntask = "classification"\nmetric = "top1"\n'
+                                       'quality_target = 0.0\ndtypes = ["fp32"]\n')
+
+
+def test_unsupported_op_fails_at_build_naming_op_and_node(project: Project) -> None:
+    project.add_model("ic")
+    _unsupported_model(project.path / "models" / "erf")
+    result = project.run("-m", "aie", "--target", "sw_emu", "--tinyaccel-update-golden", "-k", "golden or accuracy")
+    assert outcomes(result) == {"passed": 4, "failed": 2}
+    result.stdout.fnmatch_lines(["*erf-aie-sw_emu-fp32: aie: *model.onnx: node 'gelu_erf' (Erf): op type Erf (domain ai.onnx) "
+                                 "is not supported by the tinyaccel emulator*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+FAULTY_LAYER = "/stack1/conv1/conv1.0/Conv_quant"
+
+
+def test_injected_rounding_fault_fails_golden_and_names_the_layer(project: Project) -> None:
+    """A requantization that rounds half away from zero in one layer (instead of half to
+    even, as ONNX Runtime and the configured hardware do) must fail the int8 golden check,
+    and the failure must name that layer. Power-of-two requantization scales, as
+    hardware-friendly quantizers choose, make exact ties common enough to matter."""
+    from pytest_tinyaccel.models import load_model
+    from pytest_tinyaccel.quantize import quantize_model
+
+    folder = project.add_model("ic", golden=False)
+    model = load_model(folder / "model.toml")
+    quantize_model(model.onnx_path, folder / "plain_int8.onnx", model.load_calibration(), model.quantization)
+    power_of_two_requant(folder / "plain_int8.onnx", folder / "model_int8.onnx", FAULTY_LAYER)
+    (folder / "plain_int8.onnx").unlink()
+    project.edit_manifest("ic", "ndata = 10", 'ndata = 10\nmodel_int8 = "model_int8.onnx"')
+    made = project.run("-m", "cpu", "--tinyaccel-update-golden", "-k", "golden")
+    assert outcomes(made) == {"passed": 2}
+
+    clean = project.run("-m", "aie", "--target", "sw_emu", "-k", "golden and int8")
+    assert outcomes(clean) == {"passed": 1}
+
+    (project.path / "pyproject.toml").write_text(
+        f'[tool.tinyaccel.targets.aie]\nrounding = {{"{FAULTY_LAYER}" = "half_away"}}\n')
+    faulty = project.run("-m", "aie", "--target", "sw_emu", "-k", "golden and int8")
+    assert outcomes(faulty) == {"failed": 1}
+    faulty.stdout.fnmatch_lines([
+        "*ic-aie-sw_emu-int8: outputs on the 10 golden samples do not match ONNX Runtime",
+        "*output 'probs' differs from the ONNX Runtime golden*",
+        f"*first diverging layer: node '{FAULTY_LAYER}' (QLinearConv), tensor *: * elements differ, max abs error 1",
+    ])
+
+
+def test_mlperf_reference_models_run_through_aie_sw_emu(project: Project) -> None:
+    """The unmodified MLPerf Tiny models (NHWC, hybrid float, QDQ int8) through the emulator,
+    against ONNX Runtime goldens at the default tolerance: every int8 output equal. (ONNX
+    Runtime keeps a few of ResNet-8's QDQ convs in float, whose summation order NumPy cannot
+    reproduce; on other inputs that can cost a few LSB, see tests/test_emulator.py.)"""
+    from test_mlperf_reference import REFERENCE, make_model_folder
+
+    if not REFERENCE.is_dir():
+        pytest.skip(f"MLPerf Tiny reference models not found at {REFERENCE}")
+    for name in ("kws_ref", "vww_ref", "ic_ref", "ad_ref"):
+        make_model_folder(project.path, name)
+    result = project.run("--target", "cpu,aie:sw_emu", "--tinyaccel-update-golden", "-k", "golden or top5")
+    counts = outcomes(result)
+    assert counts == {"passed": 28}, result.stdout.str()[-3000:]
