@@ -21,9 +21,9 @@ RATIOS = [
     ("plugin overhead: pytest cpu golden checks / plain ONNX Runtime script", "pytest_cpu_golden", "plain_script"),
     ("cold / warm (cached) bundled cpu suite", "suite_cold", "suite_warm"),
     ("-n 2 / serial bundled suite wall time", "suite_n2", "suite_serial"),
-    ("tinyaccel emulator / ONNX Runtime, same samples (int8)", "emulator_int8", "ort_int8"),
-    ("tinyaccel emulator / ONNX Runtime, same samples (fp32)", "emulator_fp32", "ort_fp32"),
-]
+] + [(f"tinyaccel emulator / ONNX Runtime (1 thread), {model} {dtype}, same samples",
+       f"emulator_{model}_{dtype}", f"ort_{model}_{dtype}")
+      for model in ("ic", "kws", "ad") for dtype in ("fp32", "int8")]
 
 
 @pytest.fixture
