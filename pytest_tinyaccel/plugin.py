@@ -39,6 +39,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--tinyaccel-trace", dest="tinyaccel_trace", default=None, metavar="DIR",
                     help="write a Chrome trace (Perfetto-viewable) per case with one event per kernel/layer, "
                     "in simulated cycles, for targets that report per-layer timing")
+    group.addoption("--tinyaccel-loadgen", dest="tinyaccel_loadgen", action="store_true",
+                    help="measured targets (cpu, command targets in hw mode): latency = MLPerf LoadGen SingleStream "
+                    "p90, throughput = Offline samples/s (needs the loadgen extra)")
     group.addoption("--tinyaccel-models", dest="tinyaccel_models", default=None, metavar="DIR",
                     help="folder of model folders (default: ini tinyaccel_models, 'models')")
     group.addoption("--tinyaccel-golden", dest="tinyaccel_golden", default=None, metavar="DIR",
@@ -114,7 +117,8 @@ def pytest_configure(config: pytest.Config) -> None:
             dtypes=_split(config.getoption("tinyaccel_dtype")), samples=config.getoption("tinyaccel_samples"),
             update_golden=config.getoption("tinyaccel_update_golden"),
             baseline=Path(baseline).resolve() if baseline else None, margins=margins, upgrade_tolerance=upgrade,
-            trace_dir=Path(config.getoption("tinyaccel_trace")).resolve() if config.getoption("tinyaccel_trace") else None)
+            trace_dir=Path(config.getoption("tinyaccel_trace")).resolve() if config.getoption("tinyaccel_trace") else None,
+            loadgen=config.getoption("tinyaccel_loadgen"))
         config.stash[SESSION] = TinyaccelSession(options, registry)
     except (BaselineError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from exc

@@ -49,6 +49,8 @@ class ProfileRow:
     resources: dict[str, int] = field(default_factory=dict)
     agreement: float | None = None
     """Share of golden samples whose argmax matches ONNX Runtime's (classification)."""
+    loadgen: dict[str, Any] | None = None
+    """With --tinyaccel-loadgen: MLPerf LoadGen SingleStream p90 latency and Offline samples/s."""
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -70,6 +72,8 @@ def sort_rows(rows: list[ProfileRow]) -> list[ProfileRow]:
 
 
 def fmt_latency(row: ProfileRow) -> str:
+    if row.loadgen:
+        return f"{row.loadgen['p90_latency_ns']:.0f} ns (p90)"
     if row.cycles is not None:
         return f"{row.cycles:.0f} cycles"
     if row.latency_ns is not None:
@@ -78,9 +82,11 @@ def fmt_latency(row: ProfileRow) -> str:
 
 
 def fmt_throughput(row: ProfileRow) -> str:
-    if row.throughput is None:
+    value = row.loadgen["offline_samples_per_s"] if row.loadgen else row.throughput
+    if value is None:
         return "-"
-    return f"{row.throughput:.0f}" if row.throughput >= 100 else f"{row.throughput:.3g}"
+    text = f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+    return f"{text} (Offline)" if row.loadgen else text
 
 
 def fmt_resources(row: ProfileRow) -> str:
@@ -170,15 +176,17 @@ def to_json(rows: list[ProfileRow], environment: dict[str, Any]) -> str:
 
 def to_csv(rows: list[ProfileRow]) -> str:
     buffer = io.StringIO()
-    columns = [f.name for f in fields(ProfileRow) if f.name != "resources"] + [f"resources.{k}" for k in RESOURCE_KEYS]
+    columns = ([f.name for f in fields(ProfileRow) if f.name not in ("resources", "loadgen")]
+               + [f"resources.{k}" for k in RESOURCE_KEYS] + ["loadgen.p90_latency_ns", "loadgen.offline_samples_per_s"])
     extra = sorted({k for r in rows for k in r.resources} - set(RESOURCE_KEYS))
     columns += [f"resources.{k}" for k in extra]
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for r in sort_rows(rows):
         data = asdict(r)
-        res = data.pop("resources")
-        writer.writerow([data[c] if c in data else res.get(c.split(".", 1)[1], "") for c in columns])
+        nested = {"resources": data.pop("resources"), "loadgen": data.pop("loadgen") or {}}
+        writer.writerow([data[c] if c in data else nested[c.split(".", 1)[0]].get(c.split(".", 1)[1], "")
+                         for c in columns])
     return buffer.getvalue()
 
 

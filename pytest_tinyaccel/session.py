@@ -73,6 +73,7 @@ class Options:
     margins: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MARGINS))
     upgrade_tolerance: float = 0.01
     trace_dir: Path | None = None
+    loadgen: bool = False
 
 
 class TinyaccelSession:
@@ -86,6 +87,12 @@ class TinyaccelSession:
         self._dtype_models: dict[tuple[str, str], Path] = {}
         self._availability: dict[tuple[str, str], str | None] = {}
         self._validate_selection()
+        if options.loadgen:
+            from .loadgen import unavailable
+
+            reason = unavailable()
+            if reason:
+                raise pytest.UsageError(f"--tinyaccel-loadgen: {reason}")
         self.goldens = GoldenKeeper(options.golden_dir, options.cache_dir / "locks", self.dtype_model, options.update_golden)
         self.baseline = Baseline(options.baseline) if options.baseline else None
         self.new_rows: set[str] = set()
@@ -213,6 +220,7 @@ class TinyaccelSession:
                 error = f"{model.metric} cannot be computed: {exc}"
         agreement = self._argmax_agreement(model, case.dtype, prediction)
         perf = result.perf
+        scenarios = self._loadgen(target, build, feed) if self.options.loadgen else None
         if self.options.trace_dir is not None and perf is not None and perf.layers:
             from .costmodel.trace import write_trace
 
@@ -224,8 +232,26 @@ class TinyaccelSession:
             metric=model.metric, quality_target=model.quality_target, accuracy=value, samples=n if labelled else 0,
             cycles=perf and perf.cycles, clock_hz=perf and perf.clock_hz, latency_ns=perf and perf.latency_ns,
             throughput=perf and perf.throughput, efficiency=perf and perf.efficiency,
-            resources=dict(perf.resources) if perf else {}, agreement=agreement)
+            resources=dict(perf.resources) if perf else {}, agreement=agreement, loadgen=scenarios)
         return Outcome(build, result.outputs, floats, perf, n, value, error, feed)
+
+    @staticmethod
+    def _loadgen(target: Target, build: Build, feed: dict[str, np.ndarray]) -> dict[str, Any] | None:
+        """MLPerf LoadGen SingleStream p90 latency and Offline samples/s (measured targets only)."""
+        from .loadgen import SCENARIOS, LoadgenError, measure_target
+
+        results = {}
+        for scenario in SCENARIOS:
+            try:
+                result = measure_target(target, build, feed, scenario)
+            except LoadgenError as exc:
+                raise TargetError(f"LoadGen {scenario}: {exc}") from exc
+            if result is None:
+                return None  # not a real-time target: LoadGen does not apply
+            results[scenario] = result
+        return {"p90_latency_ns": results["SingleStream"]["p90_latency_ns"],
+                "offline_samples_per_s": results["Offline"]["samples_per_second"],
+                "valid": all(r["valid"] for r in results.values())}
 
     def _argmax_agreement(self, model: Model, dtype: str, prediction: np.ndarray) -> float | None:
         """Share of golden samples whose argmax equals ONNX Runtime's: the gate that

@@ -158,3 +158,16 @@ def test_command_target_in_hw_runs_its_command_per_query(ic, tmp_path: Path) -> 
     assert len(lines) == result["sut_calls"] + 4 and set(lines) == {"1"}  # + warm-up and 3 calibration calls
     assert not any((build.dir / "runs").glob("loadgen-*/query-*"))  # successful queries leave no folders behind
     shutil.rmtree(build.dir)
+
+
+def test_plugin_option_reports_loadgen_figures(project) -> None:
+    """--tinyaccel-loadgen: the cpu rows carry SingleStream p90 and Offline samples/s, in the table and the JSON."""
+    import json
+
+    project.add_model("ic")
+    result = project.run("-m", "cpu", "-k", "accuracy", "--tinyaccel-loadgen", "--tinyaccel-report", "profile.json")
+    assert result.parseoutcomes()["passed"] == 2
+    result.stdout.fnmatch_lines(["ic*fp32*ns (p90)*(Offline)*99.4% (Top 1, n=540)*"])
+    for row in json.loads((project.path / "profile.json").read_text())["rows"]:
+        assert row["loadgen"]["p90_latency_ns"] > 0 and row["loadgen"]["offline_samples_per_s"] > 0
+        assert row["loadgen"]["valid"] is True
