@@ -38,7 +38,7 @@ _QUANT_CHOICES = {
     "calibrate_method": ("MinMax", "Entropy", "Percentile"),
 }
 
-SUITE_KEYS = ("skip", "max_regression")
+SUITE_KEYS = ("skip", "max_regression", "samples")
 """Keys of [targets.<name>] the suite reads itself; the rest goes to the target."""
 
 _REQUIRED = object()
@@ -123,6 +123,10 @@ class Model:
 
     def skip_reason(self, target: str) -> str | None:
         return self.targets.get(target, {}).get("skip")
+
+    def samples_for(self, target: str) -> int:
+        """Accuracy samples on `target`: [targets.<target>] samples (for slow simulators), else `samples`."""
+        return self.targets.get(target, {}).get("samples", self.samples)
 
     def tolerance_for(self, target: str, dtype: str, target_default: dict[str, dict[str, float]]) -> dict[str, float]:
         """atol/rtol: built-in default < [tolerance] < target's default for the dtype
@@ -288,6 +292,9 @@ def _check_semantics(manifest: Path, v: dict[str, Any]) -> None:
             raise ManifestError(manifest, f"targets.{target}", "expected a table")
         if "skip" in table and not isinstance(table["skip"], str):
             raise ManifestError(manifest, f"targets.{target}.skip", "expected the reason as a string")
+        samples = table.get("samples", 1)
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ManifestError(manifest, f"targets.{target}.samples", f"expected a positive integer, got {samples!r}")
         if "max_regression" in table:
             from .baseline import BaselineError, parse_margins
 

@@ -200,7 +200,7 @@ class TinyaccelSession:
 
         y = model.load_y()
         labelled = y is not None
-        n = min(self.options.samples or model.samples, len(y)) if labelled else model.ndata
+        n = min(self.options.samples or model.samples_for(case.target), len(y)) if labelled else model.ndata
         x = model.load_x(max(n, model.ndata))
         if len(x) < max(n, model.ndata):
             raise DataError(f"{model.x_test_path.name} has {len(x)} samples; need {max(n, model.ndata)} "

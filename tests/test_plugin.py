@@ -154,6 +154,10 @@ def test_accuracy_sample_count_option(project: Project) -> None:
     result = project.run("-m", "cpu", "-k", "accuracy and fp32", "--tinyaccel-samples", "100")
     assert outcomes(result) == {"passed": 1}
     result.stdout.fnmatch_lines(["ic*fp32*(Top 1, n=100)*"])
+    # a slow simulator gets fewer samples per model, from the manifest
+    project.append_manifest("ic", "[targets.cpu]\nsamples = 50")
+    result = project.run("-m", "cpu", "-k", "accuracy and fp32")
+    result.stdout.fnmatch_lines(["ic*fp32*(Top 1, n=50)*"])
 
 
 def test_top5_mismatch_shows_side_by_side(project: Project) -> None:
