@@ -1,0 +1,440 @@
+"""The hls4ml target: C simulation of the bundled ic model, failures of conversion, compiler and
+worker as failed tests with their logs, timeouts that kill the worker's process group, hw_emu
+skipped without an HLS tool (and run through a stand-in tool), and the HLS report readers.
+
+Tests that convert models need the extra (`pip install -e '.[hls4ml]'`) and g++; builds are
+shared between the inner sessions of one worker through a common cache folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import Project
+from pytest_tinyaccel.hlsreport import (ReportError, parse_cosim_rpt, parse_csynth_rpt, parse_csynth_xml, perf_fields,
+                                        read_synthesis)
+from pytest_tinyaccel.targets.base import TargetError
+from pytest_tinyaccel.targets.hls4ml import (HLS_TOOLS, INSTALL_HINT, FixedPoint, Hls4mlTarget, calibrated_input,
+                                             derived_atol, parse_fixed)
+
+DATA = Path(__file__).parent / "data" / "hls"
+HAVE_HLS4ML = all(importlib.util.find_spec(m) is not None for m in ("hls4ml", "qonnx")) and shutil.which("g++")
+needs_hls4ml = pytest.mark.skipif(not HAVE_HLS4ML, reason="needs the hls4ml extra (pip install -e '.[hls4ml]') and g++")
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One pytest cache folder for the inner sessions of this module, so builds are reused."""
+    return tmp_path_factory.mktemp("hls4ml-cache")
+
+
+def run(project: Project, cache: Path | None, *args: str) -> pytest.RunResult:
+    extra = ("-o", f"cache_dir={cache}") if cache else ()
+    return project.run(*extra, *args)
+
+
+# ----- tiny models written here --------------------------------------------------------------
+
+
+def write_tiny_model(project: Project, name: str, extra_op: str | None = None, seed: int = 0) -> Path:
+    """An 8 -> 16 -> 4 MLP classifier (Gemm, Relu, Gemm, Softmax), optionally with `extra_op`
+    (an elementwise op such as Sin) after the first layer; labels are ONNX Runtime's argmax."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w1 = rng.normal(0, 0.5, (16, 8)).astype(np.float32)
+    b1 = rng.normal(0, 0.1, 16).astype(np.float32)
+    w2 = rng.normal(0, 0.5, (4, 16)).astype(np.float32)
+    b2 = rng.normal(0, 0.1, 4).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1)]
+    hidden = "h"
+    if extra_op:
+        nodes.append(helper.make_node(extra_op, ["h"], ["h2"]))
+        hidden = "h2"
+    nodes += [helper.make_node("Relu", [hidden], ["r"]),
+              helper.make_node("Gemm", ["r", "w2", "b2"], ["logits"], transB=1),
+              helper.make_node("Softmax", ["logits"], ["probs"], axis=1)]
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # readable by every supported ONNX Runtime (NOTES.md)
+    folder = project.path / "models" / name
+    folder.mkdir(parents=True)
+    onnx.save(model, str(folder / "model.onnx"))
+    x = rng.normal(0, 1, (40, 8)).astype(np.float32)
+    probs = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.save(folder / "X_test.npy", x)
+    np.save(folder / "y_test.npy", probs.argmax(1).astype(np.int64))
+    (folder / "model.toml").write_text(
+        'use_case = "Tiny"\ntask = "classification"\nmetric = "top1"\nquality_target = 0.9\n'
+        'dtypes = ["fp32"]\nndata = 4\nsamples = 40\narchitecture = "MLP"\nlink = "tests/test_hls4ml_target.py"\n')
+    return folder
+
+
+# ----- the bundled ic model ----------------------------------------------------------------------
+
+
+def near_tie_differences_only(text: str, tolerance: float) -> bool:
+    """True if every '<-- differs' row of a Top-5 failure has reference and obtained
+    probabilities within `tolerance` of each other and below it: tail classes whose order
+    fixed point cannot resolve (compare.compare_top5 requires the same order)."""
+    rows = [line for line in text.splitlines() if "<-- differs" in line]
+    for line in rows:
+        numbers = re.findall(r"\d+\.\d{6}", line)
+        if len(numbers) != 2:
+            return False
+        ref, got = map(float, numbers)
+        if abs(ref - got) > tolerance or ref > tolerance:
+            return False
+    return bool(rows)
+
+
+@needs_hls4ml
+def test_ic_c_simulation_passes_golden_accuracy_and_top5(project: Project, shared_cache: Path) -> None:
+    project.add_model("ic")
+    report = project.path / "profile.json"
+    result = run(project, shared_cache, "-m", "hls4ml", "--target", "sw_emu", "-rA",
+                 f"--tinyaccel-report={report}")
+    summary = result.parseoutcomes()
+    for dtype in ("fp32", "int8"):
+        for check in ("golden", "accuracy"):
+            result.stdout.fnmatch_lines([f"PASSED test_suite.py::test_{check}[[]ic-hls4ml-sw_emu-{dtype}[]]*"])
+    # Top-5: passes, or differs only where the reference itself ranks classes below the
+    # tolerance (probabilities of 1e-5 that a 16-bit fixed-point softmax cannot order).
+    failed = [line for line in result.outlines if line.startswith("FAILED")]
+    assert all("test_top5[ic-hls4ml-sw_emu-" in line for line in failed), failed
+    if failed:
+        assert near_tie_differences_only(result.stdout.str(), 0.01), result.stdout.str()
+    assert summary["passed"] >= 4
+    result.stdout.fnmatch_lines(["*hls4ml 1.3.0 C simulation (g++), fixed<16,6,RND,SAT>*"])
+    result.stdout.fnmatch_lines(["*hls4ml 1.3.0 C simulation (g++), 8-bit fixed point calibrated per layer*"])
+    rows = {(r["model"], r["dtype"]): r for r in json.loads(report.read_text())["rows"]}
+    assert rows[("ic", "fp32")]["accuracy"] >= 0.97 and rows[("ic", "int8")]["accuracy"] >= 0.97
+    assert rows[("ic", "fp32")]["cycles"] is None  # a C simulation has no timing: none is invented
+
+
+# ----- failures ------------------------------------------------------------------------------
+
+
+@needs_hls4ml
+def test_unsupported_op_fails_at_build_with_hls4mls_reason(project: Project, shared_cache: Path) -> None:
+    write_tiny_model(project, "sinus", extra_op="Sin")
+    result = run(project, shared_cache, "-m", "hls4ml", "--target", "sw_emu", "-k", "accuracy")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*sinus-hls4ml-sw_emu-fp32: hls4ml build of sinus (fp32, sw_emu): hls4ml conversion failed:*"
+        "Unsupported operation type: Sin*",
+        "*--- last lines of *build.log ---*",
+    ])
+    kept = list((shared_cache / "d" / "tinyaccel" / "builds").glob("sinus-hls4ml-sw_emu-fp32-*.failed.log"))
+    assert kept and "Unsupported operation type: Sin" in kept[0].read_text()
+
+
+@needs_hls4ml
+def test_library_exit_is_a_failed_test_with_the_log_and_others_keep_running(
+        project: Project, shared_cache: Path) -> None:
+    for name, seed in (("tiny_a", 1), ("tiny_b", 2)):
+        write_tiny_model(project, name, seed=seed)
+    args = ("-m", "hls4ml", "--target", "sw_emu")
+    result = run(project, shared_cache, *args, "--tinyaccel-update-golden")
+    result.assert_outcomes(passed=6)
+    # The compiled library exit(1)s when a weight file is gone (NOTES.md): the worker dies,
+    # the session does not.
+    build = next(p for p in (shared_cache / "d" / "tinyaccel" / "builds").glob("tiny_a-hls4ml-sw_emu-fp32-*")
+                 if p.is_dir())
+    weights = sorted((build / "hls" / "firmware" / "weights").glob("w*.txt"))
+    weights[0].unlink()
+    result = run(project, shared_cache, *args)
+    result.assert_outcomes(passed=3, failed=3)
+    result.stdout.fnmatch_lines([
+        "*tiny_a-hls4ml-sw_emu-fp32: hls4ml C simulation of tiny_a (fp32, sw_emu): the worker exited with status 1*",
+        "*--- last lines of *run.log ---*",
+        f"*ERROR: file *{weights[0].name} does not exist*",
+    ])
+    assert "tiny_b-hls4ml" not in "\n".join(line for line in result.outlines if line.startswith("FAILED"))
+
+
+FAKE_WORKER = r'''
+import os, signal, subprocess, sys, time
+fault = {fault!r}
+print("fake worker", sys.argv[1:], flush=True)
+if fault == "segv":
+    os.kill(os.getpid(), signal.SIGSEGV)
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+with open({pids!r}, "w") as handle:
+    handle.write(f"{{os.getpid()}} {{child.pid}}")
+print("hanging", flush=True)
+time.sleep(600)
+'''
+
+FAULTY_CONFTEST = '''
+import sys
+from pytest_tinyaccel.targets.hls4ml import Hls4mlTarget
+
+class FaultyWorker(Hls4mlTarget):
+    """The hls4ml target with its worker replaced by a script that hangs or crashes."""
+
+    def availability(self, mode):
+        return None
+
+    def worker_argv(self, *args):
+        return [sys.executable, {script!r}, *args]
+
+def pytest_tinyaccel_targets(config):
+    return [FaultyWorker]
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.parametrize("fault", ["hang", "segv"])
+def test_hang_and_crash_of_the_worker(project: Project, fault: str) -> None:
+    """A hang hits build_timeout and its whole process group (the worker and what it started)
+    is killed; a segfault is reported with its signal. The cpu cases of the session still run."""
+    pids = project.path / "pids.txt"
+    script = project.path / "fake_worker.py"
+    script.write_text(FAKE_WORKER.format(fault=fault, pids=str(pids)))
+    project.pytester.makeconftest(FAULTY_CONFTEST.format(script=str(script)))
+    with open(project.path / "pyproject.toml", "a") as handle:
+        handle.write("\n[tool.tinyaccel.targets.hls4ml]\nbuild_timeout = 3\n")
+    project.add_model("ic")
+    start = time.monotonic()
+    result = project.run("-m", "hls4ml or cpu", "--target", "hls4ml:sw_emu,cpu", "--tinyaccel-dtype", "fp32")
+    result.assert_outcomes(passed=3, failed=3)
+    if fault == "hang":
+        result.stdout.fnmatch_lines(["*ic-hls4ml-sw_emu-fp32: hls4ml build of ic (fp32, sw_emu) timed out after 3 s; "
+                                     "its process group was killed*", "*hanging*"])
+        worker, child = map(int, pids.read_text().split())
+        deadline = time.monotonic() + 10
+        while (_alive(worker) or _alive(child)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker) and not _alive(child)
+        assert time.monotonic() - start < 60
+    else:
+        result.stdout.fnmatch_lines(["*ic-hls4ml-sw_emu-fp32: hls4ml build of ic (fp32, sw_emu): "
+                                     "the worker was killed by signal SIGSEGV*", "*fake worker*build*"])
+
+
+# ----- hw_emu ------------------------------------------------------------------------------------
+
+
+def test_hw_emu_is_skipped_without_an_hls_tool(project: Project) -> None:
+    if any(shutil.which(tool) for tool in HLS_TOOLS):
+        pytest.skip("an HLS tool is on PATH here")
+    project.add_model("ic")
+    result = project.run("-m", "hls4ml", "--target", "hw_emu", "-rs")
+    result.assert_outcomes(skipped=6)
+    reason = ("hw_emu needs Vitis HLS or Vivado HLS on PATH (vitis_hls / vitis-run / vivado_hls not found)"
+              if HAVE_HLS4ML else INSTALL_HINT)
+    result.stdout.fnmatch_lines([f"*SKIPPED*{reason}*"])
+
+
+FAKE_VITIS_HLS = r'''#!{python}
+"""Stands in for vitis_hls -f build_prj.tcl: writes the reports Vitis HLS writes."""
+import pathlib, re, shutil, sys
+status = {status!r}
+assert sys.argv[1:] == ["-f", "build_prj.tcl"], sys.argv
+opts = pathlib.Path("build_opt.tcl").read_text()
+assert re.search(r"synth\s+1", opts) and re.search(r"cosim\s+1", opts), opts
+top = re.search(r'set project_name "([^"]+)"', pathlib.Path("project.tcl").read_text()).group(1)
+solution = pathlib.Path(f"{{top}}_prj/solution1")
+for sub, name, target in (("syn", "vitis_csynth.xml", f"{{top}}_csynth.xml"), ("sim", status, f"{{top}}_cosim.rpt")):
+    (solution / sub / "report").mkdir(parents=True, exist_ok=True)
+    text = pathlib.Path({data!r}, name).read_text().replace("myproject", top)
+    (solution / sub / "report" / target).write_text(text)
+print("INFO: [HLS 200-111] Finished Command csynth_design", flush=True)
+sys.exit(0)
+'''
+
+
+@needs_hls4ml
+@pytest.mark.parametrize("status", ["cosim.rpt", "cosim_fail.rpt"])
+def test_hw_emu_through_a_stand_in_hls_tool(project: Project, shared_cache: Path, monkeypatch: pytest.MonkeyPatch,
+                                             status: str) -> None:
+    """hw_emu end to end with a stand-in `vitis_hls` that writes Vitis-format reports:
+    latency, II, clock and resources reach the profile; a failed co-simulation fails the test."""
+    tools = project.path / "bin"
+    tools.mkdir()
+    fake = tools / "vitis_hls"
+    fake.write_text(FAKE_VITIS_HLS.format(python=sys.executable, status=status, data=str(DATA)))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    write_tiny_model(project, "tiny_hw", seed=3)
+    report = project.path / "profile.json"
+    result = run(project, shared_cache, "-m", "hls4ml", "--target", "hw_emu", "--tinyaccel-update-golden",
+                 f"--tinyaccel-report={report}")
+    if status == "cosim_fail.rpt":
+        result.assert_outcomes(failed=3)
+        result.stdout.fnmatch_lines(["*C/RTL co-simulation failed: Verilog co-simulation status 'Fail'*"])
+        return
+    result.assert_outcomes(passed=3)
+    row = json.loads(report.read_text())["rows"][0]
+    # Vitis sample: cosim latency max 1191 cycles at 5 ns, II 1026; resources from csynth.
+    assert row["cycles"] == 1191 and row["clock_hz"] == pytest.approx(2e8)
+    assert row["latency_ns"] == pytest.approx(5955.0) and row["throughput"] == pytest.approx(2e8 / 1026)
+    assert row["resources"] == {"LUT": 13216, "FF": 5424, "DSP": 52, "BRAM": 0, "URAM": 0}
+    assert "vitis_hls C/RTL co-simulation" in row["simulator"]
+
+
+# ----- the report readers --------------------------------------------------------------------------
+
+
+def test_csynth_xml_vivado_and_vitis() -> None:
+    vivado = parse_csynth_xml(DATA / "vivado_csynth.xml")
+    assert (vivado.top, vivado.part, vivado.tool_version) == ("myproject", "xcvu9p-flga2104-2L-e", "2019.2")
+    assert (vivado.target_clock_ns, vivado.estimated_clock_ns) == (5.0, 4.371)
+    assert (vivado.latency_best, vivado.latency_avg, vivado.latency_worst) == (1187, 1187, 1187)
+    assert (vivado.interval_min, vivado.interval_max) == (1025, 1025)
+    assert vivado.resources == {"BRAM": 14, "DSP": 73, "FF": 21592, "LUT": 38710, "URAM": 0}  # DSP48E -> DSP
+    assert vivado.available["DSP"] == 6840
+    vitis = parse_csynth_xml(DATA / "vitis_csynth.xml")
+    assert (vitis.latency_best, vitis.latency_worst, vitis.interval_min, vitis.interval_max) == (9, 12, 1, 2)
+    assert vitis.resources == {"BRAM": 0, "DSP": 52, "FF": 5424, "LUT": 13216, "URAM": 0}
+
+
+def test_csynth_text_reports_match_the_xml() -> None:
+    for tool in ("vivado", "vitis"):
+        xml, rpt = parse_csynth_xml(DATA / f"{tool}_csynth.xml"), parse_csynth_rpt(DATA / f"{tool}_csynth.rpt")
+        for key in ("top", "part", "tool_version", "target_clock_ns", "estimated_clock_ns", "latency_best",
+                    "latency_worst", "interval_min", "interval_max", "resources", "available"):
+            assert getattr(rpt, key) == getattr(xml, key), (tool, key)
+
+
+def test_read_synthesis_prefers_xml_and_falls_back_to_text(tmp_path: Path) -> None:
+    shutil.copy(DATA / "vivado_csynth.rpt", tmp_path / "top_csynth.rpt")
+    assert read_synthesis(tmp_path, "top").latency_worst == 1187
+    shutil.copy(DATA / "vitis_csynth.xml", tmp_path / "top_csynth.xml")
+    assert read_synthesis(tmp_path, "top").latency_worst == 12
+    with pytest.raises(ReportError, match="no synthesis report other_csynth.xml"):
+        read_synthesis(tmp_path, "other")
+
+
+def test_cosim_report_and_perf_fields() -> None:
+    cosim = parse_cosim_rpt(DATA / "cosim.rpt")
+    assert (cosim.rtl, cosim.status, cosim.passed) == ("Verilog", "Pass", True)  # the VHDL NA row is skipped
+    assert (cosim.latency_min, cosim.latency_avg, cosim.latency_max) == (1190, 1190.5, 1191)
+    assert (cosim.interval_min, cosim.interval_max, cosim.total_cycles) == (1026, 1026, 5296)
+    failed = parse_cosim_rpt(DATA / "cosim_fail.rpt")
+    assert not failed.passed and failed.latency_max is None
+
+    synth = parse_csynth_xml(DATA / "vivado_csynth.xml")
+    fields = perf_fields(synth, cosim)
+    assert fields["cycles"] == 1191 and fields["clock_hz"] == pytest.approx(2e8)
+    assert fields["latency_ns"] == pytest.approx(1191 * 5.0)
+    assert fields["throughput"] == pytest.approx(2e8 / 1026)
+    assert fields["resources"] == {"LUT": 38710, "FF": 21592, "DSP": 73, "BRAM": 14, "URAM": 0}
+    assert fields["extra"]["latency_source"] == "cosim" and fields["extra"]["timing_met"] is True
+    # Without co-simulation (or when it failed) the synthesis worst case and interval are used.
+    for other in (None, failed):
+        fields = perf_fields(synth, other)
+        assert fields["cycles"] == 1187 and fields["throughput"] == pytest.approx(2e8 / 1025)
+        assert fields["extra"]["latency_source"] == "csynth"
+
+
+def test_malformed_reports_are_report_errors() -> None:
+    with pytest.raises(ReportError, match="not a csynth XML report"):
+        parse_csynth_xml("<profile>")
+    with pytest.raises(ReportError, match="no SummaryOfOverallLatency"):
+        parse_csynth_xml("<profile><AreaEstimates/></profile>")
+    with pytest.raises(ReportError, match="no latency summary"):
+        parse_csynth_rpt("== Vivado HLS Report for 'x'\n")
+    with pytest.raises(ReportError, match="no Verilog/VHDL result row"):
+        parse_cosim_rpt("|      VHDL|        NA|  NA|\n")
+
+
+# ----- options, precisions, tolerance, lazy import ----------------------------------------------
+
+
+def test_fixed_point_parsing_and_calibrated_input() -> None:
+    assert parse_fixed("fixed<16,6,RND,SAT>") == FixedPoint(True, 16, 6, "RND", "SAT")
+    assert str(parse_fixed(" ufixed< 8 , 0 > ")) == "ufixed<8,0,TRN,WRAP>"
+    assert parse_fixed("fixed<16,6>").fractional == 10
+    for bad, why in (("fixed<16>", "not a fixed-point type"), ("fixed<0,0>", "width"), ("fixed<8,9>", "integer bits"),
+                     ("fixed<8,3,ROUND>", "rounding mode"), ("fixed<8,3,RND,CLIP>", "saturation mode"), (16, "string")):
+        with pytest.raises(ValueError, match=why):
+            parse_fixed(bad)
+    base = parse_fixed("fixed<16,6,RND,SAT>")
+    assert str(calibrated_input(base, 85.56)) == "fixed<16,8,RND,SAT>"  # +-128 holds 85.56
+    assert str(calibrated_input(base, 1.0)) == "fixed<16,2,RND,SAT>"  # +-2 holds 1.0
+    assert str(calibrated_input(base, 0.0)) == "fixed<16,1,RND,SAT>"
+    with pytest.raises(ValueError, match="NaN"):
+        calibrated_input(base, float("nan"))
+
+
+def test_default_tolerance_is_derived_from_the_precision() -> None:
+    # 32 LSB of fixed<16,6> (2**-5) + two steps of a 4096-entry exp table over [0, 16).
+    assert Hls4mlTarget.default_tolerance["fp32"]["atol"] == pytest.approx(2 ** -5 + 2 * 16 / 4096)
+    # int8: 32 LSB of the probabilities' ufixed<8,0> = 1/8 (the cap) + the table term.
+    assert Hls4mlTarget.default_tolerance["int8"]["atol"] == pytest.approx(1 / 8 + 2 * 16 / 4096)
+    target = Hls4mlTarget(precision="fixed<32,16>", softmax_table_size=16384)
+    assert target.default_tolerance["fp32"]["atol"] == pytest.approx(2 ** -11 + 2 * 16 / 16384)
+    assert derived_atol(parse_fixed("fixed<18,8>"), None) == pytest.approx(2 ** -5)
+
+
+def test_settings_are_validated() -> None:
+    target = Hls4mlTarget(strategy="resource", io_type="IO_PARALLEL", reuse_factor=4, precision="fixed<18,8>")
+    assert target.settings["strategy"] == "Resource" and target.settings["io_type"] == "io_parallel"
+    assert target.settings["precision"] == "fixed<18,8,TRN,WRAP>" and target.settings["reuse_factor"] == 4
+    for settings, why in (({"precison": "fixed<16,6>"}, r"unknown option\(s\) \['precison'\]"),
+                          ({"reuse_factor": 0}, "key 'reuse_factor': must be a positive integer"),
+                          ({"strategy": "Fast"}, "key 'strategy': must be one of 'Latency', 'Resource'"),
+                          ({"softmax_table_size": 1000}, "power of two"),
+                          ({"build_timeout": -1}, "positive number"),
+                          ({"precision": "float"}, "not a fixed-point type")):
+        with pytest.raises(TypeError, match=r"\[tool.tinyaccel.targets.hls4ml\]: .*" + why):
+            Hls4mlTarget(**settings)
+
+
+def test_manifest_options_are_validated(project: Project) -> None:
+    project.add_model("ic")
+    project.append_manifest("ic", '[targets.hls4ml]\nprecision = "fixed<12,4,RND,SAT>"\nio_typ = "io_stream"')
+    from pytest_tinyaccel.models import load_model
+
+    model = load_model(project.manifest("ic"))
+    with pytest.raises(TargetError, match=r"model.toml: \[targets.hls4ml\]: unknown option\(s\) \['io_typ'\]"):
+        Hls4mlTarget().options(model)
+    project.edit_manifest("ic", 'io_typ = "io_stream"', 'reuse_factor = 2')
+    model = load_model(project.manifest("ic"))
+    options = Hls4mlTarget(reuse_factor=8).options(model)
+    assert options["precision"] == "fixed<12,4,RND,SAT>" and options["reuse_factor"] == 2
+    # The model's precision sets its derived tolerance: 32 LSB of 8 fractional bits = 1/8.
+    assert Hls4mlTarget().default_tolerance_for(model, "fp32")["atol"] == pytest.approx(1 / 8 + 2 * 16 / 4096)
+
+
+def test_bad_settings_are_a_usage_error(project: Project) -> None:
+    with open(project.path / "pyproject.toml", "a") as handle:
+        handle.write('\n[tool.tinyaccel.targets.hls4ml]\nio_type = "axi"\n')
+    result = project.run("--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*[[]tool.tinyaccel.targets.hls4ml[]]: key 'io_type': must be one of*"])
+
+
+def test_missing_extra_is_a_skip_reason_and_the_plugin_does_not_import_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    code = ("import sys, pytest_tinyaccel.plugin, pytest_tinyaccel.targets.hls4ml; "
+            "print(sorted(m for m in ('hls4ml', 'qonnx', 'tensorflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "hls4ml" else real(name, *a))
+    assert Hls4mlTarget().availability("sw_emu") == INSTALL_HINT
+    assert Hls4mlTarget().availability("hw_emu") == INSTALL_HINT
