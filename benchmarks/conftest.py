@@ -20,7 +20,7 @@ _rates: dict[str, str] = {}
 RATIOS = [
     ("plugin overhead: pytest cpu golden checks / plain ONNX Runtime script", "pytest_cpu_golden", "plain_script"),
     ("cold / warm (cached) bundled cpu suite", "suite_cold", "suite_warm"),
-    ("-n 2 / serial bundled suite wall time", "suite_n2", "suite_serial"),
+    ("-n 2 / serial wall time, bundled models on cpu, aie, gemmini (warm cache)", "suite_n2", "suite_serial"),
 ] + [(f"tinyaccel emulator / ONNX Runtime (1 thread), {model} {dtype}, same samples",
        f"emulator_{model}_{dtype}", f"ort_{model}_{dtype}")
       for model in ("ic", "kws", "ad") for dtype in ("fp32", "int8")]
