@@ -86,7 +86,7 @@ def _number(text: str | None) -> float | None:
 
 def _int(text: str | None) -> int | None:
     value = _number(text)
-    return None if value is None else int(round(value))
+    return None if value is None else round(value)
 
 
 # ----- csynth.xml ---------------------------------------------------------------------
@@ -143,7 +143,7 @@ def _section(lines: list[str], title: str) -> list[str]:
         if title in line:
             out = []
             for follow in lines[i + 1:]:
-                if follow.startswith("+ ") or follow.startswith("== "):
+                if follow.startswith(("+ ", "== ")):
                     break
                 out.append(follow)
             return out

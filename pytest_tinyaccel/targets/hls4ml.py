@@ -47,7 +47,12 @@ Precision (settings `[tool.tinyaccel.targets.hls4ml]`, per model
   defaults are not usable on these graphs: with layer-level (`name`)
   configuration the softmax input is a wide `auto` type whose top bits index
   the exp table, so every output became 0.1, and `legacy` wraps exponentials
-  beyond 128 and cannot express a probability below 1/64.
+  beyond 128 and cannot express a probability below 1/64;
+- `io_type` (default `io_stream`, hls4ml's own default is `io_parallel`): the
+  same C simulation outputs (bit-identical on ic and kws), but g++ needs 13 s
+  instead of 13 min for the kws DS-CNN (fully unrolled io_parallel convs);
+  `strategy` (Latency), `reuse_factor` (1), `backend` (Vitis), `clock_period`
+  (5 ns), `part` pass through to hls4ml.
 
 dtype `int8`: hls4ml cannot read ONNX Runtime's quantized (QOperator) graph, so
 the int8 case builds the float model as an 8-bit design (`int8_width`): weights
@@ -61,17 +66,22 @@ the tolerance derived below: an 8-bit hls4ml design with power-of-two scales,
 not a bit-exact replica of ONNX Runtime's integer kernels.
 
 Default tolerance (atol; rtol stays the suite's): 32 LSB of the activation
-format, 2**(5 - F) for `precision` with F fractional bits (for int8: of the
-probabilities' ufixed<8,0>), at most 1/8, plus, for a softmax output, two steps
-of its exp table (2 * 16 / softmax_table_size; the table spans [0, 16)).
-fixed<16,6> with 4096-entry tables: 2**-5 + 2**-7 = 0.039; int8: 0.133.
-Measured on the 10 golden samples (max over 1000 samples in brackets): ic fp32
-0.0017 (0.013), kws fp32 0.0088 (0.030), ic int8 0.0039, kws int8 0.078. The
-accuracy check is the primary gate; the tolerance catches broken arithmetic
-(wrong layouts, saturated tables, uniform outputs), not rounding. A model's own
-`precision` changes its derived tolerance: `Hls4mlTarget.default_tolerance_for`
-computes it; the suite reads the class/instance `default_tolerance`, which
-follows the target-wide settings.
+format, 2**(5 - F) for `precision` with F fractional bits, at most 1/8, plus,
+for a softmax output, two steps of its exp table (2 * 16 / softmax_table_size;
+the table spans [0, 16)). int8 compares two different 8-bit designs (hls4ml's
+power-of-two formats and ONNX Runtime's scaled integers), so it gets the
+budget once per design, counted in LSB of the probabilities' ufixed<8,0>:
+2 * 1/8 plus the table term. Defaults: fp32 (fixed<16,6>, 4096-entry tables)
+2**-5 + 2**-7 = 0.039; int8 0.258.
+Measured max abs error on the 10 golden samples (all test samples in brackets),
+hls4ml 1.3.0: ic fp32 0.0017 (0.013), kws fp32 0.011 (0.028), ad fp32 0.013
+(0.044); ic int8 0.0039 (0.11), kws int8 0.19 (0.37), ad int8 0.074 (0.21).
+On kws int8 sample 1 ONNX Runtime's int8 is itself 0.11 from fp32 and the
+hls4ml design 0.08 (on the other side). The accuracy check is the primary gate;
+the tolerance catches broken arithmetic (wrong layouts, saturated tables,
+uniform outputs), not rounding. A model's own `precision` changes its derived
+tolerance: `Hls4mlTarget.default_tolerance_for` computes it; the suite reads
+`default_tolerance`, which follows the target-wide settings.
 """
 
 from __future__ import annotations
@@ -167,12 +177,19 @@ ATOL_CAP = 1 / 8
 at 1/8, which still fails broken arithmetic (uniform 0.1 outputs, wrapped tables)."""
 
 
+def lsb_budget(precision: FixedPoint) -> float:
+    """32 LSB of `precision`, at most ATOL_CAP."""
+    return min(2.0 ** (5 - precision.fractional), ATOL_CAP)
+
+
+def softmax_table_term(softmax_table_size: int | None) -> float:
+    """Two steps of a softmax exp table spanning [0, 16)."""
+    return 2 * 16 / softmax_table_size if softmax_table_size else 0.0
+
+
 def derived_atol(precision: FixedPoint, softmax_table_size: int | None) -> float:
     """32 LSB of `precision` (at most 1/8), plus two steps of a softmax exp table (module doc)."""
-    atol = min(2.0 ** (5 - precision.fractional), ATOL_CAP)
-    if softmax_table_size:
-        atol += 2 * 16 / softmax_table_size
-    return atol
+    return lsb_budget(precision) + softmax_table_term(softmax_table_size)
 
 
 def _choice(values: tuple[str, ...]):
@@ -255,12 +272,13 @@ def int8_default(width: int) -> str:
 def option_atol(options: dict[str, Any], dtype: str) -> float:
     """The default atol for `dtype` under `options` (the module doc gives the derivation).
     int8: activations carry per-layer formats; the budget is counted in LSB of the
-    probabilities' ufixed<W,0> (which the cap then bounds)."""
+    probabilities' ufixed<W,0> (capped), once for each of the two 8-bit designs compared."""
     if dtype == "int8":
-        precision = FixedPoint(False, options["int8_width"], 0)
-    else:
-        precision = parse_fixed(options["precision"])
-    return derived_atol(precision, options["softmax_table_size"])
+        # Two different 8-bit designs are compared (hls4ml's power-of-two formats and ONNX
+        # Runtime's scaled integers): each gets the 32-LSB budget.
+        probabilities = FixedPoint(False, options["int8_width"], 0)
+        return 2 * lsb_budget(probabilities) + softmax_table_term(options["softmax_table_size"])
+    return derived_atol(parse_fixed(options["precision"]), options["softmax_table_size"])
 
 
 def validate_options(options: dict[str, Any], where: str) -> dict[str, Any]:
@@ -283,7 +301,7 @@ def _compiler_version() -> str | None:
     if gxx is None:
         return None
     try:
-        out = subprocess.run([gxx, "--version"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run([gxx, "--version"], check=False, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.splitlines()[0].strip() if out.returncode == 0 and out.stdout else None
@@ -332,7 +350,7 @@ class Hls4mlTarget(Target):
 
     # ----- options ---------------------------------------------------------------------
 
-    def options(self, model: "Model") -> dict[str, Any]:
+    def options(self, model: Model) -> dict[str, Any]:
         """Target settings overridden by the model's `[targets.hls4ml]` table, validated."""
         try:
             own = validate_options(model.target_options(self.name), f"{model.manifest_path}: [targets.{self.name}]")
@@ -340,11 +358,11 @@ class Hls4mlTarget(Target):
             raise TargetError(str(exc)) from None
         return {**self.settings, **own}
 
-    def default_tolerance_for(self, model: "Model", dtype: str) -> dict[str, float]:
+    def default_tolerance_for(self, model: Model, dtype: str) -> dict[str, float]:
         """The default tolerance derived from the model's effective precision (see module doc)."""
         return {"atol": option_atol(self.options(model), dtype)}
 
-    def _input_precision(self, model: "Model", options: dict[str, Any], dtype: str) -> tuple[str, str]:
+    def _input_precision(self, model: Model, options: dict[str, Any], dtype: str) -> tuple[str, str]:
         int8 = dtype == "int8"
         base = parse_fixed(int8_default(options["int8_width"]) if int8 else options["precision"])
         if options["input_precision"] != "auto":
@@ -381,7 +399,7 @@ class Hls4mlTarget(Target):
             return f"hls4ml {version} C/RTL co-simulation ({tool[0] if tool else 'no HLS tool'}), {self.settings['precision']}"
         return f"hls4ml {version} C simulation (g++), {self.settings['precision']}"
 
-    def cache_settings(self, model: "Model", dtype: str, mode: str) -> dict[str, Any]:
+    def cache_settings(self, model: Model, dtype: str, mode: str) -> dict[str, Any]:
         options = self.options(model)
         parts: dict[str, Any] = {
             "options": {k: v for k, v in options.items() if k not in NOT_IN_KEY},

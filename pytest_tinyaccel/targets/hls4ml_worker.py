@@ -75,7 +75,7 @@ def _cap_onnx_ir_version() -> None:
         probe.ir_version = version
         try:
             ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-        except Exception:  # noqa: BLE001 - ORT raises its own types for "unsupported IR version"
+        except Exception:  # noqa: BLE001, S112 - ORT raises its own types for "unsupported IR version"
             continue
         onnx.IR_VERSION = version
         return
@@ -295,7 +295,7 @@ def _run_logged(argv: list[str], cwd: Path, stage: str) -> None:
     """Run a tool with its output in this worker's log; nonzero exit is a StageError."""
     print(f"[tinyaccel] $ {' '.join(argv)}  (in {cwd})", flush=True)
     sys.stderr.flush()
-    code = subprocess.run(argv, cwd=cwd, stdout=sys.stdout.fileno(), stderr=subprocess.STDOUT,
+    code = subprocess.run(argv, check=False, cwd=cwd, stdout=sys.stdout.fileno(), stderr=subprocess.STDOUT,
                           stdin=subprocess.DEVNULL).returncode
     if code != 0:
         raise StageError(stage, f"{argv[0]} exited with status {code}; its output is in the log")
@@ -392,7 +392,12 @@ def build(build_dir: Path) -> None:
     }
 
     if hls_tool:
-        from ..hlsreport import ReportError, parse_cosim_rpt, perf_fields, read_synthesis
+        from ..hlsreport import (
+            ReportError,
+            parse_cosim_rpt,
+            perf_fields,
+            read_synthesis,
+        )
 
         meta["hls_tool"] = hls_tool["name"]
         start = time.perf_counter()
