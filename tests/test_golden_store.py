@@ -82,3 +82,26 @@ def test_bundled_golden_layers_match_onnx_runtime():
     fresh = ort_intermediates(MODELS / "ic" / "model.onnx", {"input": stored.inputs[:1]})
     for name, value in layers.items():
         np.testing.assert_allclose(value, fresh[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_top5_near_ties_may_reorder_but_real_changes_fail():
+    from pytest_tinyaccel.compare import compare_top5
+
+    reference = [[[3, 0.9], [1, 0.05], [7, 0.00002], [2, 0.00001], [5, 0.000005]]]
+    label = str
+    # 7 and 2 differ by 1e-5 in the reference: their order is not resolvable at tol 0.01
+    tail_swap = np.zeros((1, 10), np.float32)
+    tail_swap[0, [3, 1, 2, 7, 5]] = [0.9, 0.05, 0.00003, 0.00001, 0.000004]
+    assert compare_top5(reference, tail_swap, 0.01, label)[0] == 0
+    # a class outside the reference Top-5 entering at a near-zero rank is a near-tie too
+    tail_new = tail_swap.copy()
+    tail_new[0, 5], tail_new[0, 9] = 0.0, 0.000006
+    assert compare_top5(reference, tail_new, 0.01, label)[0] == 0
+    # swapping the top two (0.9 vs 0.05) is a real change, as is a probability moved by 0.02
+    top_swap = tail_swap.copy()
+    top_swap[0, [3, 1]] = [0.05, 0.9]
+    assert compare_top5(reference, top_swap, 0.01, label)[0] == 2
+    moved = tail_swap.copy()
+    moved[0, 3] = 0.88
+    bad, table = compare_top5(reference, moved, 0.01, label)
+    assert bad == 1 and "0.900000 3" in table and "0.880000 3" in table

@@ -35,7 +35,7 @@ def test_ids_markers_and_selection(project: Project) -> None:
 
     result = project.run("--collect-only", "-q", "--target", "sw_emu")
     selected = [line for line in result.outlines if "::" in line and not line.endswith(("[off]", "[none]"))]
-    assert len(selected) == 18 and all("-sw_emu-" in line for line in selected)  # fake, aie, gemmini
+    assert len(selected) == 24 and all("-sw_emu-" in line for line in selected)  # fake, aie, gemmini, hls4ml
     assert sum("-fake-sw_emu-" in line for line in selected) == 6
 
     result = project.run("--collect-only", "-q", "--target", "fake:hw_emu", "--tinyaccel-dtype", "int8")

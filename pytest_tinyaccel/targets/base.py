@@ -112,6 +112,10 @@ class Target:
             raise TypeError(f"target {self.name!r} takes no settings, got {sorted(settings)}")
         self.settings: dict[str, Any] = {}
 
+    def default_tolerance_for(self, model: "Model", dtype: str) -> dict[str, float]:
+        """Default atol/rtol for `model` in `dtype` (e.g. derived from a per-model precision)."""
+        return self.default_tolerance.get(dtype, {})
+
     def availability(self, mode: str) -> str | None:
         """None if `mode` can run on this machine, else the reason (shown as a skip)."""
         return None
