@@ -87,13 +87,21 @@ class EmulatedTarget(Target):
             perf = Perf(simulator=self.simulator(build.mode))
         return RunResult(outputs, perf)
 
-    def localize(self, build: Build, inputs: dict[str, np.ndarray], tolerance: dict[str, float]) -> str | None:
-        """Compare every layer with ONNX Runtime's intermediate tensors; name the first that diverges."""
+    def localize(self, build: Build, inputs: dict[str, np.ndarray], tolerance: dict[str, float],
+                 layers: dict[str, np.ndarray]) -> str | None:
+        """Compare every layer with ONNX Runtime's intermediate tensors, the stored per-kernel
+        golden first, then on all golden samples; name the first layer that diverges."""
         from .emulator import first_divergence
         from .intermediates import ort_intermediates
 
         graph = self._load(build)
-        _, ours = graph.run(inputs, intermediates=True)
-        reference = ort_intermediates(build.onnx_path, inputs)
-        found = first_divergence(ours, reference, graph.nodes, tolerance["atol"], tolerance["rtol"])
+        found = None
+        if layers:  # the stored per-kernel golden covers the first samples only
+            first = {k: v[: build.model.layer_samples] for k, v in inputs.items()}
+            found = first_divergence(graph.run(first, intermediates=True)[1], layers, graph.nodes,
+                                     tolerance["atol"], tolerance["rtol"])
+        if found is None:
+            _, ours = graph.run(inputs, intermediates=True)
+            found = first_divergence(ours, ort_intermediates(build.onnx_path, inputs), graph.nodes,
+                                     tolerance["atol"], tolerance["rtol"])
         return found.describe() if found else "every intermediate tensor matches ONNX Runtime; only the outputs differ"

@@ -120,7 +120,7 @@ def write(folder: Path, meta: dict[str, Any], inputs: np.ndarray,
     files: dict[str, bytes] = {"inputs.npy": array_bytes(inputs)}
     dtypes = {}
     for dtype, named in outputs.items():
-        entry = dict(meta["dtypes"][dtype])
+        entry = {k: v for k, v in meta["dtypes"][dtype].items() if k != "layers"}
         entry["outputs"] = {}
         for i, (name, array) in enumerate(named.items()):
             file = f"{dtype}.{i}.npy"

@@ -302,7 +302,8 @@ class TinyaccelSession:
         problems = [p for name, expected in golden.outputs[case.dtype].items()
                     if (p := describe_mismatch(name, outcome.outputs[name][:ndata], expected, tol["atol"], tol["rtol"]))]
         if problems:
-            where = target.localize(outcome.build, {k: v[:ndata] for k, v in outcome.feed.items()}, tol)
+            where = target.localize(outcome.build, {k: v[:ndata] for k, v in outcome.feed.items()}, tol,
+                                    golden.layers(case.dtype))
             message = f"{case.id}: outputs on the {ndata} golden samples do not match ONNX Runtime\n" + "\n".join(problems)
             if where:
                 message += "\n" + where

@@ -320,3 +320,44 @@ def test_documented_configurations_parse() -> None:
             for mode in target.modes:
                 assert "not found on PATH" in (target.availability(mode) or "")
     assert names == ["vitis_aie", "gemmini", "kann"]
+
+
+KERNEL_DUMP = str(TOOLS / "kernel_dump.py")
+
+
+def kernel_dump_table(fault: str | None) -> str:
+    fault_arg = f', "--fault", "{fault}"' if fault else ""
+    return f"""
+[tool.tinyaccel.targets.probe_flow]
+kind = "command"
+modes = ["hw_emu"]
+run = ["{{python}}", "{KERNEL_DUMP}", "-m", "{{model}}", "-i", "{{inputs}}", "-o", "{{outputs}}", "--layers", "{{layers}}"{fault_arg}]
+layers = "{{rundir}}/kernels"
+"""
+
+
+def test_per_kernel_outputs_name_the_first_diverging_kernel(project: Project) -> None:
+    """A flow that dumps every kernel's output is compared with the per-kernel golden
+    (golden/<model>/layers.<dtype>.npz); the failure names the first kernel that is off."""
+    project.add_model("ic")
+    write_pyproject(project, kernel_dump_table(None))
+    clean = project.run("-m", "probe_flow", "-k", "golden and fp32")
+    assert outcomes(clean) == {"passed": 1}, clean.stdout.str()
+
+    write_pyproject(project, kernel_dump_table("/stack2/conv1/conv1.0/Conv"))
+    faulty = project.run("-m", "probe_flow", "-k", "golden and fp32")
+    assert outcomes(faulty) == {"failed": 1}
+    faulty.stdout.fnmatch_lines([
+        "*ic-probe_flow-hw_emu-fp32: outputs on the 10 golden samples do not match ONNX Runtime",
+        "*first diverging layer: node '/stack2/conv1/conv1.0/Conv' (Conv), tensor '/stack2/conv1/conv1.0/Conv_output_0'"
+        "*(per-kernel outputs in *kernels)",
+    ])
+
+
+def test_per_kernel_comparison_says_when_the_flow_wrote_nothing(project: Project) -> None:
+    project.add_model("ic")
+    write_pyproject(project, kernel_dump_table("/stack2/conv1/conv1.0/Conv").replace(
+        'layers = "{rundir}/kernels"', 'layers = "{rundir}/elsewhere"').replace('"--layers", "{layers}"',
+                                                                            '"--layers", "{rundir}/kernels"'))
+    faulty = project.run("-m", "probe_flow", "-k", "golden and fp32")
+    faulty.stdout.fnmatch_lines(["*per-kernel comparison: the flow wrote no <tensor>.npy into *elsewhere"])

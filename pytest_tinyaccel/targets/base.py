@@ -134,6 +134,11 @@ class Target:
     def run(self, build: Build, inputs: dict[str, np.ndarray]) -> RunResult:
         raise NotImplementedError
 
-    def localize(self, build: Build, inputs: dict[str, np.ndarray], tolerance: dict[str, float]) -> str | None:
-        """After a golden mismatch: which layer diverged first, if the target can tell."""
+    def localize(self, build: Build, inputs: dict[str, np.ndarray], tolerance: dict[str, float],
+                 layers: dict[str, np.ndarray]) -> str | None:
+        """After a golden mismatch: which layer diverged first, if the target can tell.
+
+        `inputs` are the golden samples; `layers` is the per-kernel golden (ONNX Runtime's
+        value of every intermediate tensor, by name, for the first `model.layer_samples`
+        of them; empty when the golden stores none)."""
         return None

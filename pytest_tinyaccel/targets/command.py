@@ -54,14 +54,14 @@ MODEL_FILE = "model.onnx"
 TAIL_LINES = 15
 
 COMMON_PLACEHOLDERS = ("model", "workdir", "mode", "dtype", "name", "target", "root", "python")
-RUN_PLACEHOLDERS = COMMON_PLACEHOLDERS + ("rundir", "inputs", "outputs", "samples", "index")
+RUN_PLACEHOLDERS = COMMON_PLACEHOLDERS + ("rundir", "inputs", "outputs", "samples", "index", "layers")
 PERF_PLACEHOLDERS = RUN_PLACEHOLDERS + ("stdout", "stderr")
 PARSERS = ("aiesim_stream", "aie_kernel_cycles", "ort_profile", "cycles", "regex")
 SCALAR_FIELDS = ("cycles", "latency_ns", "throughput", "clock_hz", "efficiency")
 
 _TOP_KEYS = {"kind", "modes", "description", "version", "depends", "keep_runs", "tolerance", "kill_grace"}
 _MODE_KEYS = {"build", "run", "timeout", "build_timeout", "env", "cwd", "requires", "batch", "inputs",
-              "outputs", "perf", "clock_hz", "simulator"}
+              "outputs", "perf", "clock_hz", "simulator", "layers"}
 _IO_KEYS = {"format", "path", "dir", "values_per_line", "pad", "pad_value", "fmt"}
 _PERF_KEYS = {"parser", "file", "field", "regex", "reduce", "scale", "required", "values_per_instance", "start_ns",
               "fresh"}
@@ -112,6 +112,8 @@ class ModeConfig:
     perf: tuple[PerfSpec, ...]
     clock_hz: float | None
     simulator: str | None
+    layers: str | None = None
+    """Folder (template) where the flow writes per-kernel outputs, one <tensor>.npy each."""
 
 
 @dataclass(frozen=True)
@@ -219,9 +221,14 @@ def _parse_mode(mode: str, t: dict[str, Any], env: dict[str, str], fail: Callabl
     simulator = t.get("simulator")
     if simulator is not None and not isinstance(simulator, str):
         raise fail("simulator", "must be a string (shown in the report)")
+    layers = t.get("layers")
+    if layers is not None:
+        if not isinstance(layers, str):
+            raise fail("layers", "must be a folder (string; placeholders allowed) for per-kernel .npy outputs")
+        _template(layers, RUN_PLACEHOLDERS, lambda p: fail("layers", p))
     return ModeConfig(mode=mode, build=build, run=run, timeout=timeout, build_timeout=build_timeout, env=env,
                       cwd=cwd, requires=tuple(requires), batch=batch, inputs=inputs, outputs=outputs, perf=perf,
-                      clock_hz=clock_hz, simulator=simulator)
+                      clock_hz=clock_hz, simulator=simulator, layers=layers)
 
 
 def _io(t: Any, kind: str, fail: Callable[[str, str], ConfigError]) -> IOConfig:
@@ -604,6 +611,7 @@ class CommandTarget(Target):
         values = self._values(job, cfg, rundir=rundir, samples=count, index=index)
         values["outputs"] = _format(cfg.outputs.dir, values, "outputs.dir")
         Path(values["outputs"]).mkdir(parents=True, exist_ok=True)
+        values["layers"] = _format(cfg.layers or "{rundir}/layers", values, "layers")
         in_paths = self._write_inputs(cfg.inputs, values, inputs)
         values["inputs"] = " ".join(str(p) for p in in_paths)
         out_specs = output_specs(job.onnx_path)
@@ -634,7 +642,7 @@ class CommandTarget(Target):
                 raise TargetError(self._describe(job.mode, "run command", result,
                                                  f"output '{spec.name}': {exc}")) from None
         perf = Perf(simulator=self.simulator(job.mode), clock_hz=cfg.clock_hz,
-                    extra={"wall_s": round(result.seconds, 3)})
+                    extra={"wall_s": round(result.seconds, 3), "layers_dir": values["layers"]})
         default_vpi = _values_per_instance(out_specs[0], cfg.outputs)
         for spec, path in zip(cfg.perf, perf_files):
             try:
@@ -642,6 +650,37 @@ class CommandTarget(Target):
             except (OSError, ValueError) as exc:
                 raise TargetError(self._describe(job.mode, "run command", result, f"perf ({spec.parser}): {exc}")) from None
         return outputs, perf
+
+    def localize(self, build: Build, inputs: dict[str, np.ndarray], tolerance: dict[str, float],
+                 layers: dict[str, np.ndarray]) -> str | None:
+        """With `layers` configured: rerun the flow on the per-kernel golden samples and
+        compare each <tensor>.npy it writes with the per-kernel golden, in graph order."""
+        import onnx
+
+        from ..emulator import first_divergence
+
+        cfg = self.config.modes[build.mode]
+        if not cfg.layers or not layers:
+            return None
+        job = self._job(build)
+        count = build.model.layer_samples
+        rundir = Path(tempfile.mkdtemp(prefix="localize-", dir=build.dir / "runs"))
+        _, perf = self.invoke(job, rundir, {k: v[:count] for k, v in inputs.items()})
+        folder = Path(perf.extra["layers_dir"])
+        ours = {}
+        for name, reference in layers.items():
+            path = folder / f"{_safe(name)}.npy"
+            if path.is_file():
+                value = np.load(path, allow_pickle=False)
+                ours[name] = value.reshape(reference.shape) if value.size == reference.size else value
+        if not ours:
+            return f"per-kernel comparison: the flow wrote no <tensor>.npy into {folder}"
+        graph = onnx.load(str(job.onnx_path), load_external_data=False).graph
+        order = [(n.name or n.output[0], n.op_type, list(n.output)) for n in graph.node]
+        found = first_divergence(ours, layers, order, tolerance["atol"], tolerance["rtol"])
+        if found is None:
+            return f"per-kernel comparison: the {len(ours)} kernel outputs the flow wrote all match the per-kernel golden"
+        return found.describe() + f" (per-kernel outputs in {folder})"
 
     # ----- helpers ----------------------------------------------------------------------
 
