@@ -12,11 +12,10 @@ MACs and cycles of the event. The file is written atomically.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..cache import atomic_write_text
 from ..targets.base import Perf
 
 
@@ -80,17 +79,6 @@ def trace_events(perf: Perf, *, process_name: str | None = None) -> dict[str, An
 def write_trace(perf: Perf, path: str | Path, *, process_name: str | None = None) -> Path:
     """Write the Chrome trace of `perf` to `path` atomically; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = trace_events(perf, process_name=process_name)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=None, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_text(path, json.dumps(data, indent=None, separators=(",", ":")))
     return path

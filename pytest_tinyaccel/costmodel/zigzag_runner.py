@@ -39,8 +39,6 @@ import copy
 import importlib.util
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -50,6 +48,7 @@ from typing import Any
 
 import onnx
 
+from ..cache import atomic_write_text, content_key
 from . import graph as graph_mod
 from .hardware import Hardware, load_hardware
 
@@ -153,23 +152,7 @@ def cache_key(model_sha256: str, hardware: Hardware, dtype: str) -> dict[str, An
 
 
 def _cache_file(cache_dir: Path, key: dict[str, Any]) -> Path:
-    digest = graph_mod.sha256_bytes(json.dumps(key, sort_keys=True).encode())
-    return cache_dir / f"zigzag-{digest[:32]}.json"
-
-
-def _atomic_write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    return cache_dir / f"zigzag-{content_key(key)[:32]}.json"
 
 
 def run_zigzag(
@@ -211,7 +194,7 @@ def run_zigzag(
     elapsed = time.perf_counter() - t0
     result = ZigZagResult(layers=layers, key=key, elapsed_s=elapsed, lookup_s=elapsed)
     if path is not None:
-        _atomic_write_json(path, result.to_json())
+        atomic_write_text(path, json.dumps(result.to_json(), indent=1, sort_keys=True))
     return result
 
 
