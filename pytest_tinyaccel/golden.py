@@ -70,8 +70,8 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load(folder: Path) -> Golden:
-    """Read and verify a golden folder (GoldenError if missing or torn)."""
+def load_meta(folder: Path) -> dict[str, Any]:
+    """golden.json alone: cheap, for questions such as which ONNX Runtime made the golden."""
     meta_path = folder / META
     if not meta_path.is_file():
         raise GoldenError(f"no golden at {folder}")
@@ -81,6 +81,12 @@ def load(folder: Path) -> Golden:
         raise GoldenError(f"{meta_path} is not valid JSON ({exc})") from exc
     if meta.get("format") != FORMAT:
         raise GoldenError(f"{meta_path}: golden format {meta.get('format')!r}, this plugin reads {FORMAT}")
+    return meta
+
+
+def load(folder: Path) -> Golden:
+    """Read and verify a golden folder (GoldenError if missing or torn)."""
+    meta = load_meta(folder)
     arrays = {}
     for name, digest in meta["files"].items():
         path = folder / name

@@ -147,7 +147,7 @@ class GoldenKeeper:
 
     def _golden_runtime(self, model: Model) -> str | None:
         try:
-            return golden_store.load(self.golden_dir / model.name).meta["onnxruntime"]
+            return golden_store.load_meta(self.golden_dir / model.name)["onnxruntime"]
         except (golden_store.GoldenError, DataError):
             return None
 
