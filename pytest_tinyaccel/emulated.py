@@ -21,10 +21,13 @@ PERF_FILE = "perf.json"
 
 
 @lru_cache(maxsize=32)
-def _graph(path: str, rounding: tuple[tuple[str, str], ...], qdq: str):
+def _graph(path: str, rounding: tuple[tuple[str, str], ...], qdq: str, accumulation: str):
     from .emulator import Graph
 
-    return Graph.load(Path(path), rounding=dict(rounding), qdq=qdq)
+    return Graph.load(Path(path), rounding=dict(rounding), qdq=qdq, accumulation=accumulation)
+
+
+ACCUMULATION_NOTE = {"avx2_int16_pairs": "int8 sums as the golden's ONNX Runtime on AVX2 without VNNI: int16-saturating pairs"}
 
 
 class EmulatedTarget(Target):
@@ -36,12 +39,19 @@ class EmulatedTarget(Target):
     cost_model = ""
     """What produces hw_emu timing (report header)."""
 
-    def __init__(self, rounding: Mapping[str, str] | None = None, qdq: str = "ort") -> None:
+    def __init__(self, rounding: Mapping[str, str] | None = None, qdq: str = "ort",
+                 int8_accumulation: str = "golden") -> None:
+        from .emulator import ACCUMULATION_MODES
+
         if rounding is not None and not isinstance(rounding, Mapping):
             raise TypeError(f"{self.name} setting rounding must be a table of node name = rule")
         if qdq not in ("float", "integer", "ort"):
             raise TypeError(f"{self.name} setting qdq must be 'float', 'integer' or 'ort', got {qdq!r}")
-        self.settings: dict[str, Any] = {"rounding": dict(rounding or {}), "qdq": qdq}
+        if int8_accumulation not in ("golden", *ACCUMULATION_MODES):
+            raise TypeError(f"{self.name} setting int8_accumulation must be 'golden' or one of {ACCUMULATION_MODES}, "
+                            f"got {int8_accumulation!r}")
+        self.settings: dict[str, Any] = {"rounding": dict(rounding or {}), "qdq": qdq,
+                                         "int8_accumulation": int8_accumulation}
 
     def perf_model(self) -> Callable[..., Perf]:
         """The cost model: f(float_model_path, dtype, cache_dir=...) -> Perf."""
@@ -60,11 +70,18 @@ class EmulatedTarget(Target):
     def simulator(self, mode: str) -> str:
         return f"tinyaccel emulator ({self.emulation})" + (f" + {self.cost_model}" if mode == "hw_emu" else "")
 
-    def _load(self, build: Build):
+    def accumulation(self, build: Build) -> str:
+        """The int8 summation the emulator uses: the golden's by default, so that the
+        emulator is held to ONNX Runtime's own arithmetic on the CPU that made the golden."""
+        setting = self.settings["int8_accumulation"]
+        return build.int8_accumulation if setting == "golden" else setting
+
+    def _load(self, build: Build, accumulation: str | None = None):
         from .emulator import UnsupportedOpError
 
         try:
-            return _graph(str(build.onnx_path), tuple(sorted(self.settings["rounding"].items())), self.settings["qdq"])
+            return _graph(str(build.onnx_path), tuple(sorted(self.settings["rounding"].items())), self.settings["qdq"],
+                          accumulation or self.accumulation(build))
         except (UnsupportedOpError, ValueError) as exc:
             raise TargetError(f"{self.name}: {exc}") from exc
 
@@ -85,6 +102,9 @@ class EmulatedTarget(Target):
             perf = Perf.from_dict(json.loads((build.dir / PERF_FILE).read_text()))
         else:
             perf = Perf(simulator=self.simulator(build.mode))
+        note = ACCUMULATION_NOTE.get(self.accumulation(build)) if build.dtype != "fp32" else None
+        if note:
+            perf.simulator += f"; {note}"
         return RunResult(outputs, perf)
 
     def localize(self, build: Build, inputs: dict[str, np.ndarray], tolerance: dict[str, float],
@@ -93,6 +113,7 @@ class EmulatedTarget(Target):
         golden first, then on all golden samples; name the first layer that diverges."""
         from .emulator import first_divergence
         from .intermediates import ort_intermediates
+        from .runtime import int8_accumulation
 
         graph = self._load(build)
         found = None
@@ -100,7 +121,8 @@ class EmulatedTarget(Target):
             first = {k: v[: build.model.layer_samples] for k, v in inputs.items()}
             found = first_divergence(graph.run(first, intermediates=True)[1], layers, graph.nodes,
                                      tolerance["atol"], tolerance["rtol"])
-        if found is None:
+        if found is None:  # against this machine's ONNX Runtime, in its arithmetic
+            graph = self._load(build, int8_accumulation())
             _, ours = graph.run(inputs, intermediates=True)
             found = first_divergence(ours, ort_intermediates(build.onnx_path, inputs), graph.nodes,
                                      tolerance["atol"], tolerance["rtol"])

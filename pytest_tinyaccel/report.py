@@ -112,8 +112,9 @@ def fmt_target(row: ProfileRow) -> str:
 def _sections(rows: list[ProfileRow]):
     for (target, mode), group in groupby(sort_rows(rows), key=lambda r: (r.target, r.mode)):
         group = list(group)
-        simulators = sorted({r.simulator for r in group})
-        yield f"{target} {mode}: {'; '.join(simulators)}", group
+        # distinct parts, first-seen order: "emulator; int8 note" and "emulator" read "emulator; int8 note"
+        parts = dict.fromkeys(p for r in sorted(group, key=lambda r: r.simulator) for p in r.simulator.split("; "))
+        yield f"{target} {mode}: {'; '.join(parts)}", group
 
 
 def _delta(now: float | None, base: float | None) -> str:

@@ -178,3 +178,33 @@ def run_session(session, feed: dict[str, np.ndarray], batch: int = 256) -> dict[
     names = [o.name for o in session.get_outputs()]
     chunks = [session.run(names, {name: x[i : i + step]}) for i in range(0, len(x), step)]
     return {n: np.concatenate([c[k] for c in chunks]) for k, n in enumerate(names)}
+
+
+@lru_cache(maxsize=1)
+def int8_accumulation() -> str:
+    """How this machine's ONNX Runtime sums uint8 x int8 products: "exact" (the ONNX
+    specification; VNNI and ARM CPUs) or "avx2_int16_pairs" (x86 AVX2 without VNNI).
+
+    Measured, not guessed from CPU flags: one MatMulInteger whose pair of products
+    (255*127 twice) only fits when nothing saturates. Goldens record the answer, so
+    the emulator can reproduce the arithmetic of the CPU that made them.
+    """
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    b = numpy_helper.from_array(np.array([[127], [127], [0], [0]], np.int8), "b")
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "int8_accumulation_probe",
+                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, [None, 1])], [b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"a": np.tile(np.array([255, 255, 0, 0], np.uint8), (16, 1))})
+    value = int(y[0, 0])
+    if value == 2 * 255 * 127:
+        return "exact"
+    if value == 32767:
+        return "avx2_int16_pairs"
+    raise DataError(f"ONNX Runtime's int8 kernels sum 255*127 + 255*127 to {value}: an arithmetic tinyaccel does not know; "
+                    "please report it with your CPU model and ONNX Runtime version")

@@ -27,6 +27,7 @@ Usage::
 Pure NumPy plus onnx (for parsing); no pytest, no onnxruntime.
 """
 
+from .accumulation import ACCUMULATION_MODES
 from .compare import Divergence, first_divergence
 from .errors import UnsupportedOpError
 from .graph import Graph, Node, TensorInfo
@@ -34,6 +35,7 @@ from .kernels import ROUNDING_MODES
 from .ops import supported_ops
 
 __all__ = [
+    "ACCUMULATION_MODES",
     "ROUNDING_MODES",
     "Divergence",
     "Graph",

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .accumulation import ACCUMULATION_MODES
 from .errors import UnsupportedOpError
 from .kernels import ROUNDING_MODES
 from .ops import BuildContext, Kernel, lookup_op, supported_ops
@@ -81,7 +82,11 @@ class Graph:
 
     @classmethod
     def load(
-        cls, path: Path, rounding: Mapping[str, str] | None = None, qdq: Literal["float", "integer", "ort"] = "float"
+        cls,
+        path: Path,
+        rounding: Mapping[str, str] | None = None,
+        qdq: Literal["float", "integer", "ort"] = "float",
+        accumulation: str = "exact",
     ) -> Graph:
         """Parse, order, validate and constant-fold `path`.
 
@@ -96,6 +101,10 @@ class Graph:
         groups ONNX Runtime's CPU optimizer rewrites (see `qdq.fuse_qdq`).
         Graphs without such groups (float models, QOperator models) are the
         same either way.
+
+        `accumulation` says how 8-bit products are summed: "exact" (the ONNX
+        specification, accelerators, ORT on VNNI/ARM CPUs) or "avx2_int16_pairs"
+        (ORT on x86 AVX2 without VNNI; see `accumulation.py`).
         """
         path = Path(path)
         model = onnx.load(str(path))
@@ -107,6 +116,8 @@ class Graph:
         label = str(path)
         graph = model.graph
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+        if accumulation not in ACCUMULATION_MODES:
+            raise ValueError(f"accumulation must be one of {ACCUMULATION_MODES}, got {accumulation!r}")
         rounding = dict(rounding or {})
         for node_name, rule in rounding.items():
             if rule not in ROUNDING_MODES:
@@ -132,7 +143,7 @@ class Graph:
                 )
             if spec.requantizes:
                 requantizing.add(name)
-            ctx = BuildContext(proto, name, label, opset, consts, rounding.get(name, "half_even"))
+            ctx = BuildContext(proto, name, label, opset, consts, rounding.get(name, "half_even"), accumulation)
             kernel = spec.builder(ctx)
             node = Node(name, proto.op_type, tuple(proto.output), tuple(proto.input), proto.domain)
             if all(i in consts or i == "" for i in proto.input) and name not in rounding:

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from . import accumulation as A
 from . import kernels as K
 from .errors import UnsupportedOpError
 
@@ -68,6 +69,7 @@ class BuildContext:
     opset: int
     consts: Mapping[str, Value]
     rounding: str = "half_even"
+    accumulation: str = "exact"
 
     @property
     def op(self) -> str:
@@ -849,6 +851,8 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
     scale = (xq.scale * wq.scale / yq.scale).astype(np.float32).reshape(1, -1, 1, 1)
     b = None if bias is None else bias.astype(np.int32).reshape(1, -1, 1, 1)
     rounding = ctx.rounding
+    saturating = not depthwise and A.saturates(ctx.accumulation, xq.dtype, w.dtype)
+    w_raw = _as_2d(w, win.rank)
 
     def run(v: list[Value | None]) -> list[Value]:
         x = v[0]
@@ -856,7 +860,11 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
         _check_rank(ctx, x, win)
         _check_input_dtype(ctx, x, xq, "x")
         x2 = _as_2d(_int_operand(x, xq.zero_point, acc_dtype), win.rank)
-        acc = K.conv2d(x2, w_int, win.strides, win.pads_for(x2.shape[2:], w_int.shape[2:]), win.dilations, group, acc_dtype)
+        pads = win.pads_for(x2.shape[2:], w_int.shape[2:])
+        acc = K.conv2d(x2, w_int, win.strides, pads, win.dilations, group, acc_dtype)
+        if saturating:
+            fix = A.conv_correction(_as_2d(x, win.rank), int(xq.zero_point), w_raw, win.strides, pads, win.dilations, group, acc.shape[2:])
+            acc = acc if fix is None else acc.astype(np.float64) + K.nchw(fix)
         if b is not None:
             acc = _add_bias(acc, b)
         return [_from_2d(K.requantize(acc, scale, int(yq.zero_point), yq.dtype, rounding), win.rank)]
@@ -878,6 +886,7 @@ def _qlinear_matmul(ctx: BuildContext) -> Kernel:
     scale = (aq.scale * bq.scale / yq.scale).astype(np.float32)
     scale = scale if scale.size > 1 else scale.reshape(())
     rounding = ctx.rounding
+    saturating = A.saturates(ctx.accumulation, aq.dtype, bq.dtype)
 
     def run(v: list[Value | None]) -> list[Value]:
         a, b = v[0], v[3]
@@ -885,6 +894,9 @@ def _qlinear_matmul(ctx: BuildContext) -> Kernel:
         _check_input_dtype(ctx, a, aq, "a")
         bi = b_int if b_int is not None else _int_operand(b, b_zp)
         acc = np.matmul(_int_operand(a, aq.zero_point, acc_dtype), bi)
+        if saturating and b.ndim == 2:
+            fix = A.gemm_correction(a, b)
+            acc = acc if fix is None else acc.astype(np.float64) + fix
         return [K.requantize(acc, scale, int(yq.zero_point), yq.dtype, rounding)]
 
     return run
@@ -915,6 +927,8 @@ def _qgemm(ctx: BuildContext) -> Kernel:
     scale = scale if scale.size > 1 else scale.reshape(())
     c_int = None if c is None else c.astype(np.int32)
     ta, rounding = bool(a["transA"]), ctx.rounding
+    b_raw = b.T if tb else b
+    saturating = A.saturates(ctx.accumulation, aq.dtype, b.dtype)
 
     def run(v: list[Value | None]) -> list[Value]:
         x = v[0]
@@ -922,6 +936,9 @@ def _qgemm(ctx: BuildContext) -> Kernel:
         _check_input_dtype(ctx, x, aq, "A")
         xa = _int_operand(x, aq.zero_point, acc_dtype)
         acc = np.matmul(xa.T if ta else xa, b_int)
+        if saturating:
+            fix = A.gemm_correction(x.T if ta else x, b_raw)
+            acc = acc if fix is None else acc.astype(np.float64) + fix
         if c_int is not None:
             acc = _add_bias(acc, c_int)
         if yq is None:

@@ -82,6 +82,10 @@ class Build:
     """The build's own folder inside the build cache; persistent across runs."""
     shared_dir: Path | None = None
     """A cache folder the target shares across its builds (e.g. cost-model results)."""
+    int8_accumulation: str = "exact"
+    """How the ONNX Runtime that made the golden summed 8-bit products: "exact" or
+    "avx2_int16_pairs" (x86 AVX2 without VNNI; see emulator/accumulation.py). A
+    functional model held to the golden bit for bit reproduces it; hardware ignores it."""
 
 
 @dataclass
