@@ -18,7 +18,7 @@ from .compare import compare_top5, describe_mismatch
 from .errors import DataError
 from .metrics import format_quality, quality, topk
 from .models import Model, file_sha256
-from .runtime import create_session, dequantized, run_session, to_model_inputs
+from .runtime import create_session, dequantized, int8_accumulation, run_session, to_model_inputs
 
 
 def ort_version() -> str:
@@ -55,6 +55,14 @@ class GoldenKeeper:
         if isinstance(result, golden_store.GoldenError):
             raise result
         return result
+
+    def int8_accumulation(self, model: Model) -> str:
+        """How the golden's ONNX Runtime summed int8 products; "exact" (the ONNX
+        specification) when there is no golden or it predates the record."""
+        try:
+            return str(self.get(model).meta.get("int8_accumulation", "exact"))
+        except (golden_store.GoldenError, DataError):
+            return "exact"
 
     def _rewrite(self, model: Model) -> None:
         folder = self.golden_dir / model.name
@@ -103,7 +111,7 @@ class GoldenKeeper:
             dtypes[dtype] = entry
         meta = {"model": model.name, "model_sha256": model.sha256, "ndata": model.ndata,
                 "layer_samples": model.layer_samples, "onnxruntime": ort_version(), "onnx": onnx.__version__,
-                "dtypes": dtypes}
+                "int8_accumulation": int8_accumulation(), "dtypes": dtypes}
         return meta, inputs, outputs, layers
 
     def stale(self, model: Model, dtype: str, golden: golden_store.Golden) -> list[str]:
@@ -127,51 +135,78 @@ class GoldenKeeper:
     # ----- upgrade review ----------------------------------------------------------------
 
     def upgrade_cases(self, models: list[Model]) -> list[tuple[Model, str]]:
-        """(model, dtype) pairs whose golden another ONNX Runtime than the installed one made."""
+        """(model, dtype) pairs whose golden another ONNX Runtime made: another version, or
+        (int8) one whose kernels sum 8-bit products differently from this machine's."""
         found = []
         for model in models:
-            version = self._golden_runtime(model)
-            if version is not None and version != ort_version():
-                found += [(model, d) for d in model.dtypes]
+            meta = self._golden_meta(model)
+            if meta is not None:
+                found += [(model, d) for d in model.dtypes if self.drift(meta, d)]
+        return found
+
+    @staticmethod
+    def drift(meta: dict[str, Any], dtype: str) -> list[str]:
+        """How the ONNX Runtime that made a golden differs from the installed one, for `dtype`."""
+        import onnx
+
+        found = []
+        made, now = (meta.get("onnxruntime"), meta.get("onnx")), (ort_version(), onnx.__version__)
+        if made != now:
+            found.append(f"golden made by ONNX Runtime {made[0]} (onnx {made[1]}), installed {now[0]} (onnx {now[1]})")
+        golden_sum, here = meta.get("int8_accumulation", "exact"), int8_accumulation()
+        if dtype != "fp32" and golden_sum != here:
+            found.append(f"int8 sums: golden {ACCUMULATION_WORDS[golden_sum]}, this machine {ACCUMULATION_WORDS[here]}")
         return found
 
     def upgrade_header(self, models: list[Model], tolerance: float) -> str | None:
-        versions: dict[str, set[str]] = {}
+        made: dict[str, set[str]] = {}
         for model, _ in self.upgrade_cases(models):
-            versions.setdefault(self._golden_runtime(model), set()).add(model.name)
-        if not versions:
+            meta = self._golden_meta(model) or {}
+            key = f"{meta.get('onnxruntime')}, {meta.get('int8_accumulation', 'exact')} int8 sums"
+            made.setdefault(key, set()).add(model.name)
+        if not made:
             return None
-        made = "; ".join(f"{v} ({', '.join(sorted(names))})" for v, names in sorted(versions.items()))
-        return (f"tinyaccel: goldens were made with ONNX Runtime {made}, installed is {ort_version()}: "
-                f"upgrade review on (test_upgrade_review), Top-5 tolerance {tolerance:g}")
+        listed = "; ".join(f"{k} ({', '.join(sorted(v))})" for k, v in sorted(made.items()))
+        return (f"tinyaccel: goldens were made with ONNX Runtime {listed}, installed is {ort_version()} "
+                f"({int8_accumulation()} int8 sums): upgrade review on (test_upgrade_review), Top-5 tolerance {tolerance:g}")
 
-    def _golden_runtime(self, model: Model) -> str | None:
+    def _golden_meta(self, model: Model) -> dict[str, Any] | None:
         try:
-            return golden_store.load_meta(self.golden_dir / model.name)["onnxruntime"]
+            return golden_store.load_meta(self.golden_dir / model.name)
         except (golden_store.GoldenError, DataError):
             return None
 
     def review(self, model: Model, dtype: str, tolerance: float, accuracy_margin: float) -> tuple[list[str], list[str]]:
         """The stored golden against the installed ONNX Runtime's outputs on the same inputs:
-        (problems that fail the review, notes for the summary)."""
+        (problems that fail the review, notes for the summary). Quality is compared on
+        every review: the runtime's kernels can change while the model bytes do not."""
         golden = self.get(model)
         meta, entry = golden.meta, golden.meta["dtypes"].get(dtype)
         if entry is None:
             return [f"{model.name}: the golden has no {dtype} outputs"], []
         path = self.dtype_model(model, dtype)
         new = run_session(create_session(path), to_model_inputs(path, golden.inputs))
-        head = f"{model.name} {dtype}: ONNX Runtime {meta['onnxruntime']} -> {ort_version()}"
+        head = "; ".join([f"{model.name} {dtype}: ONNX Runtime {meta['onnxruntime']} -> {ort_version()}"]
+                         + [d for d in self.drift(meta, dtype) if d.startswith("int8 sums")])
         problems, notes = [], []
+        parts = [head]
         if entry["model_sha256"] != file_sha256(path):
-            note = f"{head}: the {dtype} model changed (sha256 {entry['model_sha256'][:12]} -> {file_sha256(path)[:12]})"
-            old_q, new_q = entry.get("quality"), ort_quality(model, path)
-            if old_q and new_q:
-                delta = 100 * (new_q["value"] - old_q["value"])
-                note += (f"; {format_quality(model.metric, old_q['value'])} -> {format_quality(model.metric, new_q['value'])}"
-                         f" ({delta:+.2f} pts) on the first {new_q['samples']} samples")
-                if -delta > accuracy_margin:
-                    problems.append(note + f", more than the allowed {accuracy_margin:g} pts")
-            notes.append(note)
+            model_part = f"the {dtype} model changed (sha256 {entry['model_sha256'][:12]} -> {file_sha256(path)[:12]})"
+        else:
+            model_part = f"the {dtype} model is byte-identical"
+        parts.append(model_part)
+        changed = [f"'{name}' {int((new[name] != exp).sum())} of {exp.size} values changed" for name, exp in golden.outputs[dtype].items()
+                   if new[name].shape == exp.shape and not np.array_equal(new[name], exp)]
+        parts.append(", ".join(changed) if changed else "outputs on the golden samples unchanged")
+        old_q, new_q = entry.get("quality"), ort_quality(model, path)
+        if old_q and new_q:
+            delta = 100 * (new_q["value"] - old_q["value"])
+            change = (f"{format_quality(model.metric, old_q['value'])} -> {format_quality(model.metric, new_q['value'])}"
+                      f" ({delta:+.2f} pts) on the first {new_q['samples']} samples")
+            parts.append(change)
+            if -delta > accuracy_margin:
+                problems.append(f"{head}: {model_part}; {change}, more than the allowed {accuracy_margin:g} pts")
+        notes.append(f"{head}: " + "; ".join(parts[1:]))
         if model.is_classification:
             probs = next(iter(dequantized(path, new).values()))
             bad, table = compare_top5(entry["top5"], probs, tolerance, lambda c: label_for(model, c))
@@ -183,6 +218,11 @@ class GoldenKeeper:
             problems += [f"{head}: {p}" for name, exp in golden.outputs[dtype].items()
                          if (p := describe_mismatch(name, new[name], exp, tol["atol"], tol["rtol"]))]
         return problems, notes
+
+
+ACCUMULATION_WORDS = {"exact": "exact int32", "avx2_int16_pairs": "AVX2 int16-saturating pairs (no VNNI)"}
+ACCUMULATION_ADVICE = ("ONNX Runtime on x86 CPUs without VNNI adds pairs of uint8 x int8 products in saturating int16: "
+                       "quantize with reduce_range = true for int8 goldens that every CPU reproduces")
 
 
 def ort_quality(model: Model, path: Path) -> dict[str, Any] | None:
@@ -215,9 +255,10 @@ def _golden_changes(old: golden_store.Golden, meta: dict[str, Any], inputs: np.n
                     outputs: dict[str, dict[str, np.ndarray]]) -> list[str]:
     """What an update changed, for the reviewer: versions, hashes, output deltas, Top-5, quality."""
     lines = []
-    for key in ("onnxruntime", "onnx", "model_sha256", "ndata", "layer_samples"):
-        if old.meta.get(key) != meta.get(key):
-            lines.append(f"{key}: {old.meta.get(key)} -> {meta.get(key)}")
+    for key in ("onnxruntime", "onnx", "int8_accumulation", "model_sha256", "ndata", "layer_samples"):
+        before = old.meta.get(key, "exact" if key == "int8_accumulation" else None)
+        if before != meta.get(key):
+            lines.append(f"{key}: {before} -> {meta.get(key)}")
     if old.inputs.shape != inputs.shape or not np.array_equal(old.inputs, inputs):
         lines.append("inputs changed")
     for dtype, named in outputs.items():

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from . import __version__, golden as golden_store
-from .references import GoldenKeeper, label_for
+from .references import ACCUMULATION_ADVICE, GoldenKeeper, label_for
 from .baseline import DEFAULT_MARGINS, Baseline, compare as compare_rows, parse_margins
 from .cache import BuildCache
 from .compare import compare_top5, describe_mismatch
@@ -194,7 +194,8 @@ class TinyaccelSession:
                  "target": target.name, "target_version": target.version,
                  "settings": target.cache_settings(model, case.dtype, case.mode)}
         build = Build(model=model, dtype=case.dtype, mode=case.mode, onnx_path=onnx_path, dir=Path(),
-                      shared_dir=self.options.cache_dir / "shared" / target.name)
+                      shared_dir=self.options.cache_dir / "shared" / target.name,
+                      int8_accumulation=self.goldens.int8_accumulation(model))
         folder = self.cache.get("builds", case.id, parts, lambda d: target.build(replace(build, dir=d)))
         build = replace(build, dir=folder)
 
@@ -307,6 +308,12 @@ class TinyaccelSession:
             message = f"{case.id}: outputs on the {ndata} golden samples do not match ONNX Runtime\n" + "\n".join(problems)
             if where:
                 message += "\n" + where
+            drift = self.goldens.drift(golden.meta, case.dtype)
+            if drift:
+                if any(d.startswith("int8 sums") for d in drift):
+                    drift.append(ACCUMULATION_ADVICE)
+                message += ("\nnote: " + "; ".join(drift) + ".\n  The upgrade review (pytest -k upgrade_review) compares "
+                            f"both runtimes on this model; after review, regenerate: pytest '{nodeid}' --tinyaccel-update-golden")
             pytest.fail(message, pytrace=False)
 
     def tolerance(self, case: Case) -> dict[str, float]:

@@ -132,7 +132,8 @@ def test_upgrade_review_passes_when_top5_is_kept(project: Project) -> None:
     project.add_model("ic")
     _pretend_old_runtime(project)
     result = project.run("-k", "upgrade")
-    result.stdout.fnmatch_lines(["tinyaccel: goldens were made with ONNX Runtime 1.20.0 (ic), installed is *: upgrade review on*"])
+    result.stdout.fnmatch_lines(["tinyaccel: goldens were made with ONNX Runtime 1.20.0, * int8 sums (ic), installed is *: "
+                                 "upgrade review on*"])
     assert outcomes(result) == {"passed": 2}
 
 
@@ -175,6 +176,30 @@ def test_upgrade_review_reports_requantization(project: Project) -> None:
     result = project.run("-k", "upgrade")
     assert outcomes(result) == {"passed": 2}
     result.stdout.fnmatch_lines(["upgrade review: ic int8: ONNX Runtime 1.20.0 -> *: the int8 model changed*(-0.16 pts)*"])
+
+
+def test_upgrade_review_compares_quality_when_only_the_runtime_changed(project: Project) -> None:
+    """Same int8 model bytes, different outputs from the runtime's kernels, accuracy down by
+    more than the margin: the review fails and says so (it used to look only at model hashes)."""
+    project.add_model("ic")
+    _pretend_old_runtime(project, "1.31.1")
+    golden = project.path / "golden" / "ic"
+    meta = json.loads((golden / "golden.json").read_text())
+    # what the "old runtime" answered: another value on the golden samples, 0.7 points more accuracy
+    out = np.load(golden / "int8.0.npy")
+    out[1, 6] = np.float32(0.5)
+    meta["dtypes"]["int8"]["quality"]["value"] = round(meta["dtypes"]["int8"]["quality"]["value"] + 0.007, 6)
+    from pytest_tinyaccel import golden as store
+
+    store.write(golden, meta, np.load(golden / "inputs.npy"), {
+        "fp32": {"probs": np.load(golden / "fp32.0.npy")}, "int8": {"probs": out}}, {})
+    result = project.run("-k", "upgrade and int8")
+    assert outcomes(result) == {"failed": 1}
+    result.stdout.fnmatch_lines([
+        "*ic int8: ONNX Runtime 1.31.1 -> *: the int8 model is byte-identical; * -> * (-0.70 pts) on the first 540 samples, "
+        "more than the allowed 0.5 pts",
+        "*after review: pytest 'test_suite.py::test_upgrade_review[[]ic-int8[]]' --tinyaccel-update-golden",
+    ])
 
 
 def test_update_after_review_prints_what_changed(project: Project) -> None:

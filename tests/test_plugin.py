@@ -229,7 +229,7 @@ def test_second_run_reuses_every_build_and_cache_clear_empties_it(project: Proje
         ('x_test = "X_test.npy"', 'x_test = "../../escape.npy"', "x_test", "leaves the model folder"),
         ('metric = "top1"', 'metric = "auc"', "metric", "not valid for task 'classification'"),
         ('dtypes = ["fp32", "int8"]', 'dtypes = ["fp16"]', "dtypes", "expected a non-empty list"),
-        ("", "[quantization]\nformat = \"QFoo\"", "quantization.format", "not one of"),
+        ("reduce_range = true", "reduce_range = true\nformat = \"QFoo\"", "quantization.format", "not one of"),
         ("", "[tolerance.int8]\natol = -1", "tolerance.int8.atol", "expected a non-negative number"),
         ("", "[targets.cpu]\nskip = 3", "targets.cpu.skip", "expected the reason as a string"),
     ],

@@ -8,9 +8,24 @@ IR version (8) that every supported ONNX Runtime reads.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
+
+QUANTIZATION_TOML = """
+[quantization]
+# 7-bit weights: ONNX Runtime on x86 CPUs without VNNI adds pairs of uint8 x int8 products in
+# saturating int16; with reduce_range no pair can saturate, so every CPU makes the same int8 golden.
+reduce_range = true
+"""
+
+
+def bundled_quantization() -> dict[str, Any]:
+    """The quantization settings the bundled manifests declare (QUANTIZATION_TOML)."""
+    from pytest_tinyaccel.models import QUANTIZATION_DEFAULTS
+
+    return dict(QUANTIZATION_DEFAULTS, reduce_range=True)
 
 
 def export_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path,

@@ -33,7 +33,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent))
-from export import export_onnx  # noqa: E402
+from export import QUANTIZATION_TOML, bundled_quantization, export_onnx  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("ad_generate", HERE / "generate.py")
 gen = importlib.util.module_from_spec(_spec)
@@ -163,7 +163,7 @@ y_test = "y_test.npy"
 calibration = "X_calib.npy"
 architecture = "Deep AutoEncoder"
 link = "https://github.com/mlcommons/tiny/blob/master/benchmark/training/anomaly_detection/keras_model.py"
-"""
+""" + QUANTIZATION_TOML  # no braces: safe under str.format
 
 
 def main() -> None:
@@ -183,7 +183,6 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     sys.path.insert(0, str(ROOT))
-    from pytest_tinyaccel.models import QUANTIZATION_DEFAULTS
     from pytest_tinyaccel.quantize import quantize_model
     import onnx
     import onnxruntime
@@ -232,7 +231,7 @@ def main() -> None:
     auc_fp32 = float(roc_auc_score(ys[:samples], s_fp32))
     with tempfile.TemporaryDirectory() as tmp:
         q_path = Path(tmp) / "model_int8.onnx"
-        quantize_model(onnx_path, q_path, np.load(args.out / "X_calib.npy").astype(np.float32), QUANTIZATION_DEFAULTS)
+        quantize_model(onnx_path, q_path, np.load(args.out / "X_calib.npy").astype(np.float32), bundled_quantization())
         s_int8 = scores_onnx(q_path, xs[:samples])
         ops_int8 = sorted({n.op_type for n in onnx.load(str(q_path)).graph.node})
         int8_bytes = q_path.stat().st_size

@@ -36,8 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "training"))
 sys.path.insert(0, str(ROOT))
 
-from export import export_onnx  # noqa: E402  (training/export.py)
-from pytest_tinyaccel.models import QUANTIZATION_DEFAULTS  # noqa: E402
+from export import QUANTIZATION_TOML, bundled_quantization, export_onnx  # noqa: E402  (training/export.py)
 from pytest_tinyaccel.quantize import quantize_model  # noqa: E402
 from pytest_tinyaccel.runtime import create_session, run_session  # noqa: E402
 
@@ -174,7 +173,7 @@ use_case = "Image Classification"
 task = "classification"
 metric = "top1"
 # Measured on the {n_test}-sample test split with ONNX Runtime: fp32 {fp32:.4f}, int8 {int8:.4f}
-# (static QOperator quantization, project defaults, {CALIB_SAMPLES} calibration samples from the train split).
+# (static QOperator quantization, reduce_range (below), {CALIB_SAMPLES} calibration samples from the train split).
 # Target: a round figure about two points below the lower of the two, as MLPerf Tiny sets its targets.
 quality_target = {QUALITY_TARGET}
 dtypes = ["fp32", "int8"]
@@ -186,7 +185,7 @@ calibration = "X_calib.npy"
 labels = "labels.txt"
 architecture = "ResNet (digits)"
 link = "{LINK}"
-"""
+""" + QUANTIZATION_TOML
     (OUT / "model.toml").write_text(text, encoding="utf-8")
 
 
@@ -221,7 +220,7 @@ def main() -> None:
     fp32 = ort_accuracy(onnx_path, x_test, y_test)
     with tempfile.TemporaryDirectory(prefix="ic-int8-") as tmp:
         int8_path = Path(tmp) / "model.int8.onnx"
-        quantize_model(onnx_path, int8_path, x_calib, QUANTIZATION_DEFAULTS)
+        quantize_model(onnx_path, int8_path, x_calib, bundled_quantization())
         int8 = ort_accuracy(int8_path, x_test, y_test)
         int8_ops = sorted({n.op_type for n in onnx.load(str(int8_path)).graph.node})
 
