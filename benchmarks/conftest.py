@@ -21,9 +21,15 @@ RATIOS = [
     ("plugin overhead: pytest cpu golden checks / plain ONNX Runtime script", "pytest_cpu_golden", "plain_script"),
     ("cold / warm (cached) bundled cpu suite", "suite_cold", "suite_warm"),
     ("-n 2 / serial wall time, bundled models on cpu, aie, gemmini (warm cache)", "suite_n2", "suite_serial"),
-] + [(f"tinyaccel emulator / ONNX Runtime (1 thread), {model} {dtype}, same samples",
-       f"emulator_{model}_{dtype}", f"ort_{model}_{dtype}")
-      for model in ("ic", "kws", "ad") for dtype in ("fp32", "int8")]
+] + [
+    (
+        f"tinyaccel emulator / ONNX Runtime (1 thread), {model} {dtype}, same samples",
+        f"emulator_{model}_{dtype}",
+        f"ort_{model}_{dtype}",
+    )
+    for model in ("ic", "kws", "ad")
+    for dtype in ("fp32", "int8")
+]
 
 
 @pytest.fixture
@@ -31,7 +37,9 @@ def record(benchmark):
     """Run `benchmark.pedantic` and remember the median under `name` for the ratio table."""
 
     def run(name: str, fn, rounds: int = 3, **kwargs):
-        result = benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=kwargs.pop("warmup_rounds", 0), **kwargs)
+        result = benchmark.pedantic(
+            fn, rounds=rounds, iterations=1, warmup_rounds=kwargs.pop("warmup_rounds", 0), **kwargs
+        )
         _medians[name] = benchmark.stats.stats.median
         return result
 
@@ -54,11 +62,13 @@ def suite_copy(tmp_path_factory) -> Path:
 
 
 def pytest_terminal_summary(terminalreporter):
-    lines = [f"{label}: {_medians[a] / _medians[b]:.2f}x ({_medians[a]:.3f} s / {_medians[b]:.3f} s)"
-             for label, a, b in RATIOS if a in _medians and b in _medians]
+    lines = [
+        f"{label}: {_medians[a] / _medians[b]:.2f}x ({_medians[a]:.3f} s / {_medians[b]:.3f} s)"
+        for label, a, b in RATIOS
+        if a in _medians and b in _medians
+    ]
     lines += [f"{name}: {text}" for name, text in _rates.items()]
     if lines:
         terminalreporter.write_sep("=", "tinyaccel benchmark ratios (medians, same run)")
         for line in lines:
             terminalreporter.write_line(line)
-

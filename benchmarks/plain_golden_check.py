@@ -33,7 +33,7 @@ def main(root: Path, quantized: dict[str, str]) -> None:
         for dtype in spec.get("dtypes", ["fp32", "int8"]):
             sess = session(folder / "model.onnx" if dtype == "fp32" else quantized[folder.name])
             name = sess.get_inputs()[0].name
-            out = np.concatenate([sess.run(None, {name: x[i:i + 256]})[0] for i in range(0, len(x), 256)])
+            out = np.concatenate([sess.run(None, {name: x[i : i + 256]})[0] for i in range(0, len(x), 256)])
             for _ in range(5):
                 sess.run(None, {name: x[:1]})
             latency = []
@@ -43,7 +43,9 @@ def main(root: Path, quantized: dict[str, str]) -> None:
                 latency.append(time.perf_counter_ns() - start)
             for _ in range(5):
                 sess.run(None, {name: x[:256]})
-            expected = np.load(root / "golden" / folder.name / golden["dtypes"][dtype]["outputs"][sess.get_outputs()[0].name])
+            expected = np.load(
+                root / "golden" / folder.name / golden["dtypes"][dtype]["outputs"][sess.get_outputs()[0].name]
+            )
             assert np.allclose(out[: len(expected)], expected, atol=1e-5, rtol=1e-3)
             if spec["metric"] == "auc":
                 from sklearn.metrics import roc_auc_score

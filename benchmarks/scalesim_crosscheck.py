@@ -45,9 +45,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pytest_tinyaccel.costmodel import graph as graph_mod
-from pytest_tinyaccel.costmodel.hardware import hardware_file, load_hardware
-from pytest_tinyaccel.costmodel.zigzag_runner import run_zigzag, zigzag_unavailable
+from pytest_tinyaccel.costmodel import layergraph  # noqa: E402  (after the path insert)
+from pytest_tinyaccel.costmodel.hardware import hardware_file, load_hardware  # noqa: E402
+from pytest_tinyaccel.costmodel.zigzag_runner import run_zigzag, zigzag_unavailable  # noqa: E402
 
 SCALESIM_PACKAGES = ["scalesim==3.0.0", "numpy<2.3", "tqdm"]
 
@@ -91,9 +91,7 @@ InterfaceBandwidth : USER
 UseRamulatorTrace : False
 """
 
-TOPOLOGY_HEADER = (
-    "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
-)
+TOPOLOGY_HEADER = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
 LAYOUT_HEADER = (
     "Layer name, IFMAP Height Intraline Factor, IFMAP Width Intraline Factor, Filter Height Intraline "
     "Factor, Filter Width Intraline Factor, Channel Intraline Factor, Num Filter Intraline Factor, IFMAP "
@@ -103,7 +101,7 @@ LAYOUT_HEADER = (
     "Order, Channel Interline Order, Filter Height Interline Order, Filter Width Interline Order,\n"
 )
 
-DRIVER = r'''
+DRIVER = r"""
 import contextlib, io, json, sys
 from scalesim.scale_sim import scalesim
 cfg, topo, layout, out = sys.argv[1:5]
@@ -121,7 +119,7 @@ names = [t[0] for t in sim.topo.topo_arrays]
 for row, name in zip(rows, names):
     row["name"] = name
 print(json.dumps(rows))
-'''
+"""
 
 
 def ensure_venv(cache_dir: Path) -> Path:
@@ -133,15 +131,13 @@ def ensure_venv(cache_dir: Path) -> Path:
         return python
     print(f"creating the SCALE-Sim venv in {env_dir} ...", file=sys.stderr)
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", *SCALESIM_PACKAGES], check=True
-    )
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", *SCALESIM_PACKAGES], check=True)
     subprocess.run([str(python), "-c", "import scalesim.scale_sim"], check=True)
     marker.write_text(" ".join(SCALESIM_PACKAGES) + "\n")
     return python
 
 
-def scalesim_layers(prepared: graph_mod.Graph) -> list[dict]:
+def scalesim_layers(prepared: layergraph.LayerGraph) -> list[dict]:
     """One SCALE-Sim layer description per Conv/Gemm/MatMul node."""
     out = []
     for index, node in enumerate(n for n in prepared.nodes if n.is_matrix):
@@ -170,8 +166,16 @@ def scalesim_layers(prepared: graph_mod.Graph) -> list[dict]:
                 raise SystemExit(f"{node.name}: only matrix-vector Gemm/MatMul (batch 1) is supported")
             row = [1, 1, 1, 1, int(c), k, 1]
         name = f"L{index}{'DP' if node.is_depthwise else ''}"
-        out.append({"sim_name": name, "node": node.name, "op": node.op, "macs": node.macs,
-                    "depthwise": node.is_depthwise, "row": row})
+        out.append(
+            {
+                "sim_name": name,
+                "node": node.name,
+                "op": node.op,
+                "macs": node.macs,
+                "depthwise": node.is_depthwise,
+                "row": row,
+            }
+        )
     return out
 
 
@@ -213,7 +217,10 @@ def run_scalesim(python: Path, cfg: Path, topo: Path, layout: Path, workdir: Pat
     driver.write_text(DRIVER)
     proc = subprocess.run(
         [str(python), str(driver), str(cfg), str(topo), str(layout), str(workdir / "out")],
-        capture_output=True, text=True, cwd=workdir, check=False,
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        check=False,
     )
     if proc.returncode != 0:
         raise SystemExit(f"SCALE-Sim failed:\n{proc.stderr[-4000:]}")
@@ -221,11 +228,11 @@ def run_scalesim(python: Path, cfg: Path, topo: Path, layout: Path, workdir: Pat
 
 
 def short(name: str, width: int = 44) -> str:
-    return name if len(name) <= width else "..." + name[-(width - 3):]
+    return name if len(name) <= width else "..." + name[-(width - 3) :]
 
 
 def crosscheck(model_path: Path, label: str, python: Path, cache_dir: Path, hw) -> tuple[list, dict]:
-    prepared, sha = graph_mod.prepare_model(model_path)
+    prepared, sha = layergraph.prepare_model(model_path)
     layers = scalesim_layers(prepared)
     workdir = cache_dir / "runs" / f"{label}-{sha[:12]}"
     cfg, topo, layout = write_inputs(layers, workdir, hw)
@@ -246,11 +253,28 @@ def crosscheck(model_path: Path, label: str, python: Path, cache_dir: Path, hw) 
         z = zz.layers[layer["node"]].cycles
         tot_s += s
         tot_z += z
-        table.append([label, short(layer["node"]), layer["op"] + (" dw" if layer["depthwise"] else ""),
-                      layer["macs"], int(s), int(per_sim_compute[layer["sim_name"]]), int(z), s / z])
-    summary = {"model": label, "layers": len(layers), "scalesim_cycles": tot_s, "zigzag_cycles": tot_z,
-               "ratio": tot_s / tot_z, "scalesim_s": sim_s, "zigzag_s": zz.elapsed_s,
-               "zigzag_cached": zz.cached}
+        table.append(
+            [
+                label,
+                short(layer["node"]),
+                layer["op"] + (" dw" if layer["depthwise"] else ""),
+                layer["macs"],
+                int(s),
+                int(per_sim_compute[layer["sim_name"]]),
+                int(z),
+                s / z,
+            ]
+        )
+    summary = {
+        "model": label,
+        "layers": len(layers),
+        "scalesim_cycles": tot_s,
+        "zigzag_cycles": tot_z,
+        "ratio": tot_s / tot_z,
+        "scalesim_s": sim_s,
+        "zigzag_s": zz.elapsed_s,
+        "zigzag_cached": zz.cached,
+    }
     return table, summary
 
 
@@ -292,8 +316,16 @@ def main(argv: list[str] | None = None) -> int:
         rows += table
         summaries.append(summary)
 
-    headers = ["model", "layer", "op", "MACs", "SCALE-Sim cycles", "SCALE-Sim compute", "ZigZag cycles",
-               "SCALE-Sim / ZigZag"]
+    headers = [
+        "model",
+        "layer",
+        "op",
+        "MACs",
+        "SCALE-Sim cycles",
+        "SCALE-Sim compute",
+        "ZigZag cycles",
+        "SCALE-Sim / ZigZag",
+    ]
     lines = [
         (
             "SCALE-Sim 3.0.0 vs ZigZag 3.9.1 on Gemmini's default configuration (16x16 weight-stationary "
@@ -303,11 +335,22 @@ def main(argv: list[str] | None = None) -> int:
         tabulate(rows, headers=headers, tablefmt="github", floatfmt=".2f", intfmt=","),
         "",
         tabulate(
-            [[s["model"], s["layers"], int(s["scalesim_cycles"]), int(s["zigzag_cycles"]), s["ratio"],
-              s["scalesim_s"], s["zigzag_s"]] for s in summaries],
-            headers=["model", "layers", "SCALE-Sim total", "ZigZag total", "ratio", "SCALE-Sim s",
-                     "ZigZag s (cold)"],
-            tablefmt="github", floatfmt=".2f", intfmt=",",
+            [
+                [
+                    s["model"],
+                    s["layers"],
+                    int(s["scalesim_cycles"]),
+                    int(s["zigzag_cycles"]),
+                    s["ratio"],
+                    s["scalesim_s"],
+                    s["zigzag_s"],
+                ]
+                for s in summaries
+            ],
+            headers=["model", "layers", "SCALE-Sim total", "ZigZag total", "ratio", "SCALE-Sim s", "ZigZag s (cold)"],
+            tablefmt="github",
+            floatfmt=".2f",
+            intfmt=",",
         ),
     ]
     report = "\n".join(lines)

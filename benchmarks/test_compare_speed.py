@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from conftest import record_rate
-from pytest_tinyaccel.compare import describe_mismatch
+from pytest_tinyaccel.goldens.compare import describe_mismatch
 
 N = 10_000_000
 
@@ -15,8 +15,10 @@ def test_compare_matching(benchmark):
     expected = rng.standard_normal(N, dtype=np.float32).reshape(1000, -1)
     obtained = expected + np.float32(1e-7)
     assert benchmark(describe_mismatch, "out", obtained, expected, 1e-5, 1e-3) is None
-    record_rate("golden comparison, all within tolerance",
-                f"{N / benchmark.stats.stats.median / 1e6:.0f} M elements/s ({N:,} float32 elements)")
+    record_rate(
+        "golden comparison, all within tolerance",
+        f"{N / benchmark.stats.stats.median / 1e6:.0f} M elements/s ({N:,} float32 elements)",
+    )
 
 
 def test_compare_mismatching(benchmark):
@@ -25,5 +27,7 @@ def test_compare_mismatching(benchmark):
     obtained = expected.copy()
     obtained[::7] += 0.1
     assert "mismatched elements" in benchmark(describe_mismatch, "out", obtained, expected, 1e-5, 1e-3)
-    record_rate("golden comparison, 14% mismatching (with diagnosis)",
-                f"{N / benchmark.stats.stats.median / 1e6:.0f} M elements/s ({N:,} float32 elements)")
+    record_rate(
+        "golden comparison, 14% mismatching (with diagnosis)",
+        f"{N / benchmark.stats.stats.median / 1e6:.0f} M elements/s ({N:,} float32 elements)",
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -11,7 +12,7 @@ if TYPE_CHECKING:
 
 
 @pytest.hookspec
-def pytest_tinyaccel_targets(config: pytest.Config) -> "Iterable[type[Target] | Target]":
+def pytest_tinyaccel_targets(config: pytest.Config) -> Iterable[type[Target] | Target]:  # type: ignore[empty-body]
     """Return targets to register (classes, instantiated with their
     [tool.tinyaccel.targets.<name>] settings, or ready instances).
 

@@ -1,15 +1,16 @@
 """Latency and throughput by MLPerf's rules: LoadGen SingleStream (90th-percentile
-latency) and Offline (samples/s) for targets that run in real time (`cpu`, and a
-`command` target in `hw` mode).
+latency) and Offline (samples/s) for targets that run in real time, i.e. those
+whose `Target.loadgen_factory(build)` names a factory (`cpu`, and a `command`
+target in `hw` mode). This module knows no target: it runs the factory it is given.
 
 Optional extra: `pip install pytest-tinyaccel[loadgen]` (mlcommons-loadgen).
 
-LoadGen runs in a child process (pytest_tinyaccel.loadgen_worker) with a
-timeout, because an exception escaping the SUT callback kills the process and a
-SUT that never completes a query hangs LoadGen forever; and in a private
-working folder with a non-existent audit path, because an `audit.config` in the
-working directory silently overrides the settings. The child builds its
-inference callable from an importable factory:
+LoadGen runs in a child process (pytest_tinyaccel.loadgen_worker, started through
+pytest_tinyaccel.process) with a timeout, because an exception escaping the SUT
+callback kills the process and a SUT that never completes a query hangs LoadGen
+forever; and in a private working folder with a non-existent audit path, because
+an `audit.config` in the working directory silently overrides the settings. The
+child builds its inference callable from an importable factory:
 
     factory(**factory_kwargs) -> infer(batch: np.ndarray [B, ...]) -> anything
 
@@ -25,15 +26,22 @@ import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from .process import run_process
+
 SCENARIOS = ("SingleStream", "Offline")
 LOG_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt")
+
+
+class RealTimeTarget(Protocol):
+    """What `measure_target` needs of a target (`Target.loadgen_factory`)."""
+
+    def loadgen_factory(self, build: Any) -> tuple[str, dict[str, Any]] | None: ...
 
 
 class LoadgenError(Exception):
@@ -66,7 +74,7 @@ class LoadgenSettings:
     def coerce(cls, value: LoadgenSettings | dict[str, Any] | None) -> LoadgenSettings:
         if value is None:
             return cls()
-        if isinstance(value, cls):
+        if isinstance(value, LoadgenSettings):
             return value
         try:
             return cls(**value)
@@ -83,9 +91,16 @@ def unavailable() -> str | None:
     return None
 
 
-def measure(factory: str, factory_kwargs: dict[str, Any] | None, samples_path: str | Path, scenario: str,
-            settings: LoadgenSettings | dict[str, Any] | None = None, timeout: float = 120.0,
-            log_dir: str | Path | None = None, pythonpath: list[str] | None = None) -> dict[str, Any]:
+def measure(
+    factory: str,
+    factory_kwargs: dict[str, Any] | None,
+    samples_path: str | Path,
+    scenario: str,
+    settings: LoadgenSettings | dict[str, Any] | None = None,
+    timeout: float = 120.0,
+    log_dir: str | Path | None = None,
+    pythonpath: list[str] | None = None,
+) -> dict[str, Any]:
     """Run one LoadGen scenario in a child process and return its figures:
 
     - `scenario`, `valid` (LoadGen's result validity), `validity`, `invalid_reason`;
@@ -107,28 +122,41 @@ def measure(factory: str, factory_kwargs: dict[str, Any] | None, samples_path: s
     if scenario not in SCENARIOS:
         raise LoadgenError(f"scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
     opts = LoadgenSettings.coerce(settings)
-    from .targets.command import (
-        run_process,  # the process-group handling shared with the command target
-    )
-
     workdir = Path(tempfile.mkdtemp(prefix=f"tinyaccel-loadgen-{scenario}-"))
-    request = {"factory": factory, "factory_kwargs": factory_kwargs or {}, "samples_path": str(Path(samples_path).resolve()),
-               "scenario": scenario, "settings": asdict(opts), "pythonpath": [str(p) for p in pythonpath or []]}
+    request = {
+        "factory": factory,
+        "factory_kwargs": factory_kwargs or {},
+        "samples_path": str(Path(samples_path).resolve()),
+        "scenario": scenario,
+        "settings": asdict(opts),
+        "pythonpath": [str(p) for p in pythonpath or []],
+    }
     (workdir / "request.json").write_text(json.dumps(request, indent=1, default=str))
     keep = False
     try:
-        proc = run_process([sys.executable, "-m", "pytest_tinyaccel.loadgen_worker", str(workdir / "request.json")],
-                           workdir, None, timeout, workdir / "worker.stdout.log", workdir / "worker.stderr.log", kill_grace=2.0)
+        proc = run_process(
+            [sys.executable, "-m", "pytest_tinyaccel.loadgen_worker", str(workdir / "request.json")],
+            workdir,
+            None,
+            timeout,
+            workdir / "worker.stdout.log",
+            workdir / "worker.stderr.log",
+            kill_grace=2.0,
+        )
         result_path = workdir / "result.json"
         result = json.loads(result_path.read_text()) if result_path.is_file() and not proc.timed_out else None
         if proc.timed_out:
             keep = True
-            raise LoadgenError(f"LoadGen {scenario} did not finish within {timeout:g} s (a SUT that never completes "
-                               f"its queries?); the worker's process group was killed. Logs: {workdir}")
+            raise LoadgenError(
+                f"LoadGen {scenario} did not finish within {timeout:g} s (a SUT that never completes "
+                f"its queries?); the worker's process group was killed. Logs: {workdir}"
+            )
         if result is None:
             keep = True
-            raise LoadgenError(f"the LoadGen {scenario} worker {proc.status()} without a result (crash in the SUT?); "
-                               f"logs: {workdir}\n{proc.tails()}")
+            raise LoadgenError(
+                f"the LoadGen {scenario} worker {proc.status()} without a result (crash in the SUT?); "
+                f"logs: {workdir}\n{proc.tails()}"
+            )
         if "error" in result:
             keep = True
             tail = "\n".join(result.get("traceback", "").rstrip().splitlines()[-6:])
@@ -145,33 +173,19 @@ def measure(factory: str, factory_kwargs: dict[str, Any] | None, samples_path: s
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-# ----- targets -------------------------------------------------------------------------------
-
-
-def factory_for(target: Any, build: Any) -> tuple[str, dict[str, Any]] | None:
-    """The SUT factory spec and kwargs for a target's build, or None when the
-    target does not run in real time (simulators: their wall time means nothing).
-
-    A target provides one with a `loadgen_factory(build)` method (the command
-    target does, for `hw`); the cpu target is known here."""
-    method = getattr(target, "loadgen_factory", None)
-    if callable(method):
-        return method(build)
-    from .targets.cpu import OPTIMIZED, CpuTarget
-
-    if isinstance(target, CpuTarget):
-        return f"{__name__}:cpu_infer", {"model_path": str(Path(build.dir) / OPTIMIZED),
-                                        "threads": int(target.settings.get("threads", 1))}
-    return None
-
-
-def measure_target(target: Any, build: Any, inputs: dict[str, np.ndarray] | np.ndarray, scenario: str,
-                   settings: LoadgenSettings | dict[str, Any] | None = None, timeout: float = 120.0,
-                   log_dir: str | Path | None = None) -> dict[str, Any] | None:
+def measure_target(
+    target: RealTimeTarget,
+    build: Any,
+    inputs: dict[str, np.ndarray] | np.ndarray,
+    scenario: str,
+    settings: LoadgenSettings | dict[str, Any] | None = None,
+    timeout: float = 120.0,
+    log_dir: str | Path | None = None,
+) -> dict[str, Any] | None:
     """`measure` for a finished build of `target` on `inputs` (the model-ready
     feed the session passes to `target.run`, or its single array). None when the
-    target has no LoadGen factory (see `factory_for`)."""
-    spec = factory_for(target, build)
+    target has no LoadGen factory (`Target.loadgen_factory`)."""
+    spec = target.loadgen_factory(build)
     if spec is None:
         return None
     if isinstance(inputs, dict):
@@ -182,17 +196,3 @@ def measure_target(target: Any, build: Any, inputs: dict[str, np.ndarray] | np.n
         path = Path(folder) / "samples.npy"
         np.save(path, np.ascontiguousarray(inputs), allow_pickle=False)
         return measure(spec[0], spec[1], path, scenario, settings, timeout, log_dir)
-
-
-def cpu_infer(model_path: str, threads: int = 1) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """LoadGen SUT factory for the cpu target: ONNX Runtime on its optimized model
-    (same session options as the cpu target's own timing)."""
-    from .runtime import create_session, run_session
-
-    session = create_session(Path(model_path), threads=threads)
-    name = session.get_inputs()[0].name
-
-    def infer(batch: np.ndarray) -> dict[str, np.ndarray]:
-        return run_session(session, {name: batch}, batch=max(1, len(batch)))
-
-    return infer

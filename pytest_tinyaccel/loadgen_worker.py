@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .parsers import loadgen_detail
+from .readers.mlperf import loadgen_detail
 
 
 def load_factory(spec: str) -> Callable[..., Any]:
@@ -63,8 +63,10 @@ def run(request: dict[str, Any], workdir: Path) -> dict[str, Any]:
     try:
         infer = load_factory(request["factory"])(**request.get("factory_kwargs", {}))
     except Exception as exc:
-        return {"error": f"the SUT factory {request['factory']} failed: {type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc()}
+        return {
+            "error": f"the SUT factory {request['factory']} failed: {type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+        }
     batch = 1 if scenario == "SingleStream" else max(1, int(s["offline_batch"]))
 
     settings = lg.TestSettings()
@@ -81,8 +83,10 @@ def run(request: dict[str, Any], workdir: Path) -> dict[str, Any]:
         if s.get("calibrate", True):
             calibration = _calibrate(infer, samples, batch)
     except Exception as exc:
-        return {"error": f"the SUT raised {type(exc).__name__}: {exc} (calibration call on {batch} sample(s))",
-                "traceback": traceback.format_exc()}
+        return {
+            "error": f"the SUT raised {type(exc).__name__}: {exc} (calibration call on {batch} sample(s))",
+            "traceback": traceback.format_exc(),
+        }
     if scenario == "SingleStream":
         # Too low an estimate only makes LoadGen schedule more queries than it issues
         # (it stops once min_duration and min_query_count are met); too high a
@@ -109,8 +113,10 @@ def run(request: dict[str, Any], workdir: Path) -> dict[str, Any]:
                     infer(samples[[q.index for q in chunk]])
                     calls[0] += 1
                 except BaseException as exc:  # never into LoadGen: it would abort the process
-                    failure.update(error=f"the SUT raised {type(exc).__name__}: {exc} (query of {len(chunk)} sample(s))",
-                                   traceback=traceback.format_exc())
+                    failure.update(
+                        error=f"the SUT raised {type(exc).__name__}: {exc} (query of {len(chunk)} sample(s))",
+                        traceback=traceback.format_exc(),
+                    )
             lg.QuerySamplesComplete([lg.QuerySampleResponse(q.id, 0, 0) for q in chunk])
 
     def flush() -> None:
@@ -118,7 +124,8 @@ def run(request: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
     sut = lg.ConstructSUT(issue, flush)
     count = len(samples)
-    qsl = lg.ConstructQSL(count, min(count, int(s.get("performance_sample_count") or count)), lambda _: None, lambda _: None)
+    loaded = min(count, int(s.get("performance_sample_count") or count))
+    qsl = lg.ConstructQSL(count, loaded, lambda _: None, lambda _: None)
     log = lg.LogSettings()
     log.log_output.outdir = str(workdir)
     log.log_output.copy_summary_to_stdout = False
@@ -133,7 +140,12 @@ def run(request: dict[str, Any], workdir: Path) -> dict[str, Any]:
     if failure:
         return failure
     detail = loadgen_detail((workdir / "mlperf_log_detail.txt").read_text(encoding="utf-8", errors="replace"))
-    result: dict[str, Any] = {
+    expectation = (
+        {"expected_latency_ns": settings.single_stream_expected_latency_ns}
+        if scenario == "SingleStream"
+        else {"expected_qps": settings.offline_expected_qps}
+    )
+    return {
         "scenario": scenario,
         "valid": detail.get("result_validity") == "VALID",
         "validity": detail.get("result_validity"),
@@ -144,19 +156,24 @@ def run(request: dict[str, Any], workdir: Path) -> dict[str, Any]:
         "mean_latency_ns": detail.get("result_mean_latency_ns"),
         "p90_latency_ns": detail.get("result_90.00_percentile_latency_ns"),
         "p99_latency_ns": detail.get("result_99.00_percentile_latency_ns"),
-        "samples_per_second": (detail.get("result_samples_per_second") if scenario == "Offline"
-                               else detail.get("result_qps_with_loadgen_overhead")),
+        "samples_per_second": (
+            detail.get("result_samples_per_second")
+            if scenario == "Offline"
+            else detail.get("result_qps_with_loadgen_overhead")
+        ),
         "sut_calls": calls[0],
         "calibration_s_per_call": calibration,
         "duration_s": round(seconds, 3),
         "loadgen_version": detail.get("loadgen_version"),
-        "settings": {"min_query_count": settings.min_query_count, "min_duration_ms": settings.min_duration_ms,
-                     "samples": count, "batch": batch,
-                     **({"expected_latency_ns": settings.single_stream_expected_latency_ns} if scenario == "SingleStream"
-                        else {"expected_qps": settings.offline_expected_qps})},
+        "settings": {
+            "min_query_count": settings.min_query_count,
+            "min_duration_ms": settings.min_duration_ms,
+            "samples": count,
+            "batch": batch,
+            **expectation,
+        },
         "loadgen_errors": detail.get("errors", []),
     }
-    return result
 
 
 def main(argv: list[str]) -> int:

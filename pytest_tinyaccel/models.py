@@ -16,64 +16,69 @@ from typing import Any
 
 import numpy as np
 
+from .config import ConfigError, Field, at_least, check_value, validate
 from .errors import DataError
+from .margins import parse_margins
 
 MANIFEST = "model.toml"
 DTYPES = ("fp32", "int8")
 METRICS = {"classification": ("top1", "top5"), "anomaly_detection": ("auc",)}
 DEFAULT_TOLERANCE = {"atol": 1e-5, "rtol": 1e-3}
-QUANTIZATION_DEFAULTS: dict[str, Any] = {
-    "format": "QOperator",
-    "activation_type": "uint8",
-    "weight_type": "int8",
-    "per_channel": False,
-    "reduce_range": False,
-    "calibrate_method": "MinMax",
-    "calibration_samples": 200,
-}
-_QUANT_CHOICES = {
-    "format": ("QOperator", "QDQ"),
-    "activation_type": ("uint8", "int8"),
-    "weight_type": ("int8", "uint8"),
-    "calibrate_method": ("MinMax", "Entropy", "Percentile"),
-}
-
 SUITE_KEYS = ("skip", "max_regression", "samples")
 """Keys of [targets.<name>] the suite reads itself; the rest goes to the target."""
 
-_REQUIRED = object()
-# key: (type, default). "path" means a file inside the model folder.
-_SCHEMA: dict[str, tuple[Any, Any]] = {
-    "name": (str, None),
-    "use_case": (str, _REQUIRED),
-    "task": (str, _REQUIRED),
-    "metric": (str, _REQUIRED),
-    "quality_target": (float, _REQUIRED),
-    "dtypes": (list, list(DTYPES)),
-    "ndata": (int, 10),
-    "samples": (int, 1000),
-    "layer_samples": (int, 1),
-    "model": ("path", "model.onnx"),
-    "model_int8": ("path", None),
-    "x_test": ("path", "X_test.npy"),
-    "y_test": ("path", "y_test.npy"),
-    "calibration": ("path", None),
-    "labels": ("path", None),
-    "architecture": (str, ""),
-    "link": (str, ""),
-    "top5_tolerance": (float, 0.01),
-    "tolerance": (dict, {}),
-    "quantization": (dict, {}),
-    "targets": (dict, {}),
+
+def _fraction(value: float) -> str | None:
+    return None if 0 <= value <= 1 else f"must be a fraction in [0, 1], got {value}"
+
+
+def _dtypes(value: list[Any]) -> str | None:
+    if value and all(d in DTYPES for d in value) and len(set(value)) == len(value):
+        return None
+    return f"expected a non-empty list of distinct values from {list(DTYPES)}, got {value}"
+
+
+_PATHS = ("model", "model_int8", "x_test", "y_test", "calibration", "labels")
+"""Keys that name a file inside the model folder."""
+_SCHEMA: dict[str, Field] = {
+    "name": Field(str, None),
+    "use_case": Field(str),
+    "task": Field(str, choices=tuple(METRICS)),
+    "metric": Field(str),
+    "quality_target": Field(float, check=_fraction),
+    "dtypes": Field(list, list(DTYPES), check=_dtypes),
+    "ndata": Field(int, 10, check=at_least(1)),
+    "samples": Field(int, 1000, check=at_least(1)),
+    "layer_samples": Field(int, 1, check=at_least(0)),
+    "model": Field(str, "model.onnx"),
+    "model_int8": Field(str, None),
+    "x_test": Field(str, "X_test.npy"),
+    "y_test": Field(str, "y_test.npy"),
+    "calibration": Field(str, None),
+    "labels": Field(str, None),
+    "architecture": Field(str, ""),
+    "link": Field(str, ""),
+    "top5_tolerance": Field(float, 0.01, check=at_least(0)),
+    "tolerance": Field(dict, {}),
+    "quantization": Field(dict, {}),
+    "targets": Field(dict, {}),
 }
-
-
-class ManifestError(Exception):
-    """A manifest problem: which file, which key, what is wrong and what to do."""
-
-    def __init__(self, path: Path, key: str, problem: str) -> None:
-        self.path, self.key = path, key
-        super().__init__(f"{path}: key '{key}': {problem}")
+_QUANT_SCHEMA: dict[str, Field] = {
+    "format": Field(str, "QOperator", choices=("QOperator", "QDQ")),
+    "activation_type": Field(str, "uint8", choices=("uint8", "int8")),
+    "weight_type": Field(str, "int8", choices=("int8", "uint8")),
+    "per_channel": Field(bool, False),
+    "reduce_range": Field(bool, False),
+    "calibrate_method": Field(str, "MinMax", choices=("MinMax", "Entropy", "Percentile")),
+    "calibration_samples": Field(int, 200, check=at_least(1)),
+}
+QUANTIZATION_DEFAULTS: dict[str, Any] = {k: f.default for k, f in _QUANT_SCHEMA.items()}
+_SUITE_SCHEMA: dict[str, Field] = {
+    "skip": Field(str, None),
+    "samples": Field(int, None, check=at_least(1)),
+    "max_regression": Field((str, dict), None),
+}
+_TOLERANCE_FIELD = Field(float, check=at_least(0))
 
 
 @dataclass(frozen=True)
@@ -201,129 +206,99 @@ def discover(models_dir: Path) -> list[Path]:
 
 
 def load_model(manifest: Path) -> Model:
-    """Parse and validate one manifest; raises ManifestError naming the key."""
+    """Parse and validate one manifest; raises ConfigError naming the file and the key."""
     try:
         raw = tomllib.loads(manifest.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ManifestError(manifest, "(syntax)", f"not valid TOML: {exc}") from exc
+        raise ConfigError(manifest, "(syntax)", f"not valid TOML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(manifest, "(file)", f"cannot read the manifest: {exc}") from exc
     folder = manifest.parent
-    unknown = sorted(set(raw) - set(_SCHEMA))
-    if unknown:
-        raise ManifestError(manifest, unknown[0], f"unknown key; allowed keys: {', '.join(_SCHEMA)}")
-    values: dict[str, Any] = {}
-    for key, (kind, default) in _SCHEMA.items():
-        if key not in raw:
-            if default is _REQUIRED:
-                raise ManifestError(manifest, key, "missing (required)")
-            optional = key == "y_test" and not (folder / default).is_file()  # no labels: accuracy is skipped
-            values[key] = _resolve(manifest, key, default) if kind == "path" and default and not optional else (None if optional else default)
-            continue
-        values[key] = _check_type(manifest, key, raw[key], kind)
-    _check_semantics(manifest, values)
+    v = validate(raw, _SCHEMA, manifest)
+    if v["metric"] not in METRICS[v["task"]]:
+        raise ConfigError(
+            manifest,
+            "metric",
+            f"{v['metric']!r} is not valid for task {v['task']!r}; use one of {list(METRICS[v['task']])}",
+        )
+    if v["layer_samples"] > v["ndata"]:
+        raise ConfigError(
+            manifest, "layer_samples", f"must be between 0 and ndata={v['ndata']}, got {v['layer_samples']}"
+        )
+    for key in _PATHS:
+        if v[key] is not None and (key in raw or key != "y_test" or (folder / v[key]).is_file()):
+            v[key] = _resolve(manifest, key, v[key])
+        elif key == "y_test":
+            v[key] = None  # no labels: accuracy is skipped, not faked
+    if "int8" in v["dtypes"] and v["model_int8"] is None and v["calibration"] is None:
+        raise ConfigError(
+            manifest,
+            "calibration",
+            "int8 is listed in dtypes: give a calibration set to quantize with, or a pre-quantized 'model_int8'",
+        )
+    _check_tolerance(manifest, v["tolerance"], "tolerance")
+    quantization = validate(v["quantization"], _QUANT_SCHEMA, manifest, "quantization.")
+    for target, table in v["targets"].items():
+        _check_target_table(manifest, target, table)
     return Model(
-        name=values["name"] or folder.name,
+        name=v["name"] or folder.name,
         dir=folder,
-        use_case=values["use_case"],
-        task=values["task"],
-        metric=values["metric"],
-        quality_target=values["quality_target"],
-        dtypes=tuple(values["dtypes"]),
-        ndata=values["ndata"],
-        samples=values["samples"],
-        layer_samples=values["layer_samples"],
-        onnx_path=values["model"],
-        int8_onnx_path=values["model_int8"],
-        x_test_path=values["x_test"],
-        y_test_path=values["y_test"],
-        calibration_path=values["calibration"],
-        labels_path=values["labels"],
-        architecture=values["architecture"],
-        link=values["link"],
-        top5_tolerance=values["top5_tolerance"],
-        tolerance=values["tolerance"],
-        quantization={**QUANTIZATION_DEFAULTS, **values["quantization"]},
-        targets=values["targets"],
+        use_case=v["use_case"],
+        task=v["task"],
+        metric=v["metric"],
+        quality_target=v["quality_target"],
+        dtypes=tuple(v["dtypes"]),
+        ndata=v["ndata"],
+        samples=v["samples"],
+        layer_samples=v["layer_samples"],
+        onnx_path=v["model"],
+        int8_onnx_path=v["model_int8"],
+        x_test_path=v["x_test"],
+        y_test_path=v["y_test"],
+        calibration_path=v["calibration"],
+        labels_path=v["labels"],
+        architecture=v["architecture"],
+        link=v["link"],
+        top5_tolerance=v["top5_tolerance"],
+        tolerance=v["tolerance"],
+        quantization=quantization,
+        targets=v["targets"],
     )
-
-
-def _check_type(manifest: Path, key: str, value: Any, kind: Any) -> Any:
-    if kind == "path":
-        if not isinstance(value, str):
-            raise ManifestError(manifest, key, f"expected a file name (string), got {type(value).__name__}")
-        return _resolve(manifest, key, value)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise ManifestError(manifest, key, f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
-    return value
 
 
 def _resolve(manifest: Path, key: str, name: str) -> Path:
     folder = manifest.parent.resolve()
     path = (folder / name).resolve()
     if not path.is_relative_to(folder):
-        raise ManifestError(manifest, key, f"path {name!r} leaves the model folder; keep data inside {folder.name}/")
+        raise ConfigError(manifest, key, f"path {name!r} leaves the model folder; keep data inside {folder.name}/")
     if not path.is_file():
-        raise ManifestError(manifest, key, f"file {name!r} does not exist in {folder.name}/")
+        raise ConfigError(manifest, key, f"file {name!r} does not exist in {folder.name}/")
     return path
 
 
-def _check_semantics(manifest: Path, v: dict[str, Any]) -> None:
-    if v["task"] not in METRICS:
-        raise ManifestError(manifest, "task", f"{v['task']!r} is not one of {list(METRICS)}")
-    if v["metric"] not in METRICS[v["task"]]:
-        raise ManifestError(manifest, "metric", f"{v['metric']!r} is not valid for task {v['task']!r}; use one of {list(METRICS[v['task']])}")
-    bad = [d for d in v["dtypes"] if d not in DTYPES]
-    if not v["dtypes"] or bad or len(set(v["dtypes"])) != len(v["dtypes"]):
-        raise ManifestError(manifest, "dtypes", f"expected a non-empty list of distinct values from {list(DTYPES)}, got {v['dtypes']}")
-    for key in ("ndata", "samples"):
-        if v[key] < 1:
-            raise ManifestError(manifest, key, f"must be at least 1, got {v[key]}")
-    if not 0 <= v["layer_samples"] <= v["ndata"]:
-        raise ManifestError(manifest, "layer_samples", f"must be between 0 and ndata={v['ndata']}, got {v['layer_samples']}")
-    if not 0 <= v["quality_target"] <= 1:
-        raise ManifestError(manifest, "quality_target", f"must be a fraction in [0, 1], got {v['quality_target']}")
-    if "int8" in v["dtypes"] and v["model_int8"] is None and v["calibration"] is None:
-        raise ManifestError(manifest, "calibration", "int8 is listed in dtypes: give a calibration set to quantize with, or a pre-quantized 'model_int8'")
-    _check_tolerance(manifest, v["tolerance"], "tolerance")
-    _check_quantization(manifest, v["quantization"])
-    for target, table in v["targets"].items():
-        if not isinstance(table, dict):
-            raise ManifestError(manifest, f"targets.{target}", "expected a table")
-        if "skip" in table and not isinstance(table["skip"], str):
-            raise ManifestError(manifest, f"targets.{target}.skip", "expected the reason as a string")
-        samples = table.get("samples", 1)
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise ManifestError(manifest, f"targets.{target}.samples", f"expected a positive integer, got {samples!r}")
-        if "max_regression" in table:
-            from .baseline import BaselineError, parse_margins
-
-            try:
-                parse_margins(table["max_regression"], "max_regression")
-            except (BaselineError, AttributeError) as exc:
-                raise ManifestError(manifest, f"targets.{target}.max_regression",
-                                    f"{exc}; expected e.g. \"cycles=0%,ns=10%,accuracy=0.5\" or a table") from exc
+def _check_target_table(manifest: Path, target: str, table: Any) -> None:
+    """The suite's own keys of [targets.<target>]; the target validates the rest."""
+    where = f"targets.{target}"
+    if not isinstance(table, dict):
+        raise ConfigError(manifest, where, "expected a table")
+    validate({k: v for k, v in table.items() if k in SUITE_KEYS}, _SUITE_SCHEMA, manifest, where + ".")
+    if "skip" in table and not table["skip"].strip():
+        raise ConfigError(manifest, where + ".skip", "expected the reason as a non-empty string")
+    if "max_regression" in table:
+        parse_margins(table["max_regression"], f"{manifest}: {where}.max_regression")
 
 
 def _check_tolerance(manifest: Path, table: dict[str, Any], prefix: str, depth: int = 0) -> None:
     for key, value in table.items():
         name = f"{prefix}.{key}"
         if key in DEFAULT_TOLERANCE:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ManifestError(manifest, name, f"expected a non-negative number, got {value!r}")
+            check_value(value, _TOLERANCE_FIELD, manifest, name)
         elif isinstance(value, dict) and depth < 2 and key.isidentifier():
             _check_tolerance(manifest, value, name, depth + 1)
         else:
-            raise ManifestError(manifest, name, "expected atol/rtol, or a table named after a dtype or target (e.g. [tolerance.int8], [tolerance.aie.int8])")
-
-
-def _check_quantization(manifest: Path, table: dict[str, Any]) -> None:
-    for key, value in table.items():
-        name = f"quantization.{key}"
-        if key not in QUANTIZATION_DEFAULTS:
-            raise ManifestError(manifest, name, f"unknown key; allowed: {', '.join(QUANTIZATION_DEFAULTS)}")
-        expected = type(QUANTIZATION_DEFAULTS[key])
-        if type(value) is not expected:
-            raise ManifestError(manifest, name, f"expected {expected.__name__}, got {value!r}")
-        if key in _QUANT_CHOICES and value not in _QUANT_CHOICES[key]:
-            raise ManifestError(manifest, name, f"{value!r} is not one of {list(_QUANT_CHOICES[key])}")
+            raise ConfigError(
+                manifest,
+                name,
+                "expected atol/rtol, or a table named after a dtype or target (e.g. [tolerance.int8], "
+                "[tolerance.aie.int8])",
+            )

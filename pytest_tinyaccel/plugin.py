@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 
 from . import hookspecs, report
-from .baseline import DEFAULT_MARGINS, BaselineError, parse_margins
-from .models import ManifestError
-from .session import Case, CaseView, Options, TinyaccelSession, UpgradeView, environment
+from .baseline import BaselineError
+from .cases import Case
+from .config import ConfigError
+from .margins import DEFAULT_MARGINS, parse_margins
+from .provenance import environment
+from .session import CaseView, Options, TinyaccelSession, UpgradeView
 from .targets.base import TargetError
 from .targets.registry import build_registry, configured_targets, entry_point_targets
 
@@ -25,38 +28,109 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tinyaccel", "pytest-tinyaccel: hardware regression testing of small neural networks")
-    group.addoption("--tinyaccel-target", "--target", dest="tinyaccel_target", action="append", default=[],
-                    metavar="SEL", help="run only these modes (sw_emu, hw_emu, hw), targets, or target:mode pairs; "
-                    "repeat or comma-separate (default: every mode of every target)")
-    group.addoption("--tinyaccel-dtype", dest="tinyaccel_dtype", action="append", default=[], metavar="DTYPE",
-                    help="run only these dtypes (fp32, int8); repeat or comma-separate")
-    group.addoption("--tinyaccel-update-golden", dest="tinyaccel_update_golden", action="store_true",
-                    help="(re)write the golden files of every model whose tests run, then check against them")
-    group.addoption("--tinyaccel-report", dest="tinyaccel_report", action="append", default=[], metavar="PATH",
-                    help="write the profiling table to PATH; format by suffix: .md, .json, .csv (repeatable)")
-    group.addoption("--tinyaccel-samples", dest="tinyaccel_samples", type=int, default=None, metavar="N",
-                    help="accuracy on the first N test samples (default: the manifest's `samples`, 1000)")
-    group.addoption("--tinyaccel-trace", dest="tinyaccel_trace", default=None, metavar="DIR",
-                    help="write a Chrome trace (Perfetto-viewable) per case with one event per kernel/layer, "
-                    "in simulated cycles, for targets that report per-layer timing")
-    group.addoption("--tinyaccel-loadgen", dest="tinyaccel_loadgen", action="store_true",
-                    help="measured targets (cpu, command targets in hw mode): latency = MLPerf LoadGen SingleStream "
-                    "p90, throughput = Offline samples/s (needs the loadgen extra)")
-    group.addoption("--tinyaccel-models", dest="tinyaccel_models", default=None, metavar="DIR",
-                    help="folder of model folders (default: ini tinyaccel_models, 'models')")
-    group.addoption("--tinyaccel-golden", dest="tinyaccel_golden", default=None, metavar="DIR",
-                    help="folder of golden folders (default: ini tinyaccel_golden, 'golden')")
-    group.addoption("--tinyaccel-baseline", dest="tinyaccel_baseline", default=None, metavar="PATH",
-                    help="gate on this saved profile: test_baseline fails when latency, throughput or accuracy "
-                    "is worse than it by more than the allowed margin")
-    group.addoption("--tinyaccel-save-baseline", dest="tinyaccel_save_baseline", default=None, metavar="PATH",
-                    help="save this run's profile (JSON, with machine and versions) as a baseline")
-    group.addoption("--tinyaccel-max-regression", dest="tinyaccel_max_regression", default=None, metavar="SPEC",
-                    help="allowed regression per metric, e.g. 'cycles=0%%,ns=10%%,throughput=10%%,accuracy=0.5' "
-                    "(defaults cycles=0%%, ns=25%%, throughput=25%%, accuracy=0.5 points)")
-    group.addoption("--tinyaccel-upgrade-tolerance", dest="tinyaccel_upgrade_tolerance", type=float, default=None,
-                    metavar="P", help="upgrade review: allowed Top-5 probability change (default 0.01 absolute)")
-    parser.addini("tinyaccel_max_regression", "allowed regression per metric (see --tinyaccel-max-regression)", default="")
+    group.addoption(
+        "--tinyaccel-target",
+        "--target",
+        dest="tinyaccel_target",
+        action="append",
+        default=[],
+        metavar="SEL",
+        help="run only these modes (sw_emu, hw_emu, hw), targets, or target:mode pairs; "
+        "repeat or comma-separate (default: every mode of every target)",
+    )
+    group.addoption(
+        "--tinyaccel-dtype",
+        dest="tinyaccel_dtype",
+        action="append",
+        default=[],
+        metavar="DTYPE",
+        help="run only these dtypes (fp32, int8); repeat or comma-separate",
+    )
+    group.addoption(
+        "--tinyaccel-update-golden",
+        dest="tinyaccel_update_golden",
+        action="store_true",
+        help="(re)write the golden files of every model whose tests run, then check against them",
+    )
+    group.addoption(
+        "--tinyaccel-report",
+        dest="tinyaccel_report",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="write the profiling table to PATH; format by suffix: .md, .json, .csv (repeatable)",
+    )
+    group.addoption(
+        "--tinyaccel-samples",
+        dest="tinyaccel_samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="accuracy on the first N test samples (default: the manifest's `samples`, 1000)",
+    )
+    group.addoption(
+        "--tinyaccel-trace",
+        dest="tinyaccel_trace",
+        default=None,
+        metavar="DIR",
+        help="write a Chrome trace (Perfetto-viewable) per case with one event per kernel/layer, "
+        "in simulated cycles, for targets that report per-layer timing",
+    )
+    group.addoption(
+        "--tinyaccel-loadgen",
+        dest="tinyaccel_loadgen",
+        action="store_true",
+        help="measured targets (cpu, command targets in hw mode): latency = MLPerf LoadGen SingleStream "
+        "p90, throughput = Offline samples/s (needs the loadgen extra)",
+    )
+    group.addoption(
+        "--tinyaccel-models",
+        dest="tinyaccel_models",
+        default=None,
+        metavar="DIR",
+        help="folder of model folders (default: ini tinyaccel_models, 'models')",
+    )
+    group.addoption(
+        "--tinyaccel-golden",
+        dest="tinyaccel_golden",
+        default=None,
+        metavar="DIR",
+        help="folder of golden folders (default: ini tinyaccel_golden, 'golden')",
+    )
+    group.addoption(
+        "--tinyaccel-baseline",
+        dest="tinyaccel_baseline",
+        default=None,
+        metavar="PATH",
+        help="gate on this saved profile: test_baseline fails when latency, throughput or accuracy "
+        "is worse than it by more than the allowed margin",
+    )
+    group.addoption(
+        "--tinyaccel-save-baseline",
+        dest="tinyaccel_save_baseline",
+        default=None,
+        metavar="PATH",
+        help="save this run's profile (JSON, with machine and versions) as a baseline",
+    )
+    group.addoption(
+        "--tinyaccel-max-regression",
+        dest="tinyaccel_max_regression",
+        default=None,
+        metavar="SPEC",
+        help="allowed regression per metric, e.g. 'cycles=0%%,ns=10%%,throughput=10%%,accuracy=0.5' "
+        "(defaults cycles=0%%, ns=25%%, throughput=25%%, accuracy=0.5 points)",
+    )
+    group.addoption(
+        "--tinyaccel-upgrade-tolerance",
+        dest="tinyaccel_upgrade_tolerance",
+        type=float,
+        default=None,
+        metavar="P",
+        help="upgrade review: allowed Top-5 probability change (default 0.01 absolute)",
+    )
+    parser.addini(
+        "tinyaccel_max_regression", "allowed regression per metric (see --tinyaccel-max-regression)", default=""
+    )
     parser.addini("tinyaccel_upgrade_tolerance", "upgrade review Top-5 probability tolerance", default="0.01")
     parser.addini("tinyaccel_models", "folder of model folders, relative to the rootdir", default="models")
     parser.addini("tinyaccel_golden", "folder of golden folders, relative to the rootdir", default="golden")
@@ -92,16 +166,18 @@ def pytest_configure(config: pytest.Config) -> None:
         for found in config.hook.pytest_tinyaccel_targets(config=config):
             candidates += list(found)
         registry = build_registry(candidates, settings)
-    except TargetError as exc:
+    except (TargetError, ConfigError) as exc:
         raise pytest.UsageError(str(exc)) from exc
-    for name, target in registry.items():
+    for name in registry:
         config.addinivalue_line("markers", f"{name}: tinyaccel cases that run on the {name} target")
     config.addinivalue_line("markers", "tinyaccel_task(task): parametrize only over models of this task")
     config.addinivalue_line("markers", "tinyaccel_baseline: parametrize only when --tinyaccel-baseline is given")
     config.addinivalue_line("markers", "xdist_group(name): keep a model's cases on one pytest-xdist worker")
     for path in config.getoption("tinyaccel_report"):
         if Path(path).suffix not in report.SUFFIXES:
-            raise pytest.UsageError(f"--tinyaccel-report {path}: the suffix must be one of {', '.join(report.SUFFIXES)}")
+            raise pytest.UsageError(
+                f"--tinyaccel-report {path}: the suffix must be one of {', '.join(report.SUFFIXES)}"
+            )
     cache_provider = getattr(config, "cache", None)  # absent with -p no:cacheprovider
     cache = cache_provider.mkdir("tinyaccel") if cache_provider is not None else config.rootpath / ".tinyaccel-cache"
     margins = dict(DEFAULT_MARGINS)
@@ -112,15 +188,23 @@ def pytest_configure(config: pytest.Config) -> None:
         upgrade = config.getoption("tinyaccel_upgrade_tolerance")
         upgrade = float(config.getini("tinyaccel_upgrade_tolerance")) if upgrade is None else upgrade
         options = Options(
-            models_dir=_path(config, "tinyaccel_models"), golden_dir=_path(config, "tinyaccel_golden"),
-            cache_dir=Path(cache), selection=_split(config.getoption("tinyaccel_target")),
-            dtypes=_split(config.getoption("tinyaccel_dtype")), samples=config.getoption("tinyaccel_samples"),
+            models_dir=_path(config, "tinyaccel_models"),
+            golden_dir=_path(config, "tinyaccel_golden"),
+            cache_dir=Path(cache),
+            selection=_split(config.getoption("tinyaccel_target")),
+            dtypes=_split(config.getoption("tinyaccel_dtype")),
+            samples=config.getoption("tinyaccel_samples"),
             update_golden=config.getoption("tinyaccel_update_golden"),
-            baseline=Path(baseline).resolve() if baseline else None, margins=margins, upgrade_tolerance=upgrade,
-            trace_dir=Path(config.getoption("tinyaccel_trace")).resolve() if config.getoption("tinyaccel_trace") else None,
-            loadgen=config.getoption("tinyaccel_loadgen"))
+            baseline=Path(baseline).resolve() if baseline else None,
+            margins=margins,
+            upgrade_tolerance=upgrade,
+            trace_dir=Path(config.getoption("tinyaccel_trace")).resolve()
+            if config.getoption("tinyaccel_trace")
+            else None,
+            loadgen=config.getoption("tinyaccel_loadgen"),
+        )
         config.stash[SESSION] = TinyaccelSession(options, registry)
-    except (BaselineError, ValueError) as exc:
+    except (BaselineError, ConfigError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from exc
 
 
@@ -134,26 +218,51 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "tinyaccel_upgrade" in metafunc.fixturenames:
         try:
             pairs = session.goldens.upgrade_cases(session.models)
-        except ManifestError as exc:
+        except ConfigError as exc:
             raise pytest.Collector.CollectError(f"malformed model manifest: {exc}") from exc
         params = [pytest.param((m, d), id=f"{m.name}-{d}", marks=pytest.mark.xdist_group(m.name)) for m, d in pairs]
-        metafunc.parametrize("tinyaccel_upgrade", params or [pytest.param(None, id="none", marks=pytest.mark.skip(
-            reason="every golden was made by an ONNX Runtime like the installed one (same version, same int8 arithmetic): nothing to review"))])
+        metafunc.parametrize(
+            "tinyaccel_upgrade",
+            params
+            or [
+                pytest.param(
+                    None,
+                    id="none",
+                    marks=pytest.mark.skip(
+                        reason="every golden was made by an ONNX Runtime like the installed one (same version, "
+                        "same int8 arithmetic): nothing to review"
+                    ),
+                )
+            ],
+        )
     if "tinyaccel_case" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("tinyaccel_task")
     task = marker.args[0] if marker else None
     try:
         cases = session.cases(task)
-    except ManifestError as exc:
+    except ConfigError as exc:
         raise pytest.Collector.CollectError(f"malformed model manifest: {exc}") from exc
-    params = [pytest.param(case, id=case.id, marks=[getattr(pytest.mark, case.target),
-                                                    pytest.mark.xdist_group(case.model.name)]
-                           + ([pytest.mark.skip(reason=reason)] if reason else []))
-              for case, reason in cases]
+    params = [
+        pytest.param(
+            case,
+            id=case.id,
+            marks=[getattr(pytest.mark, case.target), pytest.mark.xdist_group(case.model.name)]
+            + ([pytest.mark.skip(reason=reason)] if reason else []),
+        )
+        for case, reason in cases
+    ]
     if metafunc.definition.get_closest_marker("tinyaccel_baseline") and session.baseline is None:
-        params = [pytest.param(None, id="off", marks=pytest.mark.skip(
-            reason="pre-merge gating is off: pass --tinyaccel-baseline PATH (saved with --tinyaccel-save-baseline)"))]
+        params = [
+            pytest.param(
+                None,
+                id="off",
+                marks=pytest.mark.skip(
+                    reason="pre-merge gating is off: pass --tinyaccel-baseline PATH (saved with "
+                    "--tinyaccel-save-baseline)"
+                ),
+            )
+        ]
     if not params:
         params = [pytest.param(None, id="no-cases", marks=pytest.mark.skip(reason=session.no_cases_reason(task)))]
     metafunc.parametrize("tinyaccel_case", params)

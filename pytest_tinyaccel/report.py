@@ -7,7 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -15,20 +16,29 @@ from typing import Any
 from tabulate import tabulate
 
 from .cache import atomic_write_text
+from .cases import case_id
 from .metrics import format_quality
-from .targets.base import RESOURCE_KEYS
+from .perf import Perf
 
-JSON_FORMAT = "tinyaccel-profile/1"
+JSON_FORMAT = "tinyaccel-profile/2"
 SUFFIXES = (".csv", ".json", ".md")
 MD_HEADERS = [
-    "Use Case", "Dtype", "Latency (cycles or ns)", "Throughput (instances/s)",
-    "Resource Utilization (Kernels/Buffers/Stream/PLIO/GMIO)", "Accuracy (first 1k)",
-    "Quality Target", "Model",
+    "Use Case",
+    "Dtype",
+    "Latency (cycles or ns)",
+    "Throughput (instances/s)",
+    "Resource Utilization",
+    "Accuracy (first 1k)",
+    "Quality Target",
+    "Model",
 ]
+_PERF_SCALARS = ("simulator", "cycles", "clock_hz", "latency_ns", "throughput", "efficiency")
 
 
 @dataclass
 class ProfileRow:
+    """One model x target x mode x dtype: what the run measured or simulated, and the model's facts."""
+
     model: str
     target: str
     mode: str
@@ -36,17 +46,13 @@ class ProfileRow:
     use_case: str
     architecture: str
     link: str
-    simulator: str
     metric: str
     quality_target: float
+    perf: Perf
+    resource_columns: tuple[str, ...] = ()
+    """The target's resource columns, in order (its section header)."""
     accuracy: float | None = None
     samples: int = 0
-    cycles: float | None = None
-    clock_hz: float | None = None
-    latency_ns: float | None = None
-    throughput: float | None = None
-    efficiency: float | None = None
-    resources: dict[str, int] = field(default_factory=dict)
     agreement: float | None = None
     """Share of golden samples whose argmax matches ONNX Runtime's (classification)."""
     loadgen: dict[str, Any] | None = None
@@ -58,12 +64,22 @@ class ProfileRow:
 
     @property
     def case_id(self) -> str:
-        return f"{self.model}-{self.target}-{self.mode}-{self.dtype}"
+        return case_id(self.model, self.target, self.mode, self.dtype)
+
+    @property
+    def simulator(self) -> str:
+        return self.perf.simulator
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ProfileRow":
+    def from_dict(cls, data: dict[str, Any]) -> ProfileRow:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        values["perf"] = Perf.from_dict(values["perf"])
+        values["resource_columns"] = tuple(values.get("resource_columns", ()))
+        return cls(**values)
 
 
 def sort_rows(rows: list[ProfileRow]) -> list[ProfileRow]:
@@ -74,15 +90,15 @@ def sort_rows(rows: list[ProfileRow]) -> list[ProfileRow]:
 def fmt_latency(row: ProfileRow) -> str:
     if row.loadgen:
         return f"{row.loadgen['p90_latency_ns']:.0f} ns (p90)"
-    if row.cycles is not None:
-        return f"{row.cycles:.0f} cycles"
-    if row.latency_ns is not None:
-        return f"{row.latency_ns:.0f} ns"
+    if row.perf.cycles is not None:
+        return f"{row.perf.cycles:.0f} cycles"
+    if row.perf.latency_ns is not None:
+        return f"{row.perf.latency_ns:.0f} ns"
     return "-"
 
 
 def fmt_throughput(row: ProfileRow) -> str:
-    value = row.loadgen["offline_samples_per_s"] if row.loadgen else row.throughput
+    value = row.loadgen["offline_samples_per_s"] if row.loadgen else row.perf.throughput
     if value is None:
         return "-"
     text = f"{value:.0f}" if value >= 100 else f"{value:.3g}"
@@ -90,12 +106,18 @@ def fmt_throughput(row: ProfileRow) -> str:
 
 
 def fmt_resources(row: ProfileRow) -> str:
-    res = row.resources
+    """Values in the target's column order ('-' for one it did not report); other keys by name."""
+    res = row.perf.resources
     if not res:
         return "-"
-    if all(k in res for k in RESOURCE_KEYS):
-        return "/".join(str(res[k]) for k in RESOURCE_KEYS)
-    return ", ".join(f"{k} {v}" for k, v in res.items())
+    cells = "/".join(str(res.get(k, "-")) for k in row.resource_columns)
+    rest = ", ".join(f"{k} {v}" for k, v in res.items() if k not in row.resource_columns)
+    return "; ".join(p for p in (cells, rest) if p)
+
+
+def resource_header(rows: list[ProfileRow]) -> str:
+    columns = next((r.resource_columns for r in rows if r.resource_columns), ())
+    return f"Resource Utilization ({'/'.join(columns)})" if columns else "Resource Utilization"
 
 
 def fmt_accuracy(row: ProfileRow) -> str:
@@ -109,9 +131,9 @@ def fmt_target(row: ProfileRow) -> str:
     return format_quality(row.metric, row.quality_target)
 
 
-def _sections(rows: list[ProfileRow]):
-    for (target, mode), group in groupby(sort_rows(rows), key=lambda r: (r.target, r.mode)):
-        group = list(group)
+def _sections(rows: list[ProfileRow]) -> Iterator[tuple[str, list[ProfileRow]]]:
+    for (target, mode), grouped in groupby(sort_rows(rows), key=lambda r: (r.target, r.mode)):
+        group = list(grouped)
         # distinct parts, first-seen order: "emulator; int8 note" and "emulator" read "emulator; int8 note"
         parts = dict.fromkeys(p for r in sorted(group, key=lambda r: r.simulator) for p in r.simulator.split("; "))
         yield f"{target} {mode}: {'; '.join(parts)}", group
@@ -133,18 +155,48 @@ def terminal(rows: list[ProfileRow], baseline: dict[str, ProfileRow] | None = No
             base = baseline.get(r.case_id) if baseline is not None else None
             latency, throughput, accuracy = fmt_latency(r), fmt_throughput(r), fmt_accuracy(r)
             if base is not None:
-                latency += _delta(r.cycles, base.cycles) if r.cycles is not None else _delta(r.latency_ns, base.latency_ns)
-                throughput += _delta(r.throughput, base.throughput)
+                now, then = r.perf, base.perf
+                latency += (
+                    _delta(now.cycles, then.cycles)
+                    if now.cycles is not None
+                    else _delta(now.latency_ns, then.latency_ns)
+                )
+                throughput += _delta(now.throughput, then.throughput)
                 if r.accuracy is not None and base.accuracy is not None:
                     accuracy += f" ({100 * (r.accuracy - base.accuracy):+.2f} pts)"
             elif baseline is not None:
                 latency += " (new)"
-            table.append([r.model, r.dtype, latency, throughput, fmt_resources(r),
-                          "-" if r.efficiency is None else f"{100 * r.efficiency:.1f}%", accuracy, fmt_target(r),
-                          "-" if r.agreement is None else f"{100 * r.agreement:.0f}%"])
+            table.append(
+                [
+                    r.model,
+                    r.dtype,
+                    latency,
+                    throughput,
+                    fmt_resources(r),
+                    "-" if r.perf.efficiency is None else f"{100 * r.perf.efficiency:.1f}%",
+                    accuracy,
+                    fmt_target(r),
+                    "-" if r.agreement is None else f"{100 * r.agreement:.0f}%",
+                ]
+            )
         parts.append(title)
-        parts.append(tabulate(table, headers=["Model", "Dtype", "Latency", "Throughput (/s)", "Resources",
-                                              "Efficiency", "Accuracy", "Quality Target", "Argmax = golden"]))
+        resources = resource_header(group).replace("Resource Utilization", "Resources")
+        parts.append(
+            tabulate(
+                table,
+                headers=[
+                    "Model",
+                    "Dtype",
+                    "Latency",
+                    "Throughput (/s)",
+                    resources,
+                    "Efficiency",
+                    "Accuracy",
+                    "Quality Target",
+                    "Argmax = golden",
+                ],
+            )
+        )
     return "\n\n".join(parts)
 
 
@@ -154,46 +206,68 @@ def markdown(rows: list[ProfileRow]) -> str:
     for title, group in _sections(rows):
         out += [f"## {title}", ""]
         table = []
-        for _, model_rows in groupby(group, key=lambda r: r.model):
-            model_rows = list(model_rows)
+        for _, grouped in groupby(group, key=lambda r: r.model):
+            model_rows = list(grouped)
             first = model_rows[0]
 
-            def stack(fmt) -> str:
+            def stack(fmt: Callable[[ProfileRow], str], model_rows: list[ProfileRow] = model_rows) -> str:
                 return " <br/> ".join(fmt(r) for r in model_rows)
 
-            name = f"[{first.architecture or first.model}]({first.link})" if first.link else (first.architecture or first.model)
-            table.append([first.use_case, stack(lambda r: r.dtype), stack(fmt_latency), stack(fmt_throughput),
-                          stack(fmt_resources), stack(fmt_accuracy), fmt_target(first), name])
-        out.append(tabulate(table, headers=MD_HEADERS, tablefmt="github"))
+            name = (
+                f"[{first.architecture or first.model}]({first.link})"
+                if first.link
+                else (first.architecture or first.model)
+            )
+            table.append(
+                [
+                    first.use_case,
+                    stack(lambda r: r.dtype),
+                    stack(fmt_latency),
+                    stack(fmt_throughput),
+                    stack(fmt_resources),
+                    stack(fmt_accuracy),
+                    fmt_target(first),
+                    name,
+                ]
+            )
+        headers = [resource_header(group) if h == "Resource Utilization" else h for h in MD_HEADERS]
+        out.append(tabulate(table, headers=headers, tablefmt="github"))
         out.append("")
     return "\n".join(out)
 
 
 def to_json(rows: list[ProfileRow], environment: dict[str, Any]) -> str:
-    payload = {"format": JSON_FORMAT, "environment": environment,
-               "rows": [asdict(r) for r in sort_rows(rows)]}
+    payload = {"format": JSON_FORMAT, "environment": environment, "rows": [r.to_dict() for r in sort_rows(rows)]}
     return json.dumps(payload, indent=1, sort_keys=True) + "\n"
 
 
 def to_csv(rows: list[ProfileRow]) -> str:
+    """One line per row: the row's scalars, the perf scalars, every resource, LoadGen figures."""
     buffer = io.StringIO()
-    columns = ([f.name for f in fields(ProfileRow) if f.name not in ("resources", "loadgen")]
-               + [f"resources.{k}" for k in RESOURCE_KEYS] + ["loadgen.p90_latency_ns", "loadgen.offline_samples_per_s"])
-    extra = sorted({k for r in rows for k in r.resources} - set(RESOURCE_KEYS))
-    columns += [f"resources.{k}" for k in extra]
+    scalars = [f.name for f in fields(ProfileRow) if f.name not in ("perf", "resource_columns", "loadgen")]
+    resources = list(dict.fromkeys(k for r in sort_rows(rows) for k in (*r.resource_columns, *r.perf.resources)))
+    loadgen = ["p90_latency_ns", "offline_samples_per_s"]
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
+    writer.writerow(
+        scalars + list(_PERF_SCALARS) + [f"resources.{k}" for k in resources] + [f"loadgen.{k}" for k in loadgen]
+    )
     for r in sort_rows(rows):
-        data = asdict(r)
-        nested = {"resources": data.pop("resources"), "loadgen": data.pop("loadgen") or {}}
-        writer.writerow([data[c] if c in data else nested[c.split(".", 1)[0]].get(c.split(".", 1)[1], "")
-                         for c in columns])
+        writer.writerow(
+            [getattr(r, c) for c in scalars]
+            + [getattr(r.perf, c) for c in _PERF_SCALARS]
+            + [r.perf.resources.get(k, "") for k in resources]
+            + [(r.loadgen or {}).get(k, "") for k in loadgen]
+        )
     return buffer.getvalue()
 
 
 def write_report(path: Path, rows: list[ProfileRow], environment: dict[str, Any]) -> None:
     """Write by suffix: .md, .json or .csv (atomically)."""
-    renderers = {".md": lambda: markdown(rows), ".json": lambda: to_json(rows, environment), ".csv": lambda: to_csv(rows)}
+    renderers = {
+        ".md": lambda: markdown(rows),
+        ".json": lambda: to_json(rows, environment),
+        ".csv": lambda: to_csv(rows),
+    }
     if path.suffix not in renderers:
         raise ValueError(f"{path}: report suffix must be one of {sorted(renderers)}")
     atomic_write_text(path, renderers[path.suffix]())
@@ -201,6 +275,8 @@ def write_report(path: Path, rows: list[ProfileRow], environment: dict[str, Any]
 
 def load_json(path: Path) -> tuple[dict[str, Any], list[ProfileRow]]:
     data = json.loads(path.read_text(encoding="utf-8"))
-    if data.get("format") != JSON_FORMAT:
-        raise ValueError(f"{path}: not a tinyaccel profile ({JSON_FORMAT})")
+    found = data.get("format") if isinstance(data, dict) else None
+    if found != JSON_FORMAT:
+        hint = "; save it again with --tinyaccel-save-baseline" if str(found).startswith("tinyaccel-profile/") else ""
+        raise ValueError(f"{path}: not a {JSON_FORMAT} profile (format {found!r}){hint}")
     return data["environment"], [ProfileRow.from_dict(r) for r in data["rows"]]

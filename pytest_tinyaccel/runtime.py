@@ -20,7 +20,7 @@ from onnx import numpy_helper
 from .errors import DataError
 
 _LAYOUT_OPS = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
-_NP_TYPES = {
+_NP_TYPES: dict[int, type[np.generic]] = {
     onnx.TensorProto.FLOAT: np.float32,
     onnx.TensorProto.UINT8: np.uint8,
     onnx.TensorProto.INT8: np.int8,
@@ -40,10 +40,6 @@ class TensorSpec:
     dtype: np.dtype
     scale: float | None = None
     zero_point: int | None = None
-
-    @property
-    def fixed_batch(self) -> int | None:
-        return self.shape[0] if self.shape else None
 
 
 def input_specs(path: Path) -> list[TensorSpec]:
@@ -76,7 +72,11 @@ def _specs(path: str) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
         if node is None or len(node.input) < 2 or node.input[1] not in consts:
             return None, None
         scale = numpy_helper.to_array(consts[node.input[1]]).reshape(-1)
-        zp = numpy_helper.to_array(consts[node.input[2]]).reshape(-1) if len(node.input) > 2 and node.input[2] in consts else np.zeros(1, np.int64)
+        zp = (
+            numpy_helper.to_array(consts[node.input[2]]).reshape(-1)
+            if len(node.input) > 2 and node.input[2] in consts
+            else np.zeros(1, np.int64)
+        )
         if scale.size != 1:
             return None, None
         return float(scale[0]), int(zp[0])
@@ -126,7 +126,9 @@ def to_model_inputs(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
     expected = spec.shape[1:]
     if x.ndim != len(spec.shape) or any(e is not None and e != got for e, got in zip(expected, x.shape[1:])):
         want = "[N, " + ", ".join("?" if e is None else str(e) for e in expected) + "]"
-        raise DataError(f"input data has shape {list(x.shape)} but model input '{spec.name}' expects {want} (first axis = samples)")
+        raise DataError(
+            f"input data has shape {list(x.shape)} but model input '{spec.name}' expects {want} (first axis = samples)"
+        )
     if spec.dtype.kind == "f":
         if x.dtype.kind != "f":
             raise DataError(f"input data is {x.dtype} but model input '{spec.name}' is {spec.dtype}; store float data")
@@ -137,7 +139,10 @@ def to_model_inputs(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
     if x.dtype == spec.dtype:
         return {spec.name: x}
     if x.dtype.kind != "f" or spec.scale is None:
-        raise DataError(f"input data is {x.dtype} but model input '{spec.name}' is {spec.dtype} with no DequantizeLinear to take its scale from")
+        raise DataError(
+            f"input data is {x.dtype} but model input '{spec.name}' is {spec.dtype} with no DequantizeLinear to "
+            f"take its scale from"
+        )
     info = np.iinfo(spec.dtype)
     q = np.rint(x.astype(np.float32) / np.float32(spec.scale)) + spec.zero_point
     return {spec.name: np.clip(q, info.min, info.max).astype(spec.dtype)}
@@ -149,7 +154,7 @@ def dequantized(path: Path, outputs: dict[str, np.ndarray]) -> dict[str, np.ndar
     for spec in output_specs(path):
         value = outputs[spec.name]
         if value.dtype.kind in "iu" and spec.scale is not None:
-            value = (value.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
+            value = (value.astype(np.float32) - np.float32(spec.zero_point or 0)) * np.float32(spec.scale)
         result[spec.name] = value.astype(np.float32, copy=False)
     return result
 
@@ -172,7 +177,7 @@ def create_session(path: Path, threads: int = 1, optimize: bool = True):
 
 def run_session(session, feed: dict[str, np.ndarray], batch: int = 256) -> dict[str, np.ndarray]:
     """Run all samples of `feed` in chunks (one at a time for fixed-batch-1 models)."""
-    (name, x), = feed.items()
+    ((name, x),) = feed.items()
     fixed = session.get_inputs()[0].shape[0]
     step = 1 if isinstance(fixed, int) and fixed == 1 else batch
     names = [o.name for o in session.get_outputs()]
@@ -193,9 +198,13 @@ def int8_accumulation() -> str:
     from onnx import TensorProto, helper
 
     b = numpy_helper.from_array(np.array([[127], [127], [0], [0]], np.int8), "b")
-    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "int8_accumulation_probe",
-                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.INT32, [None, 1])], [b])
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])],
+        "int8_accumulation_probe",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [None, 1])],
+        [b],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -206,5 +215,7 @@ def int8_accumulation() -> str:
         return "exact"
     if value == 32767:
         return "avx2_int16_pairs"
-    raise DataError(f"ONNX Runtime's int8 kernels sum 255*127 + 255*127 to {value}: an arithmetic tinyaccel does not know; "
-                    "please report it with your CPU model and ONNX Runtime version")
+    raise DataError(
+        f"ONNX Runtime's int8 kernels sum 255*127 + 255*127 to {value}: an arithmetic tinyaccel does not know; "
+        "please report it with your CPU model and ONNX Runtime version"
+    )

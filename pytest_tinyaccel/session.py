@@ -6,58 +6,27 @@ The plugin module only wires this into pytest's hooks and fixtures.
 
 from __future__ import annotations
 
-import platform
-import subprocess
-import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from . import __version__, golden as golden_store
-from .references import ACCUMULATION_ADVICE, GoldenKeeper, label_for
-from .baseline import DEFAULT_MARGINS, Baseline, compare as compare_rows, parse_margins
-from .cache import BuildCache
-from .compare import compare_top5, describe_mismatch
-from .errors import DataError
-from .metrics import format_quality, quality
-from .models import Model, ManifestError, discover, file_sha256, load_model
 from . import report
+from .baseline import Baseline
+from .baseline import compare as compare_rows
+from .cases import Case
+from .config import ConfigError
+from .errors import DataError
+from .goldens import store as golden_store
+from .goldens.compare import compare_top5, describe_mismatch
+from .goldens.keeper import ACCUMULATION_ADVICE, GoldenKeeper, label_for
+from .margins import DEFAULT_MARGINS, parse_margins
+from .metrics import format_quality
+from .models import Model, discover, load_model
 from .report import ProfileRow
-from .runtime import dequantized, input_specs, output_specs, to_model_inputs
-from .targets.base import Build, Perf, Target, TargetError
-
-USER_ERRORS = (DataError, TargetError, golden_store.GoldenError, ManifestError)
-
-
-@dataclass(frozen=True)
-class Case:
-    """One model x target x mode x dtype; its id is the test id."""
-
-    model: Model
-    target: str
-    mode: str
-    dtype: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.model.name}-{self.target}-{self.mode}-{self.dtype}"
-
-
-@dataclass
-class Outcome:
-    """What running a case produced: raw and float outputs for the first samples, perf, quality."""
-
-    build: Build
-    outputs: dict[str, np.ndarray]
-    float_outputs: dict[str, np.ndarray]
-    perf: Perf | None
-    samples: int
-    quality: float | None
-    quality_error: str | None
-    feed: dict[str, np.ndarray] = field(repr=False)
+from .runner import USER_ERRORS, Outcome, Runner, RunSettings
+from .targets.base import Target
 
 
 @dataclass
@@ -77,14 +46,18 @@ class Options:
 
 
 class TinyaccelSession:
+    """The cases of one pytest run, their checks, the terminal text and the xdist state."""
+
     def __init__(self, options: Options, registry: dict[str, Target]) -> None:
         self.options = options
         self.registry = registry
-        self.cache = BuildCache(options.cache_dir)
+        self.runner = Runner(
+            RunSettings(options.cache_dir, options.samples, options.trace_dir, options.loadgen), registry
+        )
+        self.cache = self.runner.cache
         self.rows: dict[tuple[str, str, str, str], ProfileRow] = {}
         self._models: list[Model] | None = None
         self._outcomes: dict[str, Outcome | BaseException] = {}
-        self._dtype_models: dict[tuple[str, str], Path] = {}
         self._availability: dict[tuple[str, str], str | None] = {}
         self._validate_selection()
         if options.loadgen:
@@ -93,7 +66,9 @@ class TinyaccelSession:
             reason = unavailable()
             if reason:
                 raise pytest.UsageError(f"--tinyaccel-loadgen: {reason}")
-        self.goldens = GoldenKeeper(options.golden_dir, options.cache_dir / "locks", self.dtype_model, options.update_golden)
+        self.goldens = GoldenKeeper(
+            options.golden_dir, options.cache_dir / "locks", self.runner.dtype_model, options.update_golden
+        )
         self.baseline = Baseline(options.baseline) if options.baseline else None
         self.new_rows: set[str] = set()
         self.upgrade_notes: list[str] = []
@@ -104,11 +79,20 @@ class TinyaccelSession:
         modes = {m for t in self.registry.values() for m in t.modes}
         for token in self.options.selection:
             target, _, mode = token.partition(":")
-            ok = (token in modes or token in self.registry) if not mode else (
-                target in self.registry and mode in self.registry[target].modes)
+            ok = (
+                (token in modes or token in self.registry)
+                if not mode
+                else (target in self.registry and mode in self.registry[target].modes)
+            )
             if not ok:
-                choices = sorted(modes) + sorted(self.registry) + [f"{n}:{m}" for n, t in self.registry.items() for m in t.modes]
-                raise pytest.UsageError(f"--target {token!r}: not a mode, target or target:mode; choose from {', '.join(choices)}")
+                choices = (
+                    sorted(modes)
+                    + sorted(self.registry)
+                    + [f"{n}:{m}" for n, t in self.registry.items() for m in t.modes]
+                )
+                raise pytest.UsageError(
+                    f"--target {token!r}: not a mode, target or target:mode; choose from {', '.join(choices)}"
+                )
 
     def selected(self, target: str, mode: str) -> bool:
         sel = self.options.selection
@@ -121,7 +105,9 @@ class TinyaccelSession:
             names = [m.name for m in self._models]
             dup = {n for n in names if names.count(n) > 1}
             if dup:
-                raise ManifestError(self.options.models_dir, "name", f"model names must be unique, repeated: {sorted(dup)}")
+                raise ConfigError(
+                    self.options.models_dir, "name", f"model names must be unique, repeated: {sorted(dup)}"
+                )
         return self._models
 
     def availability(self, target: str, mode: str) -> str | None:
@@ -147,37 +133,15 @@ class TinyaccelSession:
                         found.append((Case(model, name, mode, dtype), reason))
         return found
 
-    # ----- building and running ------------------------------------------------------
-
-    def dtype_model(self, model: Model, dtype: str) -> Path:
-        """The ONNX file that defines `dtype`: the float model, or its int8 version
-        (the author's, or ONNX Runtime's static quantization, cached)."""
-        key = (model.name, dtype)
-        if key not in self._dtype_models:
-            input_specs(model.onnx_path)  # a corrupt model fails here, with its name, before any tool sees it
-            if dtype == "fp32":
-                path = model.onnx_path
-            elif model.int8_onnx_path is not None:
-                path = model.int8_onnx_path
-            else:
-                import onnxruntime
-
-                from .quantize import quantize_model
-
-                parts = {"model_sha256": model.sha256,
-                         "calibration_sha256": file_sha256(model.calibration_path),
-                         "settings": model.quantization, "onnxruntime": onnxruntime.__version__}
-                folder = self.cache.get("quantized", model.name, parts, lambda d: quantize_model(
-                    model.onnx_path, d / "model.onnx", model.load_calibration(), model.quantization))
-                path = folder / "model.onnx"
-            self._dtype_models[key] = path
-        return self._dtype_models[key]
+    # ----- running ---------------------------------------------------------------------
 
     def outcome(self, case: Case) -> Outcome:
         """Build and run `case` once per session; later checks reuse the result (or the error)."""
         if case.id not in self._outcomes:
             try:
-                self._outcomes[case.id] = self._run(case)
+                outcome = self.runner.run(case, self._golden_or_none(case.model))
+                self.rows[outcome.row.key] = outcome.row
+                self._outcomes[case.id] = outcome
             except BaseException as exc:
                 self._outcomes[case.id] = exc
         result = self._outcomes[case.id]
@@ -187,98 +151,12 @@ class TinyaccelSession:
             raise result
         return result
 
-    def _run(self, case: Case) -> Outcome:
-        model, target = case.model, self.registry[case.target]
-        onnx_path = self.dtype_model(model, case.dtype)
-        parts = {"model_sha256": file_sha256(onnx_path), "dtype": case.dtype, "mode": case.mode,
-                 "target": target.name, "target_version": target.version,
-                 "settings": target.cache_settings(model, case.dtype, case.mode)}
-        build = Build(model=model, dtype=case.dtype, mode=case.mode, onnx_path=onnx_path, dir=Path(),
-                      shared_dir=self.options.cache_dir / "shared" / target.name,
-                      int8_accumulation=self.goldens.int8_accumulation(model))
-        folder = self.cache.get("builds", case.id, parts, lambda d: target.build(replace(build, dir=d)))
-        build = replace(build, dir=folder)
-
-        y = model.load_y()
-        labelled = y is not None
-        n = min(self.options.samples or model.samples_for(case.target), len(y)) if labelled else model.ndata
-        x = model.load_x(max(n, model.ndata))
-        if len(x) < max(n, model.ndata):
-            raise DataError(f"{model.x_test_path.name} has {len(x)} samples; need {max(n, model.ndata)} "
-                            f"(ndata={model.ndata} golden samples and one input per label used for accuracy)")
-        feed = to_model_inputs(onnx_path, x)
-        result = target.run(build, feed)
-        self._validate_outputs(case, onnx_path, result.outputs, len(x))
-        floats = dequantized(onnx_path, result.outputs)
-        prediction = next(iter(floats.values()))
-        value, error = None, None
-        if not labelled:
-            error = f"{model.name} has no labelled test set (y_test): accuracy is not measured"
-        else:
-            try:
-                value = quality(model.metric, prediction[:n], y[:n], x[:n].astype(np.float32))
-            except ValueError as exc:
-                error = f"{model.metric} cannot be computed: {exc}"
-        agreement = self._argmax_agreement(model, case.dtype, prediction)
-        perf = result.perf
-        scenarios = self._loadgen(target, build, feed) if self.options.loadgen else None
-        if self.options.trace_dir is not None and perf is not None and perf.layers:
-            from .costmodel.trace import write_trace
-
-            write_trace(perf, self.options.trace_dir / f"{case.id}.json", process_name=case.id)
-        self.rows[(case.target, case.mode, model.name, case.dtype)] = ProfileRow(
-            model=model.name, target=case.target, mode=case.mode, dtype=case.dtype,
-            use_case=model.use_case, architecture=model.architecture, link=model.link,
-            simulator=perf.simulator if perf else target.simulator(case.mode),
-            metric=model.metric, quality_target=model.quality_target, accuracy=value, samples=n if labelled else 0,
-            cycles=perf and perf.cycles, clock_hz=perf and perf.clock_hz, latency_ns=perf and perf.latency_ns,
-            throughput=perf and perf.throughput, efficiency=perf and perf.efficiency,
-            resources=dict(perf.resources) if perf else {}, agreement=agreement, loadgen=scenarios)
-        return Outcome(build, result.outputs, floats, perf, n, value, error, feed)
-
-    @staticmethod
-    def _loadgen(target: Target, build: Build, feed: dict[str, np.ndarray]) -> dict[str, Any] | None:
-        """MLPerf LoadGen SingleStream p90 latency and Offline samples/s (measured targets only)."""
-        from .loadgen import SCENARIOS, LoadgenError, measure_target
-
-        results = {}
-        for scenario in SCENARIOS:
-            try:
-                result = measure_target(target, build, feed, scenario)
-            except LoadgenError as exc:
-                raise TargetError(f"LoadGen {scenario}: {exc}") from exc
-            if result is None:
-                return None  # not a real-time target: LoadGen does not apply
-            results[scenario] = result
-        return {"p90_latency_ns": results["SingleStream"]["p90_latency_ns"],
-                "offline_samples_per_s": results["Offline"]["samples_per_second"],
-                "valid": all(r["valid"] for r in results.values())}
-
-    def _argmax_agreement(self, model: Model, dtype: str, prediction: np.ndarray) -> float | None:
-        """Share of golden samples whose argmax equals ONNX Runtime's: the gate that
-        matters when a fixed-point target cannot meet float tolerances."""
-        if not model.is_classification:
-            return None
+    def _golden_or_none(self, model: Model) -> golden_store.Golden | None:
+        """The model's golden ((re)written first with --tinyaccel-update-golden), None if missing."""
         try:
-            expected = self.goldens.get(model).outputs.get(dtype)
+            return self.goldens.get(model)
         except (golden_store.GoldenError, DataError):
             return None
-        if not expected:
-            return None
-        reference = next(iter(expected.values()))
-        ours = prediction[: len(reference)]
-        if ours.shape != reference.shape:
-            return None
-        return float(np.mean(ours.reshape(len(ours), -1).argmax(1) == reference.reshape(len(reference), -1).argmax(1)))
-
-    def _validate_outputs(self, case: Case, onnx_path: Path, outputs: dict[str, np.ndarray], count: int) -> None:
-        for spec in output_specs(onnx_path):
-            value = outputs.get(spec.name)
-            if value is None:
-                raise TargetError(f"target {case.target!r} returned outputs {sorted(outputs)}, missing the model's output '{spec.name}'")
-            if not isinstance(value, np.ndarray) or value.shape[:1] != (count,):
-                shape = getattr(value, "shape", type(value).__name__)
-                raise TargetError(f"target {case.target!r} returned output '{spec.name}' with shape {shape}; expected {count} samples on the first axis")
 
     def current_golden(self, case: Case, nodeid: str) -> golden_store.Golden:
         """The golden for `case`, failing the test when it is missing or stale."""
@@ -288,8 +166,12 @@ class TinyaccelSession:
             pytest.fail(f"{case.id}: {exc}\n  to create it: pytest '{nodeid}' --tinyaccel-update-golden", pytrace=False)
         problems = self.goldens.stale(case.model, case.dtype, golden)
         if problems:
-            pytest.fail(f"{case.id}: golden {self.options.golden_dir / case.model.name} is stale: " + "; ".join(problems)
-                        + f"\n  review, then run: pytest '{nodeid}' --tinyaccel-update-golden", pytrace=False)
+            pytest.fail(
+                f"{case.id}: golden {self.options.golden_dir / case.model.name} is stale: "
+                + "; ".join(problems)
+                + f"\n  review, then run: pytest '{nodeid}' --tinyaccel-update-golden",
+                pytrace=False,
+            )
         return golden
 
     # ----- checks ------------------------------------------------------------------------
@@ -300,51 +182,71 @@ class TinyaccelSession:
         target = self.registry[case.target]
         tol = self.tolerance(case)
         ndata = case.model.ndata
-        problems = [p for name, expected in golden.outputs[case.dtype].items()
-                    if (p := describe_mismatch(name, outcome.outputs[name][:ndata], expected, tol["atol"], tol["rtol"]))]
+        problems = [
+            p
+            for name, expected in golden.outputs[case.dtype].items()
+            if (p := describe_mismatch(name, outcome.outputs[name][:ndata], expected, tol["atol"], tol["rtol"]))
+        ]
         if problems:
-            where = target.localize(outcome.build, {k: v[:ndata] for k, v in outcome.feed.items()}, tol,
-                                    golden.layers(case.dtype))
-            message = f"{case.id}: outputs on the {ndata} golden samples do not match ONNX Runtime\n" + "\n".join(problems)
+            where = target.localize(
+                outcome.build, {k: v[:ndata] for k, v in outcome.feed.items()}, tol, golden.layers(case.dtype)
+            )
+            message = f"{case.id}: outputs on the {ndata} golden samples do not match ONNX Runtime\n" + "\n".join(
+                problems
+            )
             if where:
                 message += "\n" + where
             drift = self.goldens.drift(golden.meta, case.dtype)
             if drift:
                 if any(d.startswith("int8 sums") for d in drift):
                     drift.append(ACCUMULATION_ADVICE)
-                message += ("\nnote: " + "; ".join(drift) + ".\n  The upgrade review (pytest -k upgrade_review) compares "
-                            f"both runtimes on this model; after review, regenerate: pytest '{nodeid}' --tinyaccel-update-golden")
+                message += (
+                    "\nnote: " + "; ".join(drift) + ".\n  The upgrade review (pytest -k upgrade_review) compares "
+                    f"both runtimes on this model; after review, regenerate: pytest '{nodeid}' "
+                    f"--tinyaccel-update-golden"
+                )
             pytest.fail(message, pytrace=False)
 
     def tolerance(self, case: Case) -> dict[str, float]:
         target = self.registry[case.target]
-        return case.model.tolerance_for(case.target, case.dtype,
-                                        {case.dtype: target.default_tolerance_for(case.model, case.dtype)})
+        return case.model.tolerance_for(
+            case.target, case.dtype, {case.dtype: target.default_tolerance_for(case.model, case.dtype)}
+        )
 
     def check_accuracy(self, case: Case) -> None:
         outcome = self.outcome(case)
         model = case.model
         if model.y_test_path is None:
-            pytest.skip(outcome.quality_error)
+            pytest.skip(outcome.quality_error or f"{model.name} has no labelled test set")
         if outcome.quality is None:
             pytest.fail(f"{case.id}: {outcome.quality_error}", pytrace=False)
         if outcome.quality < model.quality_target:
-            pytest.fail(f"{case.id}: {format_quality(model.metric, outcome.quality)} on the first {outcome.samples} "
-                        f"test samples is below the quality target {format_quality(model.metric, model.quality_target)}",
-                        pytrace=False)
+            pytest.fail(
+                f"{case.id}: {format_quality(model.metric, outcome.quality)} on the first {outcome.samples} "
+                f"test samples is below the quality target {format_quality(model.metric, model.quality_target)}",
+                pytrace=False,
+            )
 
     def check_top5(self, case: Case, nodeid: str) -> None:
         outcome = self.outcome(case)
         model = case.model
         reference = self.current_golden(case, nodeid).top5(case.dtype)
+        if reference is None:
+            pytest.fail(
+                f"{case.id}: the golden holds no Top-5 reference for {case.dtype}; "
+                f"regenerate it: pytest '{nodeid}' --tinyaccel-update-golden",
+                pytrace=False,
+            )
         probs = next(iter(outcome.float_outputs.values()))[: model.ndata]
         # A target allowed to be atol off cannot be held to a tighter probability tolerance.
         tol = max(model.top5_tolerance, self.tolerance(case)["atol"])
         bad, table = compare_top5(reference, probs, tol, lambda c: label_for(model, c))
         if bad:
-            pytest.fail(f"{case.id}: Top-5 differs from the golden reference in {bad} place(s) "
-                        f"(same classes in order, probabilities within {tol:g} required)\n{table}",
-                        pytrace=False)
+            pytest.fail(
+                f"{case.id}: Top-5 differs from the golden reference in {bad} place(s) "
+                f"(same classes in order, probabilities within {tol:g} required)\n{table}",
+                pytrace=False,
+            )
 
     def check_baseline(self, case: Case) -> None:
         """Latency, throughput and accuracy no worse than the baseline by more than the margins."""
@@ -361,7 +263,9 @@ class TinyaccelSession:
         regressed = [c for c in changes if c.regressed]
         if regressed:
             lines = [f"{'REGRESSED ' if c.regressed else 'ok        '}{c.describe()}" for c in changes]
-            pytest.fail(f"{case.id}: worse than the baseline {self.baseline.path}\n  " + "\n  ".join(lines), pytrace=False)
+            pytest.fail(
+                f"{case.id}: worse than the baseline {self.baseline.path}\n  " + "\n  ".join(lines), pytrace=False
+            )
 
     def margins_for(self, case: Case) -> dict[str, float]:
         """Built-in defaults < ini/command line < the manifest's [targets.<target>] max_regression."""
@@ -374,12 +278,16 @@ class TinyaccelSession:
     def check_upgrade(self, model: Model, dtype: str, nodeid: str) -> None:
         """After an ONNX Runtime upgrade: the stored golden against the new version's outputs."""
         try:
-            problems, notes = self.goldens.review(model, dtype, self.options.upgrade_tolerance, self.options.margins["accuracy"])
+            problems, notes = self.goldens.review(
+                model, dtype, self.options.upgrade_tolerance, self.options.margins["accuracy"]
+            )
         except golden_store.GoldenError as exc:
             pytest.fail(f"{model.name}: {exc}", pytrace=False)
         self.upgrade_notes += notes
         if problems:
-            pytest.fail("\n".join(problems) + f"\n  after review: pytest '{nodeid}' --tinyaccel-update-golden", pytrace=False)
+            pytest.fail(
+                "\n".join(problems) + f"\n  after review: pytest '{nodeid}' --tinyaccel-update-golden", pytrace=False
+            )
 
     # ----- terminal --------------------------------------------------------------------
 
@@ -388,19 +296,23 @@ class TinyaccelSession:
 
         o = self.options
         targets = ", ".join(f"{name}[{','.join(t.modes)}]" for name, t in sorted(self.registry.items()))
-        lines = [f"tinyaccel: models {o.models_dir}, goldens {o.golden_dir}, ONNX Runtime {onnxruntime.__version__}",
-                 f"tinyaccel: targets {targets}" + (f"; selected {','.join(o.selection)}" if o.selection else "")]
+        lines = [
+            f"tinyaccel: models {o.models_dir}, goldens {o.golden_dir}, ONNX Runtime {onnxruntime.__version__}",
+            f"tinyaccel: targets {targets}" + (f"; selected {','.join(o.selection)}" if o.selection else ""),
+        ]
         if o.update_golden:
             lines.append("tinyaccel: --tinyaccel-update-golden: goldens of the models that run will be rewritten")
         try:
             upgrade = self.goldens.upgrade_header(self.models, o.upgrade_tolerance)
-        except ManifestError:
+        except ConfigError:
             upgrade = None  # reported as a collection error, with the file and key
         if upgrade:
             lines.append(upgrade)
         if self.baseline is not None:
-            lines.append(f"tinyaccel: baseline {self.baseline.path} ({len(self.baseline.rows)} rows), margins "
-                         + ", ".join(f"{k}={v:g}{'' if k == 'accuracy' else '%'}" for k, v in o.margins.items()))
+            lines.append(
+                f"tinyaccel: baseline {self.baseline.path} ({len(self.baseline.rows)} rows), margins "
+                + ", ".join(f"{k}={v:g}{'' if k == 'accuracy' else '%'}" for k, v in o.margins.items())
+            )
         return lines
 
     def no_cases_reason(self, task: str | None) -> str:
@@ -435,11 +347,14 @@ class TinyaccelSession:
 
     def export_state(self) -> dict[str, Any]:
         """What an xdist worker sends to the controller."""
-        from dataclasses import asdict
-
-        return {"rows": [asdict(r) for r in self.rows.values()], "built": self.cache.built,
-                "reused": self.cache.reused, "golden_updates": self.goldens.updates,
-                "new_rows": sorted(self.new_rows), "upgrade_notes": self.upgrade_notes}
+        return {
+            "rows": [r.to_dict() for r in self.rows.values()],
+            "built": self.cache.built,
+            "reused": self.cache.reused,
+            "golden_updates": self.goldens.updates,
+            "new_rows": sorted(self.new_rows),
+            "upgrade_notes": self.upgrade_notes,
+        }
 
     def merge_state(self, state: dict[str, Any]) -> None:
         for data in state["rows"]:
@@ -450,40 +365,6 @@ class TinyaccelSession:
         self.goldens.updates += state["golden_updates"]
         self.new_rows.update(state["new_rows"])
         self.upgrade_notes += state["upgrade_notes"]
-
-
-def environment(root: Path) -> dict[str, Any]:
-    """Machine, tool and package versions, and the git commit: what a baseline was measured on."""
-    import onnx
-    import onnxruntime
-
-    env: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(terse=True),
-        "machine": platform.machine(),
-        "cpu": _cpu_model(),
-        "tinyaccel": __version__,
-        "onnxruntime": onnxruntime.__version__,
-        "onnx": onnx.__version__,
-        "numpy": np.__version__,
-    }
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        if commit.returncode == 0:
-            env["git_commit"] = commit.stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return env
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or sys.platform
 
 
 class UpgradeView:

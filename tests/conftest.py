@@ -1,111 +1,12 @@
-"""Shared fixtures: a throw-away project (pytester) holding a copy of a bundled model."""
+"""Fixtures of the project's own tests (helpers live in helpers.py)."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
-import numpy as np
-import onnx
 import pytest
-from onnx import numpy_helper
-
-REPO = Path(__file__).resolve().parent.parent
-MODELS = REPO / "models"
-GOLDEN = REPO / "golden"
-SHARED = REPO.parent / "shared"
-
-# Fast timing settings so inner runs stay quick; the figures are still measured.
-FAST_PYPROJECT = """
-[tool.tinyaccel.targets.cpu]
-latency_runs = 3
-warmup = 1
-throughput_runs = 1
-throughput_batch = 64
-"""
-
-# A target for tests: ONNX Runtime underneath, with modes sw_emu/hw_emu, one of
-# them unavailable, and optional output corruption, registered through the hook.
-FAKE_TARGET_CONFTEST = '''
-import numpy as np
-from pytest_tinyaccel import Perf, RunResult, Target
-from pytest_tinyaccel.runtime import create_session, run_session
-
-PERTURB = {perturb!r}
-
-class FakeTarget(Target):
-    name = "fake"
-    modes = ("sw_emu", "hw_emu")
-
-    def availability(self, mode):
-        return "fakesim is not installed (pip install fakesim)" if mode == "hw_emu" else None
-
-    def run(self, build, inputs):
-        outputs = run_session(create_session(build.onnx_path), inputs)
-        if PERTURB == "scale":
-            outputs = {{k: v * np.float32(1.01) for k, v in outputs.items()}}
-        elif PERTURB == "swap":
-            outputs = {{k: v[:, ::-1].copy() for k, v in outputs.items()}}
-        return RunResult(outputs, Perf(simulator="fakesim", cycles=1000.0, clock_hz=1e9, latency_ns=1000.0,
-                                       throughput=1e6, resources={{"Kernels": 3, "Buffers": 4, "Stream": 5, "PLIO": 1, "GMIO": 2}}))
-
-def pytest_tinyaccel_targets(config):
-    return [FakeTarget]
-'''
-
-
-class Project:
-    """A pytester project with bundled models copied in; helpers to tweak it."""
-
-    def __init__(self, pytester: pytest.Pytester) -> None:
-        self.pytester = pytester
-        self.path = pytester.path
-        pytester.makepyfile(test_suite="from pytest_tinyaccel.suite import *  # noqa\n")
-        (self.path / "pyproject.toml").write_text(FAST_PYPROJECT)
-
-    def add_model(self, name: str, golden: bool = True) -> Path:
-        shutil.copytree(MODELS / name, self.path / "models" / name)
-        if golden and (GOLDEN / name).exists():
-            shutil.copytree(GOLDEN / name, self.path / "golden" / name)
-        return self.path / "models" / name
-
-    def manifest(self, name: str) -> Path:
-        return self.path / "models" / name / "model.toml"
-
-    def edit_manifest(self, name: str, old: str, new: str) -> None:
-        path = self.manifest(name)
-        text = path.read_text()
-        assert old in text, f"{old!r} not in {path}"
-        path.write_text(text.replace(old, new, 1))
-
-    def append_manifest(self, name: str, text: str) -> None:
-        """Add tables at the end, where they cannot capture the top-level keys."""
-        with open(self.manifest(name), "a") as handle:
-            handle.write("\n" + text + "\n")
-
-    def fake_target(self, perturb: str | None = None) -> None:
-        self.pytester.makeconftest(FAKE_TARGET_CONFTEST.format(perturb=perturb))
-
-    def run(self, *args: str) -> pytest.RunResult:
-        return self.pytester.runpytest(*args)
+from helpers import Project
 
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> Project:
+    """A throw-away pytester project; copy bundled models in with `project.add_model`."""
     return Project(pytester)
-
-
-def power_of_two_requant(src: Path, dst: Path, conv_name: str) -> None:
-    """Make one QLinearConv's multiplier x_scale*w_scale/y_scale an exact power of two.
-
-    acc * 2^-k then lands exactly on .5 for 1 in 2^k accumulators, so round-half-even and
-    round-half-away-from-zero really disagree on this layer.
-    """
-    model = onnx.load(src)
-    inits = {t.name: t for t in model.graph.initializer}
-    (node,) = [n for n in model.graph.node if n.name == conv_name]
-    xs, ws, ys = (numpy_helper.to_array(inits[node.input[i]]) for i in (1, 4, 6))
-    product = np.float32(xs * ws)
-    k = int(np.round(np.log2(product / ys)))
-    inits[node.input[6]].CopyFrom(numpy_helper.from_array(np.float32(product / np.float32(2.0**k)), node.input[6]))
-    onnx.save(model, dst)

@@ -9,12 +9,12 @@ import json
 import numpy as np
 import onnx
 import pytest
+from helpers import GOLDEN, MODELS, Project, power_of_two_requant
 from onnx import TensorProto, helper
 
-from conftest import GOLDEN, MODELS, Project, power_of_two_requant
-from pytest_tinyaccel import golden as store
 from pytest_tinyaccel.costmodel import zigzag_unavailable
 from pytest_tinyaccel.emulator import Graph
+from pytest_tinyaccel.goldens import store
 
 needs_zigzag = pytest.mark.skipif(zigzag_unavailable() is not None, reason=str(zigzag_unavailable()))
 
@@ -61,19 +61,25 @@ def test_sw_emu_passes_every_check(project: Project) -> None:
     project.add_model("ic")
     result = project.run("-m", "aie or gemmini", "--target", "sw_emu")
     assert outcomes(result) == {"passed": 12}
-    result.stdout.fnmatch_lines(["aie sw_emu: tinyaccel emulator (AIE-ML int8 semantics)*",
-                                 "gemmini sw_emu: tinyaccel emulator (Gemmini int8 semantics)*"])
+    result.stdout.fnmatch_lines(
+        [
+            "aie sw_emu: tinyaccel emulator (AIE-ML int8 semantics)*",
+            "gemmini sw_emu: tinyaccel emulator (Gemmini int8 semantics)*",
+        ]
+    )
 
 
 @needs_zigzag
 def test_hw_emu_reports_cycles_resources_efficiency_and_traces(project: Project) -> None:
     project.add_model("ic")
-    result = project.run("-m", "aie", "--target", "hw_emu", "--tinyaccel-trace", "traces",
-                         "--tinyaccel-report", "profile.json")
+    result = project.run(
+        "-m", "aie", "--target", "hw_emu", "--tinyaccel-trace", "traces", "--tinyaccel-report", "profile.json"
+    )
     assert outcomes(result) == {"passed": 6}
-    result.stdout.fnmatch_lines(["aie hw_emu: tinyaccel emulator + ZigZag AIE-ML tile model*",
-                                 "ic*int8*cycles*/*/*/*/*%*99.4% (Top 1, n=540)*"])
-    rows = {r["dtype"]: r for r in json.loads((project.path / "profile.json").read_text())["rows"]}
+    result.stdout.fnmatch_lines(
+        ["aie hw_emu: tinyaccel emulator + ZigZag AIE-ML tile model*", "ic*int8*cycles*/*/*/*/*%*99.4% (Top 1, n=540)*"]
+    )
+    rows = {r["dtype"]: r["perf"] for r in json.loads((project.path / "profile.json").read_text())["rows"]}
     for row in rows.values():
         assert row["cycles"] > 0 and row["clock_hz"] > 0 and row["throughput"] > 0
         assert 0 < row["efficiency"] <= 1
@@ -92,19 +98,25 @@ def _unsupported_model(folder) -> None:
     folder.mkdir(parents=True)
     w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], np.random.default_rng(0).standard_normal(12).tolist())
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["input", "w"], ["h"], name="dense"),
-         helper.make_node("Erf", ["h"], ["e"], name="gelu_erf"),
-         helper.make_node("Softmax", ["e"], ["probs"], name="softmax", axis=-1)],
-        "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])], [w])
+        [
+            helper.make_node("MatMul", ["input", "w"], ["h"], name="dense"),
+            helper.make_node("Erf", ["h"], ["e"], name="gelu_erf"),
+            helper.make_node("Softmax", ["e"], ["probs"], name="softmax", axis=-1),
+        ],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])],
+        [w],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, folder / "model.onnx")
     rng = np.random.default_rng(1)
     np.save(folder / "X_test.npy", rng.standard_normal((20, 4)).astype(np.float32))
     np.save(folder / "y_test.npy", rng.integers(0, 3, 20))
-    (folder / "model.toml").write_text('use_case = "Toy"\ntask = "classification"\nmetric = "top1"\n'
-                                       'quality_target = 0.0\ndtypes = ["fp32"]\n')
+    (folder / "model.toml").write_text(
+        'use_case = "Toy"\ntask = "classification"\nmetric = "top1"\nquality_target = 0.0\ndtypes = ["fp32"]\n'
+    )
 
 
 def test_unsupported_op_fails_at_build_naming_op_and_node(project: Project) -> None:
@@ -112,8 +124,12 @@ def test_unsupported_op_fails_at_build_naming_op_and_node(project: Project) -> N
     _unsupported_model(project.path / "models" / "erf")
     result = project.run("-m", "aie", "--target", "sw_emu", "--tinyaccel-update-golden", "-k", "golden or accuracy")
     assert outcomes(result) == {"passed": 4, "failed": 2}
-    result.stdout.fnmatch_lines(["*erf-aie-sw_emu-fp32: aie: *model.onnx: node 'gelu_erf' (Erf): op type Erf (domain ai.onnx) "
-                                 "is not supported by the tinyaccel emulator*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*erf-aie-sw_emu-fp32: aie: *model.onnx: node 'gelu_erf' (Erf): op type Erf (domain ai.onnx) "
+            "is not supported by the tinyaccel emulator*"
+        ]
+    )
     assert "Traceback" not in result.stdout.str()
 
 
@@ -131,8 +147,12 @@ def test_injected_rounding_fault_fails_golden_and_names_the_layer(project: Proje
     folder = project.add_model("ic", golden=False)
     model = load_model(folder / "model.toml")
     # 8-bit weights, as the layer name and its ties were chosen with (the bundled manifest uses 7-bit ones)
-    quantize_model(model.onnx_path, folder / "plain_int8.onnx", model.load_calibration(),
-                   dict(model.quantization, reduce_range=False))
+    quantize_model(
+        model.onnx_path,
+        folder / "plain_int8.onnx",
+        model.load_calibration(),
+        dict(model.quantization, reduce_range=False),
+    )
     power_of_two_requant(folder / "plain_int8.onnx", folder / "model_int8.onnx", FAULTY_LAYER)
     (folder / "plain_int8.onnx").unlink()
     # 30 golden samples: the first ones the fault changes are #1 (exact int32 sums) and #12 (AVX2 int16 pairs)
@@ -144,14 +164,18 @@ def test_injected_rounding_fault_fails_golden_and_names_the_layer(project: Proje
     assert outcomes(clean) == {"passed": 1}
 
     (project.path / "pyproject.toml").write_text(
-        f'[tool.tinyaccel.targets.aie]\nrounding = {{"{FAULTY_LAYER}" = "half_away"}}\n')
+        f'[tool.tinyaccel.targets.aie]\nrounding = {{"{FAULTY_LAYER}" = "half_away"}}\n'
+    )
     faulty = project.run("-m", "aie", "--target", "sw_emu", "-k", "golden and int8")
     assert outcomes(faulty) == {"failed": 1}
-    faulty.stdout.fnmatch_lines([
-        "*ic-aie-sw_emu-int8: outputs on the 30 golden samples do not match ONNX Runtime",
-        "*output 'probs' differs from the ONNX Runtime golden*",
-        f"*first diverging layer: node '{FAULTY_LAYER}' (QLinearConv), tensor *: * elements differ, max abs error 1",
-    ])
+    faulty.stdout.fnmatch_lines(
+        [
+            "*ic-aie-sw_emu-int8: outputs on the 30 golden samples do not match ONNX Runtime",
+            "*output 'probs' differs from the ONNX Runtime golden*",
+            f"*first diverging layer: node '{FAULTY_LAYER}' (QLinearConv), tensor *: * elements differ, max abs "
+            f"error 1",
+        ]
+    )
 
 
 def test_mlperf_reference_models_run_through_aie_sw_emu(project: Project) -> None:

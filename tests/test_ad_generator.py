@@ -46,6 +46,7 @@ def envelope_spectrum(x: np.ndarray, fmax: float = 1000.0) -> tuple[np.ndarray, 
 
 # --- determinism and shapes -------------------------------------------------
 
+
 @pytest.mark.parametrize("fault", [None, *gen.FAULTS])
 def test_same_seed_same_features(fault):
     a = gen.clip_features(2, SEEDS[0], DURATION, fault, 0.7)
@@ -112,6 +113,7 @@ def test_bad_arguments_are_refused():
 
 
 # --- physics of the faults ------------------------------------------------
+
 
 @pytest.mark.parametrize("mid", MIDS)
 def test_bearing_impulses_raise_high_frequency_energy(mid):

@@ -11,14 +11,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from pytest_tinyaccel.costmodel import graph as graph_mod
-from pytest_tinyaccel.costmodel import zigzag_runner
+from pytest_tinyaccel.costmodel import layergraph, zigzag_runner
 from pytest_tinyaccel.costmodel.zigzag_runner import (
     LayerCost,
     ZigZagResult,
     zigzag_unavailable,
 )
-from pytest_tinyaccel.targets.base import RESOURCE_KEYS, Perf
+from pytest_tinyaccel.perf import Perf
+from pytest_tinyaccel.targets.aie import AieTarget
 
 HAVE_YAML = importlib.util.find_spec("yaml") is not None
 needs_yaml = pytest.mark.skipif(
@@ -64,10 +64,14 @@ def tiny_residual_model() -> onnx.ModelProto:
         helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], name="fc", transB=1),
     ]
     inits = [
-        _init("w1", (8, 2, 3, 3), 1), _init("b1", (8,), 2),
-        _init("wd", (8, 1, 3, 3), 3), _init("bd", (8,), 4),
-        _init("w2", (8, 8, 1, 1), 5), _init("b2", (8,), 6),
-        _init("wf", (4, 8), 7), _init("bf", (4,), 8),
+        _init("w1", (8, 2, 3, 3), 1),
+        _init("b1", (8,), 2),
+        _init("wd", (8, 1, 3, 3), 3),
+        _init("bd", (8,), 4),
+        _init("w2", (8, 8, 1, 1), 5),
+        _init("b2", (8,), 6),
+        _init("wf", (4, 8), 7),
+        _init("bf", (4,), 8),
     ]
     return _model(nodes, inits, "x", "y", [2, 4, 4], [4])
 
@@ -87,11 +91,15 @@ def dense_chain_model(widths: list[int]) -> onnx.ModelProto:
     return _model(nodes, inits, "x", prev, [widths[0]], [widths[-1]])
 
 
-def fake_zigzag(prepared: graph_mod.Graph, cycles: dict[str, float]) -> ZigZagResult:
+def fake_zigzag(prepared: layergraph.LayerGraph, cycles: dict[str, float]) -> ZigZagResult:
     """A ZigZag result with chosen per-layer cycles (for schedule tests that need no ZigZag)."""
     layers = {
         n.name: LayerCost(
-            name=n.name, op=n.op, cycles=cycles[n.name], ideal_cycles=n.macs / 256, macs=n.macs,
+            name=n.name,
+            op=n.op,
+            cycles=cycles[n.name],
+            ideal_cycles=n.macs / 256,
+            macs=n.macs,
             spatial_utilization=1.0,
         )
         for n in prepared.nodes
@@ -134,7 +142,7 @@ def test_package_import_does_not_import_zigzag_or_pytest():
 
 
 def test_prepare_fixes_batch_and_counts_macs():
-    prepared, digest = graph_mod.prepare_model(tiny_residual_model())
+    prepared, digest = layergraph.prepare_model(tiny_residual_model())
     assert len(digest) == 64
     macs = {n.name: n.macs for n in prepared.nodes if n.is_matrix}
     assert macs == {"conv1": 8 * 2 * 9 * 16, "dw": 8 * 9 * 16, "pw": 8 * 8 * 16, "fc": 4 * 8}
@@ -147,19 +155,22 @@ def test_quantized_graph_is_refused_with_a_clear_message():
         helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q"),
         helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dq"),
     ]
-    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
-             numpy_helper.from_array(np.array(0, np.int8), "z")]
+    inits = [
+        numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+        numpy_helper.from_array(np.array(0, np.int8), "z"),
+    ]
     model = _model(nodes, inits, "x", "y", [4], [4])
     with pytest.raises(ValueError, match="float ONNX model"):
-        graph_mod.prepare_model(model)
+        layergraph.prepare_model(model)
 
 
 def test_zigzag_model_swaps_conv_axes_for_zigzag():
-    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="c", kernel_shape=[5, 3], strides=[2, 1],
-                              pads=[2, 1, 2, 1])]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["y"], name="c", kernel_shape=[5, 3], strides=[2, 1], pads=[2, 1, 2, 1])
+    ]
     model = _model(nodes, [_init("w", (4, 1, 5, 3), 0)], "x", "y", [1, 10, 6], [4, 5, 6])
-    prepared, _ = graph_mod.prepare_model(model)
-    zz = graph_mod.zigzag_model(prepared, {"weight": 8, "act": 8, "output": 32})
+    prepared, _ = layergraph.prepare_model(model)
+    zz = layergraph.zigzag_model(prepared, {"weight": 8, "act": 8, "output": 32})
     attrs = {a.name: helper.get_attribute_value(a) for a in zz.graph.node[0].attribute}
     assert attrs["kernel_shape"] == [3, 5] and attrs["strides"] == [1, 2] and attrs["pads"] == [1, 2, 1, 2]
     assert (attrs["weight_size"], attrs["act_size"], attrs["output_size"]) == (8, 8, 32)
@@ -255,7 +266,7 @@ def test_aie_perf_end_to_end(tmp_path):
 
     perf = aie_perf(tiny_residual_model(), "int8", cache_dir=tmp_path / "cache")
     assert perf.simulator == SIMULATOR
-    assert set(perf.resources) == set(RESOURCE_KEYS)
+    assert set(perf.resources) == set(AieTarget.resource_columns)
     assert 0 < perf.efficiency <= 1
     ii = perf.extra["initiation_interval_cycles"]
     assert perf.cycles >= ii
@@ -278,7 +289,7 @@ def test_larger_layer_gets_more_kernels_and_every_kernel_fits():
     from pytest_tinyaccel.costmodel.hardware import hardware_file, load_hardware
 
     hw = load_hardware(hardware_file("aie", "int8"))
-    prepared, _ = graph_mod.prepare_model(dense_chain_model([512, 256, 16]))
+    prepared, _ = layergraph.prepare_model(dense_chain_model([512, 256, 16]))
     big, small = prepared.node("fc0"), prepared.node("fc1")
     kb, rb, in_tile_b, bytes_b = choose_split(prepared, big, hw)
     ks, rs, in_tile_s, bytes_s = choose_split(prepared, small, hw)
@@ -298,7 +309,7 @@ def test_dataflow_schedule_rules():
     from pytest_tinyaccel.costmodel.hardware import hardware_file, load_hardware
 
     hw = load_hardware(hardware_file("aie", "int8"))
-    prepared, _ = graph_mod.prepare_model(tiny_residual_model())
+    prepared, _ = layergraph.prepare_model(tiny_residual_model())
     cycles = {"conv1": 1000.0, "dw": 3000.0, "pw": 500.0, "fc": 200.0}
     perf = compose(prepared, fake_zigzag(prepared, cycles), hw)
     by_layer = {}
@@ -336,7 +347,7 @@ def test_split_layer_kernels_share_the_layer_cycles():
     from pytest_tinyaccel.costmodel.hardware import hardware_file, load_hardware
 
     hw = load_hardware(hardware_file("aie", "int8"))
-    prepared, _ = graph_mod.prepare_model(dense_chain_model([512, 256, 16]))
+    prepared, _ = layergraph.prepare_model(dense_chain_model([512, 256, 16]))
     perf = compose(prepared, fake_zigzag(prepared, {"fc0": 9000.0, "fc1": 100.0}), hw)
     fc0 = [layer for layer in perf.layers if layer.extra["layer"] == "fc0"]
     assert len(fc0) > 1

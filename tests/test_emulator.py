@@ -11,9 +11,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from helpers import power_of_two_requant
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import power_of_two_requant
 from pytest_tinyaccel.emulator import Graph, UnsupportedOpError, first_divergence
 from pytest_tinyaccel.intermediates import ort_intermediates
 from pytest_tinyaccel.models import QUANTIZATION_DEFAULTS
@@ -30,7 +30,9 @@ ATOL, RTOL = 1e-5, 1e-3
 
 
 def _save(path: Path, nodes, inputs, outputs, inits: dict[str, np.ndarray], opset: int = 17) -> Path:
-    graph = helper.make_graph(nodes, path.stem, inputs, outputs, [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    graph = helper.make_graph(
+        nodes, path.stem, inputs, outputs, [numpy_helper.from_array(v, k) for k, v in inits.items()]
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(MS, 1)])
     model.ir_version = 8  # onnxruntime 1.31 reads IR <= 13; onnx 1.23 writes 14 by default
     if all(o.type.tensor_type.HasField("shape") for o in outputs):
@@ -50,8 +52,18 @@ def _weights(rng: np.random.Generator, *shape: int, scale: float = 0.3) -> np.nd
 def build_cnn(path: Path, rng: np.random.Generator) -> Path:
     """Strided padded conv, depthwise, grouped conv + residual add, pools, gemm, softmax."""
     w = lambda *s: _weights(rng, *s)
-    inits = {"w1": w(8, 3, 3, 3), "b1": w(8), "w2": w(8, 1, 3, 3), "b2": w(8), "w3": w(8, 2, 3, 3), "b3": w(8),
-             "w4": w(16, 8, 1, 1), "b4": w(16), "wf": w(10, 16), "bf": w(10)}
+    inits = {
+        "w1": w(8, 3, 3, 3),
+        "b1": w(8),
+        "w2": w(8, 1, 3, 3),
+        "b2": w(8),
+        "w3": w(8, 2, 3, 3),
+        "b3": w(8),
+        "w4": w(16, 8, 1, 1),
+        "b4": w(16),
+        "wf": w(10, 16),
+        "bf": w(10),
+    }
     nodes = [
         helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1], strides=[2, 2]),
         helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
@@ -63,7 +75,9 @@ def build_cnn(path: Path, rng: np.random.Generator) -> Path:
         helper.make_node("MaxPool", ["r3"], ["p3"], name="maxpool", kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("Conv", ["p3", "w4", "b4"], ["c4"], name="conv4"),
         helper.make_node("Relu", ["c4"], ["r4"], name="relu4"),
-        helper.make_node("AveragePool", ["r4"], ["ap"], name="avgpool", kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "AveragePool", ["r4"], ["ap"], name="avgpool", kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1]
+        ),
         helper.make_node("GlobalAveragePool", ["ap"], ["gap"], name="gap"),
         helper.make_node("Flatten", ["gap"], ["fl"], name="flatten"),
         helper.make_node("Gemm", ["fl", "wf", "bf"], ["logits"], name="fc", transB=1),
@@ -78,8 +92,10 @@ def build_autoencoder(path: Path, rng: np.random.Generator) -> Path:
     inits, nodes, h = {}, [], "x"
     for i, (a, b) in enumerate(itertools.pairwise(sizes), 1):
         inits[f"w{i}"], inits[f"b{i}"] = _weights(rng, a, b, scale=0.25), _weights(rng, b, scale=0.1)
-        nodes += [helper.make_node("MatMul", [h, f"w{i}"], [f"m{i}"], name=f"dense{i}"),
-                  helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"], name=f"bias{i}")]
+        nodes += [
+            helper.make_node("MatMul", [h, f"w{i}"], [f"m{i}"], name=f"dense{i}"),
+            helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"], name=f"bias{i}"),
+        ]
         h = f"a{i}"
         if i < len(sizes) - 1:
             nodes.append(helper.make_node("Relu", [h], [f"r{i}"], name=f"relu{i}"))
@@ -90,8 +106,12 @@ def build_autoencoder(path: Path, rng: np.random.Generator) -> Path:
 
 def build_branches(path: Path, rng: np.random.Generator) -> Path:
     """Two branches joined by Mul (sigmoid gate) and Concat, NHWC transpose, reshape, MatMul."""
-    inits = {"wa": _weights(rng, 4, 3, 3, 3), "wb": _weights(rng, 4, 3, 3, 3), "shape": np.array([0, -1], np.int64),
-             "wm": _weights(rng, 8 * 8 * 8, 5, scale=0.05)}
+    inits = {
+        "wa": _weights(rng, 4, 3, 3, 3),
+        "wb": _weights(rng, 4, 3, 3, 3),
+        "shape": np.array([0, -1], np.int64),
+        "wm": _weights(rng, 8 * 8 * 8, 5, scale=0.05),
+    }
     nodes = [
         helper.make_node("Conv", ["x", "wa"], ["ca"], name="conv_a", pads=[1, 1, 1, 1]),
         helper.make_node("Conv", ["x", "wb"], ["cb"], name="conv_b", pads=[1, 1, 1, 1]),
@@ -105,13 +125,33 @@ def build_branches(path: Path, rng: np.random.Generator) -> Path:
     return _save(path, nodes, [_vi("x", ["N", 3, 8, 8])], [_vi("y", ["N", 5])], inits)
 
 
-BUILDERS = {"cnn": (build_cnn, (3, 16, 16)), "autoencoder": (build_autoencoder, (64,)), "branches": (build_branches, (3, 8, 8))}
+BUILDERS = {
+    "cnn": (build_cnn, (3, 16, 16)),
+    "autoencoder": (build_autoencoder, (64,)),
+    "branches": (build_branches, (3, 8, 8)),
+}
 
 # What ONNX Runtime's QOperator quantizer turns each model into: the test covers these kernels.
 EXPECTED_QOPS = {
-    "cnn": {"QLinearConv", "QLinearAdd", "MaxPool", "QLinearAveragePool", "QLinearGlobalAveragePool", "QGemm", "QLinearSoftmax"},
+    "cnn": {
+        "QLinearConv",
+        "QLinearAdd",
+        "MaxPool",
+        "QLinearAveragePool",
+        "QLinearGlobalAveragePool",
+        "QGemm",
+        "QLinearSoftmax",
+    },
     "autoencoder": {"QGemm"},
-    "branches": {"QLinearConv", "QLinearSigmoid", "QLinearMul", "QLinearConcat", "Transpose", "Reshape", "QLinearMatMul"},
+    "branches": {
+        "QLinearConv",
+        "QLinearSigmoid",
+        "QLinearMul",
+        "QLinearConcat",
+        "Transpose",
+        "Reshape",
+        "QLinearMatMul",
+    },
 }
 
 
@@ -176,7 +216,11 @@ def test_int8_per_channel_bit_exact(models, tmp_path):
     dst = tmp_path / "cnn_pc.onnx"
     calibration = np.random.default_rng(1).standard_normal((64, 3, 16, 16)).astype(np.float32)
     quantize_model(src, dst, calibration, dict(QUANTIZATION_DEFAULTS, per_channel=True, calibration_samples=64))
-    scales = [numpy_helper.to_array(t) for t in onnx.load(dst).graph.initializer if t.name.startswith("w1") and t.name.endswith("scale")]
+    scales = [
+        numpy_helper.to_array(t)
+        for t in onnx.load(dst).graph.initializer
+        if t.name.startswith("w1") and t.name.endswith("scale")
+    ]
     assert scales and scales[0].size == 8, "expected per-channel weight scales"
     got = Graph.load(dst, accumulation=int8_accumulation()).run({"x": x})["y"]
     np.testing.assert_array_equal(got, _ort(dst, {"x": x})["y"])
@@ -185,8 +229,11 @@ def test_int8_per_channel_bit_exact(models, tmp_path):
 def _single_node(tmp_path: Path, node, inputs: dict[str, np.ndarray], inits: dict[str, np.ndarray], out_elem) -> Path:
     elem = {np.uint8: TensorProto.UINT8, np.int8: TensorProto.INT8, np.float32: TensorProto.FLOAT}
     return _save(
-        tmp_path / f"{node.op_type}.onnx", [node],
-        [_vi(k, list(v.shape), elem[v.dtype.type]) for k, v in inputs.items()], [_vi(node.output[0], None, out_elem)], inits,
+        tmp_path / f"{node.op_type}.onnx",
+        [node],
+        [_vi(k, list(v.shape), elem[v.dtype.type]) for k, v in inputs.items()],
+        [_vi(node.output[0], None, out_elem)],
+        inits,
     )
 
 
@@ -201,7 +248,14 @@ def test_qlinear_binary_all_input_pairs(tmp_path, op, dtype):
     for trial in range(3):
         scale = lambda: np.float32(np.exp(rng.uniform(-6, 0)))
         zp = lambda: dtype(rng.integers(np.iinfo(dtype).min, np.iinfo(dtype).max + 1))
-        inits = {"sa": scale(), "za": zp(), "sb": scale(), "zb": zp(), "sc": np.float32(scale() * (3 if op == "QLinearAdd" else 0.05)), "zc": zp()}
+        inits = {
+            "sa": scale(),
+            "za": zp(),
+            "sb": scale(),
+            "zb": zp(),
+            "sc": np.float32(scale() * (3 if op == "QLinearAdd" else 0.05)),
+            "zc": zp(),
+        }
         for feed in ({"a": a, "b": b}, {"a": a[:1, :1], "b": b}, {"a": a, "b": b[:1, :1]}):
             node = helper.make_node(op, ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["c"], domain=MS)
             path = _single_node(tmp_path, node, feed, inits, elem)
@@ -218,7 +272,9 @@ def test_quantize_linear_ties(tmp_path, dtype):
     x = (steps * scale).astype(np.float32)
     node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])
     zero = dtype(3)
-    path = _single_node(tmp_path, node, {"x": x}, {"s": scale, "z": zero}, TensorProto.UINT8 if dtype == np.uint8 else TensorProto.INT8)
+    path = _single_node(
+        tmp_path, node, {"x": x}, {"s": scale, "z": zero}, TensorProto.UINT8 if dtype == np.uint8 else TensorProto.INT8
+    )
     assert _lsb(Graph.load(path, accumulation=int8_accumulation()).run({"x": x})["y"], _ort(path, {"x": x})["y"]) == 0
 
 
@@ -287,8 +343,13 @@ def test_mlperf_int8_qdq(name):
 def test_unsupported_op_fails_at_load_naming_op_node_and_file(tmp_path):
     path = _save(
         tmp_path / "lrn_model.onnx",
-        [helper.make_node("Relu", ["x"], ["r"], name="act"), helper.make_node("LRN", ["r"], ["y"], name="norm_3", size=3)],
-        [_vi("x", ["N", 4, 5, 5])], [_vi("y", ["N", 4, 5, 5])], {},
+        [
+            helper.make_node("Relu", ["x"], ["r"], name="act"),
+            helper.make_node("LRN", ["r"], ["y"], name="norm_3", size=3),
+        ],
+        [_vi("x", ["N", 4, 5, 5])],
+        [_vi("y", ["N", 4, 5, 5])],
+        {},
     )
     with pytest.raises(UnsupportedOpError) as info:
         Graph.load(path)
@@ -301,13 +362,20 @@ def test_unsupported_attribute_fails_at_load(tmp_path):
     path = _save(
         tmp_path / "pool_model.onnx",
         [helper.make_node("MaxPool", ["x"], ["y"], name="pool_7", kernel_shape=[2, 2], storage_order=1)],
-        [_vi("x", ["N", 4, 6, 6])], [_vi("y", None)], {},
+        [_vi("x", ["N", 4, 6, 6])],
+        [_vi("y", None)],
+        {},
     )
-    with pytest.raises(UnsupportedOpError, match=r"pool_model\.onnx: node 'pool_7' \(MaxPool\): attribute storage_order=1"):
+    with pytest.raises(
+        UnsupportedOpError, match=r"pool_model\.onnx: node 'pool_7' \(MaxPool\): attribute storage_order=1"
+    ):
         Graph.load(path)
     conv3d = _save(
-        tmp_path / "conv3d.onnx", [helper.make_node("Conv", ["x", "w"], ["y"], name="conv_3d")],
-        [_vi("x", ["N", 2, 4, 4, 4])], [_vi("y", None)], {"w": np.ones((2, 2, 3, 3, 3), np.float32)},
+        tmp_path / "conv3d.onnx",
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv_3d")],
+        [_vi("x", ["N", 2, 4, 4, 4])],
+        [_vi("y", None)],
+        {"w": np.ones((2, 2, 3, 3, 3), np.float32)},
     )
     with pytest.raises(UnsupportedOpError, match=r"'conv_3d' \(Conv\): attribute kernel_shape=\[3, 3, 3\]"):
         Graph.load(conv3d)
@@ -348,7 +416,13 @@ def test_first_divergence_names_the_faulty_layer(models, tmp_path):
     assert (found.node, found.op_type, found.tensor) == (middle, "QLinearConv", layer_output)
     assert found.n_mismatch > 0 and found.max_abs_err == 1
     node, op_type, tensor, max_abs_err, n_mismatch = found  # a plain 5-tuple too
-    assert (node, op_type, tensor, max_abs_err, n_mismatch) == (middle, "QLinearConv", layer_output, 1.0, found.n_mismatch)
+    assert (node, op_type, tensor, max_abs_err, n_mismatch) == (
+        middle,
+        "QLinearConv",
+        layer_output,
+        1.0,
+        found.n_mismatch,
+    )
     assert 0 < found.n_mismatch < found.n_total and middle in found.describe()
 
 

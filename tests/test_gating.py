@@ -6,12 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from helpers import Project
 
-from conftest import Project
-from pytest_tinyaccel.baseline import BaselineError, parse_margins
+from pytest_tinyaccel.config import ConfigError
+from pytest_tinyaccel.margins import parse_margins
 
 # A deterministic simulated target whose cycle count a test can inflate.
-SCALED_TARGET = '''
+SCALED_TARGET = """
 import os
 from pytest_tinyaccel import Perf, RunResult, Target
 from pytest_tinyaccel.runtime import create_session, run_session
@@ -28,7 +29,7 @@ class SimTarget(Target):
 
 def pytest_tinyaccel_targets(config):
     return [SimTarget]
-'''
+"""
 
 
 def outcomes(result: pytest.RunResult) -> dict[str, int]:
@@ -48,33 +49,43 @@ def test_save_baseline_then_5_percent_slower_fails_exactly_that_check(sim_projec
     saved = sim_project.run("-m", "sim", "--tinyaccel-save-baseline", "base.json")
     assert outcomes(saved) == {"passed": 6}
     data = json.loads((sim_project.path / "base.json").read_text())
-    assert data["format"] == "tinyaccel-profile/1" and {"onnxruntime", "machine", "python"} <= set(data["environment"])
-    assert {r["cycles"] for r in data["rows"]} == {100000.0}
+    assert data["format"] == "tinyaccel-profile/2" and {"onnxruntime", "machine", "python"} <= set(data["environment"])
+    assert {r["perf"]["cycles"] for r in data["rows"]} == {100000.0}
 
     same = sim_project.run("-m", "sim", "--tinyaccel-baseline", "base.json")
     assert outcomes(same) == {"passed": 8}
-    same.stdout.fnmatch_lines(["*baseline *base.json (2 rows), margins cycles=0%, ns=25%, throughput=25%, accuracy=0.5",
-                               "ic*fp32*100000 cycles (+0.0%)*(+0.00 pts)*"])
+    same.stdout.fnmatch_lines(
+        [
+            "*baseline *base.json (2 rows), margins cycles=0%, ns=25%, throughput=25%, accuracy=0.5",
+            "ic*fp32*100000 cycles (+0.0%)*(+0.00 pts)*",
+        ]
+    )
 
     monkeypatch.setenv("SIM_SLOWDOWN", "1.05")
     slower = sim_project.run("-m", "sim", "--tinyaccel-baseline", "base.json")
     assert outcomes(slower) == {"passed": 6, "failed": 2}
-    slower.stdout.fnmatch_lines([
-        "FAILED test_suite.py::test_baseline[[]ic-sim-hw_emu-fp32[]]*",
-        "FAILED test_suite.py::test_baseline[[]ic-sim-hw_emu-int8[]]*",
-    ])
-    slower.stdout.fnmatch_lines([
-        "*ic-sim-hw_emu-fp32: worse than the baseline *base.json",
-        "*REGRESSED cycles: baseline 100000 cycles, now 105000 cycles (+5.00%; allowed 0%)",
-        "*REGRESSED throughput: baseline 10000 /s, now 9523.81 /s (-4.76%; allowed 0%)",
-        "*ok        accuracy: baseline 99.44%, now 99.44% (+0.00 pts; allowed 0.5 pts)",
-    ])
+    slower.stdout.fnmatch_lines(
+        [
+            "FAILED test_suite.py::test_baseline[[]ic-sim-hw_emu-fp32[]]*",
+            "FAILED test_suite.py::test_baseline[[]ic-sim-hw_emu-int8[]]*",
+        ]
+    )
+    slower.stdout.fnmatch_lines(
+        [
+            "*ic-sim-hw_emu-fp32: worse than the baseline *base.json",
+            "*REGRESSED cycles: baseline 100000 cycles, now 105000 cycles (+5.00%; allowed 0%)",
+            "*REGRESSED throughput: baseline 10000 /s, now 9523.81 /s (-4.76%; allowed 0%)",
+            "*ok        accuracy: baseline 99.44%, now 99.44% (+0.00 pts; allowed 0.5 pts)",
+        ]
+    )
     slower.stdout.fnmatch_lines(["ic*fp32*105000 cycles (+5.0%)*9524 (-4.8%)*"])
 
     # a margin that admits it, from the command line or from the manifest
-    allowed = sim_project.run("-m", "sim", "--tinyaccel-baseline", "base.json", "--tinyaccel-max-regression", "cycles=6%")
+    allowed = sim_project.run(
+        "-m", "sim", "--tinyaccel-baseline", "base.json", "--tinyaccel-max-regression", "cycles=6%"
+    )
     assert outcomes(allowed) == {"passed": 8}
-    sim_project.append_manifest("ic", "[targets.sim]\nmax_regression = \"cycles=5.5%\"")
+    sim_project.append_manifest("ic", '[targets.sim]\nmax_regression = "cycles=5.5%"')
     per_model = sim_project.run("-m", "sim", "--tinyaccel-baseline", "base.json")
     assert outcomes(per_model) == {"passed": 8}
 
@@ -83,13 +94,15 @@ def test_new_and_missing_rows_are_reported(sim_project: Project) -> None:
     sim_project.run("-m", "sim", "--tinyaccel-dtype", "fp32", "--tinyaccel-save-baseline", "base.json")
     result = sim_project.run("-m", "sim", "--tinyaccel-dtype", "int8", "--tinyaccel-baseline", "base.json", "-rs")
     assert outcomes(result) == {"passed": 3, "skipped": 1}
-    result.stdout.fnmatch_lines([
-        "ic*int8*100000 cycles (new)*",
-        "*baseline *base.json: 0 rows compared",
-        "*new (not in the baseline): ic-sim-hw_emu-int8",
-        "*in the baseline but not run: ic-sim-hw_emu-fp32",
-        "*SKIPPED*new: ic-sim-hw_emu-int8 has no row in the baseline*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "ic*int8*100000 cycles (new)*",
+            "*baseline *base.json: 0 rows compared",
+            "*new (not in the baseline): ic-sim-hw_emu-int8",
+            "*in the baseline but not run: ic-sim-hw_emu-fp32",
+            "*SKIPPED*new: ic-sim-hw_emu-int8 has no row in the baseline*",
+        ]
+    )
 
 
 def test_unreadable_baseline_and_bad_margins_are_usage_errors(sim_project: Project) -> None:
@@ -98,26 +111,36 @@ def test_unreadable_baseline_and_bad_margins_are_usage_errors(sim_project: Proje
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--tinyaccel-baseline *bad.json: cannot read it as a tinyaccel profile*"])
     result = sim_project.run("--tinyaccel-max-regression", "cycles=5")
-    result.stderr.fnmatch_lines(["*--tinyaccel-max-regression: cycles margin must be a percentage, e.g. cycles=10%"])
+    result.stderr.fnmatch_lines(
+        ["*--tinyaccel-max-regression: key 'cycles': cycles margin must be a percentage, e.g. cycles=10%"]
+    )
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("cycles=0%,ns=10%,accuracy=0.5", {"cycles": 0.0, "ns": 10.0, "accuracy": 0.5}),
-    ({"throughput": "15%"}, {"throughput": 15.0}),
-    ("", {}),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("cycles=0%,ns=10%,accuracy=0.5", {"cycles": 0.0, "ns": 10.0, "accuracy": 0.5}),
+        ({"throughput": "15%"}, {"throughput": 15.0}),
+        ("", {}),
+    ],
+)
 def test_parse_margins(spec, expected) -> None:
     assert parse_margins(spec, "x") == expected
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("latency=5%", "unknown metric 'latency'"),
-    ("accuracy=1%", "accuracy margin is in points"),
-    ("ns=fast%", "is not a number"),
-    ("ns=-1%", "must not be negative"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("latency=5%", "key 'latency': unknown metric"),
+        ("accuracy=1%", "accuracy margin is in points"),
+        ("ns=fast%", "is not a number"),
+        ("ns=-1%", "must not be negative"),
+        ("ns=nan%", "must be a finite number"),
+        ("throughput=inf%", "must be a finite number"),
+    ],
+)
 def test_parse_margins_errors(spec, message) -> None:
-    with pytest.raises(BaselineError, match=message):
+    with pytest.raises(ConfigError, match=message):
         parse_margins(spec, "x")
 
 
@@ -132,8 +155,9 @@ def test_upgrade_review_passes_when_top5_is_kept(project: Project) -> None:
     project.add_model("ic")
     _pretend_old_runtime(project)
     result = project.run("-k", "upgrade")
-    result.stdout.fnmatch_lines(["tinyaccel: goldens were made with ONNX Runtime 1.20.0, * int8 sums (ic), installed is *: "
-                                 "upgrade review on*"])
+    result.stdout.fnmatch_lines(
+        ["tinyaccel: goldens were made with ONNX Runtime 1.20.0, * int8 sums (ic), installed is *: upgrade review on*"]
+    )
     assert outcomes(result) == {"passed": 2}
 
 
@@ -148,13 +172,16 @@ def test_upgrade_review_fails_with_side_by_side_top5(project: Project) -> None:
     meta_path.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     result = project.run("-k", "upgrade")
     assert outcomes(result) == {"passed": 1, "failed": 1}
-    result.stdout.fnmatch_lines([
-        "*ic fp32: ONNX Runtime 1.20.0 -> *: Top-5 changed in 2 place(s) (classes in order, probabilities within 0.01)",
-        "*sample*rank*reference Top 5*obtained Top 5*",
-        "*0*1*0.961574 4*0.998299 1*<-- differs",
-        "*0*2*0.020000 1*0.001595 4*<-- differs",
-        "*after review: pytest 'test_suite.py::test_upgrade_review[[]ic-fp32[]]' --tinyaccel-update-golden",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*ic fp32: ONNX Runtime 1.20.0 -> *: Top-5 changed in 2 place(s) (classes in order, probabilities "
+            "within 0.01)",
+            "*sample*rank*reference Top 5*obtained Top 5*",
+            "*0*1*0.961574 4*0.998299 1*<-- differs",
+            "*0*2*0.020000 1*0.001595 4*<-- differs",
+            "*after review: pytest 'test_suite.py::test_upgrade_review[[]ic-fp32[]]' --tinyaccel-update-golden",
+        ]
+    )
 
 
 def test_upgrade_review_reports_requantization(project: Project) -> None:
@@ -168,14 +195,20 @@ def test_upgrade_review_reports_requantization(project: Project) -> None:
     meta_path.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     result = project.run("-k", "upgrade")
     assert outcomes(result) == {"passed": 1, "failed": 1}
-    result.stdout.fnmatch_lines(["*ic int8: ONNX Runtime 1.20.0 -> *: the int8 model changed (sha256 000000000000 -> *); "
-                                 "100.0% (Top 1) -> 99.4% (Top 1) (-0.55 pts) on the first 540 samples, more than the allowed 0.5 pts*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*ic int8: ONNX Runtime 1.20.0 -> *: the int8 model changed (sha256 000000000000 -> *); "
+            "100.0% (Top 1) -> 99.4% (Top 1) (-0.55 pts) on the first 540 samples, more than the allowed 0.5 pts*"
+        ]
+    )
     # within the accuracy margin it passes, and the note is printed in the summary
     meta["dtypes"]["int8"]["quality"]["value"] = 0.996
     meta_path.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     result = project.run("-k", "upgrade")
     assert outcomes(result) == {"passed": 2}
-    result.stdout.fnmatch_lines(["upgrade review: ic int8: ONNX Runtime 1.20.0 -> *: the int8 model changed*(-0.16 pts)*"])
+    result.stdout.fnmatch_lines(
+        ["upgrade review: ic int8: ONNX Runtime 1.20.0 -> *: the int8 model changed*(-0.16 pts)*"]
+    )
 
 
 def test_upgrade_review_compares_quality_when_only_the_runtime_changed(project: Project) -> None:
@@ -189,17 +222,25 @@ def test_upgrade_review_compares_quality_when_only_the_runtime_changed(project: 
     out = np.load(golden / "int8.0.npy")
     out[1, 6] = np.float32(0.5)
     meta["dtypes"]["int8"]["quality"]["value"] = round(meta["dtypes"]["int8"]["quality"]["value"] + 0.007, 6)
-    from pytest_tinyaccel import golden as store
+    from pytest_tinyaccel.goldens import store
 
-    store.write(golden, meta, np.load(golden / "inputs.npy"), {
-        "fp32": {"probs": np.load(golden / "fp32.0.npy")}, "int8": {"probs": out}}, {})
+    store.write(
+        golden,
+        meta,
+        np.load(golden / "inputs.npy"),
+        {"fp32": {"probs": np.load(golden / "fp32.0.npy")}, "int8": {"probs": out}},
+        {},
+    )
     result = project.run("-k", "upgrade and int8")
     assert outcomes(result) == {"failed": 1}
-    result.stdout.fnmatch_lines([
-        "*ic int8: ONNX Runtime 1.31.1 -> *: the int8 model is byte-identical; * -> * (-0.70 pts) on the first 540 samples, "
-        "more than the allowed 0.5 pts",
-        "*after review: pytest 'test_suite.py::test_upgrade_review[[]ic-int8[]]' --tinyaccel-update-golden",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*ic int8: ONNX Runtime 1.31.1 -> *: the int8 model is byte-identical; * -> * (-0.70 pts) on the "
+            "first 540 samples, "
+            "more than the allowed 0.5 pts",
+            "*after review: pytest 'test_suite.py::test_upgrade_review[[]ic-int8[]]' --tinyaccel-update-golden",
+        ]
+    )
 
 
 def test_update_after_review_prints_what_changed(project: Project) -> None:
@@ -209,10 +250,13 @@ def test_update_after_review_prints_what_changed(project: Project) -> None:
     old = np.load(golden / "fp32.0.npy")
     result = project.run("-m", "cpu", "--tinyaccel-update-golden")
     assert outcomes(result)["passed"] == 6
-    result.stdout.fnmatch_lines([
-        "golden ic: rewritten *golden/ic",
-        "  onnxruntime: 1.20.0 -> *",
-        "  fp32: 'probs' max |change| 0, 0 of 100 values changed; Top-5 classes changed in 0 place(s); top1 0.9944 -> 0.9944",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "golden ic: rewritten *golden/ic",
+            "  onnxruntime: 1.20.0 -> *",
+            "  fp32: 'probs' max |change| 0, 0 of 100 values changed; Top-5 classes changed in 0 place(s); top1 "
+            "0.9944 -> 0.9944",
+        ]
+    )
     np.testing.assert_array_equal(np.load(golden / "fp32.0.npy"), old)
     assert "upgrade review on" not in project.run("-m", "cpu").stdout.str()

@@ -15,10 +15,10 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import REPO, Project
 
-from conftest import REPO, Project
-from pytest_tinyaccel import golden as store
 from pytest_tinyaccel.emulator import Graph
+from pytest_tinyaccel.goldens import store
 from pytest_tinyaccel.runtime import int8_accumulation
 
 KEPT = REPO / "tests" / "data" / "goldens"
@@ -46,8 +46,9 @@ def test_kept_goldens_record_their_runtime_and_arithmetic() -> None:
 @pytest.mark.parametrize("kept", sorted(GOLDENS))
 def test_emulator_is_bit_exact_with_either_golden(project: Project, kept: str) -> None:
     full_range_ic(project, kept)
-    result = project.run("-m", "aie or gemmini", "--target", "sw_emu", "-k", "golden and int8",
-                         "--tinyaccel-golden=kept", "-rA")
+    result = project.run(
+        "-m", "aie or gemmini", "--target", "sw_emu", "-k", "golden and int8", "--tinyaccel-golden=kept", "-rA"
+    )
     result.assert_outcomes(passed=2)
     if GOLDENS[kept][1] != "exact":  # the report says which arithmetic the emulator reproduced
         result.stdout.fnmatch_lines(["*int8 sums as the golden's ONNX Runtime on AVX2 without VNNI*"])
@@ -62,8 +63,12 @@ def test_the_other_arithmetic_fails_and_names_the_layer(project: Project, kept: 
         handle.write(f'\n[tool.tinyaccel.targets.aie]\nint8_accumulation = "{other}"\n')
     result = project.run("-m", "aie", "--target", "sw_emu", "-k", "golden and int8", "--tinyaccel-golden=kept")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*output 'probs' differs from the ONNX Runtime golden*",
-                                 "*first diverging layer: node '/stem/stem.0/stem.0.0/Conv_quant' (QLinearConv)*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*output 'probs' differs from the ONNX Runtime golden*",
+            "*first diverging layer: node '/stem/stem.0/stem.0.0/Conv_quant' (QLinearConv)*",
+        ]
+    )
 
 
 def test_cpu_target_names_the_drift_when_the_golden_came_from_the_other_arithmetic(project: Project) -> None:
@@ -73,12 +78,16 @@ def test_cpu_target_names_the_drift_when_the_golden_came_from_the_other_arithmet
     full_range_ic(project, other)
     result = project.run("-m", "cpu", "-k", "golden and int8", "--tinyaccel-golden=kept")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        "*output 'probs' differs from the ONNX Runtime golden*",
-        f"note: golden made by ONNX Runtime {GOLDENS[other][0]} (onnx *), installed * (onnx *)*int8 sums: golden *, "
-        "this machine *reduce_range = true*",
-        "*The upgrade review (pytest -k upgrade_review) compares both runtimes*regenerate: pytest*--tinyaccel-update-golden",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*output 'probs' differs from the ONNX Runtime golden*",
+            f"note: golden made by ONNX Runtime {GOLDENS[other][0]} (onnx *), installed * (onnx *)*int8 sums: "
+            f"golden *, "
+            "this machine *reduce_range = true*",
+            "*The upgrade review (pytest -k upgrade_review) compares both runtimes*regenerate: "
+            "pytest*--tinyaccel-update-golden",
+        ]
+    )
     shutil.rmtree(project.path / "kept")
     shutil.copytree(KEPT / matching, project.path / "kept")
     project.run("-m", "cpu", "-k", "golden and int8", "--tinyaccel-golden=kept").assert_outcomes(passed=1)
@@ -89,15 +98,28 @@ def test_saturation_model_on_a_single_layer(tmp_path, accumulation: str) -> None
     """255*127 + 255*127 = 64770 exact; 32767 when the pair saturates in int16."""
     from onnx import TensorProto, helper, numpy_helper, save
 
-    inits = [numpy_helper.from_array(np.array([[127], [127], [-128], [127]], np.int8), "w"),
-             numpy_helper.from_array(np.float32(1.0), "s"), numpy_helper.from_array(np.uint8(0), "z"),
-             numpy_helper.from_array(np.int8(0), "wz"), numpy_helper.from_array(np.float32(1.0), "ws")]
+    inits = [
+        numpy_helper.from_array(np.array([[127], [127], [-128], [127]], np.int8), "w"),
+        numpy_helper.from_array(np.float32(1.0), "s"),
+        numpy_helper.from_array(np.uint8(0), "z"),
+        numpy_helper.from_array(np.int8(0), "wz"),
+        numpy_helper.from_array(np.float32(1.0), "ws"),
+    ]
     node = helper.make_node("QGemm", ["a", "s", "z", "w", "ws", "wz"], ["y"], domain="com.microsoft")
-    graph = helper.make_graph([node], "pair", [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])], inits)
+    graph = helper.make_graph(
+        [node],
+        "pair",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])],
+        inits,
+    )
     path = tmp_path / "pair.onnx"
-    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)],
-                           ir_version=8), path)
+    save(
+        helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)], ir_version=8
+        ),
+        path,
+    )
     a = np.array([[255, 255, 255, 255], [255, 255, 0, 0], [0, 0, 255, 255], [1, 2, 3, 4]], np.uint8)
     got = Graph.load(path, accumulation=accumulation).run({"a": a})["y"][:, 0]
     exact = a.astype(np.int64) @ np.array([127, 127, -128, 127])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pytest_tinyaccel import golden
+from pytest_tinyaccel.goldens import store as golden
 
 
 def _meta() -> dict:
@@ -73,7 +73,8 @@ def test_per_kernel_goldens_round_trip_deterministically(tmp_path):
 
 def test_bundled_golden_layers_match_onnx_runtime():
     """The committed per-kernel goldens are ONNX Runtime's intermediate tensors of the first sample."""
-    from conftest import GOLDEN, MODELS
+    from helpers import GOLDEN, MODELS
+
     from pytest_tinyaccel.intermediates import ort_intermediates
 
     stored = golden.load(GOLDEN / "ic")
@@ -85,7 +86,7 @@ def test_bundled_golden_layers_match_onnx_runtime():
 
 
 def test_top5_near_ties_may_reorder_but_real_changes_fail():
-    from pytest_tinyaccel.compare import compare_top5
+    from pytest_tinyaccel.goldens.compare import compare_top5
 
     reference = [[[3, 0.9], [1, 0.05], [7, 0.00002], [2, 0.00001], [5, 0.000005]]]
     label = str

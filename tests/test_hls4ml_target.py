@@ -15,12 +15,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import Project
+from helpers import Project
 
-from pytest_tinyaccel.hlsreport import (
+from pytest_tinyaccel.config import ConfigError
+from pytest_tinyaccel.readers.hlsreport import (
     ReportError,
     parse_cosim_rpt,
     parse_csynth_rpt,
@@ -28,7 +30,6 @@ from pytest_tinyaccel.hlsreport import (
     perf_fields,
     read_synthesis,
 )
-from pytest_tinyaccel.targets.base import TargetError
 from pytest_tinyaccel.targets.hls4ml import (
     HLS_TOOLS,
     INSTALL_HINT,
@@ -75,13 +76,18 @@ def write_tiny_model(project: Project, name: str, extra_op: str | None = None, s
     if extra_op:
         nodes.append(helper.make_node(extra_op, ["h"], ["h2"]))
         hidden = "h2"
-    nodes += [helper.make_node("Relu", [hidden], ["r"]),
-              helper.make_node("Gemm", ["r", "w2", "b2"], ["logits"], transB=1),
-              helper.make_node("Softmax", ["logits"], ["probs"], axis=1)]
+    nodes += [
+        helper.make_node("Relu", [hidden], ["r"]),
+        helper.make_node("Gemm", ["r", "w2", "b2"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
     graph = helper.make_graph(
-        nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        nodes,
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 4])],
-        [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))])
+        [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8  # readable by every supported ONNX Runtime (NOTES.md)
     folder = project.path / "models" / name
@@ -93,7 +99,8 @@ def write_tiny_model(project: Project, name: str, extra_op: str | None = None, s
     np.save(folder / "y_test.npy", probs.argmax(1).astype(np.int64))
     (folder / "model.toml").write_text(
         'use_case = "Tiny"\ntask = "classification"\nmetric = "top1"\nquality_target = 0.9\n'
-        'dtypes = ["fp32"]\nndata = 4\nsamples = 40\narchitecture = "MLP"\nlink = "tests/test_hls4ml_target.py"\n')
+        'dtypes = ["fp32"]\nndata = 4\nsamples = 40\narchitecture = "MLP"\nlink = "tests/test_hls4ml_target.py"\n'
+    )
     return folder
 
 
@@ -104,8 +111,7 @@ def write_tiny_model(project: Project, name: str, extra_op: str | None = None, s
 def test_ic_c_simulation_passes_golden_accuracy_and_top5(project: Project, shared_cache: Path) -> None:
     project.add_model("ic")
     report = project.path / "profile.json"
-    result = run(project, shared_cache, "-m", "hls4ml", "--target", "sw_emu", "-rA",
-                 f"--tinyaccel-report={report}")
+    result = run(project, shared_cache, "-m", "hls4ml", "--target", "sw_emu", "-rA", f"--tinyaccel-report={report}")
     summary = result.parseoutcomes()
     for dtype in ("fp32", "int8"):
         for check in ("golden", "accuracy", "top5"):  # Top-5: near-ties in the 1e-5 tail may reorder
@@ -115,7 +121,7 @@ def test_ic_c_simulation_passes_golden_accuracy_and_top5(project: Project, share
     result.stdout.fnmatch_lines(["*hls4ml 1.3.0 C simulation (g++), 8-bit fixed point calibrated per layer*"])
     rows = {(r["model"], r["dtype"]): r for r in json.loads(report.read_text())["rows"]}
     assert rows[("ic", "fp32")]["accuracy"] >= 0.97 and rows[("ic", "int8")]["accuracy"] >= 0.97
-    assert rows[("ic", "fp32")]["cycles"] is None  # a C simulation has no timing: none is invented
+    assert rows[("ic", "fp32")]["perf"]["cycles"] is None  # a C simulation has no timing: none is invented
 
 
 # ----- failures ------------------------------------------------------------------------------
@@ -126,18 +132,23 @@ def test_unsupported_op_fails_at_build_with_hls4mls_reason(project: Project, sha
     write_tiny_model(project, "sinus", extra_op="Sin")
     result = run(project, shared_cache, "-m", "hls4ml", "--target", "sw_emu", "-k", "accuracy")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        ("*sinus-hls4ml-sw_emu-fp32: hls4ml build of sinus (fp32, sw_emu): hls4ml conversion failed:*"
-         "Unsupported operation type: Sin*"),
-        "*--- last lines of *build.log ---*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "*sinus-hls4ml-sw_emu-fp32: hls4ml build of sinus (fp32, sw_emu): hls4ml conversion failed:*"
+                "Unsupported operation type: Sin*"
+            ),
+            "*--- last lines of *build.log ---*",
+        ]
+    )
     kept = list((shared_cache / "d" / "tinyaccel" / "builds").glob("sinus-hls4ml-sw_emu-fp32-*.failed.log"))
     assert kept and "Unsupported operation type: Sin" in kept[0].read_text()
 
 
 @needs_hls4ml
 def test_library_exit_is_a_failed_test_with_the_log_and_others_keep_running(
-        project: Project, shared_cache: Path) -> None:
+    project: Project, shared_cache: Path
+) -> None:
     for name, seed in (("tiny_a", 1), ("tiny_b", 2)):
         write_tiny_model(project, name, seed=seed)
     args = ("-m", "hls4ml", "--target", "sw_emu")
@@ -145,21 +156,25 @@ def test_library_exit_is_a_failed_test_with_the_log_and_others_keep_running(
     result.assert_outcomes(passed=6)
     # The compiled library exit(1)s when a weight file is gone (NOTES.md): the worker dies,
     # the session does not.
-    build = next(p for p in (shared_cache / "d" / "tinyaccel" / "builds").glob("tiny_a-hls4ml-sw_emu-fp32-*")
-                 if p.is_dir())
+    build = next(
+        p for p in (shared_cache / "d" / "tinyaccel" / "builds").glob("tiny_a-hls4ml-sw_emu-fp32-*") if p.is_dir()
+    )
     weights = sorted((build / "hls" / "firmware" / "weights").glob("w*.txt"))
     weights[0].unlink()
     result = run(project, shared_cache, *args)
     result.assert_outcomes(passed=3, failed=3)
-    result.stdout.fnmatch_lines([
-        "*tiny_a-hls4ml-sw_emu-fp32: hls4ml C simulation of tiny_a (fp32, sw_emu): the worker exited with status 1*",
-        "*--- last lines of *run.log ---*",
-        f"*ERROR: file *{weights[0].name} does not exist*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*tiny_a-hls4ml-sw_emu-fp32: hls4ml C simulation of tiny_a (fp32, sw_emu): the worker exited with "
+            "status 1*",
+            "*--- last lines of *run.log ---*",
+            f"*ERROR: file *{weights[0].name} does not exist*",
+        ]
+    )
     assert "tiny_b-hls4ml" not in "\n".join(line for line in result.outlines if line.startswith("FAILED"))
 
 
-FAKE_WORKER = r'''
+FAKE_WORKER = r"""
 import os, signal, subprocess, sys, time
 fault = {fault!r}
 print("fake worker", sys.argv[1:], flush=True)
@@ -170,7 +185,7 @@ with open({pids!r}, "w") as handle:
     handle.write(f"{{os.getpid()}} {{child.pid}}")
 print("hanging", flush=True)
 time.sleep(600)
-'''
+"""
 
 FAULTY_CONFTEST = '''
 import sys
@@ -213,8 +228,15 @@ def test_hang_and_crash_of_the_worker(project: Project, fault: str) -> None:
     result = project.run("-m", "hls4ml or cpu", "--target", "hls4ml:sw_emu,cpu", "--tinyaccel-dtype", "fp32")
     result.assert_outcomes(passed=3, failed=3)
     if fault == "hang":
-        result.stdout.fnmatch_lines([("*ic-hls4ml-sw_emu-fp32: hls4ml build of ic (fp32, sw_emu) timed out after 3 s; "
-                                      "its process group was killed*"), "*hanging*"])
+        result.stdout.fnmatch_lines(
+            [
+                (
+                    "*ic-hls4ml-sw_emu-fp32: hls4ml build of ic (fp32, sw_emu) timed out after 3 s; "
+                    "its process group was killed*"
+                ),
+                "*hanging*",
+            ]
+        )
         worker, child = map(int, pids.read_text().split())
         deadline = time.monotonic() + 10
         while (_alive(worker) or _alive(child)) and time.monotonic() < deadline:
@@ -222,8 +244,12 @@ def test_hang_and_crash_of_the_worker(project: Project, fault: str) -> None:
         assert not _alive(worker) and not _alive(child)
         assert time.monotonic() - start < 60
     else:
-        result.stdout.fnmatch_lines([("*ic-hls4ml-sw_emu-fp32: hls4ml build of ic (fp32, sw_emu): "
-                                      "the worker was killed by signal SIGSEGV*"), "*fake worker*build*"])
+        result.stdout.fnmatch_lines(
+            [
+                ("*ic-hls4ml-sw_emu-fp32: hls4ml build of ic (fp32, sw_emu): the worker was killed by signal SIGSEGV*"),
+                "*fake worker*build*",
+            ]
+        )
 
 
 # ----- hw_emu ------------------------------------------------------------------------------------
@@ -235,8 +261,11 @@ def test_hw_emu_is_skipped_without_an_hls_tool(project: Project) -> None:
     project.add_model("ic")
     result = project.run("-m", "hls4ml", "--target", "hw_emu", "-rs")
     result.assert_outcomes(skipped=6)
-    reason = ("hw_emu needs Vitis HLS or Vivado HLS on PATH (vitis_hls / vitis-run / vivado_hls not found)"
-              if HAVE_HLS4ML else INSTALL_HINT)
+    reason = (
+        "hw_emu needs Vitis HLS or Vivado HLS on PATH (vitis_hls / vitis-run / vivado_hls not found)"
+        if HAVE_HLS4ML
+        else INSTALL_HINT
+    )
     result.stdout.fnmatch_lines([f"*SKIPPED*{reason}*"])
 
 
@@ -260,8 +289,9 @@ sys.exit(0)
 
 @needs_hls4ml
 @pytest.mark.parametrize("status", ["cosim.rpt", "cosim_fail.rpt"])
-def test_hw_emu_through_a_stand_in_hls_tool(project: Project, shared_cache: Path, monkeypatch: pytest.MonkeyPatch,
-                                             status: str) -> None:
+def test_hw_emu_through_a_stand_in_hls_tool(
+    project: Project, shared_cache: Path, monkeypatch: pytest.MonkeyPatch, status: str
+) -> None:
     """hw_emu end to end with a stand-in `vitis_hls` that writes Vitis-format reports:
     latency, II, clock and resources reach the profile; a failed co-simulation fails the test."""
     tools = project.path / "bin"
@@ -272,19 +302,27 @@ def test_hw_emu_through_a_stand_in_hls_tool(project: Project, shared_cache: Path
     monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
     write_tiny_model(project, "tiny_hw", seed=3)
     report = project.path / "profile.json"
-    result = run(project, shared_cache, "-m", "hls4ml", "--target", "hw_emu", "--tinyaccel-update-golden",
-                 f"--tinyaccel-report={report}")
+    result = run(
+        project,
+        shared_cache,
+        "-m",
+        "hls4ml",
+        "--target",
+        "hw_emu",
+        "--tinyaccel-update-golden",
+        f"--tinyaccel-report={report}",
+    )
     if status == "cosim_fail.rpt":
         result.assert_outcomes(failed=3)
         result.stdout.fnmatch_lines(["*C/RTL co-simulation failed: Verilog co-simulation status 'Fail'*"])
         return
     result.assert_outcomes(passed=3)
-    row = json.loads(report.read_text())["rows"][0]
+    perf = json.loads(report.read_text())["rows"][0]["perf"]
     # Vitis sample: cosim latency max 1191 cycles at 5 ns, II 1026; resources from csynth.
-    assert row["cycles"] == 1191 and row["clock_hz"] == pytest.approx(2e8)
-    assert row["latency_ns"] == pytest.approx(5955.0) and row["throughput"] == pytest.approx(2e8 / 1026)
-    assert row["resources"] == {"LUT": 13216, "FF": 5424, "DSP": 52, "BRAM": 0, "URAM": 0}
-    assert "vitis_hls C/RTL co-simulation" in row["simulator"]
+    assert perf["cycles"] == 1191 and perf["clock_hz"] == pytest.approx(2e8)
+    assert perf["latency_ns"] == pytest.approx(5955.0) and perf["throughput"] == pytest.approx(2e8 / 1026)
+    assert perf["resources"] == {"LUT": 13216, "FF": 5424, "DSP": 52, "BRAM": 0, "URAM": 0}
+    assert "vitis_hls C/RTL co-simulation" in perf["simulator"]
 
 
 # ----- the report readers --------------------------------------------------------------------------
@@ -306,8 +344,19 @@ def test_csynth_xml_vivado_and_vitis() -> None:
 def test_csynth_text_reports_match_the_xml() -> None:
     for tool in ("vivado", "vitis"):
         xml, rpt = parse_csynth_xml(DATA / f"{tool}_csynth.xml"), parse_csynth_rpt(DATA / f"{tool}_csynth.rpt")
-        for key in ("top", "part", "tool_version", "target_clock_ns", "estimated_clock_ns", "latency_best",
-                    "latency_worst", "interval_min", "interval_max", "resources", "available"):
+        for key in (
+            "top",
+            "part",
+            "tool_version",
+            "target_clock_ns",
+            "estimated_clock_ns",
+            "latency_best",
+            "latency_worst",
+            "interval_min",
+            "interval_max",
+            "resources",
+            "available",
+        ):
             assert getattr(rpt, key) == getattr(xml, key), (tool, key)
 
 
@@ -360,8 +409,14 @@ def test_fixed_point_parsing_and_calibrated_input() -> None:
     assert parse_fixed("fixed<16,6,RND,SAT>") == FixedPoint(True, 16, 6, "RND", "SAT")
     assert str(parse_fixed(" ufixed< 8 , 0 > ")) == "ufixed<8,0,TRN,WRAP>"
     assert parse_fixed("fixed<16,6>").fractional == 10
-    for bad, why in (("fixed<16>", "not a fixed-point type"), ("fixed<0,0>", "width"), ("fixed<8,9>", "integer bits"),
-                     ("fixed<8,3,ROUND>", "rounding mode"), ("fixed<8,3,RND,CLIP>", "saturation mode"), (16, "string")):
+    for bad, why in (
+        ("fixed<16>", "not a fixed-point type"),
+        ("fixed<0,0>", "width"),
+        ("fixed<8,9>", "integer bits"),
+        ("fixed<8,3,ROUND>", "rounding mode"),
+        ("fixed<8,3,RND,CLIP>", "saturation mode"),
+        (16, "string"),
+    ):
         with pytest.raises(ValueError, match=why):
             parse_fixed(bad)
     base = parse_fixed("fixed<16,6,RND,SAT>")
@@ -373,27 +428,30 @@ def test_fixed_point_parsing_and_calibrated_input() -> None:
 
 
 def test_default_tolerance_is_derived_from_the_precision() -> None:
+    model = SimpleNamespace(manifest_path=Path("model.toml"), target_options=lambda target: {})  # no own options
     # 32 LSB of fixed<16,6> (2**-5) + two steps of a 4096-entry exp table over [0, 16).
-    assert Hls4mlTarget.default_tolerance["fp32"]["atol"] == pytest.approx(2 ** -5 + 2 * 16 / 4096)
+    assert Hls4mlTarget().default_tolerance_for(model, "fp32")["atol"] == pytest.approx(2**-5 + 2 * 16 / 4096)
     # int8: 32 LSB of the probabilities' ufixed<8,0> = 1/8 (the cap), for each of the two 8-bit
     # designs compared (hls4ml's and ONNX Runtime's), + the table term.
-    assert Hls4mlTarget.default_tolerance["int8"]["atol"] == pytest.approx(2 / 8 + 2 * 16 / 4096)
+    assert Hls4mlTarget().default_tolerance_for(model, "int8")["atol"] == pytest.approx(2 / 8 + 2 * 16 / 4096)
     target = Hls4mlTarget(precision="fixed<32,16>", softmax_table_size=16384)
-    assert target.default_tolerance["fp32"]["atol"] == pytest.approx(2 ** -11 + 2 * 16 / 16384)
-    assert derived_atol(parse_fixed("fixed<18,8>"), None) == pytest.approx(2 ** -5)
+    assert target.default_tolerance_for(model, "fp32")["atol"] == pytest.approx(2**-11 + 2 * 16 / 16384)
+    assert derived_atol(parse_fixed("fixed<18,8>"), None) == pytest.approx(2**-5)
 
 
 def test_settings_are_validated() -> None:
     target = Hls4mlTarget(strategy="resource", io_type="IO_PARALLEL", reuse_factor=4, precision="fixed<18,8>")
     assert target.settings["strategy"] == "Resource" and target.settings["io_type"] == "io_parallel"
     assert target.settings["precision"] == "fixed<18,8,TRN,WRAP>" and target.settings["reuse_factor"] == 4
-    for settings, why in (({"precison": "fixed<16,6>"}, r"unknown option\(s\) \['precison'\]"),
-                          ({"reuse_factor": 0}, "key 'reuse_factor': must be a positive integer"),
-                          ({"strategy": "Fast"}, "key 'strategy': must be one of 'Latency', 'Resource'"),
-                          ({"softmax_table_size": 1000}, "power of two"),
-                          ({"build_timeout": -1}, "positive number"),
-                          ({"precision": "float"}, "not a fixed-point type")):
-        with pytest.raises(TypeError, match=r"\[tool.tinyaccel.targets.hls4ml\]: .*" + why):
+    for settings, why in (
+        ({"precison": "fixed<16,6>"}, "key 'precison': unknown key; allowed: precision, "),
+        ({"reuse_factor": 0}, "key 'reuse_factor': must be at least 1"),
+        ({"strategy": "Fast"}, r"key 'strategy': 'Fast' is not one of \['Latency', 'Resource'\]"),
+        ({"softmax_table_size": 1000}, "power of two"),
+        ({"build_timeout": -1}, "positive number"),
+        ({"precision": "float"}, "not a fixed-point type"),
+    ):
+        with pytest.raises(ConfigError, match=r"\[tool.tinyaccel.targets.hls4ml\]: .*" + why):
             Hls4mlTarget(**settings)
 
 
@@ -403,9 +461,9 @@ def test_manifest_options_are_validated(project: Project) -> None:
     from pytest_tinyaccel.models import load_model
 
     model = load_model(project.manifest("ic"))
-    with pytest.raises(TargetError, match=r"model.toml: \[targets.hls4ml\]: unknown option\(s\) \['io_typ'\]"):
+    with pytest.raises(ConfigError, match=r"model.toml: key 'targets.hls4ml.io_typ': unknown key"):
         Hls4mlTarget().options(model)
-    project.edit_manifest("ic", 'io_typ = "io_stream"', 'reuse_factor = 2')
+    project.edit_manifest("ic", 'io_typ = "io_stream"', "reuse_factor = 2")
     model = load_model(project.manifest("ic"))
     options = Hls4mlTarget(reuse_factor=8).options(model)
     assert options["precision"] == "fixed<12,4,RND,SAT>" and options["reuse_factor"] == 2
@@ -418,12 +476,14 @@ def test_bad_settings_are_a_usage_error(project: Project) -> None:
         handle.write('\n[tool.tinyaccel.targets.hls4ml]\nio_type = "axi"\n')
     result = project.run("--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*[[]tool.tinyaccel.targets.hls4ml[]]: key 'io_type': must be one of*"])
+    result.stderr.fnmatch_lines(["*[[]tool.tinyaccel.targets.hls4ml[]]: key 'io_type': 'axi' is not one of*"])
 
 
 def test_missing_extra_is_a_skip_reason_and_the_plugin_does_not_import_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    code = ("import sys, pytest_tinyaccel.plugin, pytest_tinyaccel.targets.hls4ml; "
-            "print(sorted(m for m in ('hls4ml', 'qonnx', 'tensorflow') if m in sys.modules))")
+    code = (
+        "import sys, pytest_tinyaccel.plugin, pytest_tinyaccel.targets.hls4ml; "
+        "print(sorted(m for m in ('hls4ml', 'qonnx', 'tensorflow') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     real = importlib.util.find_spec

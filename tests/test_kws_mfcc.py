@@ -30,6 +30,7 @@ def tone(freq: float, amplitude: float = 0.5, samples: int = 16000, rate: int = 
 
 # --- a slow, direct reference, written from the definitions in the module docstring ---
 
+
 def reference_mfcc(audio: np.ndarray) -> np.ndarray:
     rate, length, step, nfft, nmel, ncep = 16000, 480, 320, 512, 40, 10
     low, high = 20.0, 4000.0
@@ -139,8 +140,9 @@ def test_dct_is_orthonormal_and_preserves_energy(mfcc):
 def test_matches_slow_reference(mfcc):
     rng = np.random.default_rng(2)
     t = np.arange(16000) / 16000
-    audio = (0.3 * np.sin(2 * np.pi * (300 + 900 * t) * t) * np.exp(-((t - 0.5) ** 2) / 0.02)
-             + 0.01 * rng.standard_normal(16000))
+    audio = 0.3 * np.sin(2 * np.pi * (300 + 900 * t) * t) * np.exp(
+        -((t - 0.5) ** 2) / 0.02
+    ) + 0.01 * rng.standard_normal(16000)
     expected = reference_mfcc(audio)
     assert expected.shape == (49, 10)
     np.testing.assert_allclose(mfcc.mfcc(audio), expected, rtol=1e-4, atol=1e-3)

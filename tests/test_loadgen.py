@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MODELS
+from helpers import MODELS
 
 from pytest_tinyaccel import loadgen
 from pytest_tinyaccel.loadgen import LoadgenError
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(loadgen.unavailable() is not None, reason=str(lo
 
 TINY = {"min_query_count": 50, "min_duration_ms": 200}
 
-SUTS = '''
+SUTS = """
 import time
 import numpy as np
 
@@ -50,7 +50,7 @@ def stuck(hang_after):
             time.sleep(3600)
         return batch.sum()
     return infer
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,9 @@ def test_real_run_on_the_cpu_build(cpu_build, ic, scenario: str, tmp_path: Path)
 
 
 def test_factory_that_raises_is_a_clean_error(suts, samples) -> None:
-    with pytest.raises(LoadgenError, match="the SUT factory lg_suts:broken_factory failed: RuntimeError: no accelerator card found"):
+    with pytest.raises(
+        LoadgenError, match="the SUT factory lg_suts:broken_factory failed: RuntimeError: no accelerator card found"
+    ):
         loadgen.measure("lg_suts:broken_factory", {}, samples, "SingleStream", TINY, timeout=60, pythonpath=suts)
 
 
@@ -116,7 +118,9 @@ def test_sut_that_hangs_hits_the_timeout(suts, samples) -> None:
     settings = {**TINY, "calibrate": False, "expected_latency_ns": 100_000}
     start = time.monotonic()
     with pytest.raises(LoadgenError, match="did not finish within 4 s .*process group was killed"):
-        loadgen.measure("lg_suts:stuck", {"hang_after": 5}, samples, "SingleStream", settings, timeout=4, pythonpath=suts)
+        loadgen.measure(
+            "lg_suts:stuck", {"hang_after": 5}, samples, "SingleStream", settings, timeout=4, pythonpath=suts
+        )
     assert time.monotonic() - start < 15
 
 
@@ -128,7 +132,9 @@ def test_settings_and_scenario_are_checked(samples) -> None:
 
 
 def test_missing_loadgen_is_an_error_with_the_install_hint(monkeypatch, samples) -> None:
-    monkeypatch.setattr(loadgen, "unavailable", lambda: "mlcommons-loadgen is not installed (pip install 'pytest-tinyaccel[loadgen]')")
+    monkeypatch.setattr(
+        loadgen, "unavailable", lambda: "mlcommons-loadgen is not installed (pip install 'pytest-tinyaccel[loadgen]')"
+    )
     with pytest.raises(LoadgenError, match=r"pip install 'pytest-tinyaccel\[loadgen\]'"):
         loadgen.measure("x:y", {}, samples, "Offline")
 
@@ -137,22 +143,31 @@ def test_command_target_in_hw_runs_its_command_per_query(ic, tmp_path: Path) -> 
     """hw mode: every LoadGen query runs the configured run command once."""
     model, feed = ic
     tool = tmp_path / "board.py"
-    tool.write_text(textwrap.dedent("""
+    tool.write_text(
+        textwrap.dedent("""
         import sys, numpy as np
         x = np.load(sys.argv[1])
         np.save(sys.argv[2] + "/probs.npy", np.full((len(x), 10), 0.1, np.float32))
         with open(sys.argv[3], "a") as log:
             log.write(f"{len(x)}\\n")
-    """))
+    """)
+    )
     calls = tmp_path / "calls.txt"
-    target = CommandTarget("board", {"kind": "command", "hw": {"run": ["{python}", str(tool), "{inputs}", "{outputs}", str(calls)]},
-                                     "sw_emu": {"run": ["{python}", str(tool)]}})
+    target = CommandTarget(
+        "board",
+        {
+            "kind": "command",
+            "hw": {"run": ["{python}", str(tool), "{inputs}", "{outputs}", str(calls)]},
+            "sw_emu": {"run": ["{python}", str(tool)]},
+        },
+    )
     build = Build(model, "fp32", "hw", model.onnx_path, tmp_path / "build")
     build.dir.mkdir()
     target.build(build)
-    assert loadgen.factory_for(target, Build(model, "fp32", "sw_emu", model.onnx_path, build.dir)) is None
-    result = loadgen.measure_target(target, build, feed, "SingleStream",
-                                    {"min_query_count": 3, "min_duration_ms": 0}, timeout=60)
+    assert target.loadgen_factory(Build(model, "fp32", "sw_emu", model.onnx_path, build.dir)) is None
+    result = loadgen.measure_target(
+        target, build, feed, "SingleStream", {"min_query_count": 3, "min_duration_ms": 0}, timeout=60
+    )
     assert result["p90_latency_ns"] > 1e6 and result["query_count"] >= 3  # a process per query: milliseconds
     lines = calls.read_text().split()
     assert len(lines) == result["sut_calls"] + 4 and set(lines) == {"1"}  # + warm-up and 3 calibration calls

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import tomllib
 
+from helpers import REPO
 from packaging.requirements import Requirement
-
-from conftest import REPO
 from tools.lock_diff import differences, locked_versions
 
-INSTALL = 'pip install -c constraints.txt -e ".[test,zigzag,loadgen,hls4ml]"'
+INSTALL = 'pip install -c constraints.txt -e ".[test,zigzag,loadgen,hls4ml,dev]"'
 
 
 def _normal(name: str) -> str:
@@ -27,12 +26,16 @@ def test_every_dependency_and_extra_is_locked() -> None:
     pins = {_normal(name): v for name, v in locked_versions().items()}
     missing = [r for r in wanted if _normal(Requirement(r).name) not in pins]
     assert not missing, f"not in constraints.txt: {missing}; refresh the lock with `bash .ci/lock`"
-    unsatisfied = [r for r in wanted if not Requirement(r).specifier.contains(pins[_normal(Requirement(r).name)], prereleases=True)]
+    unsatisfied = [
+        r for r in wanted if not Requirement(r).specifier.contains(pins[_normal(Requirement(r).name)], prereleases=True)
+    ]
     assert not unsatisfied, f"constraints.txt violates pyproject.toml: {unsatisfied}; run `bash .ci/lock`"
 
 
 def test_installed_versions_are_the_locked_ones() -> None:
     diffs = differences()
-    assert not diffs, ("this environment differs from constraints.txt: "
-                       + ", ".join(f"{n} {i or 'missing'} (locked {l})" for n, l, i in diffs)
-                       + f"; install with `{INSTALL}`")
+    assert not diffs, (
+        "this environment differs from constraints.txt: "
+        + ", ".join(f"{name} {now or 'missing'} (locked {locked})" for name, locked, now in diffs)
+        + f"; install with `{INSTALL}`"
+    )

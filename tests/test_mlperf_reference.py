@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SHARED, Project
 
-from conftest import SHARED, Project
 from pytest_tinyaccel.runtime import input_specs
 
 REFERENCE = SHARED / "mlperf_tiny"
@@ -19,9 +19,23 @@ pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"MLPerf Tiny ref
 
 # name: (float file, int8 file, use case, task, metric, MLPerf closed-division target)
 MODELS = {
-    "kws_ref": ("kws_ref_model_float32.onnx", "kws_ref_model_int8.onnx", "Keyword Spotting", "classification", "top1", 0.90),
+    "kws_ref": (
+        "kws_ref_model_float32.onnx",
+        "kws_ref_model_int8.onnx",
+        "Keyword Spotting",
+        "classification",
+        "top1",
+        0.90,
+    ),
     "vww_ref": ("vww_96_float.onnx", "vww_96_int8.onnx", "Visual Wake Words", "classification", "top1", 0.80),
-    "ic_ref": ("pretrainedResnet_float.onnx", "pretrainedResnet_quant.onnx", "Image Classification", "classification", "top1", 0.85),
+    "ic_ref": (
+        "pretrainedResnet_float.onnx",
+        "pretrainedResnet_quant.onnx",
+        "Image Classification",
+        "classification",
+        "top1",
+        0.85,
+    ),
     "ad_ref": ("ad01_fp32.onnx", "ad01_int8.onnx", "Anomaly Detection", "anomaly_detection", "auc", 0.85),
 }
 
@@ -51,7 +65,8 @@ def make_model_folder(root: Path, name: str) -> None:
     (folder / "model.toml").write_text(
         f'use_case = "{use_case}"\ntask = "{task}"\nmetric = "{metric}"\nquality_target = {target}\n'
         f'model_int8 = "model_int8.onnx"\narchitecture = "MLPerf Tiny reference"\n'
-        f'link = "https://github.com/mlcommons/tiny/tree/master/benchmark/training"\n')
+        f'link = "https://github.com/mlcommons/tiny/tree/master/benchmark/training"\n'
+    )
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -60,9 +75,12 @@ def test_reference_model_runs_unmodified_on_cpu(project: Project, name: str) -> 
     created = project.run("-m", "cpu", "--tinyaccel-update-golden", "-rs")
     checks = 3 if MODELS[name][3] == "classification" else 2
     counts = created.parseoutcomes()
-    assert (counts["passed"], counts["skipped"], counts.get("failed", 0)) == (2 * (checks - 1), 2, 0), created.stdout.str()
-    created.stdout.fnmatch_lines([f"golden {name}: created *",
-                                  f"*SKIPPED*{name} has no labelled test set (y_test): accuracy is not measured*"])
+    assert (counts["passed"], counts["skipped"], counts.get("failed", 0)) == (2 * (checks - 1), 2, 0), (
+        created.stdout.str()
+    )
+    created.stdout.fnmatch_lines(
+        [f"golden {name}: created *", f"*SKIPPED*{name} has no labelled test set (y_test): accuracy is not measured*"]
+    )
     checked = project.run("-m", "cpu")
     counts = checked.parseoutcomes()
     assert (counts["passed"], counts["skipped"], counts.get("failed", 0)) == (2 * (checks - 1), 2, 0)
@@ -85,10 +103,15 @@ def test_int8_reference_outputs_are_compared_exactly(project: Project) -> None:
     assert out.dtype == np.int8
     out[0, 0] += 1
     # rewrite consistently (as a hand edit with updated hashes would) to see the numeric check bite
-    from pytest_tinyaccel import golden as store
+    from pytest_tinyaccel.goldens import store
 
-    store.write(golden, meta, np.load(golden / "inputs.npy"), {
-        "fp32": {"Identity": np.load(golden / "fp32.0.npy")}, "int8": {"Identity": out}})
+    store.write(
+        golden,
+        meta,
+        np.load(golden / "inputs.npy"),
+        {"fp32": {"Identity": np.load(golden / "fp32.0.npy")}, "int8": {"Identity": out}},
+    )
     result = project.run("-m", "cpu", "-k", "golden and int8")
-    result.stdout.fnmatch_lines(["*output 'Identity' differs from the ONNX Runtime golden*",
-                                 "*mismatched elements: 1 / 120 (0.83%)*"])
+    result.stdout.fnmatch_lines(
+        ["*output 'Identity' differs from the ONNX Runtime golden*", "*mismatched elements: 1 / 120 (0.83%)*"]
+    )

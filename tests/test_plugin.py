@@ -7,8 +7,7 @@ import json
 
 import numpy as np
 import pytest
-
-from conftest import Project
+from helpers import Project
 
 
 def outcomes(result: pytest.RunResult) -> dict[str, int]:
@@ -25,8 +24,12 @@ def test_ids_markers_and_selection(project: Project) -> None:
     ids = {line.split("::")[1] for line in result.outlines if "::" in line}
     assert {"test_baseline[off]", "test_upgrade_review[none]"} <= ids  # placeholders that say why they are off
     cases = {i for i in ids if "-cpu-" in i or "-fake-" in i}
-    assert {"test_golden[ic-cpu-hw-fp32]", "test_golden[ic-cpu-hw-int8]", "test_accuracy[ic-fake-sw_emu-int8]",
-            "test_top5[ic-fake-hw_emu-fp32]"} <= cases
+    assert {
+        "test_golden[ic-cpu-hw-fp32]",
+        "test_golden[ic-cpu-hw-int8]",
+        "test_accuracy[ic-fake-sw_emu-int8]",
+        "test_top5[ic-fake-hw_emu-fp32]",
+    } <= cases
     assert len(cases) == 3 * 2 * 3  # 3 checks x 2 dtypes x (cpu:hw, fake:sw_emu, fake:hw_emu)
 
     result = project.run("--collect-only", "-q", "-m", "cpu")
@@ -62,13 +65,15 @@ def test_all_checks_pass_and_table_is_printed(project: Project) -> None:
     project.add_model("ic")
     result = project.run("-m", "cpu")
     assert outcomes(result) == {"passed": 6}
-    result.stdout.fnmatch_lines([
-        "*= tinyaccel profile =*",
-        "cpu hw: ONNX Runtime * CPU, 1 thread(s), measured",
-        "Model*Dtype*Latency*Throughput*Accuracy*Quality Target*Argmax = golden",
-        "ic*fp32*ns*99.4% (Top 1, n=540)*97.0% (Top 1)*100%",
-        "ic*int8*ns*(Top 1, n=540)*97.0% (Top 1)*100%",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*= tinyaccel profile =*",
+            "cpu hw: ONNX Runtime * CPU, 1 thread(s), measured",
+            "Model*Dtype*Latency*Throughput*Accuracy*Quality Target*Argmax = golden",
+            "ic*fp32*ns*99.4% (Top 1, n=540)*97.0% (Top 1)*100%",
+            "ic*int8*ns*(Top 1, n=540)*97.0% (Top 1)*100%",
+        ]
+    )
 
 
 def test_perturbed_target_fails_golden_with_diagnosis(project: Project) -> None:
@@ -76,14 +81,16 @@ def test_perturbed_target_fails_golden_with_diagnosis(project: Project) -> None:
     project.fake_target(perturb="scale")
     result = project.run("-k", "test_golden and fake and sw_emu and fp32")
     assert outcomes(result) == {"failed": 1}
-    result.stdout.fnmatch_lines([
-        "*ic-fake-sw_emu-fp32: outputs on the 10 golden samples do not match ONNX Runtime",
-        "*output 'probs' differs from the ONNX Runtime golden (atol=1e-05, rtol=0.001)",
-        "*mismatched elements: * / 100 (*%)",
-        "*max abs error: *max rel error: 0.01*",
-        "*worst elements:",
-        "*index*obtained*expected*abs err*rel err",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*ic-fake-sw_emu-fp32: outputs on the 10 golden samples do not match ONNX Runtime",
+            "*output 'probs' differs from the ONNX Runtime golden (atol=1e-05, rtol=0.001)",
+            "*mismatched elements: * / 100 (*%)",
+            "*max abs error: *max rel error: 0.01*",
+            "*worst elements:",
+            "*index*obtained*expected*abs err*rel err",
+        ]
+    )
     assert "Traceback" not in result.stdout.str()
 
 
@@ -91,8 +98,12 @@ def test_missing_golden_names_the_command(project: Project) -> None:
     project.add_model("ic", golden=False)
     result = project.run("-m", "cpu", "-k", "golden and fp32")
     assert outcomes(result)["failed"] == 1
-    result.stdout.fnmatch_lines(["*no golden at*golden/ic*",
-                                 "*to create it: pytest 'test_suite.py::test_golden[[]ic-cpu-hw-fp32[]]' --tinyaccel-update-golden"])
+    result.stdout.fnmatch_lines(
+        [
+            "*no golden at*golden/ic*",
+            "*to create it: pytest 'test_suite.py::test_golden[[]ic-cpu-hw-fp32[]]' --tinyaccel-update-golden",
+        ]
+    )
 
 
 def test_update_golden_creates_files_then_checks_pass(project: Project) -> None:
@@ -101,14 +112,20 @@ def test_update_golden_creates_files_then_checks_pass(project: Project) -> None:
     assert outcomes(result) == {"passed": 6}
     result.stdout.fnmatch_lines(["golden ic: created *golden/ic"])
     folder = project.path / "golden" / "ic"
-    assert sorted(p.name for p in folder.iterdir()) == ["fp32.0.npy", "golden.json", "inputs.npy", "int8.0.npy",
-                                                        "layers.fp32.npz", "layers.int8.npz"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "fp32.0.npy",
+        "golden.json",
+        "inputs.npy",
+        "int8.0.npy",
+        "layers.fp32.npz",
+        "layers.int8.npz",
+    ]
     meta = json.loads((folder / "golden.json").read_text())
     assert meta["ndata"] == 10 and meta["onnxruntime"] and meta["onnx"]
     assert set(meta["dtypes"]) == {"fp32", "int8"}
     assert len(meta["dtypes"]["int8"]["top5"]) == 10 and len(meta["dtypes"]["int8"]["top5"][0]) == 5
     # the committed golden was made by the same code: byte-identical
-    from conftest import GOLDEN
+    from helpers import GOLDEN
 
     for name in ("golden.json", "inputs.npy", "fp32.0.npy", "int8.0.npy", "layers.fp32.npz", "layers.int8.npz"):
         assert (folder / name).read_bytes() == (GOLDEN / "ic" / name).read_bytes(), name
@@ -127,9 +144,13 @@ def test_stale_golden_after_model_change(project: Project) -> None:
     onnx.save(model, folder / "model.onnx")
     result = project.run("-m", "cpu", "-k", "golden and fp32")
     assert outcomes(result)["failed"] == 1
-    result.stdout.fnmatch_lines(["*ic-cpu-hw-fp32: golden *golden/ic is stale: model.onnx changed since the golden was written "
-                                 "(golden sha256 *, now *)*",
-                                 "*review, then run: pytest 'test_suite.py::test_golden[[]ic-cpu-hw-fp32[]]' --tinyaccel-update-golden"])
+    result.stdout.fnmatch_lines(
+        [
+            "*ic-cpu-hw-fp32: golden *golden/ic is stale: model.onnx changed since the golden was written "
+            "(golden sha256 *, now *)*",
+            "*review, then run: pytest 'test_suite.py::test_golden[[]ic-cpu-hw-fp32[]]' --tinyaccel-update-golden",
+        ]
+    )
 
 
 def test_stale_golden_after_test_data_change(project: Project) -> None:
@@ -138,7 +159,9 @@ def test_stale_golden_after_test_data_change(project: Project) -> None:
     np.save(folder / "X_test.npy", x[::-1].copy())
     result = project.run("-m", "cpu", "-k", "golden and int8")
     assert outcomes(result)["failed"] == 1
-    result.stdout.fnmatch_lines(["*is stale: the first ndata=10 samples of X_test.npy differ from the golden's inputs*"])
+    result.stdout.fnmatch_lines(
+        ["*is stale: the first ndata=10 samples of X_test.npy differ from the golden's inputs*"]
+    )
 
 
 def test_accuracy_below_target_names_metric_and_numbers(project: Project) -> None:
@@ -146,7 +169,9 @@ def test_accuracy_below_target_names_metric_and_numbers(project: Project) -> Non
     project.edit_manifest("ic", "quality_target = 0.97", "quality_target = 0.999")
     result = project.run("-m", "cpu", "-k", "accuracy")
     assert outcomes(result) == {"failed": 2}
-    result.stdout.fnmatch_lines(["*ic-cpu-hw-fp32: 99.4% (Top 1) on the first 540 test samples is below the quality target 99.9% (Top 1)"])
+    result.stdout.fnmatch_lines(
+        ["*ic-cpu-hw-fp32: 99.4% (Top 1) on the first 540 test samples is below the quality target 99.9% (Top 1)"]
+    )
 
 
 def test_accuracy_sample_count_option(project: Project) -> None:
@@ -165,38 +190,72 @@ def test_top5_mismatch_shows_side_by_side(project: Project) -> None:
     project.fake_target(perturb="swap")
     result = project.run("-k", "top5 and fake and sw_emu and fp32")
     assert outcomes(result)["failed"] == 1
-    result.stdout.fnmatch_lines([
-        "*ic-fake-sw_emu-fp32: Top-5 differs from the golden reference in * place(s) (same classes in order, probabilities within 0.01 required)",
-        "*sample*rank*reference Top 5*obtained Top 5*",
-        "*0*1*0.998299 1*differs",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*ic-fake-sw_emu-fp32: Top-5 differs from the golden reference in * place(s) (same classes in "
+            "order, probabilities within 0.01 required)",
+            "*sample*rank*reference Top 5*obtained Top 5*",
+            "*0*1*0.998299 1*differs",
+        ]
+    )
     result.stdout.fnmatch_lines(["ic*fp32*(Top 1, n=540)*97.0% (Top 1)*0%"])  # argmax agreement with the golden
 
 
 def test_report_files(project: Project) -> None:
     project.add_model("ic")
     project.fake_target()
-    result = project.run("-m", "cpu or fake", "--tinyaccel-report", "out/profile.md", "--tinyaccel-report",
-                         "out/profile.json", "--tinyaccel-report", "out/profile.csv")
+    result = project.run(
+        "-m",
+        "cpu or fake",
+        "--tinyaccel-report",
+        "out/profile.md",
+        "--tinyaccel-report",
+        "out/profile.json",
+        "--tinyaccel-report",
+        "out/profile.csv",
+    )
     assert outcomes(result) == {"passed": 12, "skipped": 6}
     md = (project.path / "out" / "profile.md").read_text()
-    header = next(line for line in md.splitlines() if line.startswith("| Use Case"))
-    assert [cell.strip() for cell in header.strip("|").split("|")] == [
-        "Use Case", "Dtype", "Latency (cycles or ns)", "Throughput (instances/s)",
-        "Resource Utilization (Kernels/Buffers/Stream/PLIO/GMIO)", "Accuracy (first 1k)", "Quality Target", "Model"]
+    cpu_header, fake_header = (
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in md.splitlines()
+        if line.startswith("| Use Case")
+    )
+    assert fake_header == [
+        "Use Case",
+        "Dtype",
+        "Latency (cycles or ns)",
+        "Throughput (instances/s)",
+        "Resource Utilization (Kernels/Buffers/Stream/PLIO/GMIO)",
+        "Accuracy (first 1k)",
+        "Quality Target",
+        "Model",
+    ]
+    assert cpu_header[4] == "Resource Utilization"  # each target declares its own columns; cpu has none
     assert "## cpu hw: ONNX Runtime" in md and "## fake sw_emu: fakesim" in md
     assert "fp32 <br/> int8" in md and "1000 cycles <br/> 1000 cycles" in md and "3/4/5/1/2 <br/> 3/4/5/1/2" in md
     assert "[ResNet (digits)](https://github.com/mlcommons/tiny/" in md
     data = json.loads((project.path / "out" / "profile.json").read_text())
-    assert data["format"] == "tinyaccel-profile/1"
+    assert data["format"] == "tinyaccel-profile/2"
     assert {"onnxruntime", "onnx", "numpy", "python", "machine", "cpu"} <= set(data["environment"])
     rows = {(r["target"], r["mode"], r["dtype"]): r for r in data["rows"]}
-    assert set(rows) == {("cpu", "hw", "fp32"), ("cpu", "hw", "int8"), ("fake", "sw_emu", "fp32"), ("fake", "sw_emu", "int8")}
+    assert set(rows) == {
+        ("cpu", "hw", "fp32"),
+        ("cpu", "hw", "int8"),
+        ("fake", "sw_emu", "fp32"),
+        ("fake", "sw_emu", "int8"),
+    }
     cpu = rows[("cpu", "hw", "fp32")]
-    assert cpu["latency_ns"] > 0 and cpu["throughput"] > 0 and cpu["cycles"] is None
+    assert cpu["perf"]["latency_ns"] > 0 and cpu["perf"]["throughput"] > 0 and cpu["perf"]["cycles"] is None
     assert cpu["accuracy"] == pytest.approx(537 / 540) and cpu["samples"] == 540 and cpu["metric"] == "top1"
     assert cpu["agreement"] == 1.0
-    assert rows[("fake", "sw_emu", "int8")]["resources"] == {"Kernels": 3, "Buffers": 4, "Stream": 5, "PLIO": 1, "GMIO": 2}
+    assert rows[("fake", "sw_emu", "int8")]["perf"]["resources"] == {
+        "Kernels": 3,
+        "Buffers": 4,
+        "Stream": 5,
+        "PLIO": 1,
+        "GMIO": 2,
+    }
     csv_lines = (project.path / "out" / "profile.csv").read_text().splitlines()
     assert csv_lines[0].startswith("model,target,mode,dtype,") and "resources.Kernels" in csv_lines[0]
     assert len(csv_lines) == 5
@@ -222,16 +281,17 @@ def test_second_run_reuses_every_build_and_cache_clear_empties_it(project: Proje
 @pytest.mark.parametrize(
     "old, new, key, problem",
     [
-        ("task = ", "colour = \"red\"\ntask = ", "colour", "unknown key"),
-        ("quality_target = 0.97", "quality_target = \"high\"", "quality_target", "expected float, got str 'high'"),
+        ("task = ", 'colour = "red"\ntask = ', "colour", "unknown key"),
+        ("quality_target = 0.97", 'quality_target = "high"', "quality_target", "expected float, got str 'high'"),
         ("ndata = 10", "ndata = 0", "ndata", "must be at least 1"),
         ('x_test = "X_test.npy"', 'x_test = "X_missing.npy"', "x_test", "file 'X_missing.npy' does not exist"),
         ('x_test = "X_test.npy"', 'x_test = "../../escape.npy"', "x_test", "leaves the model folder"),
         ('metric = "top1"', 'metric = "auc"', "metric", "not valid for task 'classification'"),
         ('dtypes = ["fp32", "int8"]', 'dtypes = ["fp16"]', "dtypes", "expected a non-empty list"),
-        ("reduce_range = true", "reduce_range = true\nformat = \"QFoo\"", "quantization.format", "not one of"),
-        ("", "[tolerance.int8]\natol = -1", "tolerance.int8.atol", "expected a non-negative number"),
-        ("", "[targets.cpu]\nskip = 3", "targets.cpu.skip", "expected the reason as a string"),
+        ("reduce_range = true", 'reduce_range = true\nformat = "QFoo"', "quantization.format", "not one of"),
+        ("", "[tolerance.int8]\natol = -1", "tolerance.int8.atol", "must be at least 0"),
+        ("", "[tolerance.int8]\natol = nan", "tolerance.int8.atol", "expected a finite number"),
+        ("", "[targets.cpu]\nskip = 3", "targets.cpu.skip", "expected string, got int 3"),
     ],
 )
 def test_malformed_manifest_is_a_collection_error(project: Project, old: str, new: str, key: str, problem: str) -> None:
@@ -267,7 +327,9 @@ def test_wrong_input_shape_is_explained(project: Project) -> None:
     folder = project.add_model("ic")
     np.save(folder / "X_test.npy", np.load(folder / "X_test.npy").reshape(-1, 64))
     result = project.run("-m", "cpu", "-k", "accuracy and fp32")
-    result.stdout.fnmatch_lines(["*input data has shape [[]540, 64[]] but model input 'input' expects [[]N, 1, 8, 8[]]*"])
+    result.stdout.fnmatch_lines(
+        ["*input data has shape [[]540, 64[]] but model input 'input' expects [[]N, 1, 8, 8[]]*"]
+    )
 
 
 def test_nan_in_input_is_explained(project: Project) -> None:
@@ -289,7 +351,9 @@ def test_corrupt_onnx_fails_that_model_only(project: Project) -> None:
     result = project.run("-m", "cpu", "-k", "accuracy")
     counts = outcomes(result)
     assert counts["passed"] == 2 and counts["failed"] == 2
-    result.stdout.fnmatch_lines(["*ic2-cpu-hw-fp32: *model.onnx is not a readable ONNX model (*); re-export or restore it"])
+    result.stdout.fnmatch_lines(
+        ["*ic2-cpu-hw-fp32: *model.onnx is not a readable ONNX model (*); re-export or restore it"]
+    )
     assert "Traceback" not in result.stdout.str()
 
 
@@ -303,7 +367,7 @@ def test_target_settings_from_pyproject_are_validated(project: Project) -> None:
     (project.path / "pyproject.toml").write_text("[tool.tinyaccel.targets.cpu]\nlatency_runs = 0\n")
     result = project.run()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*[[]tool.tinyaccel.targets.cpu[]]: cpu setting latency_runs must be a positive integer, got 0"])
+    result.stderr.fnmatch_lines(["*[[]tool.tinyaccel.targets.cpu[]]: key 'latency_runs': must be at least 1, got 0"])
     (project.path / "pyproject.toml").write_text("[tool.tinyaccel.targets.gpu]\nx = 1\n")
     result = project.run()
     result.stderr.fnmatch_lines(["*configures unknown target(s) [[]'gpu'[]]*"])
@@ -352,7 +416,8 @@ def test_third_party_target_from_entry_point(project: Project, monkeypatch: pyte
         "    name = 'npu'\n"
         "    modes = ('hw',)\n"
         "    def availability(self, mode):\n"
-        "        return 'no ACME NPU attached to this machine'\n")
+        "        return 'no ACME NPU attached to this machine'\n"
+    )
     monkeypatch.setenv("PYTHONPATH", str(site))
     result = project.pytester.runpytest_subprocess("-m", "npu", "-rs")
     result.stdout.fnmatch_lines(["*SKIPPED*no ACME NPU attached to this machine*"])

@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import Project
 
-from conftest import Project
 from pytest_tinyaccel.cache import BuildCache
 
 pytest.importorskip("xdist", reason="pytest-xdist is not installed (pip install -e '.[test]')")
 
-SIM_TARGET = '''
+SIM_TARGET = """
 from pytest_tinyaccel import Perf, RunResult, Target
 from pytest_tinyaccel.runtime import create_session, run_session
 
@@ -32,7 +32,7 @@ class SimTarget(Target):
 
 def pytest_tinyaccel_targets(config):
     return [SimTarget]
-'''
+"""
 
 REPORTS = ("profile.md", "profile.json", "profile.csv")
 
@@ -67,11 +67,14 @@ def test_bundled_suite_in_parallel_matches_serial_apart_from_wall_clock(project:
     def without_wall_clock(path: Path) -> dict:
         data = json.loads(path.read_text())
         for row in data["rows"]:
-            assert row["latency_ns"] > 0 and row["throughput"] > 0
-            row["latency_ns"] = row["throughput"] = None
+            perf = row["perf"]
+            assert perf["latency_ns"] > 0 and perf["throughput"] > 0
+            perf["latency_ns"] = perf["throughput"] = None
         return data
 
-    assert without_wall_clock(project.path / "serial" / "profile.json") == without_wall_clock(project.path / "parallel" / "profile.json")
+    assert without_wall_clock(project.path / "serial" / "profile.json") == without_wall_clock(
+        project.path / "parallel" / "profile.json"
+    )
 
 
 def _build_once(args: tuple[str, str]) -> str:
@@ -125,7 +128,9 @@ def test_a_crashed_build_leaves_nothing_that_looks_complete(tmp_path: Path) -> N
 def test_concurrent_golden_updates_agree(project: Project) -> None:
     """Two workers updating the same model's golden at once: one writes, the other reuses it."""
     project.add_model("ic", golden=False)
-    result = project.pytester.runpytest_subprocess("-m", "cpu", "-n", "2", "--dist", "load", "--tinyaccel-update-golden")
+    result = project.pytester.runpytest_subprocess(
+        "-m", "cpu", "-n", "2", "--dist", "load", "--tinyaccel-update-golden"
+    )
     assert result.parseoutcomes()["passed"] == 6
     assert result.stdout.str().count("golden ic: created") == 1
     assert project.pytester.runpytest_subprocess("-m", "cpu").parseoutcomes()["passed"] == 6

@@ -28,12 +28,23 @@ def bundled_quantization() -> dict[str, Any]:
     return dict(QUANTIZATION_DEFAULTS, reduce_range=True)
 
 
-def export_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path,
-                input_name: str = "input", output_name: str = "output", opset: int = 17) -> None:
+def export_onnx(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    input_name: str = "input",
+    output_name: str = "output",
+    opset: int = 17,
+) -> None:
     module.eval()
     torch.onnx.export(
-        module, (example,), str(path), dynamo=False, opset_version=opset,
-        input_names=[input_name], output_names=[output_name],
+        module,
+        (example,),
+        str(path),
+        dynamo=False,
+        opset_version=opset,
+        input_names=[input_name],
+        output_names=[output_name],
         dynamic_axes={input_name: {0: "N"}, output_name: {0: "N"}},
         do_constant_folding=True,
     )

@@ -49,18 +49,43 @@ def main(argv: list[str] | None = None) -> int:
                 perf = funcs[target](model, dtype, cache_dir=args.cache_dir)
                 cached = time.perf_counter() - t0
                 res = ", ".join(f"{k} {v}" for k, v in perf.resources.items())
-                rows.append([
-                    label, target, dtype, f"{perf.cycles:,.0f}", f"{perf.latency_ns / 1e3:,.2f}",
-                    f"{perf.throughput:,.0f}", f"{perf.efficiency:.3f}", res,
-                    f"{perf.extra['zigzag_elapsed_s']:.2f}", f"{first:.2f}", f"{cached:.3f}",
-                ])
+                rows.append(
+                    [
+                        label,
+                        target,
+                        dtype,
+                        f"{perf.cycles:,.0f}",
+                        f"{(perf.latency_ns or 0) / 1e3:,.2f}",
+                        f"{perf.throughput:,.0f}",
+                        f"{perf.efficiency:.3f}",
+                        res,
+                        f"{perf.extra['zigzag_elapsed_s']:.2f}",
+                        f"{first:.2f}",
+                        f"{cached:.3f}",
+                    ]
+                )
                 if args.trace:
                     write_trace(perf, args.trace / f"{label}-{target}-hw_emu-{dtype}.json")
                 print(" ".join(rows[-1]), file=sys.stderr)
-    print(tabulate(rows, headers=[
-        "model", "target", "dtype", "cycles", "latency us", "inst/s", "efficiency",
-        "resources", "ZigZag cold s", "first call s", "cached call s",
-    ], tablefmt="github"))
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "model",
+                "target",
+                "dtype",
+                "cycles",
+                "latency us",
+                "inst/s",
+                "efficiency",
+                "resources",
+                "ZigZag cold s",
+                "first call s",
+                "cached call s",
+            ],
+            tablefmt="github",
+        )
+    )
     return 0
 
 

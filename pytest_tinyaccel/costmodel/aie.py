@@ -65,8 +65,8 @@ from pathlib import Path
 
 import onnx
 
-from ..targets.base import LayerPerf, Perf
-from . import graph as graph_mod
+from ..perf import LayerPerf, Perf
+from . import layergraph
 from .hardware import Hardware, hardware_file, load_hardware
 from .zigzag_runner import ZigZagResult, run_zigzag
 
@@ -74,7 +74,7 @@ SIMULATOR = "tinyaccel emulator + ZigZag AIE-ML tile model"
 DMA_BYTES_PER_CYCLE = 8
 """Two 32-bit DMA channels each way (AM020)."""
 VECTOR_BITS = 512
-PASS_THROUGH_OPS = graph_mod.METADATA_OPS | {"Transpose"}
+PASS_THROUGH_OPS = layergraph.METADATA_OPS | {"Transpose"}
 
 
 @dataclass
@@ -109,7 +109,7 @@ def aie_perf(
 ) -> Perf:
     """Timing and resources of `model` (the float ONNX model) on AIE-ML tiles for `dtype`."""
     hw = load_hardware(hardware or hardware_file("aie", dtype))
-    prepared, sha = graph_mod.prepare_model(model)
+    prepared, sha = layergraph.prepare_model(model)
     zz = run_zigzag(model, hw, dtype, cache_dir, prepared=prepared, model_sha256=sha)
     return compose(prepared, zz, hw)
 
@@ -119,7 +119,7 @@ def tile_budget(hw: Hardware) -> int:
     return int(hw.meta["data_memory_bytes"]) - int(hw.meta.get("stack_heap_bytes", 0))
 
 
-def _conv_geometry(prepared: graph_mod.Graph, node: graph_mod.Node) -> tuple[int, int, int]:
+def _conv_geometry(prepared: layergraph.LayerGraph, node: layergraph.Layer) -> tuple[int, int, int]:
     """(input rows, kernel rows, row stride) of a Conv; (rows, 1, 1) otherwise."""
     if node.op == "Conv":
         in_shape = prepared.shapes.get(node.inputs[0], [])
@@ -132,8 +132,8 @@ def _conv_geometry(prepared: graph_mod.Graph, node: graph_mod.Node) -> tuple[int
 
 
 def buffer_bytes(
-    prepared: graph_mod.Graph,
-    node: graph_mod.Node,
+    prepared: layergraph.LayerGraph,
+    node: layergraph.Layer,
     hw: Hardware,
     channel_split: int,
     row_split: int,
@@ -160,9 +160,7 @@ def buffer_bytes(
     return weights + 2.0 * (inputs + outputs)
 
 
-def choose_split(
-    prepared: graph_mod.Graph, node: graph_mod.Node, hw: Hardware
-) -> tuple[int, int, bool, float]:
+def choose_split(prepared: layergraph.LayerGraph, node: layergraph.Layer, hw: Hardware) -> tuple[int, int, bool, float]:
     """(channel split, row split, weights stay in the tile, buffer bytes) for `node`."""
     budget = tile_budget(hw)
     k = max(node.out_channels, 1)
@@ -188,7 +186,7 @@ def choose_split(
     return k, r, False, buffer_bytes(prepared, node, hw, k, r, weights_in_tile=False)
 
 
-def _vector_cycles(node: graph_mod.Node, hw: Hardware, kernels: int) -> float:
+def _vector_cycles(node: layergraph.Layer, hw: Hardware, kernels: int) -> float:
     ab = hw.precision_bits["act"] / 8
     lanes = VECTOR_BITS // hw.precision_bits["act"]
     in_bytes = node.input_elems * ab / kernels
@@ -204,7 +202,7 @@ def _vector_cycles(node: graph_mod.Node, hw: Hardware, kernels: int) -> float:
     )
 
 
-def map_graph(prepared: graph_mod.Graph, zz: ZigZagResult, hw: Hardware) -> list[LayerMapping]:
+def map_graph(prepared: layergraph.LayerGraph, zz: ZigZagResult, hw: Hardware) -> list[LayerMapping]:
     """Kernels per node and the dataflow schedule (start/finish per layer)."""
     fused = prepared.fused_activations()
     by_name = {n.name: n for n in prepared.nodes}
@@ -271,7 +269,7 @@ def map_graph(prepared: graph_mod.Graph, zz: ZigZagResult, hw: Hardware) -> list
     return order
 
 
-def compose(prepared: graph_mod.Graph, zz: ZigZagResult, hw: Hardware) -> Perf:
+def compose(prepared: layergraph.LayerGraph, zz: ZigZagResult, hw: Hardware) -> Perf:
     """Map, schedule and summarise (see the module docstring for every rule)."""
     mapping = map_graph(prepared, zz, hw)
     layers: list[LayerPerf] = []

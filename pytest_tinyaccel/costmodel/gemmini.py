@@ -43,8 +43,8 @@ from pathlib import Path
 
 import onnx
 
-from ..targets.base import LayerPerf, Perf
-from . import graph as graph_mod
+from ..perf import LayerPerf, Perf
+from . import layergraph
 from .hardware import Hardware, hardware_file, load_hardware
 from .zigzag_runner import ZigZagResult, run_zigzag
 
@@ -65,12 +65,12 @@ def gemmini_perf(
     `hardware` overrides the shipped description for `dtype`.
     """
     hw = load_hardware(hardware or hardware_file("gemmini", dtype))
-    prepared, sha = graph_mod.prepare_model(model)
+    prepared, sha = layergraph.prepare_model(model)
     zz = run_zigzag(model, hw, dtype, cache_dir, prepared=prepared, model_sha256=sha)
     return compose(prepared, zz, hw)
 
 
-def compose(prepared: graph_mod.Graph, zz: ZigZagResult, hw: Hardware) -> Perf:
+def compose(prepared: layergraph.LayerGraph, zz: ZigZagResult, hw: Hardware) -> Perf:
     """Sequential composition of ZigZag's per-layer results (see the module docstring)."""
     act_bytes = hw.precision_bits["act"] / 8
     acc_bytes = hw.precision_bits["output"] / 8
@@ -87,7 +87,7 @@ def compose(prepared: graph_mod.Graph, zz: ZigZagResult, hw: Hardware) -> Perf:
     acc_peak = 0.0
     n_matrix = 0
     for node in prepared.nodes:
-        if node.op in graph_mod.METADATA_OPS:
+        if node.op in layergraph.METADATA_OPS:
             continue
         extra: dict = {}
         if node.is_matrix:
@@ -113,9 +113,7 @@ def compose(prepared: graph_mod.Graph, zz: ZigZagResult, hw: Hardware) -> Perf:
             cycles = float(math.ceil(moved / bus))
             macs = 0
             extra = {"rule": "bus", "bytes": moved}
-        layers.append(
-            LayerPerf(name=node.name, op=node.op, cycles=cycles, start=t, macs=macs, extra=extra)
-        )
+        layers.append(LayerPerf(name=node.name, op=node.op, cycles=cycles, start=t, macs=macs, extra=extra))
         t += cycles
 
     cycles = t

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cache import atomic_write_text
-from ..targets.base import Perf
+from ..perf import Perf
 
 
 def trace_events(perf: Perf, *, process_name: str | None = None) -> dict[str, Any]:
@@ -57,9 +57,7 @@ def trace_events(perf: Perf, *, process_name: str | None = None) -> dict[str, An
         )
     for tid, name in sorted(tracks.items()):
         events.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": name}})
-        events.append(
-            {"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid, "args": {"sort_index": tid}}
-        )
+        events.append({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid, "args": {"sort_index": tid}})
     return {
         "traceEvents": events,
         "displayTimeUnit": "ns",

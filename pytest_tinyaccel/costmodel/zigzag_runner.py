@@ -49,7 +49,7 @@ from typing import Any
 import onnx
 
 from ..cache import atomic_write_text, content_key
-from . import graph as graph_mod
+from . import layergraph
 from .hardware import Hardware, load_hardware
 
 ZIGZAG_VERSION = "3.9.1"
@@ -81,10 +81,7 @@ def _zigzag_unavailable() -> str | None:
     except metadata.PackageNotFoundError:
         return f"a 'zigzag' module is importable but zigzag-dse is not installed: {INSTALL_HINT}"
     if version != ZIGZAG_VERSION:
-        return (
-            f"zigzag-dse {version} is installed; the cost model is written for "
-            f"{ZIGZAG_VERSION}: {INSTALL_HINT}"
-        )
+        return f"zigzag-dse {version} is installed; the cost model is written for {ZIGZAG_VERSION}: {INSTALL_HINT}"
     return None
 
 
@@ -161,7 +158,7 @@ def run_zigzag(
     dtype: str,
     cache_dir: str | Path | None = None,
     *,
-    prepared: graph_mod.Graph | None = None,
+    prepared: layergraph.LayerGraph | None = None,
     model_sha256: str | None = None,
 ) -> ZigZagResult:
     """Cost every Conv/Gemm/MatMul layer of `model` on `hardware` with ZigZag.
@@ -170,14 +167,14 @@ def run_zigzag(
     of the cache key and must match the hardware file's `tinyaccel.dtype`.
     With `cache_dir`, a result computed before for the same key is returned
     without running (or importing) ZigZag. `prepared`/`model_sha256` let a caller
-    that already ran `graph.prepare_model` skip doing it again.
+    that already ran `layergraph.prepare_model` skip doing it again.
     """
     t0 = time.perf_counter()
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(hardware)
     if hw.dtype != dtype:
         raise ValueError(f"hardware {hw.name!r} describes dtype {hw.dtype!r}, not {dtype!r}")
     if prepared is None or model_sha256 is None:
-        prepared, model_sha256 = graph_mod.prepare_model(model)
+        prepared, model_sha256 = layergraph.prepare_model(model)
     key = cache_key(model_sha256, hw, dtype)
     path = _cache_file(Path(cache_dir), key) if cache_dir is not None else None
     if path is not None and path.is_file():
@@ -198,19 +195,15 @@ def run_zigzag(
     return result
 
 
-def _mapping_data(prepared: graph_mod.Graph, hw: Hardware) -> list[dict[str, Any]]:
+def _mapping_data(prepared: layergraph.LayerGraph, hw: Hardware) -> list[dict[str, Any]]:
     """ZigZag mapping entries (by node name for depthwise/grouped convs)."""
     dense = {dim: list(dims) for dim, dims in hw.mapping["dense"].items()}
     depthwise = {dim: list(dims) for dim, dims in hw.mapping["depthwise"].items()}
     links = {"O": "O", "W": "I2", "I": "I1"}
-    entries: list[dict[str, Any]] = [
-        {"name": "default", "spatial_mapping_hint": dense, "memory_operand_links": links}
-    ]
+    entries: list[dict[str, Any]] = [{"name": "default", "spatial_mapping_hint": dense, "memory_operand_links": links}]
     for node in prepared.nodes:
         if node.is_depthwise:
-            entries.append(
-                {"name": node.name, "spatial_mapping_hint": depthwise, "memory_operand_links": links}
-            )
+            entries.append({"name": node.name, "spatial_mapping_hint": depthwise, "memory_operand_links": links})
     return entries
 
 
@@ -270,9 +263,7 @@ def _import_zigzag():
             if not validator.validate():
                 raise ValueError(f"invalid ZigZag accelerator: {validator.validator.errors}")
             accelerator = AcceleratorFactory(data).create()
-            sub_stage = self.list_of_callables[0](
-                self.list_of_callables[1:], accelerator=accelerator, **self.kwargs
-            )
+            sub_stage = self.list_of_callables[0](self.list_of_callables[1:], accelerator=accelerator, **self.kwargs)
             yield from sub_stage.run()
 
     class TolerantCostModelEvaluation(CostModelEvaluation):
@@ -336,12 +327,12 @@ def _import_zigzag():
     }
 
 
-def _evaluate(prepared: graph_mod.Graph, hw: Hardware) -> dict[str, LayerCost]:
+def _evaluate(prepared: layergraph.LayerGraph, hw: Hardware) -> dict[str, LayerCost]:
     z = _import_zigzag()
     matrix = [n for n in prepared.nodes if n.is_matrix]
     if not matrix:
         return {}
-    model = graph_mod.zigzag_model(prepared, hw.precision_bits)
+    model = layergraph.zigzag_model(prepared, hw.precision_bits)
     main = z["MainStage"](
         list_of_callables=z["stages"],
         accelerator=hw.zigzag_data,

@@ -49,7 +49,7 @@ def raw_u8(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _risky_pairs(b_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _risky_pairs(b_raw: np.ndarray) -> tuple[np.ndarray, ...]:
     """(pair index, column) of the pairs of rows of b_raw (K, N) whose sum can leave int16."""
     k = b_raw.shape[0]
     b = b_raw.astype(np.int32)
@@ -59,7 +59,9 @@ def _risky_pairs(b_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.nonzero(bound > _I16_MAX)
 
 
-def pair_correction(column: Callable[[int], np.ndarray], b_raw: np.ndarray, out_shape: Sequence[int]) -> np.ndarray | None:
+def pair_correction(
+    column: Callable[[int], np.ndarray], b_raw: np.ndarray, out_shape: Sequence[int]
+) -> np.ndarray | None:
     """What int16 pair saturation adds to the exact accumulator, (..., N) int64; None when nothing can saturate.
 
     `column(k)` returns the raw uint8 activations that meet row k of `b_raw`
@@ -111,10 +113,13 @@ def conv_correction(
     (sh, sw), (dh, dw), (oh, ow) = strides, dilations, out_hw
     parts = []
     for g in range(group):
+
         def column(k: int, g: int = g) -> np.ndarray:
             i, rest = divmod(k, kw * cg)
             j, ch = divmod(rest, cg)
-            return xp[:, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw, g * cg + ch]
+            return xp[
+                :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw, g * cg + ch
+            ]
 
         wg = w_raw[g * mg : (g + 1) * mg].transpose(2, 3, 1, 0).reshape(kh * kw * cg, mg)
         parts.append(pair_correction(column, wg, (n, oh, ow)))

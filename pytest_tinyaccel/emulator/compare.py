@@ -60,7 +60,9 @@ def first_divergence(
                 continue
             got, want = np.asarray(emulated[tensor]), np.asarray(reference[tensor])
             if got.shape != want.shape:
-                return Divergence(name, op_type, tensor, float("inf"), max(got.size, want.size), max(got.size, want.size))
+                return Divergence(
+                    name, op_type, tensor, float("inf"), max(got.size, want.size), max(got.size, want.size)
+                )
             if got.dtype.kind in "iub" or want.dtype.kind in "iub":
                 diff = np.abs(got.astype(np.int64) - want.astype(np.int64))
                 bad = diff != 0

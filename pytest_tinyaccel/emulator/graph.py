@@ -25,10 +25,16 @@ from .kernels import ROUNDING_MODES
 from .ops import BuildContext, Kernel, lookup_op, supported_ops
 from .qdq import fuse_qdq
 
-_ONNX_NP = {
-    onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64, onnx.TensorProto.FLOAT16: np.float16,
-    onnx.TensorProto.UINT8: np.uint8, onnx.TensorProto.INT8: np.int8, onnx.TensorProto.UINT16: np.uint16,
-    onnx.TensorProto.INT16: np.int16, onnx.TensorProto.INT32: np.int32, onnx.TensorProto.INT64: np.int64,
+_ONNX_NP: dict[int, type[np.generic]] = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.DOUBLE: np.float64,
+    onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.UINT8: np.uint8,
+    onnx.TensorProto.INT8: np.int8,
+    onnx.TensorProto.UINT16: np.uint16,
+    onnx.TensorProto.INT16: np.int16,
+    onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.INT64: np.int64,
     onnx.TensorProto.BOOL: np.bool_,
 }
 
@@ -85,7 +91,7 @@ class Graph:
         cls,
         path: Path,
         rounding: Mapping[str, str] | None = None,
-        qdq: Literal["float", "integer", "ort"] = "float",
+        qdq: str = "float",
         accumulation: str = "exact",
     ) -> Graph:
         """Parse, order, validate and constant-fold `path`.
@@ -137,7 +143,9 @@ class Graph:
             if spec is None:
                 domain = proto.domain or "ai.onnx"
                 raise UnsupportedOpError(
-                    label, name, proto.op_type,
+                    label,
+                    name,
+                    proto.op_type,
                     f"op type {proto.op_type} (domain {domain}) is not supported by the tinyaccel emulator; "
                     f"supported: {', '.join(supported_ops())}",
                 )
@@ -159,7 +167,8 @@ class Graph:
             if node_name not in requantizing:
                 raise ValueError(
                     f"rounding: node {node_name!r} of {label} does not requantize; "
-                    f"rounding applies to: {', '.join(n for n in names if n in requantizing) or 'no node of this model'}"
+                    f"rounding applies to: "
+                    f"{', '.join(n for n in names if n in requantizing) or 'no node of this model'}"
                 )
         outputs = tuple(o.name for o in graph.output)
         built = cls(path, inputs, outputs, consts, steps, tuple(folded))
@@ -254,13 +263,13 @@ def _unique_names(nodes: list[onnx.NodeProto]) -> list[str]:
 def _toposort(nodes: list[onnx.NodeProto], available: set[str], label: str) -> list[onnx.NodeProto]:
     """Kahn's algorithm, keeping the file order among ready nodes."""
     producers = {o: i for i, n in enumerate(nodes) for o in n.output if o}
-    waiting = [
-        {producers[i] for i in n.input if i and i not in available and i in producers} for n in nodes
-    ]
+    waiting = [{producers[i] for i in n.input if i and i not in available and i in producers} for n in nodes]
     for n in nodes:
         for i in n.input:
             if i and i not in available and i not in producers:
-                raise ValueError(f"{label}: node '{n.name}' ({n.op_type}) reads '{i}', which no node, input or initializer provides")
+                raise ValueError(
+                    f"{label}: node '{n.name}' ({n.op_type}) reads '{i}', which no node, input or initializer provides"
+                )
     consumers: dict[int, list[int]] = {}
     for j, deps in enumerate(waiting):
         for d in deps:

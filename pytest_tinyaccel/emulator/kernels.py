@@ -64,7 +64,9 @@ def requantize(acc: np.ndarray, scale: np.ndarray, zero_point: int, dtype: np.dt
     return _round_add_saturate(value, np.float32(zero_point), dtype, rounding)
 
 
-def _round_add_saturate(value: np.ndarray, zero_point: np.ndarray | np.float32, dtype: np.dtype, rounding: str) -> np.ndarray:
+def _round_add_saturate(
+    value: np.ndarray, zero_point: np.ndarray | np.float32, dtype: np.dtype, rounding: str
+) -> np.ndarray:
     """round, + zero point, clip, cast; `value` (float32, owned by the caller) is overwritten."""
     if rounding == "half_even":
         np.rint(value, out=value)
@@ -76,7 +78,9 @@ def _round_add_saturate(value: np.ndarray, zero_point: np.ndarray | np.float32, 
     return value.astype(dtype)
 
 
-def quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, dtype: np.dtype, rounding: str) -> np.ndarray:
+def quantize_linear(
+    x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, dtype: np.dtype, rounding: str
+) -> np.ndarray:
     """QuantizeLinear as MLAS computes it: float32 x / scale, round, add zero point, saturate."""
     value = np.divide(x, scale, dtype=np.float32)
     return _round_add_saturate(value, zero_point.astype(np.float32), dtype, rounding)
@@ -113,7 +117,9 @@ def fma32(x: np.ndarray | np.floating, y: np.ndarray | np.floating, z: np.ndarra
 # --------------------------------------------------------------------------- geometry
 
 
-def pool_output_size(size: int, kernel: int, stride: int, dilation: int, pad_begin: int, pad_end: int, ceil_mode: bool) -> int:
+def pool_output_size(
+    size: int, kernel: int, stride: int, dilation: int, pad_begin: int, pad_end: int, ceil_mode: bool
+) -> int:
     """Output length of a convolution/pooling window along one axis (ONNX formula)."""
     span = (kernel - 1) * dilation + 1
     num = size + pad_begin + pad_end - span
@@ -134,7 +140,9 @@ def same_pads(size: int, kernel: int, stride: int, dilation: int, upper: bool) -
     return (small, large) if upper else (large, small)
 
 
-def _taps(xp: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int], out_hw: Sequence[int]):
+def _taps(
+    xp: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int], out_hw: Sequence[int]
+):
     """Yield (kh, kw, strided view) for every kernel tap of a padded NHWC tensor."""
     (kh_n, kw_n), (sh, sw), (dh, dw), (oh, ow) = kernel, strides, dilations, out_hw
     for i in range(kh_n):
@@ -216,9 +224,11 @@ def conv2d(
     for s in range(0, n, step):
         part = win[s : s + step]
         nb = part.shape[0]
-        cols = part.reshape(nb, oh, ow, group, cg, kh, kw).transpose(3, 0, 1, 2, 5, 6, 4).reshape(group, nb * oh * ow, k)
-        res = np.matmul(cols, wg)  # (G, NB*OH*OW, MG)
-        out[s : s + step] = res.transpose(1, 0, 2).reshape(nb, oh, ow, m)
+        gcols = (
+            part.reshape(nb, oh, ow, group, cg, kh, kw).transpose(3, 0, 1, 2, 5, 6, 4).reshape(group, nb * oh * ow, k)
+        )
+        grouped = np.matmul(gcols, wg)  # (G, NB*OH*OW, MG)
+        out[s : s + step] = grouped.transpose(1, 0, 2).reshape(nb, oh, ow, m)
     return nchw(out)
 
 
@@ -250,7 +260,12 @@ def exact_in_float32(x_abs_max: float, w_int: np.ndarray, axis: int) -> bool:
 
 
 def max_pool2d(
-    x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int], ceil_mode: bool
+    x: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    pads: Sequence[int],
+    dilations: Sequence[int],
+    ceil_mode: bool,
 ) -> np.ndarray:
     """Max pooling of NCHW `x` (float or integer), padding never wins."""
     out_hw, extra = _pool_geometry(x.shape[2:], kernel, strides, pads, dilations, ceil_mode)
@@ -329,8 +344,16 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 _LOGISTIC = tuple(
     np.float32(v)
     for v in (
-        4.37031012579801e-11, 1.15627324459942e-07, 6.08574864600143e-05, 8.51377133304701e-03, 2.48287947061529e-01,
-        6.10247389755681e-13, 5.76102136993427e-09, 6.29106785017040e-06, 1.70198817374094e-03, 1.16817656904453e-01,
+        4.37031012579801e-11,
+        1.15627324459942e-07,
+        6.08574864600143e-05,
+        8.51377133304701e-03,
+        2.48287947061529e-01,
+        6.10247389755681e-13,
+        5.76102136993427e-09,
+        6.29106785017040e-06,
+        1.70198817374094e-03,
+        1.16817656904453e-01,
         9.93151921023180e-01,
     )
 )
@@ -366,4 +389,3 @@ def logistic_mlas(x: np.ndarray) -> np.ndarray:
 def lookup(table: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Apply a 256-entry table indexed by the raw byte of an 8-bit tensor."""
     return table[x.view(np.uint8)]
-

@@ -53,7 +53,9 @@ class _View:
 
     def dq(self, tensor: str) -> onnx.NodeProto | None:
         node = self.producer.get(tensor)
-        return node if node is not None and node.op_type == "DequantizeLinear" and node.domain in ("", "ai.onnx") else None
+        return (
+            node if node is not None and node.op_type == "DequantizeLinear" and node.domain in ("", "ai.onnx") else None
+        )
 
     def const(self, name: str) -> np.ndarray | None:
         return self.consts.get(name) if name else None
@@ -66,7 +68,7 @@ def _attr(node: onnx.NodeProto, name: str, default):
     return default
 
 
-def _dq_params(view: _View, dq: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray, int] | None:
+def _dq_params(view: _View, dq: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray | None, int] | None:
     """(scale, zero point, axis) of a DequantizeLinear with constant parameters."""
     if _attr(dq, "block_size", 0):
         return None
@@ -84,7 +86,13 @@ def _activation(view: _View, dq: onnx.NodeProto | None) -> tuple[str, str, str] 
     if dq is None or dq.input[0] in view.consts:
         return None
     params = _dq_params(view, dq)
-    if params is None or params[0].size != 1 or params[1] is None or params[1].size != 1 or params[1].dtype not in _8BIT:
+    if (
+        params is None
+        or params[0].size != 1
+        or params[1] is None
+        or params[1].size != 1
+        or params[1].dtype not in _8BIT
+    ):
         return None
     return dq.input[0], dq.input[1], dq.input[2]
 
@@ -220,8 +228,20 @@ def _bias(view: _View, dq: onnx.NodeProto | None, expected_scale: np.ndarray) ->
     scale, zp, _ = params
     if zp is not None and np.any(zp != 0):
         return None
-    want = np.broadcast_to(expected_scale.astype(np.float64).reshape(-1), (b.size,)) if expected_scale.size > 1 else expected_scale.astype(np.float64).reshape(())
-    if not np.allclose(np.broadcast_to(scale.astype(np.float64).reshape(-1) if scale.size > 1 else scale.astype(np.float64).reshape(()), np.shape(want)), want, rtol=1e-6, atol=0):
+    want = (
+        np.broadcast_to(expected_scale.astype(np.float64).reshape(-1), (b.size,))
+        if expected_scale.size > 1
+        else expected_scale.astype(np.float64).reshape(())
+    )
+    if not np.allclose(
+        np.broadcast_to(
+            scale.astype(np.float64).reshape(-1) if scale.size > 1 else scale.astype(np.float64).reshape(()),
+            np.shape(want),
+        ),
+        want,
+        rtol=1e-6,
+        atol=0,
+    ):
         return None
     return dq.input[0]
 
@@ -231,7 +251,7 @@ def _match_conv(view: _View, conv: onnx.NodeProto, relu):
     act = _activation(view, x_dq)
     w = view.consts.get(w_dq.input[0]) if w_dq is not None else None
     wt = _weights(view, w_dq, 0, 0) if w is not None else None
-    if act is None or wt is None or w.ndim not in (3, 4):
+    if act is None or wt is None or w is None or w.ndim not in (3, 4):
         return None
     x_scale = view.consts[act[1]]
     bias = None
@@ -298,9 +318,12 @@ def _match_add(view: _View, add: onnx.NodeProto, relu):
     if any(a is None for a in acts):
         return None
     (a, b) = acts
+    assert a is not None and b is not None
 
     def make(name: str, out: str, ys: str, yz: str) -> onnx.NodeProto:
-        return helper.make_node("QLinearAdd", [a[0], a[1], a[2], b[0], b[1], b[2], ys, yz], [out], name=name, domain=_MS)
+        return helper.make_node(
+            "QLinearAdd", [a[0], a[1], a[2], b[0], b[1], b[2], ys, yz], [out], name=name, domain=_MS
+        )
 
     return add, relu, [add], make
 

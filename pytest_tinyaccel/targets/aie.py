@@ -11,13 +11,13 @@ For aiesimulator/x86simulator themselves, configure a `command` target.
 
 from __future__ import annotations
 
-from ..emulated import EmulatedTarget
+from .emulated import EmulatedTarget
 
 
 class AieTarget(EmulatedTarget):
     name = "aie"
     version = "1"
-    description = "AMD AI Engine (AIE-ML), emulated"
+    resource_columns = ("Kernels", "Buffers", "Stream", "PLIO", "GMIO")
     emulation = "AIE-ML int8 semantics"
     cost_model = "ZigZag AIE-ML tile model"
 

@@ -7,12 +7,14 @@ a `Perf` record. It never imports pytest, and never another target module.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+from ..config import validate
+from ..perf import Perf
 
 if TYPE_CHECKING:
     from ..models import Model
@@ -21,58 +23,16 @@ MODES = ("sw_emu", "hw_emu", "hw")
 """sw_emu: functional simulation; hw_emu: cycle-approximate (adds timing and
 resources); hw: a real device (or the host CPU for the `cpu` target)."""
 
-RESOURCE_KEYS = ("Kernels", "Buffers", "Stream", "PLIO", "GMIO")
-"""The AI Engine resource columns of the profiling table, in order."""
-
 
 class TargetError(Exception):
     """A build or run failed for a reason the user can act on (message says how)."""
 
 
 @dataclass
-class LayerPerf:
-    """Cost of one layer or kernel in the simulated (or measured) schedule."""
-
-    name: str
-    op: str
-    cycles: float | None = None
-    start: float | None = None
-    macs: int | None = None
-    kernel_count: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Perf:
-    """Timing and resources of one build; every figure measured or simulated."""
-
-    simulator: str
-    cycles: float | None = None
-    clock_hz: float | None = None
-    latency_ns: float | None = None
-    throughput: float | None = None
-    """Instances per second."""
-    resources: dict[str, int] = field(default_factory=dict)
-    efficiency: float | None = None
-    """Ideal cycles at peak MACs / simulated cycles."""
-    layers: list[LayerPerf] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Perf":
-        data = dict(data)
-        data["layers"] = [LayerPerf(**layer) for layer in data.get("layers", [])]
-        return cls(**data)
-
-
-@dataclass
 class Build:
     """A finished build: its folder and what it was built from."""
 
-    model: "Model"
+    model: Model
     dtype: str
     mode: str
     onnx_path: Path
@@ -107,16 +67,15 @@ class Target:
     version: ClassVar[str] = "1"
     """Bump when a change invalidates cached builds."""
     modes: ClassVar[tuple[str, ...]] = ()
-    description: ClassVar[str] = ""
+    resource_columns: ClassVar[tuple[str, ...]] = ()
+    """The resource counts `Perf.resources` holds, in the order of the report's column."""
     default_tolerance: ClassVar[dict[str, dict[str, float]]] = {}
     """Per-dtype default atol/rtol, for targets whose arithmetic cannot meet 1e-5."""
 
     def __init__(self, **settings: Any) -> None:
-        if settings:
-            raise TypeError(f"target {self.name!r} takes no settings, got {sorted(settings)}")
-        self.settings: dict[str, Any] = {}
+        self.settings: dict[str, Any] = validate(settings, {}, f"[tool.tinyaccel.targets.{self.name}]")
 
-    def default_tolerance_for(self, model: "Model", dtype: str) -> dict[str, float]:
+    def default_tolerance_for(self, model: Model, dtype: str) -> dict[str, float]:
         """Default atol/rtol for `model` in `dtype` (e.g. derived from a per-model precision)."""
         return self.default_tolerance.get(dtype, {})
 
@@ -128,7 +87,7 @@ class Target:
         """Which simulator or device produces results for `mode` (report header)."""
         return f"{self.name} {mode}"
 
-    def cache_settings(self, model: "Model", dtype: str, mode: str) -> dict[str, Any]:
+    def cache_settings(self, model: Model, dtype: str, mode: str) -> dict[str, Any]:
         """Everything besides model bytes and dtype that changes the build."""
         return {"settings": self.settings, "options": model.target_options(self.name)}
 
@@ -138,8 +97,15 @@ class Target:
     def run(self, build: Build, inputs: dict[str, np.ndarray]) -> RunResult:
         raise NotImplementedError
 
-    def localize(self, build: Build, inputs: dict[str, np.ndarray], tolerance: dict[str, float],
-                 layers: dict[str, np.ndarray]) -> str | None:
+    def loadgen_factory(self, build: Build) -> tuple[str, dict[str, Any]] | None:
+        """For MLPerf LoadGen (`--tinyaccel-loadgen`): ("module:function", kwargs) of a factory
+        that returns the inference callable for `build`, run in a worker process; None when
+        the target does not run in real time (a simulator's wall time means nothing)."""
+        return None
+
+    def localize(
+        self, build: Build, inputs: dict[str, np.ndarray], tolerance: dict[str, float], layers: dict[str, np.ndarray]
+    ) -> str | None:
         """After a golden mismatch: which layer diverged first, if the target can tell.
 
         `inputs` are the golden samples; `layers` is the per-kernel golden (ONNX Runtime's

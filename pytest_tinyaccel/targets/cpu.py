@@ -3,36 +3,42 @@
 The build is ONNX Runtime's offline graph optimization (the optimized model is
 saved into the build folder). Latency is the median of repeated single-sample
 runs after warm-up; throughput is samples per second of batched runs (median
-of several).
+of several). Running in real time, it can also be measured by MLPerf LoadGen
+(`loadgen_factory`: ONNX Runtime on the optimized model in LoadGen's worker).
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..config import Field, at_least, validate
+from ..perf import Perf
 from ..runtime import create_session, run_session
-from .base import Build, Perf, RunResult, Target, TargetError
+from .base import Build, RunResult, Target, TargetError
 
 OPTIMIZED = "optimized.onnx"
+SETTINGS: dict[str, Field] = {
+    "threads": Field(int, 1, check=at_least(1)),
+    "latency_runs": Field(int, 50, check=at_least(1)),
+    "warmup": Field(int, 5, check=at_least(0)),
+    "throughput_batch": Field(int, 256, check=at_least(1)),
+    "throughput_runs": Field(int, 5, check=at_least(1)),
+}
 
 
 class CpuTarget(Target):
     name = "cpu"
     version = "1"
     modes = ("hw",)
-    description = "ONNX Runtime CPU execution provider"
 
-    def __init__(self, threads: int = 1, latency_runs: int = 50, warmup: int = 5,
-                 throughput_batch: int = 256, throughput_runs: int = 5) -> None:
-        self.settings: dict[str, Any] = {"threads": threads, "latency_runs": latency_runs, "warmup": warmup,
-                                         "throughput_batch": throughput_batch, "throughput_runs": throughput_runs}
-        for key, value in self.settings.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "warmup" else 1):
-                raise TypeError(f"cpu setting {key} must be a positive integer, got {value!r}")
+    def __init__(self, **settings: Any) -> None:
+        self.settings = validate(settings, SETTINGS, f"[tool.tinyaccel.targets.{self.name}]")
 
     def simulator(self, mode: str) -> str:
         import onnxruntime
@@ -60,7 +66,7 @@ class CpuTarget(Target):
         s = self.settings
         session = create_session(build.dir / OPTIMIZED, threads=s["threads"])
         outputs = run_session(session, inputs, batch=s["throughput_batch"])
-        (name, x), = inputs.items()
+        ((name, x),) = inputs.items()
         one = {name: x[:1]}
         for _ in range(s["warmup"]):
             session.run(None, one)
@@ -75,7 +81,25 @@ class CpuTarget(Target):
             start = time.perf_counter_ns()
             run_session(session, batch, batch=s["throughput_batch"])
             rates.append(len(batch[name]) * 1e9 / (time.perf_counter_ns() - start))
-        perf = Perf(simulator=self.simulator(build.mode), latency_ns=float(statistics.median(latencies)),
-                    throughput=float(statistics.median(rates)),
-                    extra={"latency_runs": s["latency_runs"], "throughput_batch": len(batch[name])})
+        perf = Perf(
+            simulator=self.simulator(build.mode),
+            latency_ns=float(statistics.median(latencies)),
+            throughput=float(statistics.median(rates)),
+            extra={"latency_runs": s["latency_runs"], "throughput_batch": len(batch[name])},
+        )
         return RunResult(outputs=outputs, perf=perf)
+
+    def loadgen_factory(self, build: Build) -> tuple[str, dict[str, Any]]:
+        return f"{__name__}:cpu_infer", {"model_path": str(build.dir / OPTIMIZED), "threads": self.settings["threads"]}
+
+
+def cpu_infer(model_path: str, threads: int = 1) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """LoadGen SUT factory for the cpu target: ONNX Runtime on its optimized model
+    (same session options as the cpu target's own timing)."""
+    session = create_session(Path(model_path), threads=threads)
+    name = session.get_inputs()[0].name
+
+    def infer(batch: np.ndarray) -> dict[str, np.ndarray]:
+        return run_session(session, {name: batch}, batch=max(1, len(batch)))
+
+    return infer

@@ -11,13 +11,13 @@ target.
 
 from __future__ import annotations
 
-from ..emulated import EmulatedTarget
+from .emulated import EmulatedTarget
 
 
 class GemminiTarget(EmulatedTarget):
     name = "gemmini"
     version = "1"
-    description = "Gemmini systolic array (default configuration), emulated"
+    resource_columns = ("PEs", "Layers", "Scratchpad KiB", "Accumulator KiB")
     emulation = "Gemmini int8 semantics"
     cost_model = "ZigZag Gemmini 16x16 WS model"
 

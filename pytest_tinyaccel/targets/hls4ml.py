@@ -1,87 +1,18 @@
-"""`hls4ml`: the model as hls4ml-generated HLS C++ in fixed point.
+"""`hls4ml`: the model as hls4ml-generated HLS C++ in fixed point, for FPGA flows.
 
-Modes
-- `sw_emu`: C simulation. The float ONNX model is cleaned up with qonnx
-  (`cleanup_model` -> `ConvertToChannelsLastAndClean` -> `GemmToMatMul` ->
-  `cleanup_model`), converted with `hls4ml.converters.convert_from_onnx_model`
-  (Vitis backend by default), and the generated C++ is compiled with g++ into a
-  shared library. Running it is hls4ml's bit-accurate C simulation of the
-  design (`ap_fixed` arithmetic): the library's `<project>_float` function is
-  called once per sample. No timing: a C simulation has none.
-- `hw_emu`: the same build, then C synthesis and C/RTL co-simulation with
-  Vitis HLS (`vitis_hls`, or `vitis-run` of Vitis 2024.2+) or Vivado HLS
-  (`vivado_hls`, Vivado backend) when one is on PATH; latency, initiation
-  interval, clock and LUT/FF/DSP/BRAM come from their reports
-  (`pytest_tinyaccel.hlsreport`). Outputs are still the C simulation's.
+`sw_emu` is hls4ml's bit-accurate C simulation (the design compiled with g++);
+`hw_emu` adds C synthesis and C/RTL co-simulation with Vitis or Vivado HLS when
+one is on PATH, for latency, interval, clock and resources. int8 is an 8-bit
+hls4ml design calibrated per layer, not ONNX Runtime's quantized graph, which
+hls4ml cannot read.
 
-Every build and every run happens in a subprocess
-(`python -m pytest_tinyaccel.targets.hls4ml_worker`) in its own process group:
-the compiled library calls `exit(1)` when its weight files are missing, a
-compiler or simulator can hang or crash, and two processes sharing an hls4ml
-project folder break each other. Each build has its own folder (the build
-cache's folder, whose absolute path the library bakes in); a crash, compile
-error or timeout becomes a `TargetError` carrying the tail of the log and its
-path, and a timeout kills the worker's whole process group.
-
-Graph rewrite: qonnx's channels-last conversion does not cover AveragePool /
-GlobalAveragePool, and hls4ml then either refuses them or (GlobalAveragePool
-after the NHWC->NCHW Transpose qonnx leaves in front of it) reads the
-channels-first data as channels-last and computes garbage. The worker moves
-that Transpose behind the pool (a channels-last AveragePool over the same
-window), which is the same function; pools with padding or ceil_mode are left
-alone and reach hls4ml's own error.
-
-Precision (settings `[tool.tinyaccel.targets.hls4ml]`, per model
-`[targets.hls4ml]` in model.toml; see OPTIONS):
-- `precision` (default `fixed<16,6,RND,SAT>`): weights, biases and
-  activations; accumulators and layer results are hls4ml's `auto` (wide
-  enough to be exact);
-- `input_precision` (default `auto`): same width as `precision`, integer bits
-  from the largest absolute value of the model's calibration set (so MFCC
-  features up to ~90 do not saturate a 6-integer-bit input); `precision` when
-  the model has no calibration set;
-- softmax: hls4ml's `stable` implementation with explicit table types
-  (normalised input `ufixed<18,4,RND,SAT>`, exp/inverse tables of
-  `softmax_table_size` entries, sums wide enough for the class count) and
-  probabilities as `ufixed<W,0,RND,SAT>` (W = width of `precision`). hls4ml's
-  defaults are not usable on these graphs: with layer-level (`name`)
-  configuration the softmax input is a wide `auto` type whose top bits index
-  the exp table, so every output became 0.1, and `legacy` wraps exponentials
-  beyond 128 and cannot express a probability below 1/64;
-- `io_type` (default `io_stream`, hls4ml's own default is `io_parallel`): the
-  same C simulation outputs (bit-identical on ic and kws), but g++ needs 13 s
-  instead of 13 min for the kws DS-CNN (fully unrolled io_parallel convs);
-  `strategy` (Latency), `reuse_factor` (1), `backend` (Vitis), `clock_period`
-  (5 ns), `part` pass through to hls4ml.
-
-dtype `int8`: hls4ml cannot read ONNX Runtime's quantized (QOperator) graph, so
-the int8 case builds the float model as an 8-bit design (`int8_width`): weights
-and biases per layer in fixed<8,I> with I from their largest magnitude,
-activations (ReLU and pool outputs) in fixed<8,I> / ufixed<8,I> with I from
-their range on the model's calibration set (the first `calibration_samples`
-of [quantization], run through the cleaned graph with qonnx's executor), input
-likewise, conv/dense/add accumulators exact (`auto`, like int32 accumulators),
-probabilities ufixed<8,0>. It is compared with ONNX Runtime's int8 golden at
-the tolerance derived below: an 8-bit hls4ml design with power-of-two scales,
-not a bit-exact replica of ONNX Runtime's integer kernels.
-
-Default tolerance (atol; rtol stays the suite's): 32 LSB of the activation
-format, 2**(5 - F) for `precision` with F fractional bits, at most 1/8, plus,
-for a softmax output, two steps of its exp table (2 * 16 / softmax_table_size;
-the table spans [0, 16)). int8 compares two different 8-bit designs (hls4ml's
-power-of-two formats and ONNX Runtime's scaled integers), so it gets the
-budget once per design, counted in LSB of the probabilities' ufixed<8,0>:
-2 * 1/8 plus the table term. Defaults: fp32 (fixed<16,6>, 4096-entry tables)
-2**-5 + 2**-7 = 0.039; int8 0.258.
-Measured max abs error on the 10 golden samples (all test samples in brackets),
-hls4ml 1.3.0: ic fp32 0.0017 (0.013), kws fp32 0.011 (0.028), ad fp32 0.013
-(0.044); ic int8 0.0039 (0.11), kws int8 0.19 (0.37), ad int8 0.074 (0.21).
-On kws int8 sample 1 ONNX Runtime's int8 is itself 0.11 from fp32 and the
-hls4ml design 0.08 (on the other side). The accuracy check is the primary gate;
-the tolerance catches broken arithmetic (wrong layouts, saturated tables,
-uniform outputs), not rounding. A model's own `precision` changes its derived
-tolerance: `Hls4mlTarget.default_tolerance_for` computes it; the suite reads
-`default_tolerance`, which follows the target-wide settings.
+Builds and runs happen in a worker subprocess (targets/hls4ml_worker.py), because
+the compiled library calls exit(1) on a missing weight file and a compiler or
+simulator can hang or crash: each becomes a failed test with the log's tail,
+never a dead session. Fixed point does not meet 1e-5, so the default tolerance
+is derived from the precision (`option_atol`). docs/hls4ml.md has the details:
+the qonnx clean-up and graph rewrite, the options, the precision choices, the
+tolerance derivation and the errors measured.
 """
 
 from __future__ import annotations
@@ -95,18 +26,20 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .base import Build, Perf, RunResult, Target, TargetError
+from ..config import Field, at_least, between, positive, validate
+from ..perf import Perf
+from ..process import StartError, run_process, tail_text
+from .base import Build, RunResult, Target, TargetError
 
 if TYPE_CHECKING:
     from ..models import Model
@@ -123,7 +56,10 @@ LOG_TAIL_LINES = 40
 
 ROUNDING = ("TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_INF", "RND_MIN_INF", "RND_CONV")
 SATURATION = ("WRAP", "SAT", "SAT_ZERO", "SAT_SYM")
-_FIXED = re.compile(r"^\s*(u?fixed)\s*<\s*(\d+)\s*,\s*(-?\d+)\s*(?:,\s*([A-Z_]+)\s*)?(?:,\s*([A-Z_]+)\s*)?(?:,\s*(\d+)\s*)?>\s*$")
+_FIXED = re.compile(
+    r"^\s*(u?fixed)\s*<\s*(\d+)\s*,\s*(-?\d+)\s*"
+    r"(?:,\s*([A-Z_]+)\s*)?(?:,\s*([A-Z_]+)\s*)?(?:,\s*(\d+)\s*)?>\s*$"
+)
 
 
 @dataclass(frozen=True)
@@ -164,11 +100,17 @@ def parse_fixed(text: Any) -> FixedPoint:
     return FixedPoint(kind == "fixed", width, integer, rounding or "TRN", saturation or "WRAP")
 
 
+def integer_bits(max_abs: float, signed: bool) -> int:
+    """Integer bits (sign included) for values up to max_abs."""
+    bits = math.floor(math.log2(max_abs)) + 1 if max_abs > 0 else 0
+    return bits + (1 if signed else 0)
+
+
 def calibrated_input(base: FixedPoint, max_abs: float) -> FixedPoint:
     """`base`'s width and modes, with just enough integer bits to hold +-max_abs."""
     if not math.isfinite(max_abs):
         raise ValueError("calibration data holds NaN or infinity")
-    integer = (math.floor(math.log2(max_abs)) + 1 if max_abs > 0 else 0) + (1 if base.signed else 0)
+    integer = integer_bits(max_abs, base.signed)
     return replace(base, integer=min(max(integer, 1 if base.signed else 0), base.width))
 
 
@@ -188,80 +130,73 @@ def softmax_table_term(softmax_table_size: int | None) -> float:
 
 
 def derived_atol(precision: FixedPoint, softmax_table_size: int | None) -> float:
-    """32 LSB of `precision` (at most 1/8), plus two steps of a softmax exp table (module doc)."""
+    """32 LSB of `precision` (at most 1/8), plus two steps of a softmax exp table (docs/hls4ml.md)."""
     return lsb_budget(precision) + softmax_table_term(softmax_table_size)
 
 
-def _choice(values: tuple[str, ...]):
-    def check(value: Any) -> str:
-        if isinstance(value, str):
-            for v in values:
-                if v.lower() == value.lower():
-                    return v
-        raise ValueError(f"must be one of {', '.join(repr(v) for v in values)}, got {value!r}")
-    return check
+# ----- options (checks for config.Field: a problem sentence, or None) -------------------------
 
 
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"must be a positive integer, got {value!r}")
-    return value
+def _fixed_type(value: str) -> str | None:
+    try:
+        parse_fixed(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
-def _positive_number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-        raise ValueError(f"must be a positive number, got {value!r}")
-    return float(value)
+def _fixed_type_or_auto(value: str) -> str | None:
+    return None if value == "auto" else _fixed_type(value)
 
 
-def _table_size(value: Any) -> int:
-    value = _positive_int(value)
-    if value & (value - 1) or not 64 <= value <= 65536:
-        raise ValueError(f"must be a power of two from 64 to 65536, got {value!r}")
-    return value
+def _power_of_two(value: int) -> str | None:
+    if 64 <= value <= 65536 and not value & (value - 1):
+        return None
+    return f"must be a power of two from 64 to 65536, got {value!r}"
 
 
-def _width(value: Any) -> int:
-    value = _positive_int(value)
-    if not 2 <= value <= 32:
-        raise ValueError(f"must be 2..32 bits, got {value!r}")
-    return value
+def _part(value: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z0-9_.-]+", value):
+        return None
+    return f"must be an FPGA part name like 'xcvu13p-flga2577-2-e', got {value!r}"
 
 
-def _precision(value: Any) -> str:
-    return str(parse_fixed(value))
-
-
-def _input_precision(value: Any) -> str:
-    return "auto" if value == "auto" else _precision(value)
-
-
-def _part(value: Any) -> str | None:
-    if value is None or (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", value)):
-        return value
-    raise ValueError(f"must be an FPGA part name like 'xcvu13p-flga2577-2-e', got {value!r}")
-
-
-OPTIONS: dict[str, tuple[Any, Any, str]] = {
-    # name: (default, validator, meaning)
-    "precision": ("fixed<16,6,RND,SAT>", _precision, "weights, biases and activations (fp32 cases)"),
-    "int8_width": (8, _width, "int8 cases: bits of weights, biases, activations (integer bits calibrated per layer)"),
-    "input_precision": ("auto", _input_precision, "model input; 'auto' = width of the precision, integer bits from the calibration set"),
-    "reuse_factor": (1, _positive_int, "hls4ml ReuseFactor (multipliers shared by this many operations)"),
-    "strategy": ("Latency", _choice(("Latency", "Resource")), "hls4ml Strategy"),
-    "io_type": ("io_stream", _choice(("io_stream", "io_parallel")), "hls4ml IOType"),
-    "backend": ("Vitis", _choice(("Vitis", "Vivado")), "hls4ml backend for sw_emu (hw_emu follows the HLS tool found)"),
-    "softmax": ("stable", _choice(("stable", "legacy")), "hls4ml softmax implementation"),
-    "softmax_table_size": (4096, _table_size, "entries of the softmax exp and inverse tables"),
-    "clock_period": (5.0, _positive_number, "target clock period in ns (synthesis, hw_emu)"),
-    "part": (None, _part, "FPGA part for synthesis (default: the backend's)"),
-    "cosim_samples": (5, _positive_int, "samples the C/RTL co-simulation testbench runs (hw_emu)"),
-    "build_timeout": (3600.0, _positive_number, "seconds a build (convert, compile, synthesis) may take"),
-    "run_timeout": (600.0, _positive_number, "seconds a C simulation run may take"),
+OPTIONS: dict[str, Field] = {  # docs/hls4ml.md explains each
+    "precision": Field(str, "fixed<16,6,RND,SAT>", check=_fixed_type),
+    "int8_width": Field(int, 8, check=between(2, 32)),
+    "input_precision": Field(str, "auto", check=_fixed_type_or_auto),
+    "reuse_factor": Field(int, 1, check=at_least(1)),
+    "strategy": Field(str, "Latency", choices=("Latency", "Resource")),
+    "io_type": Field(str, "io_stream", choices=("io_stream", "io_parallel")),
+    "backend": Field(str, "Vitis", choices=("Vitis", "Vivado")),
+    "softmax": Field(str, "stable", choices=("stable", "legacy")),
+    "softmax_table_size": Field(int, 4096, check=_power_of_two),
+    "clock_period": Field(float, 5.0, check=positive),
+    "part": Field(str, None, check=_part),
+    "cosim_samples": Field(int, 5, check=at_least(1)),
+    "build_timeout": Field(float, 3600.0, check=positive),
+    "run_timeout": Field(float, 600.0, check=positive),
 }
 NOT_IN_KEY = ("build_timeout", "run_timeout")
 """Options that do not change what is built."""
-DEFAULTS = {key: default for key, (default, _, _) in OPTIONS.items()}
+
+
+def validate_options(options: Mapping[str, Any], where: str | Path, prefix: str = "") -> dict[str, Any]:
+    """Every option, checked (`config.validate`: ConfigError naming `where` and the key) and
+    normalised: choices in their canonical case, fixed-point types in full (`fixed<16,6>` ->
+    `fixed<16,6,TRN,WRAP>`), so equal designs have equal cache keys."""
+
+    def canonical(key: str, value: Any) -> Any:
+        choices = OPTIONS[key].choices if key in OPTIONS else None
+        if choices and isinstance(value, str):
+            return next((c for c in choices if c.lower() == value.lower()), value)
+        return value
+
+    values = validate({k: canonical(k, v) for k, v in options.items()}, OPTIONS, where, prefix)
+    for key in ("precision", "input_precision"):
+        if values[key] != "auto":
+            values[key] = str(parse_fixed(values[key]))
+    return values
 
 
 def int8_default(width: int) -> str:
@@ -270,7 +205,7 @@ def int8_default(width: int) -> str:
 
 
 def option_atol(options: dict[str, Any], dtype: str) -> float:
-    """The default atol for `dtype` under `options` (the module doc gives the derivation).
+    """The default atol for `dtype` under `options` (docs/hls4ml.md gives the derivation).
     int8: activations carry per-layer formats; the budget is counted in LSB of the
     probabilities' ufixed<W,0> (capped), once for each of the two 8-bit designs compared."""
     if dtype == "int8":
@@ -279,20 +214,6 @@ def option_atol(options: dict[str, Any], dtype: str) -> float:
         probabilities = FixedPoint(False, options["int8_width"], 0)
         return 2 * lsb_budget(probabilities) + softmax_table_term(options["softmax_table_size"])
     return derived_atol(parse_fixed(options["precision"]), options["softmax_table_size"])
-
-
-def validate_options(options: dict[str, Any], where: str) -> dict[str, Any]:
-    """Validated, normalised copies of `options`; unknown keys and bad values raise ValueError naming `where`."""
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"{where}: unknown option(s) {unknown}; known: {', '.join(OPTIONS)}")
-    out = {}
-    for key, value in options.items():
-        try:
-            out[key] = OPTIONS[key][1](value)
-        except ValueError as exc:
-            raise ValueError(f"{where}: key '{key}': {exc}") from None
-    return out
 
 
 @functools.lru_cache(maxsize=1)
@@ -323,43 +244,25 @@ def find_hls_tool() -> tuple[str, str] | None:
     return None
 
 
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES, limit: int = 6000) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "(no log)"
-    tail = "\n".join(text.rstrip().splitlines()[-lines:])
-    return tail[-limit:] if tail else "(log is empty)"
-
-
 class Hls4mlTarget(Target):
     name = "hls4ml"
     version = "1"
     modes = ("sw_emu", "hw_emu")
-    description = "hls4ml-generated HLS C++: C simulation (g++), C/RTL co-simulation with Vitis/Vivado HLS"
-    default_tolerance = {dtype: {"atol": option_atol(DEFAULTS, dtype)} for dtype in ("fp32", "int8")}
-    """Derived from the default precisions (see the module doc); instances recompute it from their settings."""
 
     def __init__(self, **settings: Any) -> None:
-        try:
-            given = validate_options(settings, "[tool.tinyaccel.targets.hls4ml]")
-        except ValueError as exc:
-            raise TypeError(str(exc)) from None
-        self.settings = {**DEFAULTS, **given}
-        self.default_tolerance = {dtype: {"atol": option_atol(self.settings, dtype)} for dtype in ("fp32", "int8")}
+        self.settings = validate_options(settings, f"[tool.tinyaccel.targets.{self.name}]")
 
     # ----- options ---------------------------------------------------------------------
 
     def options(self, model: Model) -> dict[str, Any]:
-        """Target settings overridden by the model's `[targets.hls4ml]` table, validated."""
-        try:
-            own = validate_options(model.target_options(self.name), f"{model.manifest_path}: [targets.{self.name}]")
-        except ValueError as exc:
-            raise TargetError(str(exc)) from None
-        return {**self.settings, **own}
+        """Target settings overridden by the model's `[targets.hls4ml]` table, validated
+        (a wrong key or value is a ConfigError naming the manifest)."""
+        own = model.target_options(self.name)
+        checked = validate_options(own, model.manifest_path, f"targets.{self.name}.")
+        return {**self.settings, **{key: checked[key] for key in own}}
 
     def default_tolerance_for(self, model: Model, dtype: str) -> dict[str, float]:
-        """The default tolerance derived from the model's effective precision (see module doc)."""
+        """The default tolerance derived from the model's effective precision (docs/hls4ml.md)."""
         return {"atol": option_atol(self.options(model), dtype)}
 
     def _input_precision(self, model: Model, options: dict[str, Any], dtype: str) -> tuple[str, str]:
@@ -376,8 +279,9 @@ class Hls4mlTarget(Target):
         if int8 and data.size and float(np.min(data)) >= 0:
             base = replace(base, signed=False)  # like a uint8 input: one more bit for values >= 0
         try:
-            return str(calibrated_input(base, float(np.max(np.abs(data))) if data.size else 0.0)), \
-                f"calibrated on {model.calibration_path.name}"
+            return str(
+                calibrated_input(base, float(np.max(np.abs(data))) if data.size else 0.0)
+            ), f"calibrated on {model.calibration_path.name}"
         except ValueError as exc:
             raise TargetError(f"{model.calibration_path}: {exc}") from None
 
@@ -396,14 +300,19 @@ class Hls4mlTarget(Target):
         version = _version("hls4ml") or "?"
         if mode == "hw_emu":
             tool = find_hls_tool()
-            return f"hls4ml {version} C/RTL co-simulation ({tool[0] if tool else 'no HLS tool'}), {self.settings['precision']}"
+            return (
+                f"hls4ml {version} C/RTL co-simulation ({tool[0] if tool else 'no HLS tool'}), "
+                f"{self.settings['precision']}"
+            )
         return f"hls4ml {version} C simulation (g++), {self.settings['precision']}"
 
     def cache_settings(self, model: Model, dtype: str, mode: str) -> dict[str, Any]:
         options = self.options(model)
         parts: dict[str, Any] = {
             "options": {k: v for k, v in options.items() if k not in NOT_IN_KEY},
-            "hls4ml": _version("hls4ml"), "qonnx": _version("qonnx"), "onnx": _version("onnx"),
+            "hls4ml": _version("hls4ml"),
+            "qonnx": _version("qonnx"),
+            "onnx": _version("onnx"),
             "compiler": _compiler_version(),
         }
         if options["input_precision"] == "auto" and model.calibration_path is not None:
@@ -426,17 +335,24 @@ class Hls4mlTarget(Target):
         precision = int8_default(options["int8_width"]) if int8 else options["precision"]
         input_precision, input_source = self._input_precision(model, options, build.dtype)
         spec: dict[str, Any] = {
-            # hls4ml reads the float model; int8 is an 8-bit fixed-point build of it (module doc).
-            "onnx": str(model.onnx_path), "model": model.name, "dtype": build.dtype, "mode": build.mode,
-            "options": options, "precision": precision,
-            "input_precision": input_precision, "input_precision_source": input_source,
+            # hls4ml reads the float model; int8 is an 8-bit fixed-point build of it (docs/hls4ml.md).
+            "onnx": str(model.onnx_path),
+            "model": model.name,
+            "dtype": build.dtype,
+            "mode": build.mode,
+            "options": options,
+            "precision": precision,
+            "input_precision": input_precision,
+            "input_precision_source": input_source,
             "project": _project_name(model.name),
             "label": (f"{options['int8_width']}-bit fixed point calibrated per layer" if int8 else precision),
         }
         if int8:
             if model.calibration_path is None:
-                raise TargetError(f"{model.name}: an int8 hls4ml build calibrates its per-layer 8-bit formats on the "
-                                  f"model's calibration set; {model.manifest_path} names none ('calibration' key)")
+                raise TargetError(
+                    f"{model.name}: an int8 hls4ml build calibrates its per-layer 8-bit formats on the "
+                    f"model's calibration set; {model.manifest_path} names none ('calibration' key)"
+                )
             spec["calibration"] = str(model.calibration_path)
             spec["calibration_samples"] = int(model.quantization.get("calibration_samples", 200))
         if build.mode == "hw_emu":
@@ -451,8 +367,14 @@ class Hls4mlTarget(Target):
         (build.dir / "spec.json").write_text(json.dumps(spec, indent=1))
         log = build.dir / BUILD_LOG
         try:
-            self._call(self.worker_argv("build", str(build.dir)), build.dir, log, options["build_timeout"],
-                       f"hls4ml build of {model.name} ({build.dtype}, {build.mode})", error_file=build.dir / ERROR)
+            self._call(
+                self.worker_argv("build", str(build.dir)),
+                build.dir,
+                log,
+                options["build_timeout"],
+                f"hls4ml build of {model.name} ({build.dtype}, {build.mode})",
+                error_file=build.dir / ERROR,
+            )
         except TargetError:
             # The cache wipes a failed build's folder: keep the log next to it.
             kept = build.dir.with_name(build.dir.name + ".failed.log")
@@ -470,87 +392,85 @@ class Hls4mlTarget(Target):
             raise TargetError(f"the hls4ml build takes inputs {names}, got {sorted(inputs)}")
         run_dir = Path(tempfile.mkdtemp(prefix=build.dir.name + ".run-", dir=build.dir.parent))
         for i, name in enumerate(names):
-            np.save(run_dir / f"input_{i}.npy", np.ascontiguousarray(inputs[name], dtype=np.float32), allow_pickle=False)
-        log = run_dir / "run.log"
-        self._call(self.worker_argv("run", str(build.dir), str(run_dir)), run_dir, log, options["run_timeout"],
-                   f"hls4ml C simulation of {build.model.name} ({build.dtype}, {build.mode})", error_file=run_dir / ERROR)
+            x = np.ascontiguousarray(inputs[name], dtype=np.float32)
+            np.save(run_dir / f"input_{i}.npy", x, allow_pickle=False)
+        what = f"hls4ml C simulation of {build.model.name} ({build.dtype}, {build.mode})"
+        self._call(
+            self.worker_argv("run", str(build.dir), str(run_dir)),
+            run_dir,
+            run_dir / "run.log",
+            options["run_timeout"],
+            what,
+            error_file=run_dir / ERROR,
+        )
         try:
-            outputs = {o["name"]: np.load(run_dir / f"output_{k}.npy", allow_pickle=False).reshape([-1, *o["shape"]])
-                       for k, o in enumerate(meta["outputs"])}
+            outputs = {
+                o["name"]: np.load(run_dir / f"output_{k}.npy", allow_pickle=False).reshape([-1, *o["shape"]])
+                for k, o in enumerate(meta["outputs"])
+            }
             done = json.loads((run_dir / "done.json").read_text())
         except (OSError, ValueError) as exc:
-            raise TargetError(f"hls4ml C simulation of {build.model.name} left unreadable outputs in {run_dir}: {exc}") from None
+            raise TargetError(f"{what} left unreadable outputs in {run_dir}: {exc}") from None
         shutil.rmtree(run_dir, ignore_errors=True)
         return RunResult(outputs, self._perf(build, meta, done))
 
     def _perf(self, build: Build, meta: dict[str, Any], done: dict[str, Any]) -> Perf:
-        extra = {key: meta.get(key) for key in ("precision", "input_precision", "input_precision_source", "io_type",
-                                                 "strategy", "reuse_factor", "backend", "softmax", "rewrites",
-                                                 "calibrated_formats")}
+        extra = {
+            key: meta.get(key)
+            for key in (
+                "precision",
+                "input_precision",
+                "input_precision_source",
+                "io_type",
+                "strategy",
+                "reuse_factor",
+                "backend",
+                "softmax",
+                "rewrites",
+                "calibrated_formats",
+            )
+        }
         extra["build_seconds"] = meta.get("seconds")
         extra["csim_seconds"] = done.get("seconds")
         if build.mode != "hw_emu":
             return Perf(simulator=f"hls4ml {meta['hls4ml']} C simulation (g++), {meta['label']}", extra=extra)
         fields = json.loads((build.dir / PERF).read_text())
         extra.update(fields.pop("extra", {}))
-        return Perf(simulator=f"hls4ml {meta['hls4ml']} {meta['hls_tool']} C/RTL co-simulation, {meta['label']}",
-                    extra=extra, **fields)
+        return Perf(
+            simulator=f"hls4ml {meta['hls4ml']} {meta['hls_tool']} C/RTL co-simulation, {meta['label']}",
+            extra=extra,
+            **fields,
+        )
 
     # ----- subprocesses ------------------------------------------------------------------
 
     @staticmethod
     def _call(argv: list[str], cwd: Path, log: Path, timeout: float, what: str, error_file: Path) -> None:
-        """Run `argv` in its own process group, output to `log`; failures become TargetError."""
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        start = time.monotonic()
-        with open(log, "ab") as handle:
-            try:
-                proc = subprocess.Popen(argv, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-            except OSError as exc:
-                raise TargetError(f"{what}: cannot start the worker {argv[0]}: {exc}") from None
-            try:
-                code = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                raise TargetError(f"{what} timed out after {timeout:g} s; its process group was killed "
-                                  f"(raise build_timeout / run_timeout if this is expected)\n"
-                                  f"--- last lines of {log} ---\n{log_tail(log)}") from None
-            except BaseException:  # KeyboardInterrupt: leave nothing running behind
-                _kill_group(proc)
-                raise
-        if code == 0:
+        """Run the worker (pytest_tinyaccel.process: own process group, killed on timeout), its
+        output to `log`; a failure is a TargetError with the worker's reason and the log's tail."""
+        try:
+            result = run_process(argv, cwd, dict(os.environ, PYTHONUNBUFFERED="1"), timeout, log, kill_grace=5.0)
+        except StartError as exc:
+            raise TargetError(f"{what}: cannot start the worker: {exc}") from None
+        if result.ok:
             return
+        tail = f"--- last lines of {log} ---\n" + ("\n".join(tail_text(log, LOG_TAIL_LINES)) or "(log is empty)")
+        if result.timed_out:
+            raise TargetError(
+                f"{what} timed out after {timeout:g} s; its process group was killed "
+                f"(raise build_timeout / run_timeout if this is expected)\n{tail}"
+            )
         reason = None
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             error = json.loads(error_file.read_text())
             reason = f"{error['stage']} failed: {error['message']}"
         if reason is None:
-            if code < 0:
-                with contextlib.suppress(ValueError):
-                    reason = f"the worker was killed by signal {signal.Signals(-code).name}"
-                reason = reason or f"the worker was killed by signal {-code}"
-            else:
-                reason = f"the worker exited with status {code}"
-        raise TargetError(f"{what}: {reason} (after {time.monotonic() - start:.1f} s)\n"
-                          f"--- last lines of {log} ---\n{log_tail(log)}")
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL, the process group led by `proc` (children a tool spawned included).
-
-    `proc` was started with start_new_session=True, so its pid is the group id."""
-    pgid = proc.pid
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
+            reason = (
+                f"the worker was killed by signal {result.signal_name}"
+                if result.signal_name
+                else f"the worker exited with status {result.returncode}"
+            )
+        raise TargetError(f"{what}: {reason} (after {result.seconds:.1f} s)\n{tail}")
 
 
 def _project_name(model_name: str) -> str:

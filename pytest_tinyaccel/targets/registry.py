@@ -3,10 +3,12 @@ whatever conftests or plugins return from the `pytest_tinyaccel_targets` hook.""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+from ..config import ConfigError
 from .base import MODES, Target, TargetError
 
 ENTRY_POINT_GROUP = "pytest_tinyaccel.targets"
@@ -19,9 +21,7 @@ def entry_point_targets() -> list[type[Target]]:
         try:
             found.append(ep.load())
         except Exception as exc:  # a broken third-party package must not hide the others
-            raise TargetError(
-                f"cannot load target entry point {ep.name!r} ({ep.value}): {exc}"
-            ) from exc
+            raise TargetError(f"cannot load target entry point {ep.name!r} ({ep.value}): {exc}") from exc
     return found
 
 
@@ -31,7 +31,8 @@ def configured_targets(settings: dict[str, Any], root: Path) -> tuple[list[Targe
     Returns them and the remaining tables (settings for registered classes)."""
     from .command import configured_command_targets
 
-    return configured_command_targets(settings, root)
+    targets, rest = configured_command_targets(settings, root)
+    return list(targets), rest
 
 
 def build_registry(
@@ -48,9 +49,11 @@ def build_registry(
             options = settings.get(candidate.name, {})
             try:
                 target = candidate(**options)
-            except TypeError as exc:
-                raise TargetError(
-                    f"[tool.tinyaccel.targets.{candidate.name}]: {exc}"
+            except TypeError as exc:  # a third-party target whose __init__ does not take these keywords
+                raise ConfigError(
+                    f"[tool.tinyaccel.targets.{candidate.name}]",
+                    ", ".join(sorted(options)) or "(none)",
+                    f"not accepted by {candidate.__name__}: {exc}",
                 ) from exc
         else:
             raise TargetError(f"not a Target subclass or instance: {candidate!r}")
@@ -58,10 +61,7 @@ def build_registry(
         registry[target.name] = target
     unknown = sorted(set(settings) - set(registry))
     if unknown:
-        raise TargetError(
-            f"[tool.tinyaccel.targets] configures unknown target(s) {unknown}; "
-            f"known: {sorted(registry)}"
-        )
+        raise TargetError(f"[tool.tinyaccel.targets] configures unknown target(s) {unknown}; known: {sorted(registry)}")
     return registry
 
 
@@ -70,6 +70,4 @@ def _validate(target: Target) -> None:
         raise TargetError(f"target {target!r} needs a `name` that is an identifier")
     bad = [m for m in target.modes if m not in MODES]
     if not target.modes or bad:
-        raise TargetError(
-            f"target {target.name!r}: modes must be a non-empty subset of {MODES}, got {target.modes}"
-        )
+        raise TargetError(f"target {target.name!r}: modes must be a non-empty subset of {MODES}, got {target.modes}")

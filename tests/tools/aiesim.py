@@ -67,8 +67,10 @@ def run(args: argparse.Namespace) -> int:
     else:  # simulate straight from the model (no build step configured)
         import onnx
 
-        package = {"model": args.model,
-                   "kernels": [f"{n.op_type}<{i}>" for i, n in enumerate(onnx.load(args.model).graph.node)]}
+        package = {
+            "model": args.model,
+            "kernels": [f"{n.op_type}<{i}>" for i, n in enumerate(onnx.load(args.model).graph.node)],
+        }
     print("INFO: [aiesimulator] Simulation started")
     if args.fail == "exit":
         print("ERROR: [aiesimulator] deadlock detected on port in_0", file=sys.stderr)
@@ -85,8 +87,12 @@ def run(args: argparse.Namespace) -> int:
     session = ort.InferenceSession(package["model"], providers=["CPUExecutionProvider"])
     spec = session.get_inputs()[0]
     sample_shape = [int(d) for d in spec.shape[1:]]
-    values = [float(v) for line in Path(args.input).read_text().splitlines()
-              if line.strip() and not line.startswith("T") for v in line.split()]
+    values = [
+        float(v)
+        for line in Path(args.input).read_text().splitlines()
+        if line.strip() and not line.startswith("T")
+        for v in line.split()
+    ]
     last = padded(sample_shape[-1], args.vpl_in if args.pad_in == "line" else None)
     per_sample = int(np.prod(sample_shape[:-1])) * last
     if len(values) % per_sample:

@@ -41,7 +41,7 @@ def differences(path: Path = CONSTRAINTS) -> list[tuple[str, str, str | None]]:
 
 
 if __name__ == "__main__":
-    diffs = [(n, l, i) for n, l, i in differences() if i is not None]
+    diffs = [(name, locked, now) for name, locked, now in differences() if now is not None]
     print("newer or older than constraints.txt:" if diffs else "every installed dependency is at its locked version")
     for name, locked, installed in diffs:
         print(f"  {name}: {locked} -> {installed}")

@@ -104,15 +104,15 @@ class Machine(NamedTuple):
     """Fixed physical parameters of one machine id."""
 
     name: str
-    f_rot: float          # nominal shaft rotation, Hz
-    decay: float          # harmonic amplitude ~ k**-decay
+    f_rot: float  # nominal shaft rotation, Hz
+    decay: float  # harmonic amplitude ~ k**-decay
     n_harmonics: int
-    mesh_order: int       # blades / teeth: mesh tone at mesh_order * f_rot
-    mesh_db: float        # mesh tone level relative to the 1x component
-    alpha: float          # noise power slope 1/f**alpha
-    res_hz: float         # structural resonance of the noise
-    res_gain: float       # linear amplitude gain at the resonance
-    tnr_db: float         # tonal-to-noise ratio, dB
+    mesh_order: int  # blades / teeth: mesh tone at mesh_order * f_rot
+    mesh_db: float  # mesh tone level relative to the 1x component
+    alpha: float  # noise power slope 1/f**alpha
+    res_hz: float  # structural resonance of the noise
+    res_gain: float  # linear amplitude gain at the resonance
+    tnr_db: float  # tonal-to-noise ratio, dB
     bearing_ratio: float  # bearing defect frequency / f_rot
     bearing_res_hz: float
 
@@ -130,7 +130,7 @@ def signature(machine_id: int) -> np.ndarray:
     m = MACHINES[machine_id]
     k = np.arange(1, m.n_harmonics + 1)
     wobble = np.random.default_rng([7919, machine_id]).normal(0.0, 4.0, m.n_harmonics)
-    return k ** -m.decay * 10 ** (wobble / 20)
+    return k**-m.decay * 10 ** (wobble / 20)
 
 
 def strongest_orders(machine_id: int, count: int = 3) -> np.ndarray:
@@ -145,8 +145,9 @@ def _lerp(key: str, severity: float) -> float:
     return lo + (hi - lo) * float(severity)
 
 
-def _colored_noise(rng: np.random.Generator, n: int, alpha: float, res_hz: float,
-                   res_gain: float, res_bw: float) -> np.ndarray:
+def _colored_noise(
+    rng: np.random.Generator, n: int, alpha: float, res_hz: float, res_gain: float, res_bw: float
+) -> np.ndarray:
     spec = np.fft.rfft(rng.standard_normal(n))
     f = np.fft.rfftfreq(n, 1 / FS)
     shape = (np.maximum(f, 20.0) / 1000.0) ** (-alpha / 2)
@@ -168,9 +169,14 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x**2)))
 
 
-def synth_clip(machine_id: int, seed: int | list[int], duration: float = CLIP_SECONDS,
-               fault: str | None = None, severity: float = 0.5,
-               fault_options: dict | None = None) -> np.ndarray:
+def synth_clip(
+    machine_id: int,
+    seed: int | list[int],
+    duration: float = CLIP_SECONDS,
+    fault: str | None = None,
+    severity: float = 0.5,
+    fault_options: dict | None = None,
+) -> np.ndarray:
     """One clip (float64, 16 kHz) of machine `machine_id`, healthy or with `fault`.
 
     `seed` fixes the healthy part; the fault uses an independent stream derived
@@ -317,7 +323,8 @@ def log_mel(signal: np.ndarray) -> np.ndarray:
     padded = np.pad(np.asarray(signal, dtype=float), N_FFT // 2)
     count = 1 + (len(padded) - N_FFT) // HOP
     frames = np.lib.stride_tricks.as_strided(
-        padded, (count, N_FFT), (padded.strides[0] * HOP, padded.strides[0]), writeable=False)
+        padded, (count, N_FFT), (padded.strides[0] * HOP, padded.strides[0]), writeable=False
+    )
     power = np.abs(np.fft.rfft(frames * _WINDOW, axis=1)) ** 2
     return 20.0 / 2.0 * np.log10(power @ _MEL.T + EPS)
 
@@ -328,9 +335,14 @@ def vectors(logmel: np.ndarray, frames: int = FRAMES) -> np.ndarray:
     return np.concatenate([logmel[t : t + count] for t in range(frames)], axis=1).astype(np.float32)
 
 
-def clip_features(machine_id: int, seed: int | list[int], duration: float = CLIP_SECONDS,
-                  fault: str | None = None, severity: float = 0.5,
-                  fault_options: dict | None = None) -> np.ndarray:
+def clip_features(
+    machine_id: int,
+    seed: int | list[int],
+    duration: float = CLIP_SECONDS,
+    fault: str | None = None,
+    severity: float = 0.5,
+    fault_options: dict | None = None,
+) -> np.ndarray:
     """The 640-dim vectors of one clip, float32."""
     return vectors(log_mel(synth_clip(machine_id, seed, duration, fault, severity, fault_options)))
 

@@ -85,8 +85,11 @@ def folded(model: AutoEncoder) -> nn.Sequential:
 
 
 def train_features(seed: int, clips_per_id: int, duration: float) -> np.ndarray:
-    parts = [gen.clip_features(mid, gen.clip_seed(seed, "train", mid, i), duration)
-             for mid in range(len(gen.MACHINES)) for i in range(clips_per_id)]
+    parts = [
+        gen.clip_features(mid, gen.clip_seed(seed, "train", mid, i), duration)
+        for mid in range(len(gen.MACHINES))
+        for i in range(clips_per_id)
+    ]
     return np.concatenate(parts)
 
 
@@ -142,7 +145,8 @@ def quality_target(*aucs: float) -> float:
     return math.floor((min(aucs) - 0.02) * 100) / 100
 
 
-MANIFEST = """\
+MANIFEST = (
+    """\
 # MLPerf Tiny anomaly detection: the Deep AutoEncoder of keras_model.py (640 -> 128x4 -> 8 -> 128x4 -> 640),
 # BatchNorm folded into the Gemms, trained on normal sounds of 4 synthetic rotating machines
 # (training/ad/generate.py; retrain with `python training/ad/train.py`).
@@ -163,7 +167,9 @@ y_test = "y_test.npy"
 calibration = "X_calib.npy"
 architecture = "Deep AutoEncoder"
 link = "https://github.com/mlcommons/tiny/blob/master/benchmark/training/anomaly_detection/keras_model.py"
-""" + QUANTIZATION_TOML  # no braces: safe under str.format
+"""
+    + QUANTIZATION_TOML
+)  # no braces: safe under str.format
 
 
 def main() -> None:
@@ -183,9 +189,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     sys.path.insert(0, str(ROOT))
-    from pytest_tinyaccel.quantize import quantize_model
     import onnx
     import onnxruntime
+
+    from pytest_tinyaccel.quantize import quantize_model
 
     t0 = time.perf_counter()
     x_train = train_features(args.seed, args.train_clips, args.duration)
@@ -195,7 +202,9 @@ def main() -> None:
     print(f"train: {x_train.shape} vectors in {t_gen_train:.1f} s; mean {mean:.3f} dB, std {std:.3f} dB", flush=True)
 
     t0 = time.perf_counter()
-    x_test, y_test, meta, clips = test_rows(args.seed, args.test_normal, args.test_anomalous, args.rows_per_clip, args.test_duration)
+    x_test, y_test, meta, clips = test_rows(
+        args.seed, args.test_normal, args.test_anomalous, args.rows_per_clip, args.test_duration
+    )
     t_gen_test = time.perf_counter() - t0
     order = np.random.default_rng([args.seed, 11]).permutation(len(y_test))
     x_test = ((x_test[order] - mean) / std).astype(np.float16)
@@ -240,27 +249,46 @@ def main() -> None:
     per_fault = {}
     for fault in gen.FAULTS:
         keep = np.array([m[1] in ("normal", fault) for m in meta[:samples]])
-        per_fault[fault] = {"fp32": float(roc_auc_score(ys[:samples][keep], s_fp32[keep])),
-                            "int8": float(roc_auc_score(ys[:samples][keep], s_int8[keep]))}
+        per_fault[fault] = {
+            "fp32": float(roc_auc_score(ys[:samples][keep], s_fp32[keep])),
+            "int8": float(roc_auc_score(ys[:samples][keep], s_int8[keep])),
+        }
     per_id = {}
     for mid, machine in enumerate(gen.MACHINES):
         keep = np.array([m[0] == mid for m in meta[:samples]])
         per_id[machine.name] = float(roc_auc_score(ys[:samples][keep], s_fp32[keep]))
     # MLPerf/DCASE-style clip score (mean over all vectors of the clip), for reference only.
     with torch.no_grad():
-        clip_scores = [float(torch.mean((net(torch.from_numpy((f - mean) / std)) - torch.from_numpy((f - mean) / std)) ** 2))
-                       for f, _, _ in clips]
+        clip_scores = [
+            float(torch.mean((net(torch.from_numpy((f - mean) / std)) - torch.from_numpy((f - mean) / std)) ** 2))
+            for f, _, _ in clips
+        ]
     clip_auc = float(roc_auc_score([c[1] for c in clips], clip_scores))
 
     target = quality_target(auc_fp32, auc_int8)
-    (args.out / "model.toml").write_text(MANIFEST.format(
-        mean=mean, std=std, rows=len(ys), normal=int((ys == 0).sum()), anomalous=int(ys.sum()), clips=len(clips),
-        samples=samples, ort=onnxruntime.__version__, auc_fp32=auc_fp32, auc_int8=auc_int8, target=target), encoding="utf-8")
+    (args.out / "model.toml").write_text(
+        MANIFEST.format(
+            mean=mean,
+            std=std,
+            rows=len(ys),
+            normal=int((ys == 0).sum()),
+            anomalous=int(ys.sum()),
+            clips=len(clips),
+            samples=samples,
+            ort=onnxruntime.__version__,
+            auc_fp32=auc_fp32,
+            auc_int8=auc_int8,
+            target=target,
+        ),
+        encoding="utf-8",
+    )
 
     sizes = {p.name: p.stat().st_size for p in sorted(args.out.iterdir()) if p.is_file()}
     metrics = {
         "seed": args.seed,
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "metrics")},
+        "args": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "metrics")
+        },
         "train_vectors": int(len(x_train)),
         "train_clips": args.train_clips * len(gen.MACHINES),
         "test_rows": int(len(ys)),
@@ -268,7 +296,11 @@ def main() -> None:
         "test_clips": len(clips),
         "feature_mean_db": mean,
         "feature_std_db": std,
-        "seconds": {"generate_train": round(t_gen_train, 1), "generate_test": round(t_gen_test, 1), "train": round(t_train, 1)},
+        "seconds": {
+            "generate_train": round(t_gen_train, 1),
+            "generate_test": round(t_gen_test, 1),
+            "train": round(t_train, 1),
+        },
         "auc": {"fp32": auc_fp32, "int8": auc_int8, "clip_level_fp32": clip_auc},
         "auc_per_fault": per_fault,
         "auc_per_machine_fp32": per_id,

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "training"))
 sys.path.insert(0, str(ROOT))
 
 from export import QUANTIZATION_TOML, bundled_quantization, export_onnx  # noqa: E402  (training/export.py)
+
 from pytest_tinyaccel.quantize import quantize_model  # noqa: E402
 from pytest_tinyaccel.runtime import create_session, run_session  # noqa: E402
 
@@ -118,8 +119,12 @@ def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     x = (digits.images / 16.0).astype(np.float32)[:, None, :, :]  # (N, 1, 8, 8) in [0, 1]
     y = digits.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
-    return (np.ascontiguousarray(x_train), np.ascontiguousarray(x_test),
-            np.ascontiguousarray(y_train), np.ascontiguousarray(y_test))
+    return (
+        np.ascontiguousarray(x_train),
+        np.ascontiguousarray(x_test),
+        np.ascontiguousarray(y_train),
+        np.ascontiguousarray(y_test),
+    )
 
 
 def shift_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -168,7 +173,8 @@ def ort_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def write_manifest(fp32: float, int8: float, n_test: int) -> None:
-    text = f"""# Written by training/ic/train.py; re-run it rather than editing by hand.
+    text = (
+        f"""# Written by training/ic/train.py; re-run it rather than editing by hand.
 use_case = "Image Classification"
 task = "classification"
 metric = "top1"
@@ -185,7 +191,9 @@ calibration = "X_calib.npy"
 labels = "labels.txt"
 architecture = "ResNet (digits)"
 link = "{LINK}"
-""" + QUANTIZATION_TOML
+"""
+        + QUANTIZATION_TOML
+    )
     (OUT / "model.toml").write_text(text, encoding="utf-8")
 
 
@@ -225,7 +233,9 @@ def main() -> None:
         int8_ops = sorted({n.op_type for n in onnx.load(str(int8_path)).graph.node})
 
     if not QUALITY_TARGET <= min(fp32, int8) - 0.01:
-        raise SystemExit(f"quality target {QUALITY_TARGET} is not below the measured accuracies ({fp32:.4f}, {int8:.4f})")
+        raise SystemExit(
+            f"quality target {QUALITY_TARGET} is not below the measured accuracies ({fp32:.4f}, {int8:.4f})"
+        )
     write_manifest(fp32, int8, len(y_test))
 
     print(f"parameters (exported ONNX, BN folded): {onnx_params}")

@@ -63,10 +63,36 @@ SILENCE, UNKNOWN = LABELS.index("silence"), LABELS.index("unknown")
 
 # Non-keywords for "unknown": Speech Commands' auxiliary words plus a few more.
 UNKNOWN_WORDS = (
-    "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-    "backward", "forward", "follow", "learn", "visual", "yellow", "window", "garden",
-    "music", "kitchen",
+    "bed",
+    "bird",
+    "cat",
+    "dog",
+    "happy",
+    "house",
+    "marvin",
+    "sheila",
+    "tree",
+    "wow",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "backward",
+    "forward",
+    "follow",
+    "learn",
+    "visual",
+    "yellow",
+    "window",
+    "garden",
+    "music",
+    "kitchen",
 )
 
 # Babble material: sentences without any keyword (checked at import).
@@ -95,8 +121,14 @@ BABBLE_SENTENCES = (
 
 # espeak-ng's own English voices (the MBROLA ones need extra packages).
 ACCENTS = (
-    "en", "en-us", "en-us-nyc", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
-    "en-gb-x-gbcwmd", "en-029",
+    "en",
+    "en-us",
+    "en-us-nyc",
+    "en-gb-scotland",
+    "en-gb-x-rp",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+    "en-029",
 )
 TEST_ACCENTS = ("en-gb-x-gbcwmd", "en-029")
 
@@ -104,36 +136,142 @@ TEST_ACCENTS = ("en-gb-x-gbcwmd", "en-029")
 # (a space in the name). Missing variants would silently fall back to the plain
 # voice, so `check_espeak` verifies they are all installed.
 VARIANTS = (
-    "Alex", "Alicia", "Andrea", "Andy", "Annie", "AnxiousAndy", "Demonic", "Denis", "Diogo",
-    "Gene", "Gene2", "Henrique", "Hugo", "Jacky", "Lee", "Marco", "Mario", "Michael", "Mike",
-    "Nguyen", "RicishayMax", "RicishayMax2", "RicishayMax3", "Storm", "Tweaky", "UniRobot",
-    "adam", "anika", "anikaRobot", "announcer", "antonio", "aunty", "belinda", "benjamin",
-    "boris", "caleb", "croak", "david", "ed", "edward", "edward2", "f1", "f2", "f3", "f4",
-    "f5", "fast", "grandma", "grandpa", "gustave", "iven", "iven2", "iven3", "iven4", "john",
-    "kaukovalta", "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6", "linda", "m1",
-    "m2", "m3", "m4", "m5", "m6", "m7", "m8", "marcelo", "max", "michel", "miguel", "norbert",
-    "pablo", "paul", "pedro", "quincy", "rob", "robert", "robosoft", "robosoft2", "robosoft3",
-    "robosoft4", "robosoft5", "robosoft6", "robosoft7", "robosoft8", "sandro", "shelby",
-    "steph", "steph2", "steph3", "travis", "victor", "whisper", "whisperf", "zac",
+    "Alex",
+    "Alicia",
+    "Andrea",
+    "Andy",
+    "Annie",
+    "AnxiousAndy",
+    "Demonic",
+    "Denis",
+    "Diogo",
+    "Gene",
+    "Gene2",
+    "Henrique",
+    "Hugo",
+    "Jacky",
+    "Lee",
+    "Marco",
+    "Mario",
+    "Michael",
+    "Mike",
+    "Nguyen",
+    "RicishayMax",
+    "RicishayMax2",
+    "RicishayMax3",
+    "Storm",
+    "Tweaky",
+    "UniRobot",
+    "adam",
+    "anika",
+    "anikaRobot",
+    "announcer",
+    "antonio",
+    "aunty",
+    "belinda",
+    "benjamin",
+    "boris",
+    "caleb",
+    "croak",
+    "david",
+    "ed",
+    "edward",
+    "edward2",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "f5",
+    "fast",
+    "grandma",
+    "grandpa",
+    "gustave",
+    "iven",
+    "iven2",
+    "iven3",
+    "iven4",
+    "john",
+    "kaukovalta",
+    "klatt",
+    "klatt2",
+    "klatt3",
+    "klatt4",
+    "klatt5",
+    "klatt6",
+    "linda",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "m7",
+    "m8",
+    "marcelo",
+    "max",
+    "michel",
+    "miguel",
+    "norbert",
+    "pablo",
+    "paul",
+    "pedro",
+    "quincy",
+    "rob",
+    "robert",
+    "robosoft",
+    "robosoft2",
+    "robosoft3",
+    "robosoft4",
+    "robosoft5",
+    "robosoft6",
+    "robosoft7",
+    "robosoft8",
+    "sandro",
+    "shelby",
+    "steph",
+    "steph2",
+    "steph3",
+    "travis",
+    "victor",
+    "whisper",
+    "whisperf",
+    "zac",
 )
 TEST_VARIANTS = (
-    "m3", "m7", "f2", "f4", "whisperf", "klatt3", "iven2", "steph2", "robosoft4", "Andy",
-    "Annie", "anika", "aunty", "belinda", "boris", "edward2", "grandma", "john", "max",
+    "m3",
+    "m7",
+    "f2",
+    "f4",
+    "whisperf",
+    "klatt3",
+    "iven2",
+    "steph2",
+    "robosoft4",
+    "Andy",
+    "Annie",
+    "anika",
+    "aunty",
+    "belinda",
+    "boris",
+    "edward2",
+    "grandma",
+    "john",
+    "max",
     "norbert",
 )
 
-RATE_WPM = (120, 230)       # espeak-ng -s, uniform
-PITCH = (20, 80)            # espeak-ng -p, uniform
+RATE_WPM = (120, 230)  # espeak-ng -s, uniform
+PITCH = (20, 80)  # espeak-ng -p, uniform
 SPEECH_DBFS = (-34.0, -10.0)  # RMS of the active speech
-SNR_DB = (5.0, 30.0)        # speech RMS over noise RMS; 10 % of clips are near-clean
+SNR_DB = (5.0, 30.0)  # speech RMS over noise RMS; 10 % of clips are near-clean
 CLEAN_SNR_DB = 40.0
 SILENCE_DBFS = (-70.0, -25.0)  # RMS of "silence" clips (noise only)
 REVERB_PROB = 0.3
 SPEED_PROB, SPEED_PERCENT = 0.8, (88, 112)  # training split only (see perturb)
-TILT_PROB = 0.5                             # training split only
+TILT_PROB = 0.5  # training split only
 NOISE_TYPES = ("white", "pink", "brown", "hum", "babble", "hum+pink")
-BABBLE_POOL = 120           # sentences rendered per split for babble
-UNKNOWN_SHARE = 2.0         # "unknown" gets twice the share of each other class in training
+BABBLE_POOL = 120  # sentences rendered per split for babble
+UNKNOWN_SHARE = 2.0  # "unknown" gets twice the share of each other class in training
 ESPEAK_RATE = 22050
 SPLIT_IDS = {"train": 1, "test": 2}
 
@@ -181,14 +319,25 @@ class Utterance:
     text: str
 
     def argv(self, path: Path) -> list[str]:
-        return ["espeak-ng", "-v", f"{self.accent}+{self.variant}", "-s", str(self.rate),
-                "-p", str(self.pitch), "-w", str(path), self.text]
+        return [
+            "espeak-ng",
+            "-v",
+            f"{self.accent}+{self.variant}",
+            "-s",
+            str(self.rate),
+            "-p",
+            str(self.pitch),
+            "-w",
+            str(path),
+            self.text,
+        ]
 
 
 def render(utterances: list[Utterance], workers: int = 2) -> list[np.ndarray]:
     """Speak each utterance with espeak-ng; float64 audio at 16 kHz, silence trimmed."""
 
     with tempfile.TemporaryDirectory(prefix="kws-synth-") as tmp:
+
         def one(i: int) -> np.ndarray:
             path = Path(tmp) / f"{i}.wav"
             subprocess.run(utterances[i].argv(path), check=True, capture_output=True)
@@ -321,11 +470,17 @@ def generate(split: str, count: int, seed: int, workers: int = 2, verbose: bool 
 
     def speaker(rng: np.random.Generator, text: str) -> Utterance:
         accent, variant = combos[rng.integers(len(combos))]
-        return Utterance(accent, variant, int(rng.integers(RATE_WPM[0], RATE_WPM[1] + 1)),
-                         int(rng.integers(PITCH[0], PITCH[1] + 1)), text)
+        return Utterance(
+            accent,
+            variant,
+            int(rng.integers(RATE_WPM[0], RATE_WPM[1] + 1)),
+            int(rng.integers(PITCH[0], PITCH[1] + 1)),
+            text,
+        )
 
-    babble_requests = [speaker(babble_rng, BABBLE_SENTENCES[babble_rng.integers(len(BABBLE_SENTENCES))])
-                       for _ in range(BABBLE_POOL)]
+    babble_requests = [
+        speaker(babble_rng, BABBLE_SENTENCES[babble_rng.integers(len(BABBLE_SENTENCES))]) for _ in range(BABBLE_POOL)
+    ]
     word_requests: dict[int, Utterance] = {}
     for i, label in enumerate(labels):
         if label == SILENCE:
@@ -372,16 +527,29 @@ def generate(split: str, count: int, seed: int, workers: int = 2, verbose: bool 
         clip = noise(rng, kind, n, pool) * (10 ** (level / 20) / 10 ** (snr / 20))
         clip[offset : offset + len(speech)] += speech
         clips[i] = clip
-        meta.append({"label": LABELS[label], "word": request.text, "accent": request.accent,
-                     "variant": request.variant, "rate": request.rate, "pitch": request.pitch,
-                     "noise": kind, "snr_db": round(snr, 1), "offset": offset})
+        meta.append(
+            {
+                "label": LABELS[label],
+                "word": request.text,
+                "accent": request.accent,
+                "variant": request.variant,
+                "rate": request.rate,
+                "pitch": request.pitch,
+                "noise": kind,
+                "snr_db": round(snr, 1),
+                "offset": offset,
+            }
+        )
     peak = np.abs(clips).max(axis=1, keepdims=True)
     clips *= np.minimum(1.0, 0.99 / np.maximum(peak, 1e-12))  # no clipping
     clips = np.round(clips * 32767) / 32768  # 16-bit audio, as a recording would be
     features = mfcc.mfcc(clips)[:, None].astype(np.float16)
     if verbose:
-        print(f"[synth] {split}: {count} clips, {len(audio)} espeak-ng renderings in {rendered:.1f} s, "
-              f"total {time.perf_counter() - started:.1f} s ({cropped} words cropped to 1 s)", flush=True)
+        print(
+            f"[synth] {split}: {count} clips, {len(audio)} espeak-ng renderings in {rendered:.1f} s, "
+            f"total {time.perf_counter() - started:.1f} s ({cropped} words cropped to 1 s)",
+            flush=True,
+        )
     return features, labels.astype(np.int64), meta
 
 

@@ -52,6 +52,7 @@ ROOT = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(ROOT / "training"), str(ROOT)]
 
 from export import QUANTIZATION_TOML, bundled_quantization, export_onnx  # noqa: E402
+
 from pytest_tinyaccel.models import file_sha256  # noqa: E402
 from pytest_tinyaccel.quantize import quantize_model  # noqa: E402
 from pytest_tinyaccel.runtime import create_session, run_session  # noqa: E402
@@ -70,12 +71,18 @@ class DSCNN(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [
             nn.Conv2d(1, width, (10, 4), stride=2, padding=(5, 1), bias=False),
-            nn.BatchNorm2d(width), nn.ReLU(), nn.Dropout(0.2),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Dropout(0.2),
         ]
         for _ in range(blocks):
             layers += [
-                nn.Conv2d(width, width, 3, padding=1, groups=width, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-                nn.Conv2d(width, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                nn.Conv2d(width, width, 3, padding=1, groups=width, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+                nn.Conv2d(width, width, 1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
             ]
         self.features = nn.Sequential(*layers)
         self.pool = nn.AvgPool2d((25, 5))
@@ -96,7 +103,9 @@ class WithSoftmax(nn.Module):
         return torch.softmax(self.net(x), dim=1)
 
 
-def load_or_generate(split: str, count: int, seed: int, x_path: Path, y_path: Path, regenerate: bool) -> tuple[np.ndarray, np.ndarray, dict]:
+def load_or_generate(
+    split: str, count: int, seed: int, x_path: Path, y_path: Path, regenerate: bool
+) -> tuple[np.ndarray, np.ndarray, dict]:
     info: dict = {"split": split}
     if x_path.exists() and y_path.exists() and not regenerate:
         x, y = np.load(x_path, allow_pickle=False), np.load(y_path, allow_pickle=False)
@@ -148,10 +157,19 @@ def train(x: np.ndarray, y: np.ndarray, seed: int, epochs: int, batch: int, lr: 
             loss_sum += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
             total += len(idx)
-        history.append({"epoch": epoch + 1, "loss": round(loss_sum / total, 4), "train_acc": round(correct / total, 4),
-                        "seconds": round(time.perf_counter() - started, 1)})
-        print(f"[train] epoch {epoch + 1:3d}/{epochs}  loss {loss_sum / total:.4f}  train acc {correct / total:.4f}  "
-              f"({history[-1]['seconds']} s)", flush=True)
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": round(loss_sum / total, 4),
+                "train_acc": round(correct / total, 4),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+        print(
+            f"[train] epoch {epoch + 1:3d}/{epochs}  loss {loss_sum / total:.4f}  train acc {correct / total:.4f}  "
+            f"({history[-1]['seconds']} s)",
+            flush=True,
+        )
     net.eval()
     return net, history
 
@@ -239,14 +257,18 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_flush_denormal(True)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    results: dict = {"args": {k: os.path.relpath(v, ROOT) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                     "torch": torch.__version__}
+    results: dict = {
+        "args": {k: os.path.relpath(v, ROOT) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "torch": torch.__version__,
+    }
 
     t0 = time.perf_counter()
-    x_train, y_train, train_info = load_or_generate("train", args.train_count, args.data_seed,
-                                                    args.data / "X_train.npy", args.data / "y_train.npy", args.regenerate)
-    x_test, y_test, test_info = load_or_generate("test", args.test_count, args.data_seed,
-                                                 out / "X_test.npy", out / "y_test.npy", args.regenerate)
+    x_train, y_train, train_info = load_or_generate(
+        "train", args.train_count, args.data_seed, args.data / "X_train.npy", args.data / "y_train.npy", args.regenerate
+    )
+    x_test, y_test, test_info = load_or_generate(
+        "test", args.test_count, args.data_seed, out / "X_test.npy", out / "y_test.npy", args.regenerate
+    )
     results["generation_seconds"] = round(time.perf_counter() - t0, 1)
     test_meta = test_info.pop("meta", None)
     train_info.pop("meta", None)
@@ -281,8 +303,13 @@ def main(argv: list[str] | None = None) -> None:
 
     results["ops_fp32"] = sorted({n.op_type for n in onnx.load(str(onnx_path)).graph.node})
     train_acc, _ = top1(onnx_path, x_train, y_train)
-    results.update(fp32_top1=round(fp32, 4), int8_top1=round(int8, 4), train_top1_fp32=round(train_acc, 4),
-                   torch_ort_argmax_agreement=agree, model_sha256=file_sha256(onnx_path))
+    results.update(
+        fp32_top1=round(fp32, 4),
+        int8_top1=round(int8, 4),
+        train_top1_fp32=round(train_acc, 4),
+        torch_ort_argmax_agreement=agree,
+        model_sha256=file_sha256(onnx_path),
+    )
     confusion = np.zeros((len(LABELS), len(LABELS)), dtype=int)
     np.add.at(confusion, (y_test, pred32), 1)
     results["confusion_fp32"] = confusion.tolist()
@@ -290,11 +317,17 @@ def main(argv: list[str] | None = None) -> None:
         results["fp32_by_accent"] = breakdown(pred32, y_test, test_meta, "accent")
         results["fp32_by_noise"] = breakdown(pred32, y_test, test_meta, "noise")
     results["quality_target"] = write_manifest(out / "model.toml", fp32, int8, len(x_test))
-    results["file_bytes"] = {os.path.relpath(p, ROOT): p.stat().st_size
-                             for p in sorted([*out.iterdir(), *args.data.glob("*.npy")]) if p.is_file()}
+    results["file_bytes"] = {
+        os.path.relpath(p, ROOT): p.stat().st_size
+        for p in sorted([*out.iterdir(), *args.data.glob("*.npy")])
+        if p.is_file()
+    }
     (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    print(f"[train] fp32 top-1 {fp32:.4f}  int8 top-1 {int8:.4f}  train {train_acc:.4f}  "
-          f"target {results['quality_target']:.2f}  training {results['training_seconds']} s", flush=True)
+    print(
+        f"[train] fp32 top-1 {fp32:.4f}  int8 top-1 {int8:.4f}  train {train_acc:.4f}  "
+        f"target {results['quality_target']:.2f}  training {results['training_seconds']} s",
+        flush=True,
+    )
     print(f"[train] ops fp32 {results['ops_fp32']}\n[train] ops int8 {results['ops_int8']}")
 
 

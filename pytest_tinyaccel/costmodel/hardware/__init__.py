@@ -52,10 +52,6 @@ class Hardware:
     meta: dict[str, Any] = field(default_factory=dict)
     """The whole `tinyaccel` section."""
 
-    @property
-    def bytes_per_element(self) -> dict[str, float]:
-        return {k: v / 8 for k, v in self.precision_bits.items()}
-
 
 def hardware_file(target: str, dtype: str) -> Path:
     """The shipped description for `target` ('gemmini' or 'aie') and `dtype`."""

@@ -29,9 +29,7 @@ from onnx import helper, numpy_helper
 MATRIX_OPS = ("Conv", "Gemm", "MatMul")
 """Ops costed by ZigZag (the MAC-array layers)."""
 
-METADATA_OPS = frozenset(
-    {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Constant", "Shape"}
-)
+METADATA_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Constant", "Shape"})
 """Ops that only relabel a tensor (no data movement on either accelerator): cost 0, no kernel."""
 
 ACTIVATION_OPS = frozenset({"Relu", "Clip", "LeakyRelu"})
@@ -41,7 +39,7 @@ move). Fused when their input is produced by a matrix op and consumed by nothing
 
 
 @dataclass
-class Node:
+class Layer:
     """One ONNX node with what the cost models need to know about it."""
 
     name: str
@@ -72,11 +70,11 @@ class Node:
 
 
 @dataclass
-class Graph:
+class LayerGraph:
     """The prepared model and its nodes in topological (file) order."""
 
     model: onnx.ModelProto
-    nodes: list[Node]
+    nodes: list[Layer]
     shapes: dict[str, list[int]]
     initializers: set[str]
     graph_inputs: list[str]
@@ -86,7 +84,7 @@ class Graph:
         """Tensor name -> name of the node producing it."""
         return {out: n.name for n in self.nodes for out in n.outputs}
 
-    def predecessors(self, node: Node) -> list[str]:
+    def predecessors(self, node: Layer) -> list[str]:
         prod = self.producers()
         seen: list[str] = []
         for t in node.inputs:
@@ -138,7 +136,7 @@ class Graph:
                 fused[n.name] = root
         return fused
 
-    def node(self, name: str) -> Node:
+    def node(self, name: str) -> Layer:
         for n in self.nodes:
             if n.name == name:
                 return n
@@ -167,9 +165,7 @@ def _fold_constant_dequantize(model: onnx.ModelProto) -> None:
     keep = []
     new_inits = []
     for node in model.graph.node:
-        if node.op_type == "DequantizeLinear" and all(
-            (not name) or name in inits for name in node.input
-        ):
+        if node.op_type == "DequantizeLinear" and all((not name) or name in inits for name in node.input):
             x = numpy_helper.to_array(inits[node.input[0]]).astype(np.float64)
             scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
             zp = (
@@ -241,15 +237,13 @@ def _shape_of(vi: onnx.ValueInfoProto) -> list[int] | None:
     return dims
 
 
-QUANTIZED_OPS = frozenset(
-    {"QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger", "QuantizeLinear"}
-)
+QUANTIZED_OPS = frozenset({"QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger", "QuantizeLinear"})
 
 
-def prepare_model(model: str | Path | bytes | onnx.ModelProto) -> tuple[Graph, str]:
+def prepare_model(model: str | Path | bytes | onnx.ModelProto) -> tuple[LayerGraph, str]:
     """Copy, fold constant DequantizeLinear, fix batch to 1, infer shapes, analyse.
 
-    Returns the `Graph` and the sha256 of the *original* model bytes. Raises
+    Returns the `LayerGraph` and the sha256 of the *original* model bytes. Raises
     ValueError for a quantized graph: the cost models take the float model and
     get the int8 precision from the hardware description.
     """
@@ -271,7 +265,7 @@ def prepare_model(model: str | Path | bytes | onnx.ModelProto) -> tuple[Graph, s
     return analyse(proto), digest
 
 
-def analyse(proto: onnx.ModelProto) -> Graph:
+def analyse(proto: onnx.ModelProto) -> LayerGraph:
     shapes: dict[str, list[int]] = {}
     for vi in list(proto.graph.input) + list(proto.graph.output) + list(proto.graph.value_info):
         s = _shape_of(vi)
@@ -287,10 +281,10 @@ def analyse(proto: onnx.ModelProto) -> Graph:
         s = shapes.get(name)
         return int(math.prod(s)) if s is not None else 0
 
-    nodes: list[Node] = []
+    nodes: list[Layer] = []
     for index, nd in enumerate(proto.graph.node):
         attrs = _attrs(nd)
-        n = Node(
+        n = Layer(
             name=nd.name,
             op=nd.op_type,
             inputs=[i for i in nd.input],
@@ -325,7 +319,7 @@ def analyse(proto: onnx.ModelProto) -> Graph:
             n.out_channels = int(out_shape[1]) if len(out_shape) > 1 else int(out_shape[0])
             n.out_rows = int(out_shape[2]) if len(out_shape) > 2 else 1
         nodes.append(n)
-    return Graph(
+    return LayerGraph(
         model=proto,
         nodes=nodes,
         shapes=shapes,
@@ -335,7 +329,7 @@ def analyse(proto: onnx.ModelProto) -> Graph:
     )
 
 
-def zigzag_model(graph: Graph, precision: dict[str, int]) -> onnx.ModelProto:
+def zigzag_model(graph: LayerGraph, precision: dict[str, int]) -> onnx.ModelProto:
     """A copy of the prepared model ready for ZigZag's ONNX parser.
 
     * every Conv/Gemm/MatMul gets `weight_size`/`act_size`/`output_size`
@@ -382,10 +376,7 @@ def zigzag_model(graph: Graph, precision: dict[str, int]) -> onnx.ModelProto:
             if len(in_shape) == 4 and len(out_shape) == 4:
                 for ax in range(2):
                     total = max(
-                        (out_shape[2 + ax] - 1) * strides[ax]
-                        + (kernel[ax] - 1) * dilations[ax]
-                        + 1
-                        - in_shape[2 + ax],
+                        (out_shape[2 + ax] - 1) * strides[ax] + (kernel[ax] - 1) * dilations[ax] + 1 - in_shape[2 + ax],
                         0,
                     )
                     small, big = total // 2, total - total // 2
@@ -400,6 +391,6 @@ def zigzag_model(graph: Graph, precision: dict[str, int]) -> onnx.ModelProto:
         kept = [a for a in nd.attribute if a.name not in (*new.keys(), "auto_pad")]
         del nd.attribute[:]
         nd.attribute.extend(kept)
-        for key, value in new.items():
-            nd.attribute.append(helper.make_attribute(key, value))
+        for attr_name, attr_value in new.items():
+            nd.attribute.append(helper.make_attribute(attr_name, attr_value))
     return proto

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 META = "golden.json"
 FORMAT = 1
@@ -103,8 +103,7 @@ def load(folder: Path) -> Golden:
         except ValueError as exc:
             raise DataError(f"{path}: not a plain .npy array ({exc})") from exc
     outputs = {
-        dtype: {out: arrays[file] for out, file in entry["outputs"].items()}
-        for dtype, entry in meta["dtypes"].items()
+        dtype: {out: arrays[file] for out, file in entry["outputs"].items()} for dtype, entry in meta["dtypes"].items()
     }
     return Golden(folder=folder, meta=meta, inputs=arrays["inputs.npy"], outputs=outputs)
 
@@ -120,8 +119,13 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def write(folder: Path, meta: dict[str, Any], inputs: np.ndarray,
-          outputs: dict[str, dict[str, np.ndarray]], layers: dict[str, dict[str, np.ndarray]] | None = None) -> None:
+def write(
+    folder: Path,
+    meta: dict[str, Any],
+    inputs: np.ndarray,
+    outputs: dict[str, dict[str, np.ndarray]],
+    layers: dict[str, dict[str, np.ndarray]] | None = None,
+) -> None:
     """Replace the golden in `folder`: all files staged first, renamed after, meta last."""
     files: dict[str, bytes] = {"inputs.npy": array_bytes(inputs)}
     dtypes = {}
@@ -138,8 +142,12 @@ def write(folder: Path, meta: dict[str, Any], inputs: np.ndarray,
             files[file] = npz_bytes({f"t{i:03d}": a for i, a in enumerate(tensors.values())})
             entry["layers"] = {"file": file, "tensors": list(tensors)}
         dtypes[dtype] = entry
-    meta = {**meta, "format": FORMAT, "dtypes": dtypes,
-            "files": {name: sha256_bytes(data) for name, data in sorted(files.items())}}
+    meta = {
+        **meta,
+        "format": FORMAT,
+        "dtypes": dtypes,
+        "files": {name: sha256_bytes(data) for name, data in sorted(files.items())},
+    }
     text = json.dumps(meta, indent=1, sort_keys=True) + "\n"
     folder.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[Path, Path]] = []
@@ -164,4 +172,3 @@ def _stage(final: Path, data: bytes) -> tuple[Path, Path]:
         handle.flush()
         os.fsync(handle.fileno())
     return tmp, final
-

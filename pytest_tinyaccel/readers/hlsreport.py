@@ -117,8 +117,10 @@ def parse_csynth_xml(source: str | Path) -> SynthesisReport:
         interval_min=_int(find(overall + "Interval-min")),
         interval_max=_int(find(overall + "Interval-max")),
     )
-    for section, target in (("./AreaEstimates/Resources", report.resources),
-                            ("./AreaEstimates/AvailableResources", report.available)):
+    for section, target in (
+        ("./AreaEstimates/Resources", report.resources),
+        ("./AreaEstimates/AvailableResources", report.available),
+    ):
         node = root.find(section)
         for child in node if node is not None else []:
             key = RESOURCE_NAMES.get(child.tag)
@@ -142,7 +144,7 @@ def _section(lines: list[str], title: str) -> list[str]:
     for i, line in enumerate(lines):
         if title in line:
             out = []
-            for follow in lines[i + 1:]:
+            for follow in lines[i + 1 :]:
                 if follow.startswith(("+ ", "== ")):
                     break
                 out.append(follow)
@@ -188,7 +190,7 @@ def parse_csynth_rpt(source: str | Path) -> SynthesisReport:
             header = cells
         elif header and cells and cells[0] in ("Total", "Available"):
             target = report.resources if cells[0] == "Total" else report.available
-            for name, value in zip(header[1:], cells[1:]):
+            for name, value in zip(header[1:], cells[1:], strict=False):
                 key = RESOURCE_NAMES.get(name)
                 number = _int(value)
                 if key and number is not None:
@@ -214,10 +216,16 @@ def parse_cosim_rpt(source: str | Path) -> CosimReport:
             continue
         values = cells[2:] + [""] * 7
         found = CosimReport(
-            rtl=cells[0], status=cells[1],
-            latency_min=_int(values[0]), latency_avg=_number(values[1]), latency_max=_int(values[2]),
-            interval_min=_int(values[3]), interval_avg=_number(values[4]), interval_max=_int(values[5]),
-            total_cycles=_int(values[6]))
+            rtl=cells[0],
+            status=cells[1],
+            latency_min=_int(values[0]),
+            latency_avg=_number(values[1]),
+            latency_max=_int(values[2]),
+            interval_min=_int(values[3]),
+            interval_avg=_number(values[4]),
+            interval_max=_int(values[5]),
+            total_cycles=_int(values[6]),
+        )
         break
     if found is None:
         raise ReportError("co-simulation report has no Verilog/VHDL result row with a status")
@@ -242,10 +250,14 @@ def perf_fields(synth: SynthesisReport, cosim: CosimReport | None = None) -> dic
     throughput, resources, extra. Co-simulation figures win when it passed and measured them."""
     extra: dict[str, Any] = {
         "latency_source": "csynth",
-        "csynth_latency_min": synth.latency_best, "csynth_latency_max": synth.latency_worst,
-        "csynth_interval_min": synth.interval_min, "csynth_interval_max": synth.interval_max,
-        "target_clock_ns": synth.target_clock_ns, "estimated_clock_ns": synth.estimated_clock_ns,
-        "part": synth.part, "hls_version": synth.tool_version,
+        "csynth_latency_min": synth.latency_best,
+        "csynth_latency_max": synth.latency_worst,
+        "csynth_interval_min": synth.interval_min,
+        "csynth_interval_max": synth.interval_max,
+        "target_clock_ns": synth.target_clock_ns,
+        "estimated_clock_ns": synth.estimated_clock_ns,
+        "part": synth.part,
+        "hls_version": synth.tool_version,
         "available": dict(synth.available),
     }
     if synth.target_clock_ns is not None and synth.estimated_clock_ns is not None:
@@ -253,11 +265,19 @@ def perf_fields(synth: SynthesisReport, cosim: CosimReport | None = None) -> dic
     cycles = synth.latency_worst if synth.latency_worst is not None else synth.latency_best
     interval = synth.interval_max if synth.interval_max is not None else synth.interval_min
     if cosim is not None:
-        extra.update({"cosim_rtl": cosim.rtl, "cosim_status": cosim.status,
-                      "cosim_latency_min": cosim.latency_min, "cosim_latency_avg": cosim.latency_avg,
-                      "cosim_latency_max": cosim.latency_max, "cosim_interval_min": cosim.interval_min,
-                      "cosim_interval_avg": cosim.interval_avg, "cosim_interval_max": cosim.interval_max,
-                      "cosim_total_cycles": cosim.total_cycles})
+        extra.update(
+            {
+                "cosim_rtl": cosim.rtl,
+                "cosim_status": cosim.status,
+                "cosim_latency_min": cosim.latency_min,
+                "cosim_latency_avg": cosim.latency_avg,
+                "cosim_latency_max": cosim.latency_max,
+                "cosim_interval_min": cosim.interval_min,
+                "cosim_interval_avg": cosim.interval_avg,
+                "cosim_interval_max": cosim.interval_max,
+                "cosim_total_cycles": cosim.total_cycles,
+            }
+        )
         if cosim.passed and cosim.latency_max is not None:
             cycles = cosim.latency_max
             extra["latency_source"] = "cosim"
@@ -268,7 +288,11 @@ def perf_fields(synth: SynthesisReport, cosim: CosimReport | None = None) -> dic
     latency_ns = cycles * period if cycles is not None and period else None
     throughput = clock_hz / interval if clock_hz and interval else None
     extra["initiation_interval"] = interval
-    return {"cycles": float(cycles) if cycles is not None else None, "clock_hz": clock_hz,
-            "latency_ns": latency_ns, "throughput": throughput,
-            "resources": {k: synth.resources[k] for k in ("LUT", "FF", "DSP", "BRAM", "URAM") if k in synth.resources},
-            "extra": extra}
+    return {
+        "cycles": float(cycles) if cycles is not None else None,
+        "clock_hz": clock_hz,
+        "latency_ns": latency_ns,
+        "throughput": throughput,
+        "resources": {k: synth.resources[k] for k in ("LUT", "FF", "DSP", "BRAM", "URAM") if k in synth.resources},
+        "extra": extra,
+    }

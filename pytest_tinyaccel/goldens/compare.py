@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from tabulate import tabulate
 
 
-def describe_mismatch(name: str, obtained: np.ndarray, expected: np.ndarray,
-                      atol: float, rtol: float, worst: int = 5) -> str | None:
+def describe_mismatch(
+    name: str, obtained: np.ndarray, expected: np.ndarray, atol: float, rtol: float, worst: int = 5
+) -> str | None:
     """None when `obtained` is np.allclose to `expected`; else what differs and where.
 
     Integer tensors pass through the same rule, so with the default atol they
     must match exactly (a 1-LSB error fails).
     """
     if obtained.shape != expected.shape:
-        return (f"output '{name}': shape {list(obtained.shape)} does not match the golden's "
-                f"{list(expected.shape)}")
+        return f"output '{name}': shape {list(obtained.shape)} does not match the golden's {list(expected.shape)}"
     got = obtained.astype(np.float64, copy=False)
     exp = expected.astype(np.float64, copy=False)
     abs_err = np.abs(got - exp)
@@ -32,8 +32,9 @@ def describe_mismatch(name: str, obtained: np.ndarray, expected: np.ndarray,
     rows = []
     for flat in order:
         idx = np.unravel_index(flat, got.shape)
-        rows.append([list(map(int, idx)), f"{got[idx]:.7g}", f"{exp[idx]:.7g}",
-                     f"{abs_err[idx]:.3g}", f"{rel_err[idx]:.3g}"])
+        rows.append(
+            [list(map(int, idx)), f"{got[idx]:.7g}", f"{exp[idx]:.7g}", f"{abs_err[idx]:.3g}", f"{rel_err[idx]:.3g}"]
+        )
     lines = [
         f"output '{name}' differs from the ONNX Runtime golden (atol={atol:g}, rtol={rtol:g})",
         f"  mismatched elements: {count} / {bad.size} ({100.0 * count / bad.size:.2f}%)",
@@ -57,8 +58,9 @@ def _maxfmt(err: np.ndarray) -> str:
     return f"{finite.max():.4g}"
 
 
-def compare_top5(reference: list[list[list[float]]], probs: np.ndarray, tolerance: float,
-                 label: Callable[[int], str]) -> tuple[int, str]:
+def compare_top5(
+    reference: list[list[list[float]]], probs: np.ndarray, tolerance: float, label: Callable[[int], str]
+) -> tuple[int, str]:
     """Compare Top-5 lists per sample: same classes in the same order, values within
     `tolerance`. Classes whose reference probabilities lie within `tolerance` of each
     other are indistinguishable at that tolerance, so their order may differ: at a rank
@@ -66,7 +68,7 @@ def compare_top5(reference: list[list[list[float]]], probs: np.ndarray, toleranc
     the reference Top-5, the 5th) is within `tolerance` of that rank's, and so is the
     obtained value. Returns the number of differing entries and a side-by-side table
     ("0.961574 Labrador retriever" on both sides) of every sample that differs."""
-    from .metrics import topk
+    from ..metrics import topk
 
     classes, values = topk(probs, 5)
     rows, bad = [], 0
@@ -78,8 +80,15 @@ def compare_top5(reference: list[list[list[float]]], probs: np.ndarray, toleranc
             tie = abs(ref_prob.get(got_c, ref[-1][1]) - ref_p) <= tolerance
             ok = abs(got_p - ref_p) <= tolerance and (got_c == int(ref_c) or tie)
             sample_bad += not ok
-            sample_rows.append([i, rank + 1, f"{ref_p:.6f} {label(int(ref_c))}", f"{got_p:.6f} {label(got_c)}",
-                                "" if ok else "<-- differs"])
+            sample_rows.append(
+                [
+                    i,
+                    rank + 1,
+                    f"{ref_p:.6f} {label(int(ref_c))}",
+                    f"{got_p:.6f} {label(got_c)}",
+                    "" if ok else "<-- differs",
+                ]
+            )
         if sample_bad:
             rows += sample_rows
             bad += sample_bad

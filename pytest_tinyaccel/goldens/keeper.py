@@ -7,18 +7,19 @@ decides which test they fail.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from . import golden as golden_store
-from .cache import file_lock
+from ..cache import file_lock
+from ..errors import DataError
+from ..metrics import format_quality, quality, topk
+from ..models import Model, file_sha256
+from ..runtime import create_session, dequantized, int8_accumulation, run_session, to_model_inputs
+from . import store as golden_store
 from .compare import compare_top5, describe_mismatch
-from .errors import DataError
-from .metrics import format_quality, quality, topk
-from .models import Model, file_sha256
-from .runtime import create_session, dequantized, int8_accumulation, run_session, to_model_inputs
 
 
 def ort_version() -> str:
@@ -35,7 +36,9 @@ def label_for(model: Model, index: int) -> str:
 class GoldenKeeper:
     """Loads goldens once per session and (with --tinyaccel-update-golden) rewrites them."""
 
-    def __init__(self, golden_dir: Path, lock_dir: Path, dtype_model: Callable[[Model, str], Path], update: bool) -> None:
+    def __init__(
+        self, golden_dir: Path, lock_dir: Path, dtype_model: Callable[[Model, str], Path], update: bool
+    ) -> None:
         self.golden_dir, self.lock_dir = golden_dir, lock_dir
         self.dtype_model = dtype_model
         self.update = update
@@ -79,12 +82,13 @@ class GoldenKeeper:
             if old is not None:
                 self.updates += [f"  {line}" for line in _golden_changes(old, meta, inputs, outputs)]
 
-    def make(self, model: Model) -> tuple[dict[str, Any], np.ndarray, dict[str, dict[str, np.ndarray]],
-                                          dict[str, dict[str, np.ndarray]]]:
+    def make(
+        self, model: Model
+    ) -> tuple[dict[str, Any], np.ndarray, dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
         """ONNX Runtime's outputs, Top-5, quality and per-kernel tensors for every dtype of `model`."""
         import onnx
 
-        from .intermediates import ort_intermediates
+        from ..intermediates import ort_intermediates
 
         x = model.load_x(model.ndata)
         if len(x) < model.ndata:
@@ -104,14 +108,23 @@ class GoldenKeeper:
             if model.is_classification:
                 probs = next(iter(dequantized(path, out).values()))
                 classes, values = topk(probs)
-                entry["top5"] = [[[int(c), round(float(v), 6)] for c, v in zip(cs, vs)] for cs, vs in zip(classes, values)]
+                entry["top5"] = [
+                    [[int(c), round(float(v), 6)] for c, v in zip(cs, vs)] for cs, vs in zip(classes, values)
+                ]
             reference_quality = ort_quality(model, path)
             if reference_quality is not None:
                 entry["quality"] = reference_quality
             dtypes[dtype] = entry
-        meta = {"model": model.name, "model_sha256": model.sha256, "ndata": model.ndata,
-                "layer_samples": model.layer_samples, "onnxruntime": ort_version(), "onnx": onnx.__version__,
-                "int8_accumulation": int8_accumulation(), "dtypes": dtypes}
+        meta = {
+            "model": model.name,
+            "model_sha256": model.sha256,
+            "ndata": model.ndata,
+            "layer_samples": model.layer_samples,
+            "onnxruntime": ort_version(),
+            "onnx": onnx.__version__,
+            "int8_accumulation": int8_accumulation(),
+            "dtypes": dtypes,
+        }
         return meta, inputs, outputs, layers
 
     def stale(self, model: Model, dtype: str, golden: golden_store.Golden) -> list[str]:
@@ -119,17 +132,23 @@ class GoldenKeeper:
         meta = golden.meta
         problems = []
         if meta["model_sha256"] != model.sha256:
-            problems.append(f"{model.onnx_path.name} changed since the golden was written "
-                            f"(golden sha256 {meta['model_sha256'][:12]}, now {model.sha256[:12]})")
+            problems.append(
+                f"{model.onnx_path.name} changed since the golden was written "
+                f"(golden sha256 {meta['model_sha256'][:12]}, now {model.sha256[:12]})"
+            )
         current = model.load_x(model.ndata)
         if meta["ndata"] != model.ndata or not np.array_equal(golden.inputs, current.astype(golden.inputs.dtype)):
-            problems.append(f"the first ndata={model.ndata} samples of {model.x_test_path.name} differ from the golden's inputs")
+            problems.append(
+                f"the first ndata={model.ndata} samples of {model.x_test_path.name} differ from the golden's inputs"
+            )
         entry = meta["dtypes"].get(dtype)
         if entry is None:
             problems.append(f"the golden has no {dtype} outputs (it holds {sorted(meta['dtypes'])})")
         elif not problems and entry["model_sha256"] != file_sha256(self.dtype_model(model, dtype)):
-            problems.append(f"the {dtype} model now differs from the one the golden was made with "
-                            f"(golden: ONNX Runtime {meta['onnxruntime']}, installed: {ort_version()})")
+            problems.append(
+                f"the {dtype} model now differs from the one the golden was made with "
+                f"(golden: ONNX Runtime {meta['onnxruntime']}, installed: {ort_version()})"
+            )
         return problems
 
     # ----- upgrade review ----------------------------------------------------------------
@@ -167,8 +186,10 @@ class GoldenKeeper:
         if not made:
             return None
         listed = "; ".join(f"{k} ({', '.join(sorted(v))})" for k, v in sorted(made.items()))
-        return (f"tinyaccel: goldens were made with ONNX Runtime {listed}, installed is {ort_version()} "
-                f"({int8_accumulation()} int8 sums): upgrade review on (test_upgrade_review), Top-5 tolerance {tolerance:g}")
+        return (
+            f"tinyaccel: goldens were made with ONNX Runtime {listed}, installed is {ort_version()} "
+            f"({int8_accumulation()} int8 sums): upgrade review on (test_upgrade_review), Top-5 tolerance {tolerance:g}"
+        )
 
     def _golden_meta(self, model: Model) -> dict[str, Any] | None:
         try:
@@ -186,8 +207,10 @@ class GoldenKeeper:
             return [f"{model.name}: the golden has no {dtype} outputs"], []
         path = self.dtype_model(model, dtype)
         new = run_session(create_session(path), to_model_inputs(path, golden.inputs))
-        head = "; ".join([f"{model.name} {dtype}: ONNX Runtime {meta['onnxruntime']} -> {ort_version()}"]
-                         + [d for d in self.drift(meta, dtype) if d.startswith("int8 sums")])
+        head = "; ".join(
+            [f"{model.name} {dtype}: ONNX Runtime {meta['onnxruntime']} -> {ort_version()}"]
+            + [d for d in self.drift(meta, dtype) if d.startswith("int8 sums")]
+        )
         problems, notes = [], []
         parts = [head]
         if entry["model_sha256"] != file_sha256(path):
@@ -195,14 +218,19 @@ class GoldenKeeper:
         else:
             model_part = f"the {dtype} model is byte-identical"
         parts.append(model_part)
-        changed = [f"'{name}' {int((new[name] != exp).sum())} of {exp.size} values changed" for name, exp in golden.outputs[dtype].items()
-                   if new[name].shape == exp.shape and not np.array_equal(new[name], exp)]
+        changed = [
+            f"'{name}' {int((new[name] != exp).sum())} of {exp.size} values changed"
+            for name, exp in golden.outputs[dtype].items()
+            if new[name].shape == exp.shape and not np.array_equal(new[name], exp)
+        ]
         parts.append(", ".join(changed) if changed else "outputs on the golden samples unchanged")
         old_q, new_q = entry.get("quality"), ort_quality(model, path)
         if old_q and new_q:
             delta = 100 * (new_q["value"] - old_q["value"])
-            change = (f"{format_quality(model.metric, old_q['value'])} -> {format_quality(model.metric, new_q['value'])}"
-                      f" ({delta:+.2f} pts) on the first {new_q['samples']} samples")
+            change = (
+                f"{format_quality(model.metric, old_q['value'])} -> {format_quality(model.metric, new_q['value'])}"
+                f" ({delta:+.2f} pts) on the first {new_q['samples']} samples"
+            )
             parts.append(change)
             if -delta > accuracy_margin:
                 problems.append(f"{head}: {model_part}; {change}, more than the allowed {accuracy_margin:g} pts")
@@ -211,18 +239,25 @@ class GoldenKeeper:
             probs = next(iter(dequantized(path, new).values()))
             bad, table = compare_top5(entry["top5"], probs, tolerance, lambda c: label_for(model, c))
             if bad:
-                problems.append(f"{head}: Top-5 changed in {bad} place(s) (classes in order, probabilities within "
-                                f"{tolerance:g})\n{table}")
+                problems.append(
+                    f"{head}: Top-5 changed in {bad} place(s) (classes in order, probabilities within "
+                    f"{tolerance:g})\n{table}"
+                )
         else:
             tol = model.tolerance_for("cpu", dtype, {})
-            problems += [f"{head}: {p}" for name, exp in golden.outputs[dtype].items()
-                         if (p := describe_mismatch(name, new[name], exp, tol["atol"], tol["rtol"]))]
+            problems += [
+                f"{head}: {p}"
+                for name, exp in golden.outputs[dtype].items()
+                if (p := describe_mismatch(name, new[name], exp, tol["atol"], tol["rtol"]))
+            ]
         return problems, notes
 
 
 ACCUMULATION_WORDS = {"exact": "exact int32", "avx2_int16_pairs": "AVX2 int16-saturating pairs (no VNNI)"}
-ACCUMULATION_ADVICE = ("ONNX Runtime on x86 CPUs without VNNI adds pairs of uint8 x int8 products in saturating int16: "
-                       "quantize with reduce_range = true for int8 goldens that every CPU reproduces")
+ACCUMULATION_ADVICE = (
+    "ONNX Runtime on x86 CPUs without VNNI adds pairs of uint8 x int8 products in saturating int16: "
+    "quantize with reduce_range = true for int8 goldens that every CPU reproduces"
+)
 
 
 def ort_quality(model: Model, path: Path) -> dict[str, Any] | None:
@@ -240,19 +275,26 @@ def ort_quality(model: Model, path: Path) -> dict[str, Any] | None:
     return {"metric": model.metric, "samples": n, "value": round(value, 6)}
 
 
-def _same_golden(old: golden_store.Golden, meta: dict[str, Any], inputs: np.ndarray,
-                 outputs: dict[str, dict[str, np.ndarray]]) -> bool:
+def _same_golden(
+    old: golden_store.Golden, meta: dict[str, Any], inputs: np.ndarray, outputs: dict[str, dict[str, np.ndarray]]
+) -> bool:
     """True when rewriting would not change a byte."""
     new_meta = {**meta, "format": golden_store.FORMAT}
     old_meta = {k: v for k, v in old.meta.items() if k != "files"}
-    old_meta["dtypes"] = {d: {k: v for k, v in e.items() if k not in ("outputs", "layers")} for d, e in old_meta["dtypes"].items()}
-    return (old_meta == new_meta and np.array_equal(old.inputs, inputs)
-            and old.outputs.keys() == outputs.keys()
-            and all(np.array_equal(old.outputs[d][n], a) for d in outputs for n, a in outputs[d].items()))
+    old_meta["dtypes"] = {
+        d: {k: v for k, v in e.items() if k not in ("outputs", "layers")} for d, e in old_meta["dtypes"].items()
+    }
+    return (
+        old_meta == new_meta
+        and np.array_equal(old.inputs, inputs)
+        and old.outputs.keys() == outputs.keys()
+        and all(np.array_equal(old.outputs[d][n], a) for d in outputs for n, a in outputs[d].items())
+    )
 
 
-def _golden_changes(old: golden_store.Golden, meta: dict[str, Any], inputs: np.ndarray,
-                    outputs: dict[str, dict[str, np.ndarray]]) -> list[str]:
+def _golden_changes(
+    old: golden_store.Golden, meta: dict[str, Any], inputs: np.ndarray, outputs: dict[str, dict[str, np.ndarray]]
+) -> list[str]:
     """What an update changed, for the reviewer: versions, hashes, output deltas, Top-5, quality."""
     lines = []
     for key in ("onnxruntime", "onnx", "int8_accumulation", "model_sha256", "ndata", "layer_samples"):
@@ -273,11 +315,15 @@ def _golden_changes(old: golden_store.Golden, meta: dict[str, Any], inputs: np.n
             prev = old.outputs[dtype].get(name)
             if prev is not None and prev.shape == array.shape:
                 diff = np.abs(prev.astype(np.float64) - array.astype(np.float64))
-                parts.append(f"'{name}' max |change| {diff.max():.3g}, {int((diff > 0).sum())} of {diff.size} values changed")
+                parts.append(
+                    f"'{name}' max |change| {diff.max():.3g}, {int((diff > 0).sum())} of {diff.size} values changed"
+                )
         if "top5" in entry and before.get("top5") is not None:
             moved = sum(a[0] != b[0] for x, y in zip(before["top5"], entry["top5"]) for a, b in zip(x, y))
             parts.append(f"Top-5 classes changed in {moved} place(s)")
         if entry.get("quality") and before.get("quality"):
-            parts.append(f"{entry['quality']['metric']} {before['quality']['value']:.4f} -> {entry['quality']['value']:.4f}")
+            parts.append(
+                f"{entry['quality']['metric']} {before['quality']['value']:.4f} -> {entry['quality']['value']:.4f}"
+            )
         lines.append(f"{dtype}: " + "; ".join(parts))
     return lines

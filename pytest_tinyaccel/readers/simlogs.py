@@ -1,4 +1,4 @@
-"""Readers for what external toolchains write: data files, logs and traces.
+"""Readers for what simulators and runtimes write: data files, logs and traces.
 
 Pure functions over text (no files, no processes), so each is unit-tested on
 small samples written in the format the tools emit. The `command` target wires
@@ -21,18 +21,17 @@ Formats covered
   `dur` in microseconds), as ONNX Runtime's `enable_profiling` and Gemmini's
   runner with `-t` write it (`ort_profile`).
 - A `cycles: N` style line (`cycles_line`), or any regex (`regex_value`).
-- MLPerf LoadGen's detail log (`:::MLLOG {json}` lines, `loadgen_detail`).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -85,7 +84,9 @@ def read_stream(text: str) -> Stream:
                 continue
             match = _TIME_LINE.match(line)
             if not match or match.group(2) not in TIME_UNITS_NS:
-                raise ValueError(f"line {number}: cannot read timestamp {_clip(line)!r} (expected `T <time> <ps|ns|us|ms|s>`)")
+                raise ValueError(
+                    f"line {number}: cannot read timestamp {_clip(line)!r} (expected `T <time> <ps|ns|us|ms|s>`)"
+                )
             pending_time = float(match.group(1)) * TIME_UNITS_NS[match.group(2)]
             continue
         tokens = line.replace(",", " ").split()
@@ -144,12 +145,17 @@ def stream_timing(stream: Stream, values_per_instance: int | None = None, start_
     else:
         completions = [times[-1]]
     n = len(completions)
-    intervals = [b - a for a, b in zip(completions, completions[1:])]
+    intervals = [b - a for a, b in itertools.pairwise(completions)]
     span = completions[-1] - completions[0]
     throughput = (n - 1) * 1e9 / span if n > 1 and span > 0 else None
-    return StreamTiming(instances=n, first_ns=times[0], completions_ns=completions,
-                        latency_ns=completions[0] - start_ns, throughput=throughput,
-                        period_ns=float(statistics.median(intervals)) if intervals else None)
+    return StreamTiming(
+        instances=n,
+        first_ns=times[0],
+        completions_ns=completions,
+        latency_ns=completions[0] - start_ns,
+        throughput=throughput,
+        period_ns=float(statistics.median(intervals)) if intervals else None,
+    )
 
 
 def _fill_times(beats: list[Beat]) -> list[float]:
@@ -181,14 +187,22 @@ def text_to_array(values: np.ndarray, count: int, sample_shape: tuple[int, ...],
     per_sample = int(np.prod(shape[:-1], dtype=np.int64)) * last
     if values.size != count * per_sample:
         detail = f" (last dimension {shape[-1]} padded to {last})" if last != shape[-1] else ""
-        raise ValueError(f"found {values.size} values, expected {count * per_sample} = {count} samples x "
-                         f"{per_sample} values of shape {list(sample_shape)}{detail}")
+        raise ValueError(
+            f"found {values.size} values, expected {count * per_sample} = {count} samples x "
+            f"{per_sample} values of shape {list(sample_shape)}{detail}"
+        )
     array = values.reshape((count, *shape[:-1], last))[..., : shape[-1]]
     return array.reshape((count, *sample_shape))
 
 
-def array_to_text(x: np.ndarray, values_per_line: int, pad: int | None = None, pad_value: float = 0,
-                  fmt: str | None = None, timestamps_ns: Iterable[float] | None = None) -> str:
+def array_to_text(
+    x: np.ndarray,
+    values_per_line: int,
+    pad: int | None = None,
+    pad_value: float = 0,
+    fmt: str | None = None,
+    timestamps_ns: Iterable[float] | None = None,
+) -> str:
     """Write [N, ...] as the AIE flows do: last dimension padded to a multiple of
     `pad`, then all values in order, `values_per_line` per line (the last line of
     the file may be shorter). Integers print as integers, floats with `%.9g`
@@ -232,7 +246,7 @@ def aie_kernel_cycles(text: str) -> list[KernelCycles]:
     """Kernel timings printed with the AI Engine cycle counter: a `Running <kernel>`
     line followed by (or ending with) `start = A,end = B,total = C` / `total = C`.
     One entry per print, in order (a kernel that runs N iterations prints N times)."""
-    found = []
+    found: list[KernelCycles] = []
     name: str | None = None
     for line in text.splitlines():
         running = _RUNNING.search(line)
@@ -241,8 +255,11 @@ def aie_kernel_cycles(text: str) -> list[KernelCycles]:
         total = _TOTAL.search(line)
         if total:
             start, end, cycles = total.groups()
-            found.append(KernelCycles(name or f"kernel{len(found)}", int(cycles),
-                                      int(start) if start else None, int(end) if end else None))
+            found.append(
+                KernelCycles(
+                    name or f"kernel{len(found)}", int(cycles), int(start) if start else None, int(end) if end else None
+                )
+            )
             name = None
     return found
 
@@ -254,10 +271,15 @@ def summarize_kernel_cycles(prints: list[KernelCycles]) -> tuple[float, list[Ker
     by_name: dict[str, list[KernelCycles]] = {}
     for p in prints:
         by_name.setdefault(p.name, []).append(p)
-    kernels = [KernelCycles(name, round(statistics.fmean(p.total for p in ps)), ps[0].start, ps[0].end)
-               for name, ps in by_name.items()]
-    return float(sum(statistics.fmean(p.total for p in ps) for ps in by_name.values())), kernels, \
-        max((len(ps) for ps in by_name.values()), default=0)
+    kernels = [
+        KernelCycles(name, round(statistics.fmean(p.total for p in ps)), ps[0].start, ps[0].end)
+        for name, ps in by_name.items()
+    ]
+    return (
+        float(sum(statistics.fmean(p.total for p in ps) for ps in by_name.values())),
+        kernels,
+        max((len(ps) for ps in by_name.values()), default=0),
+    )
 
 
 # ----- ONNX Runtime profiling JSON -----------------------------------------------------------
@@ -339,15 +361,13 @@ def ort_profile(text: str) -> OrtProfile:
 # ----- numbers in logs -----------------------------------------------------------------------
 
 _NUMBER = r"[-+]?(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
-_CYCLES = re.compile(
-    rf"\bcycles?\b\s*(?:count)?\s*[:=]\s*(?P<a>{_NUMBER})|(?P<b>{_NUMBER})\s*cycles?\b", re.IGNORECASE)
+_CYCLES = re.compile(rf"\bcycles?\b\s*(?:count)?\s*[:=]\s*(?P<a>{_NUMBER})|(?P<b>{_NUMBER})\s*cycles?\b", re.IGNORECASE)
 REDUCERS = ("last", "first", "sum", "mean", "median", "min", "max", "count")
 
 
 def to_number(text: str) -> float:
     """A number as logs print it: thousands separators (`,` `_`) allowed."""
-    value = float(text.replace(",", "").replace("_", ""))
-    return value
+    return float(text.replace(",", "").replace("_", ""))
 
 
 def cycles_line(text: str, reduce: str = "last") -> float | None:
@@ -386,34 +406,16 @@ def reduce_values(values: list[float], reduce: str) -> float | None:
         return float(len(values))
     if not values:
         return None
-    return float({"last": lambda v: v[-1], "first": lambda v: v[0], "sum": math.fsum,
-                  "mean": statistics.fmean, "median": statistics.median,
-                  "min": min, "max": max}[reduce](values))
-
-
-# ----- MLPerf LoadGen ----------------------------------------------------------------------------
-
-
-def loadgen_detail(text: str) -> dict[str, Any]:
-    """The `:::MLLOG {json}` entries of mlperf_log_detail.txt as {key: value}
-    (last value per key), plus `errors`: the values of entries flagged is_error."""
-    entries: dict[str, Any] = {}
-    errors: list[str] = []
-    for line in text.splitlines():
-        if not line.startswith(":::MLLOG"):
-            continue
-        try:
-            entry = json.loads(line[len(":::MLLOG"):])
-        except json.JSONDecodeError:
-            continue
-        key = entry.get("key")
-        if key is None:
-            continue
-        entries[key] = entry.get("value")
-        if (entry.get("metadata") or {}).get("is_error"):
-            errors.append(f"{key}: {entry.get('value')}")
-    entries["errors"] = errors
-    return entries
+    reducers: dict[str, Callable[[list[float]], float]] = {
+        "last": lambda v: v[-1],
+        "first": lambda v: v[0],
+        "sum": math.fsum,
+        "mean": statistics.fmean,
+        "median": statistics.median,
+        "min": min,
+        "max": max,
+    }
+    return float(reducers[reduce](values))
 
 
 # ----- helpers -----------------------------------------------------------------------------------

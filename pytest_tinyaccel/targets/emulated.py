@@ -9,25 +9,37 @@ imports another target module.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-from .targets.base import Build, Perf, RunResult, Target, TargetError
+from ..config import Field, validate
+from ..perf import Perf
+from .base import Build, RunResult, Target, TargetError
 
 PERF_FILE = "perf.json"
 
 
+def _rounding_rules(table: dict[str, Any]) -> str | None:
+    from ..emulator import ROUNDING_MODES
+
+    bad = {k: v for k, v in table.items() if v not in ROUNDING_MODES}
+    return f"node name = rule, with rules from {list(ROUNDING_MODES)}; got {bad}" if bad else None
+
+
 @lru_cache(maxsize=32)
 def _graph(path: str, rounding: tuple[tuple[str, str], ...], qdq: str, accumulation: str):
-    from .emulator import Graph
+    from ..emulator import Graph
 
     return Graph.load(Path(path), rounding=dict(rounding), qdq=qdq, accumulation=accumulation)
 
 
-ACCUMULATION_NOTE = {"avx2_int16_pairs": "int8 sums as the golden's ONNX Runtime on AVX2 without VNNI: int16-saturating pairs"}
+ACCUMULATION_NOTE = {
+    "avx2_int16_pairs": "int8 sums as the golden's ONNX Runtime on AVX2 without VNNI: int16-saturating pairs"
+}
 
 
 class EmulatedTarget(Target):
@@ -39,19 +51,15 @@ class EmulatedTarget(Target):
     cost_model = ""
     """What produces hw_emu timing (report header)."""
 
-    def __init__(self, rounding: Mapping[str, str] | None = None, qdq: str = "ort",
-                 int8_accumulation: str = "golden") -> None:
-        from .emulator import ACCUMULATION_MODES
+    def __init__(self, **settings: Any) -> None:
+        from ..emulator import ACCUMULATION_MODES
 
-        if rounding is not None and not isinstance(rounding, Mapping):
-            raise TypeError(f"{self.name} setting rounding must be a table of node name = rule")
-        if qdq not in ("float", "integer", "ort"):
-            raise TypeError(f"{self.name} setting qdq must be 'float', 'integer' or 'ort', got {qdq!r}")
-        if int8_accumulation not in ("golden", *ACCUMULATION_MODES):
-            raise TypeError(f"{self.name} setting int8_accumulation must be 'golden' or one of {ACCUMULATION_MODES}, "
-                            f"got {int8_accumulation!r}")
-        self.settings: dict[str, Any] = {"rounding": dict(rounding or {}), "qdq": qdq,
-                                         "int8_accumulation": int8_accumulation}
+        schema = {
+            "rounding": Field(dict, {}, check=_rounding_rules),
+            "qdq": Field(str, "ort", choices=("float", "integer", "ort")),
+            "int8_accumulation": Field(str, "golden", choices=("golden", *ACCUMULATION_MODES)),
+        }
+        self.settings: dict[str, Any] = validate(settings, schema, f"[tool.tinyaccel.targets.{self.name}]")
 
     def perf_model(self) -> Callable[..., Perf]:
         """The cost model: f(float_model_path, dtype, cache_dir=...) -> Perf."""
@@ -59,10 +67,12 @@ class EmulatedTarget(Target):
 
     def availability(self, mode: str) -> str | None:
         if mode == "hw":
-            return (f"{self.name} hw needs the vendor's device flow: configure it as a `command` target "
-                    "(see docs/command-target.md)")
+            return (
+                f"{self.name} hw needs the vendor's device flow: configure it as a `command` target "
+                "(see docs/command-target.md)"
+            )
         if mode == "hw_emu":
-            from .costmodel import zigzag_unavailable
+            from ..costmodel import zigzag_unavailable
 
             return zigzag_unavailable()
         return None
@@ -77,11 +87,15 @@ class EmulatedTarget(Target):
         return build.int8_accumulation if setting == "golden" else setting
 
     def _load(self, build: Build, accumulation: str | None = None):
-        from .emulator import UnsupportedOpError
+        from ..emulator import UnsupportedOpError
 
         try:
-            return _graph(str(build.onnx_path), tuple(sorted(self.settings["rounding"].items())), self.settings["qdq"],
-                          accumulation or self.accumulation(build))
+            return _graph(
+                str(build.onnx_path),
+                tuple(sorted(self.settings["rounding"].items())),
+                self.settings["qdq"],
+                accumulation or self.accumulation(build),
+            )
         except (UnsupportedOpError, ValueError) as exc:
             raise TargetError(f"{self.name}: {exc}") from exc
 
@@ -107,23 +121,26 @@ class EmulatedTarget(Target):
             perf.simulator += f"; {note}"
         return RunResult(outputs, perf)
 
-    def localize(self, build: Build, inputs: dict[str, np.ndarray], tolerance: dict[str, float],
-                 layers: dict[str, np.ndarray]) -> str | None:
+    def localize(
+        self, build: Build, inputs: dict[str, np.ndarray], tolerance: dict[str, float], layers: dict[str, np.ndarray]
+    ) -> str | None:
         """Compare every layer with ONNX Runtime's intermediate tensors, the stored per-kernel
         golden first, then on all golden samples; name the first layer that diverges."""
-        from .emulator import first_divergence
-        from .intermediates import ort_intermediates
-        from .runtime import int8_accumulation
+        from ..emulator import first_divergence
+        from ..intermediates import ort_intermediates
+        from ..runtime import int8_accumulation
 
         graph = self._load(build)
         found = None
         if layers:  # the stored per-kernel golden covers the first samples only
             first = {k: v[: build.model.layer_samples] for k, v in inputs.items()}
-            found = first_divergence(graph.run(first, intermediates=True)[1], layers, graph.nodes,
-                                     tolerance["atol"], tolerance["rtol"])
+            found = first_divergence(
+                graph.run(first, intermediates=True)[1], layers, graph.nodes, tolerance["atol"], tolerance["rtol"]
+            )
         if found is None:  # against this machine's ONNX Runtime, in its arithmetic
             graph = self._load(build, int8_accumulation())
             _, ours = graph.run(inputs, intermediates=True)
-            found = first_divergence(ours, ort_intermediates(build.onnx_path, inputs), graph.nodes,
-                                     tolerance["atol"], tolerance["rtol"])
+            found = first_divergence(
+                ours, ort_intermediates(build.onnx_path, inputs), graph.nodes, tolerance["atol"], tolerance["rtol"]
+            )
         return found.describe() if found else "every intermediate tensor matches ONNX Runtime; only the outputs differ"

@@ -1,0 +1,147 @@
+"""The op registry and what every builder shares: one builder per ONNX op, run once per node at load time.
+
+A builder validates the node's attributes and constant inputs (raising
+UnsupportedOpError for anything it cannot execute, so a model fails at load
+time, not halfway through a run), precomputes what it can (integer weights
+minus zero points, requantization scales, lookup tables) and returns a kernel:
+a function from the node's runtime input values to its output values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..errors import UnsupportedOpError
+
+Value = np.ndarray
+Kernel = Callable[[list[Any]], list[Value]]
+"""A compiled node: its input values by position (None for an omitted optional input) -> outputs."""
+Builder = Callable[["BuildContext"], Kernel]
+
+_MS = "com.microsoft"
+_U8, _I8 = np.dtype(np.uint8), np.dtype(np.int8)
+_QTYPES = (_U8, _I8, np.dtype(np.uint16), np.dtype(np.int16))
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    builder: Builder
+    requantizes: bool
+    """True when the op rounds to an integer grid, so a `rounding` override applies."""
+
+
+REGISTRY: dict[tuple[str, str], OpSpec] = {}
+
+
+def register(*op_types: str, domain: str = "", requantizes: bool = False) -> Callable[[Builder], Builder]:
+    def deco(fn: Builder) -> Builder:
+        for op in op_types:
+            REGISTRY[(domain, op)] = OpSpec(fn, requantizes)
+        return fn
+
+    return deco
+
+
+def lookup_op(domain: str, op_type: str) -> OpSpec | None:
+    return REGISTRY.get(("" if domain in ("", "ai.onnx") else domain, op_type))
+
+
+def supported_ops() -> list[str]:
+    """Sorted op names ('com.microsoft.QGemm' for contrib ops)."""
+    return sorted(op if not dom else f"{dom}.{op}" for dom, op in REGISTRY)
+
+
+@dataclass
+class BuildContext:
+    """What a builder may look at: the node, the constants known so far, the opset."""
+
+    node: onnx.NodeProto
+    name: str
+    model: str
+    opset: int
+    consts: Mapping[str, Value]
+    rounding: str = "half_even"
+    accumulation: str = "exact"
+
+    @property
+    def op(self) -> str:
+        return self.node.op_type
+
+    def fail(self, problem: str) -> NoReturn:
+        raise UnsupportedOpError(self.model, self.name, self.op, problem)
+
+    def attrs(self, **defaults: Any) -> dict[str, Any]:
+        """The node's attributes with defaults; any attribute not listed is unsupported."""
+        values = dict(defaults)
+        for attr in self.node.attribute:
+            if attr.name not in defaults:
+                self.fail(
+                    f"attribute {attr.name}={_show(helper.get_attribute_value(attr))} is not supported by the "
+                    f"tinyaccel emulator"
+                )
+            value = helper.get_attribute_value(attr)
+            if isinstance(value, bytes):
+                value = value.decode()
+            elif isinstance(value, onnx.TensorProto):
+                value = numpy_helper.to_array(value)
+            elif isinstance(value, list):
+                value = [v.decode() if isinstance(v, bytes) else v for v in value]
+            values[attr.name] = value
+        return values
+
+    def unsupported_value(self, attr: str, value: Any, why: str = "") -> NoReturn:
+        self.fail(
+            f"attribute {attr}={_show(value)} is not supported by the tinyaccel emulator" + (f" ({why})" if why else "")
+        )
+
+    def has(self, index: int) -> bool:
+        return index < len(self.node.input) and bool(self.node.input[index])
+
+    def const(self, index: int, what: str) -> Value:
+        """A constant input (initializer or folded); executing hardware needs these fixed."""
+        if not self.has(index):
+            self.fail(f"input {index} ({what}) is missing")
+        if self.node.input[index] not in self.consts:
+            self.fail(
+                f"input '{self.node.input[index]}' ({what}) must be a constant initializer for the tinyaccel emulator"
+            )
+        return self.consts[self.node.input[index]]
+
+    def opt_const(self, index: int, what: str) -> Value | None:
+        return self.const(index, what) if self.has(index) else None
+
+    def n_inputs(self, low: int, high: int) -> None:
+        n = len(self.node.input)
+        if not low <= n <= high:
+            self.fail(f"expects {low}..{high} inputs, has {n}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, onnx.TensorProto):
+        return "<tensor>"
+    return str(value)
+
+
+def _scalar(ctx: BuildContext, value: Value, what: str) -> Value:
+    if value.size != 1:
+        ctx.fail(f"{what} must be a scalar (per-tensor), got shape {list(value.shape)}")
+    return value.reshape(())
+
+
+def _qdtype(ctx: BuildContext, zp: Value | None, default: np.dtype = _U8) -> np.dtype:
+    dtype = zp.dtype if zp is not None else default
+    if dtype not in _QTYPES:
+        ctx.fail(f"quantized type {dtype} is not supported by the tinyaccel emulator (uint8, int8, uint16, int16)")
+    return np.dtype(dtype)
+
+
+def _f32(value: Value) -> Value:
+    return np.asarray(value, dtype=np.float32)

@@ -1,0 +1,496 @@
+"""Quantized ops: QuantizeLinear/DequantizeLinear and the QOperator kernels ONNX Runtime's quantizer emits."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .. import accumulation as A
+from .. import kernels as K
+from .core import (
+    _I8,
+    _MS,
+    _U8,
+    BuildContext,
+    Kernel,
+    Value,
+    _f32,
+    _qdtype,
+    _scalar,
+    register,
+)
+from .shape import _ONNX_TO_NP
+from .spatial import _as_2d, _check_rank, _conv_attrs, _from_2d, _pool_attrs
+
+# ============================================================= quantization: QuantizeLinear / DequantizeLinear
+
+
+def _axis_shape(scale: Value, axis: int, ndim: int) -> tuple[int, ...]:
+    if scale.ndim == 0 or scale.size == 1:
+        return ()
+    shape = [1] * ndim
+    shape[axis % ndim] = scale.size
+    return tuple(shape)
+
+
+@register("QuantizeLinear", requantizes=True)
+def _quantize(ctx: BuildContext) -> Kernel:
+    a = ctx.attrs(axis=1, saturate=1, block_size=0, output_dtype=0)
+    if a["block_size"]:
+        ctx.unsupported_value("block_size", a["block_size"], "blocked quantization")
+    scale = _f32(ctx.const(1, "y_scale"))
+    zp = ctx.opt_const(2, "y_zero_point")
+    if zp is None and a["output_dtype"]:
+        if a["output_dtype"] not in _ONNX_TO_NP:
+            ctx.unsupported_value("output_dtype", a["output_dtype"])
+        zp = np.zeros((), _ONNX_TO_NP[a["output_dtype"]])
+    dtype = _qdtype(ctx, zp)
+    zp = np.zeros((), dtype) if zp is None else zp
+    if zp.size != scale.size and zp.size != 1:
+        ctx.fail("y_scale and y_zero_point have different sizes")
+    rounding, axis = ctx.rounding, int(a["axis"])
+
+    def run(v: list[Value | None]) -> list[Value]:
+        x = v[0]
+        assert x is not None
+        shape = _axis_shape(scale, axis, x.ndim)
+        s = scale.reshape(shape) if shape else scale.reshape(())
+        z = zp.reshape(shape) if shape and zp.size > 1 else zp.reshape(())
+        return [K.quantize_linear(x, s, z, dtype, rounding)]
+
+    return run
+
+
+@register("DequantizeLinear")
+def _dequantize(ctx: BuildContext) -> Kernel:
+    a = ctx.attrs(axis=1, block_size=0)
+    if a["block_size"]:
+        ctx.unsupported_value("block_size", a["block_size"], "blocked quantization")
+    scale = ctx.const(1, "x_scale")
+    if scale.dtype != np.float32:
+        ctx.fail(f"x_scale of type {scale.dtype} is not supported by the tinyaccel emulator (float32 only)")
+    zp_c = ctx.opt_const(2, "x_zero_point")
+    axis = int(a["axis"])
+
+    def run(v: list[Value | None]) -> list[Value]:
+        x = v[0]
+        assert x is not None
+        shape = _axis_shape(scale, axis, x.ndim)
+        s = scale.reshape(shape) if shape else scale.reshape(())
+        zp = np.zeros((), x.dtype) if zp_c is None else zp_c
+        z = zp.reshape(shape) if shape and zp.size > 1 else zp.reshape(())
+        return [K.dequantize_linear(x, s, z)]
+
+    return run
+
+
+# =========================================================================== quantization: QOperator kernels
+
+
+@dataclass(frozen=True)
+class QParams:
+    """Scale (float32) and zero point of one quantized tensor."""
+
+    scale: Value
+    zero_point: Value
+    dtype: np.dtype
+
+
+def _qparams(
+    ctx: BuildContext, scale_i: int, zp_i: int, what: str, per_channel: bool = False, default: np.dtype = _U8
+) -> QParams:
+    scale = _f32(ctx.const(scale_i, f"{what}_scale"))
+    zp = ctx.opt_const(zp_i, f"{what}_zero_point")
+    dtype = _qdtype(ctx, zp, default)
+    zp = np.zeros((), dtype) if zp is None else zp
+    if not per_channel:
+        scale, zp = _scalar(ctx, scale, f"{what}_scale"), _scalar(ctx, zp, f"{what}_zero_point")
+    return QParams(scale.reshape(-1) if per_channel else scale, zp.reshape(-1) if per_channel else zp, dtype)
+
+
+def _check_input_dtype(ctx: BuildContext, x: Value, q: QParams, what: str) -> None:
+    if x.dtype != q.dtype:
+        raise ValueError(f"{ctx.model}: node '{ctx.name}' ({ctx.op}): {what} is {x.dtype}, its zero point is {q.dtype}")
+
+
+def _int_operand(x: Value, zp: Value, dtype: type[np.generic] = np.float64) -> Value:
+    """x - zero point as exact integers in `dtype` (float32/float64 for BLAS, int32 for taps)."""
+    out = x.astype(dtype)
+    out -= zp.astype(dtype)
+    return out
+
+
+def _acc_dtype(xq: QParams, w_int: Value, out_axis: int, depthwise: bool = False) -> type[np.generic]:
+    """Accumulator type that holds the exact integer dot products.
+
+    Products of 8-bit operands are exact in float32, and so is every partial sum
+    below 2^24, whatever order BLAS adds them in; larger layers use float64
+    (exact below 2^53). Depthwise taps accumulate in int32 directly.
+    """
+    if depthwise:
+        return np.int32
+    info = np.iinfo(xq.dtype)
+    x_max = float(max(abs(info.min - int(xq.zero_point)), abs(info.max - int(xq.zero_point))))
+    return np.float32 if K.exact_in_float32(x_max, w_int, out_axis) else np.float64
+
+
+def _add_bias(acc: Value, bias: Value) -> Value:
+    """acc + int32 bias, exactly: as an int32 accumulator (acc holds exact integers)."""
+    if acc.dtype == np.float64:
+        return acc + bias.astype(np.float64)
+    out = acc.astype(np.int32)
+    out += bias
+    return out
+
+
+@register("QLinearConv", requantizes=True)
+def _qlinear_conv(ctx: BuildContext) -> Kernel:
+    ctx.n_inputs(8, 9)
+    xq = _qparams(ctx, 1, 2, "x")
+    w = ctx.const(3, "w")
+    wq = _qparams(ctx, 4, 5, "w", per_channel=True, default=_I8)
+    yq = _qparams(ctx, 6, 7, "y")
+    bias = ctx.opt_const(8, "B")
+    win, group = _conv_attrs(ctx, w)
+    m = w.shape[0]
+    if wq.scale.size not in (1, m) or wq.zero_point.size not in (1, m):
+        ctx.fail(f"w_scale/w_zero_point must have 1 or {m} (output channels) values")
+    depthwise = group > 1 and w.shape[1] == 1
+    w_int = _int_operand(
+        w,
+        wq.zero_point.reshape(-1, *([1] * (w.ndim - 1))) if wq.zero_point.size > 1 else wq.zero_point.reshape(()),
+        np.float64,
+    )
+    acc_dtype = _acc_dtype(xq, w_int, 0, depthwise)
+    w_int = _as_2d(w_int.astype(acc_dtype), win.rank)
+    # ONNX Runtime: output_scale[i] = x_scale * w_scale[i] / y_scale, in float32.
+    scale = (xq.scale * wq.scale / yq.scale).astype(np.float32).reshape(1, -1, 1, 1)
+    b = None if bias is None else bias.astype(np.int32).reshape(1, -1, 1, 1)
+    rounding = ctx.rounding
+    saturating = not depthwise and A.saturates(ctx.accumulation, xq.dtype, w.dtype)
+    w_raw = _as_2d(w, win.rank)
+
+    def run(v: list[Value | None]) -> list[Value]:
+        x = v[0]
+        assert x is not None
+        _check_rank(ctx, x, win)
+        _check_input_dtype(ctx, x, xq, "x")
+        x2 = _as_2d(_int_operand(x, xq.zero_point, acc_dtype), win.rank)
+        pads = win.pads_for(x2.shape[2:], w_int.shape[2:])
+        acc = K.conv2d(x2, w_int, win.strides, pads, win.dilations, group, acc_dtype)
+        if saturating:
+            fix = A.conv_correction(
+                _as_2d(x, win.rank), int(xq.zero_point), w_raw, win.strides, pads, win.dilations, group, acc.shape[2:]
+            )
+            acc = acc if fix is None else acc.astype(np.float64) + K.nchw(fix)
+        if b is not None:
+            acc = _add_bias(acc, b)
+        return [_from_2d(K.requantize(acc, scale, int(yq.zero_point), yq.dtype, rounding), win.rank)]
+
+    return run
+
+
+@register("QLinearMatMul", requantizes=True)
+def _qlinear_matmul(ctx: BuildContext) -> Kernel:
+    ctx.attrs()
+    aq = _qparams(ctx, 1, 2, "a")
+    bq = _qparams(ctx, 4, 5, "b", per_channel=True, default=_I8)
+    yq = _qparams(ctx, 6, 7, "y")
+    b_const = ctx.consts.get(ctx.node.input[3])
+    b_zp = bq.zero_point if bq.zero_point.size > 1 else bq.zero_point.reshape(())
+    b_int = _int_operand(b_const, b_zp) if b_const is not None else None
+    acc_dtype = _acc_dtype(aq, b_int, -1) if b_int is not None else np.float64
+    b_int = b_int.astype(acc_dtype) if b_int is not None else None
+    scale = (aq.scale * bq.scale / yq.scale).astype(np.float32)
+    scale = scale if scale.size > 1 else scale.reshape(())
+    rounding = ctx.rounding
+    saturating = A.saturates(ctx.accumulation, aq.dtype, bq.dtype)
+
+    def run(v: list[Value | None]) -> list[Value]:
+        a, b = v[0], v[3]
+        assert a is not None and b is not None
+        _check_input_dtype(ctx, a, aq, "a")
+        bi = b_int if b_int is not None else _int_operand(b, b_zp)
+        acc = np.matmul(_int_operand(a, aq.zero_point, acc_dtype), bi)
+        if saturating and b.ndim == 2:
+            fix = A.gemm_correction(a, b)
+            acc = acc if fix is None else acc.astype(np.float64) + fix
+        return [K.requantize(acc, scale, int(yq.zero_point), yq.dtype, rounding)]
+
+    return run
+
+
+@register("QGemm", domain=_MS, requantizes=True)
+def _qgemm(ctx: BuildContext) -> Kernel:
+    a = ctx.attrs(alpha=1.0, transA=0, transB=0)
+    aq = _qparams(ctx, 1, 2, "a")
+    b = ctx.const(3, "B")
+    bq = _qparams(ctx, 4, 5, "b", per_channel=True, default=_I8)
+    c = ctx.opt_const(6, "C")
+    has_y = ctx.has(7)
+    yq = _qparams(ctx, 7, 8, "y") if has_y else None
+    tb = bool(a["transB"])
+    n = b.shape[0] if tb else b.shape[1]
+    if bq.scale.size not in (1, n):
+        ctx.fail(f"b_scale must have 1 or {n} values")
+    b_zp = (
+        bq.zero_point.reshape(-1, 1)
+        if (tb and bq.zero_point.size > 1)
+        else (bq.zero_point if bq.zero_point.size > 1 else bq.zero_point.reshape(()))
+    )
+    b_int = _int_operand(b, b_zp)
+    b_int = b_int.T if tb else b_int
+    acc_dtype = _acc_dtype(aq, b_int, 1)
+    b_int = np.ascontiguousarray(b_int.astype(acc_dtype))
+    # ONNX Runtime: output_scale[i] = alpha * a_scale * b_scale[i] (/ y_scale), float32 left to right.
+    scale = (np.float32(a["alpha"]) * aq.scale * bq.scale).astype(np.float32)
+    if yq is not None:
+        scale = (scale / yq.scale).astype(np.float32)
+    scale = scale if scale.size > 1 else scale.reshape(())
+    c_int = None if c is None else c.astype(np.int32)
+    ta, rounding = bool(a["transA"]), ctx.rounding
+    b_raw = b.T if tb else b
+    saturating = A.saturates(ctx.accumulation, aq.dtype, b.dtype)
+
+    def run(v: list[Value | None]) -> list[Value]:
+        x = v[0]
+        assert x is not None
+        _check_input_dtype(ctx, x, aq, "A")
+        xa = _int_operand(x, aq.zero_point, acc_dtype)
+        acc = np.matmul(xa.T if ta else xa, b_int)
+        if saturating:
+            fix = A.gemm_correction(x.T if ta else x, b_raw)
+            acc = acc if fix is None else acc.astype(np.float64) + fix
+        if c_int is not None:
+            acc = _add_bias(acc, c_int)
+        if yq is None:
+            return [acc.astype(np.float32) * scale]
+        return [K.requantize(acc, scale, int(yq.zero_point), yq.dtype, rounding)]
+
+    return run
+
+
+@register("QLinearAdd", "QLinearMul", domain=_MS, requantizes=True)
+def _qlinear_binary(ctx: BuildContext) -> Kernel:
+    ctx.attrs()
+    aq, bq, cq = _qparams(ctx, 1, 2, "A"), _qparams(ctx, 4, 5, "B"), _qparams(ctx, 6, 7, "C")
+    if aq.dtype.itemsize != 1 or bq.dtype != aq.dtype:
+        ctx.fail(f"inputs must share one 8-bit type, got {aq.dtype} and {bq.dtype}")
+    # Two 8-bit inputs have 65536 combinations: evaluate the exact formula once for all
+    # of them and look the outputs up (bit-identical, and fast on large tensors).
+    raw = np.arange(256, dtype=np.uint8).view(aq.dtype)
+    a_all, b_all = np.meshgrid(raw, raw, indexing="ij")
+    if ctx.op == "QLinearAdd":
+        tables = (
+            _qladd(a_all, b_all, aq, bq, cq, False, ctx.rounding),
+            _qladd(a_all, b_all, aq, bq, cq, True, ctx.rounding),
+        )
+    else:
+        table = _qlmul(a_all, b_all, aq, bq, cq, ctx.rounding)
+        tables = (table, table)
+
+    def run(v: list[Value | None]) -> list[Value]:
+        x, y = v[0], v[3]
+        assert x is not None and y is not None
+        _check_input_dtype(ctx, x, aq, "A")
+        _check_input_dtype(ctx, y, bq, "B")
+        index = np.left_shift(x.view(np.uint8), 8, dtype=np.uint16) | y.view(np.uint8)
+        table = tables[1] if x.size < y.size else tables[0]
+        return [table.reshape(-1)[index]]
+
+    return run
+
+
+def _qladd(a: Value, b: Value, aq: QParams, bq: QParams, cq: QParams, a_broadcast: bool, rounding: str) -> Value:
+    """ONNX Runtime's x86 (AVX2) QLinearAdd, which works on raw, not zero-point-shifted, values:
+
+        ra = sa / sc, rb = sb / sc,  fixed = zc - fma(ra, za, rb * zb),  c = fma(a, ra, fma(b, rb, fixed))
+
+    (the compiler contracts the scalar setup into an FMA too). When A is the broadcast
+    operand, ORT swaps the operands, which changes the rounding; so do we.
+    """
+    za, zb, zc = (np.float32(int(q.zero_point)) for q in (aq, bq, cq))
+    ra, rb = np.float32(aq.scale / cq.scale), np.float32(bq.scale / cq.scale)
+    af, bf = a.astype(np.float32), b.astype(np.float32)
+    if a_broadcast:
+        fixed = np.float32(zc - K.fma32(rb, zb, np.float32(ra * za)))
+        value = K.fma32(bf, rb, K.fma32(af, ra, fixed))
+    else:
+        fixed = np.float32(zc - K.fma32(ra, za, np.float32(rb * zb)))
+        value = K.fma32(af, ra, K.fma32(bf, rb, fixed))
+    return K.saturate(K.round_to_int(value, rounding), cq.dtype)
+
+
+def _qlmul(a: Value, b: Value, aq: QParams, bq: QParams, cq: QParams, rounding: str) -> Value:
+    """ONNX Runtime's QLinearMul (SSE2 kernel): float32((a-za)*(b-zb)) * (sa*sb/sc) + zc, no FMA."""
+    prod = (a.astype(np.int32) - np.int32(aq.zero_point)) * (b.astype(np.int32) - np.int32(bq.zero_point))
+    ratio = np.float32(aq.scale * bq.scale / cq.scale)
+    value = prod.astype(np.float32) * ratio + np.float32(int(cq.zero_point))
+    return K.saturate(K.round_to_int(value, rounding), cq.dtype)
+
+
+@register("QLinearGlobalAveragePool", domain=_MS, requantizes=True)
+def _qlinear_gap(ctx: BuildContext) -> Kernel:
+    channels_last = bool(ctx.attrs(channels_last=0)["channels_last"])
+    xq, yq = _qparams(ctx, 1, 2, "x"), _qparams(ctx, 3, 4, "y")
+    rounding = ctx.rounding
+
+    def run(v: list[Value | None]) -> list[Value]:
+        x = v[0]
+        assert x is not None
+        _check_input_dtype(ctx, x, xq, "x")
+        axes = tuple(range(1, x.ndim - 1)) if channels_last else tuple(range(2, x.ndim))
+        return [_global_avg_int(x, axes, xq, yq, rounding)]
+
+    return run
+
+
+def _global_avg_int(x: Value, axes: tuple[int, ...], xq: QParams, yq: QParams, rounding: str) -> Value:
+    """MLAS QLinearGlobalAveragePool: int32 sum - zp*size, requantized by x_scale/(y_scale*size)."""
+    size = int(np.prod([x.shape[a] for a in axes]))
+    acc = x.sum(axis=axes, keepdims=True, dtype=np.int64) - int(xq.zero_point) * size
+    scale = np.asarray(xq.scale / (yq.scale * np.float32(size)), np.float32)
+    return K.requantize(acc, scale, int(yq.zero_point), yq.dtype, rounding)
+
+
+@register("QLinearAveragePool", domain=_MS, requantizes=True)
+def _qlinear_avgpool(ctx: BuildContext) -> Kernel:
+    win, a = _pool_attrs(ctx, {"count_include_pad": 0, "channels_last": 0})
+    xq, yq = _qparams(ctx, 1, 2, "x"), _qparams(ctx, 3, 4, "y")
+    if a["dilations"] and any(d != 1 for d in a["dilations"]):
+        ctx.unsupported_value("dilations", a["dilations"])
+    assert win.kernel is not None
+    kernel, channels_last, rounding = win.kernel, bool(a["channels_last"]), ctx.rounding
+    count: Literal["inside", "kernel"] = "kernel" if a["count_include_pad"] else "inside"
+
+    def run(v: list[Value | None]) -> list[Value]:
+        x = v[0]
+        assert x is not None
+        _check_input_dtype(ctx, x, xq, "x")
+        if channels_last:
+            x = np.moveaxis(x, -1, 1)
+        _check_rank(ctx, x, win)
+        x2 = _as_2d(x, win.rank)
+        pads = win.pads_for(x2.shape[2:], kernel)
+        if tuple(x2.shape[2:]) == tuple(kernel) and not any(pads):
+            # ONNX Runtime falls back to its integer global average pool here.
+            y = _global_avg_int(x2, (2, 3), xq, yq, rounding)
+        else:
+            xf = K.dequantize_linear(x2, xq.scale, xq.zero_point)
+            total, n = K.avg_pool2d_parts(xf, kernel, win.strides, pads, win.dilations, bool(a["ceil_mode"]), count)
+            # ONNX Runtime rounds y / y_scale + zero_point (the zero point added before rounding).
+            y = K.saturate(K.round_to_int(total / n / yq.scale + np.float32(int(yq.zero_point)), rounding), yq.dtype)
+        y = _from_2d(y, win.rank)
+        return [np.ascontiguousarray(np.moveaxis(y, 1, -1)) if channels_last else y]
+
+    return run
+
+
+@register("QLinearSoftmax", domain=_MS, requantizes=True)
+def _qlinear_softmax(ctx: BuildContext) -> Kernel:
+    a = ctx.attrs(axis=None, opset=None)
+    if a["opset"] is None:
+        ctx.fail("attribute opset is required")
+    legacy = int(a["opset"]) < 13
+    axis = a["axis"] if a["axis"] is not None else (1 if legacy else -1)
+    xq, yq = _qparams(ctx, 1, 2, "x"), _qparams(ctx, 3, 4, "y")
+    if xq.dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
+        ctx.fail(f"input type {xq.dtype} is not supported (uint8, int8)")
+    x_scale = float(xq.scale)
+    # ONNX Runtime multiplies by floor(1 / y_scale), not by 1 / y_scale.
+    y_mult = np.float32(math.floor(np.float32(1.0) / yq.scale))
+    zp, rounding = int(yq.zero_point), ctx.rounding
+
+    def run(v: list[Value | None]) -> list[Value]:
+        x = v[0]
+        assert x is not None
+        ax = axis % x.ndim
+        if legacy:
+            rows = x.reshape(int(np.prod(x.shape[:ax])), -1)
+        else:
+            rows = np.moveaxis(x, ax, -1)
+        flat = rows.reshape(-1, rows.shape[-1]).astype(np.int32)
+        table = _softmax_table(x_scale, flat.shape[1])
+        # Index 255 + x - max(x): the table holds exp((i - 255 + shift) * x_scale).
+        vals = table[255 + flat - flat.max(axis=1, keepdims=True)]
+        vsum = np.zeros(flat.shape[0], np.float32)
+        for j in range(flat.shape[1]):  # sequential float32 sum, as ORT does (loop over classes)
+            vsum += vals[:, j]
+        q = K.round_to_int((vals * y_mult) / vsum[:, None], rounding) + np.float32(zp)
+        out = K.saturate(q, yq.dtype).reshape(rows.shape)
+        return [out.reshape(x.shape) if legacy else np.ascontiguousarray(np.moveaxis(out, -1, ax))]
+
+    return run
+
+
+def _softmax_table(x_scale: float, reduce_len: int) -> Value:
+    """ORT's QLinearSoftmax table: float32(exp((i - 255 + shift) * x_scale)), shift keeping sums finite."""
+    bit_shift = math.log(float(np.float32(np.finfo(np.float32).max) / np.float32(reduce_len)))
+    bit_shift = max(0.0, bit_shift - 5) / x_scale
+    i = np.arange(256, dtype=np.float64)
+    return np.exp((i - 255 + bit_shift) * x_scale).astype(np.float32)
+
+
+def _byte_table(ctx: BuildContext, xq: QParams, yq: QParams, fn: Callable[[Value], Value]) -> Value:
+    """256-entry table over the raw input bytes: quantize(fn(dequantize(x))), as ORT builds it."""
+    raw = np.arange(256, dtype=np.uint8).view(xq.dtype) if xq.dtype.itemsize == 1 else None
+    if raw is None:
+        ctx.fail(f"lookup-table ops need 8-bit inputs, got {xq.dtype}")
+    deq = xq.scale * (raw.astype(np.int32) - np.int32(xq.zero_point)).astype(np.float32)
+    q = K.quantize_linear(fn(deq.astype(np.float32)), yq.scale, yq.zero_point, yq.dtype, ctx.rounding)
+    return q
+
+
+@register("QLinearSigmoid", "QLinearLeakyRelu", domain=_MS, requantizes=True)
+def _qlinear_table_op(ctx: BuildContext) -> Kernel:
+    if ctx.op == "QLinearLeakyRelu":
+        alpha = np.float32(ctx.attrs(alpha=0.01)["alpha"])
+
+        def fn(x: Value) -> Value:
+            return np.where(x >= 0, x, x * alpha).astype(np.float32)
+
+    else:
+        ctx.attrs()
+        fn = K.logistic_mlas
+    xq, yq = _qparams(ctx, 1, 2, "X"), _qparams(ctx, 3, 4, "Y")
+    table = _byte_table(ctx, xq, yq, fn)
+
+    def run(v: list[Value | None]) -> list[Value]:
+        x = v[0]
+        assert x is not None
+        _check_input_dtype(ctx, x, xq, "X")
+        return [K.lookup(table, x)]
+
+    return run
+
+
+@register("QLinearConcat", domain=_MS, requantizes=True)
+def _qlinear_concat(ctx: BuildContext) -> Kernel:
+    axis = ctx.attrs(axis=None)["axis"]
+    if axis is None:
+        ctx.fail("attribute axis is required")
+    n = len(ctx.node.input)
+    if n < 5 or (n - 2) % 3:
+        ctx.fail("inputs must be Y_scale, Y_zero_point, then (X, X_scale, X_zero_point) tuples")
+    yq = _qparams(ctx, 0, 1, "Y")
+    tables: list[Value | None] = []
+    for i in range(2, n, 3):
+        xq = _qparams(ctx, i + 1, i + 2, f"X{(i - 2) // 3}")
+        if xq.dtype != yq.dtype:
+            ctx.fail("inputs and output must have the same quantized type")
+        same = float(xq.scale) == float(yq.scale) and int(xq.zero_point) == int(yq.zero_point)
+        tables.append(None if same else _byte_table(ctx, xq, yq, lambda x: x))
+
+    def run(v: list[Value | None]) -> list[Value]:
+        parts = []
+        for k, table in enumerate(tables):
+            x = v[2 + 3 * k]
+            assert x is not None
+            parts.append(x if table is None else K.lookup(table, x))
+        return [np.concatenate(parts, axis=axis)]
+
+    return run

@@ -1,0 +1,223 @@
+"""Convolution, pooling and reductions (float and integer inputs)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from .. import kernels as K
+from .core import (
+    BuildContext,
+    Kernel,
+    Value,
+    register,
+)
+
+# =========================================================================== convolution and pooling
+
+
+@dataclass(frozen=True)
+class Window:
+    """Validated window geometry (conv or pool), normalized to 2-D."""
+
+    rank: int
+    kernel: tuple[int, int] | None
+    strides: tuple[int, int]
+    dilations: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    auto_pad: str
+
+    def pads_for(self, hw: Sequence[int], kernel: Sequence[int]) -> tuple[int, int, int, int]:
+        if self.auto_pad in ("NOTSET", "VALID"):
+            return self.pads
+        upper = self.auto_pad == "SAME_UPPER"
+        (top, bottom), (left, right) = (
+            K.same_pads(hw[a], kernel[a], self.strides[a], self.dilations[a], upper) for a in (0, 1)
+        )
+        return (top, left, bottom, right)
+
+
+def _window(ctx: BuildContext, a: dict[str, Any], rank: int | None, kernel: Sequence[int] | None) -> Window:
+    """Check kernel/strides/pads/dilations/auto_pad; 1-D windows become 1xK."""
+    if kernel is not None:
+        rank = len(kernel)
+    if rank not in (1, 2):
+        ctx.unsupported_value(
+            "kernel_shape", list(kernel) if kernel is not None else None, "only 1-D and 2-D windows are supported"
+        )
+    auto_pad = a.get("auto_pad", "NOTSET")
+    if auto_pad not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        ctx.unsupported_value("auto_pad", auto_pad)
+
+    def vec(name: str, default: int, length: int) -> list[int]:
+        value = a.get(name)
+        if value is None or value == []:
+            return [default] * length
+        if len(value) != length:
+            ctx.unsupported_value(name, value, f"expected {length} values")
+        if any(int(x) < (0 if name == "pads" else 1) for x in value):
+            ctx.unsupported_value(name, value)
+        return [int(x) for x in value]
+
+    strides, dil, pads = vec("strides", 1, rank), vec("dilations", 1, rank), vec("pads", 0, 2 * rank)
+    if auto_pad != "NOTSET" and any(pads):
+        ctx.fail(f"attribute auto_pad={auto_pad} together with explicit pads is not valid ONNX")
+    if rank == 1:
+        return Window(
+            1, (1, kernel[0]) if kernel else None, (1, strides[0]), (1, dil[0]), (0, pads[0], 0, pads[1]), auto_pad
+        )
+    return Window(
+        2,
+        (kernel[0], kernel[1]) if kernel else None,
+        (strides[0], strides[1]),
+        (dil[0], dil[1]),
+        (pads[0], pads[1], pads[2], pads[3]),
+        auto_pad,
+    )
+
+
+def _as_2d(x: Value, rank: int) -> Value:
+    return x[:, :, None, :] if rank == 1 else x
+
+
+def _from_2d(y: Value, rank: int) -> Value:
+    return y[:, :, 0, :] if rank == 1 else y
+
+
+def _check_rank(ctx: BuildContext, x: Value, win: Window, what: str = "input") -> None:
+    if x.ndim != win.rank + 2:
+        raise ValueError(
+            f"{ctx.model}: node '{ctx.name}' ({ctx.op}): {what} has shape {list(x.shape)}, expected rank {win.rank + 2}"
+        )
+
+
+def _conv_attrs(ctx: BuildContext, w: Value | None) -> tuple[Window, int]:
+    a = ctx.attrs(auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None)
+    kernel = a["kernel_shape"] or (list(w.shape[2:]) if w is not None else None)
+    if kernel is None:
+        ctx.fail("kernel_shape is needed when the weights are not constant")
+    if w is not None and list(w.shape[2:]) != list(kernel):
+        ctx.unsupported_value("kernel_shape", kernel, f"weights have spatial shape {list(w.shape[2:])}")
+    group = int(a["group"])
+    if group < 1 or (w is not None and w.shape[0] % group):
+        ctx.unsupported_value("group", group)
+    return _window(ctx, a, None, kernel), group
+
+
+@register("Conv")
+def _conv(ctx: BuildContext) -> Kernel:
+    ctx.n_inputs(2, 3)
+    win, group = _conv_attrs(ctx, ctx.consts.get(ctx.node.input[1]))
+
+    def run(v: list[Value | None]) -> list[Value]:
+        x, w, b = v[0], v[1], (v[2] if len(v) > 2 else None)
+        assert x is not None and w is not None
+        _check_rank(ctx, x, win)
+        x2, w2 = _as_2d(x, win.rank), _as_2d(w, win.rank)
+        dtype = x.dtype
+        y = K.conv2d(
+            x2,
+            w2.astype(dtype, copy=False),
+            win.strides,
+            win.pads_for(x2.shape[2:], w2.shape[2:]),
+            win.dilations,
+            group,
+            dtype.type,
+        )
+        if b is not None:
+            y += b.astype(dtype).reshape(1, -1, 1, 1)
+        return [_from_2d(y, win.rank)]
+
+    return run
+
+
+def _pool_attrs(ctx: BuildContext, extra: dict[str, Any]) -> tuple[Window, dict[str, Any]]:
+    a = ctx.attrs(auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None, strides=None, **extra)
+    if not a["kernel_shape"]:
+        ctx.fail("kernel_shape is required")
+    return _window(ctx, a, None, a["kernel_shape"]), a
+
+
+@register("MaxPool")
+def _maxpool(ctx: BuildContext) -> Kernel:
+    win, a = _pool_attrs(ctx, {"storage_order": 0})
+    if a["storage_order"]:
+        ctx.unsupported_value("storage_order", a["storage_order"])
+    if len(ctx.node.output) > 1 and ctx.node.output[1]:
+        ctx.fail("the Indices output is not supported by the tinyaccel emulator")
+    assert win.kernel is not None
+    kernel = win.kernel
+
+    def run(v: list[Value | None]) -> list[Value]:
+        x = v[0]
+        assert x is not None
+        _check_rank(ctx, x, win)
+        x2 = _as_2d(x, win.rank)
+        pads = win.pads_for(x2.shape[2:], kernel)
+        return [_from_2d(K.max_pool2d(x2, kernel, win.strides, pads, win.dilations, bool(a["ceil_mode"])), win.rank)]
+
+    return run
+
+
+@register("AveragePool")
+def _avgpool(ctx: BuildContext) -> Kernel:
+    win, a = _pool_attrs(ctx, {"count_include_pad": 0})
+    assert win.kernel is not None
+    kernel = win.kernel
+    count: Literal["inside", "padded"] = "padded" if a["count_include_pad"] else "inside"
+
+    def run(v: list[Value | None]) -> list[Value]:
+        x = v[0]
+        assert x is not None
+        _check_rank(ctx, x, win)
+        x2 = _as_2d(x, win.rank)
+        pads = win.pads_for(x2.shape[2:], kernel)
+        total, n = K.avg_pool2d_parts(x2, kernel, win.strides, pads, win.dilations, bool(a["ceil_mode"]), count)
+        return [_from_2d(total / n, win.rank)]
+
+    return run
+
+
+@register("GlobalAveragePool", "GlobalMaxPool")
+def _global_pool(ctx: BuildContext) -> Kernel:
+    ctx.attrs()
+    is_max = ctx.op == "GlobalMaxPool"
+
+    def run(v: list[Value | None]) -> list[Value]:
+        x = v[0]
+        assert x is not None
+        axes = tuple(range(2, x.ndim))
+        return [x.max(axis=axes, keepdims=True) if is_max else x.mean(axis=axes, keepdims=True, dtype=x.dtype)]
+
+    return run
+
+
+# =========================================================================== reductions
+
+
+@register("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
+def _reduce(ctx: BuildContext) -> Kernel:
+    axes_as_input = ctx.opset >= 18 or (ctx.op == "ReduceSum" and ctx.opset >= 13)
+    a = ctx.attrs(keepdims=1, noop_with_empty_axes=0) if axes_as_input else ctx.attrs(keepdims=1, axes=None)
+    axes = ctx.const(1, "axes") if axes_as_input and ctx.has(1) else a.get("axes")
+    axes_t = tuple(int(x) for x in np.asarray(axes).reshape(-1)) if axes is not None and np.asarray(axes).size else None
+    if axes_t is None and a.get("noop_with_empty_axes"):
+        return lambda v: [v[0]]
+    keep = bool(a["keepdims"])
+    reducers: dict[str, Callable[..., Any]] = {
+        "ReduceMean": np.mean,
+        "ReduceSum": np.sum,
+        "ReduceMax": np.max,
+        "ReduceMin": np.min,
+    }
+    fn = reducers[ctx.op]
+
+    def run(v: list[Value | None]) -> list[Value]:
+        x = v[0]
+        assert x is not None
+        return [np.asarray(fn(x, axis=axes_t, keepdims=keep)).astype(x.dtype, copy=False)]
+
+    return run

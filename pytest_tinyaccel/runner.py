@@ -1,0 +1,218 @@
+"""Build, run and score one case, without pytest: the work behind every check.
+
+`Runner.run(case, golden)` resolves the dtype's model (quantizing it once, cached),
+builds it for the target (cached by content hash), runs the test samples through
+the build, measures accuracy and returns an `Outcome` holding the case's profile
+row. It raises only errors a user can act on (`USER_ERRORS`); the session turns
+them into failed tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cache import BuildCache
+from .cases import Case
+from .config import ConfigError
+from .errors import DataError
+from .goldens.store import Golden, GoldenError
+from .metrics import quality
+from .models import Model, file_sha256
+from .perf import Perf
+from .report import ProfileRow
+from .runtime import dequantized, input_specs, output_specs, to_model_inputs
+from .targets.base import Build, Target, TargetError
+
+USER_ERRORS = (DataError, TargetError, GoldenError, ConfigError)
+"""Errors whose message says what is wrong and what to do: a failed test, not a traceback."""
+
+
+@dataclass
+class Outcome:
+    """What running a case produced: raw and float outputs of every sample run, perf, quality, row."""
+
+    build: Build
+    outputs: dict[str, np.ndarray]
+    float_outputs: dict[str, np.ndarray]
+    perf: Perf
+    samples: int
+    quality: float | None
+    quality_error: str | None
+    row: ProfileRow
+    feed: dict[str, np.ndarray] = field(repr=False)
+
+
+@dataclass
+class RunSettings:
+    """The run-wide choices a runner needs (from the command line and ini)."""
+
+    cache_dir: Path
+    samples: int | None = None
+    trace_dir: Path | None = None
+    loadgen: bool = False
+
+
+class Runner:
+    """Builds and runs cases of one session; caches quantized models and builds on disk."""
+
+    def __init__(self, settings: RunSettings, registry: dict[str, Target]) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.cache = BuildCache(settings.cache_dir)
+        self._dtype_models: dict[tuple[str, str], Path] = {}
+
+    def dtype_model(self, model: Model, dtype: str) -> Path:
+        """The ONNX file that defines `dtype`: the float model, or its int8 version
+        (the author's, or ONNX Runtime's static quantization, cached)."""
+        key = (model.name, dtype)
+        if key not in self._dtype_models:
+            input_specs(model.onnx_path)  # a corrupt model fails here, with its name, before any tool sees it
+            if dtype == "fp32":
+                path = model.onnx_path
+            elif model.int8_onnx_path is not None:
+                path = model.int8_onnx_path
+            else:
+                import onnxruntime
+
+                from .quantize import quantize_model
+
+                parts = {
+                    "model_sha256": model.sha256,
+                    "calibration_sha256": file_sha256(model.calibration_path) if model.calibration_path else "",
+                    "settings": model.quantization,
+                    "onnxruntime": onnxruntime.__version__,
+                }
+                folder = self.cache.get(
+                    "quantized",
+                    model.name,
+                    parts,
+                    lambda d: quantize_model(
+                        model.onnx_path, d / "model.onnx", model.load_calibration(), model.quantization
+                    ),
+                )
+                path = folder / "model.onnx"
+            self._dtype_models[key] = path
+        return self._dtype_models[key]
+
+    def run(self, case: Case, golden: Golden | None) -> Outcome:
+        """Build (once) and run `case`; `golden` (None when missing) gives the reference's
+        int8 arithmetic and the argmax agreement."""
+        model, target = case.model, self.registry[case.target]
+        onnx_path = self.dtype_model(model, case.dtype)
+        parts = {
+            "model_sha256": file_sha256(onnx_path),
+            "dtype": case.dtype,
+            "mode": case.mode,
+            "target": target.name,
+            "target_version": target.version,
+            "settings": target.cache_settings(model, case.dtype, case.mode),
+        }
+        accumulation = str(golden.meta.get("int8_accumulation", "exact")) if golden is not None else "exact"
+        build = Build(
+            model=model,
+            dtype=case.dtype,
+            mode=case.mode,
+            onnx_path=onnx_path,
+            dir=Path(),
+            shared_dir=self.settings.cache_dir / "shared" / target.name,
+            int8_accumulation=accumulation,
+        )
+        folder = self.cache.get("builds", case.id, parts, lambda d: target.build(replace(build, dir=d)))
+        build = replace(build, dir=folder)
+
+        y = model.load_y()
+        labelled = y is not None
+        n = min(self.settings.samples or model.samples_for(case.target), len(y)) if y is not None else model.ndata
+        x = model.load_x(max(n, model.ndata))
+        if len(x) < max(n, model.ndata):
+            raise DataError(
+                f"{model.x_test_path.name} has {len(x)} samples; need {max(n, model.ndata)} "
+                f"(ndata={model.ndata} golden samples and one input per label used for accuracy)"
+            )
+        feed = to_model_inputs(onnx_path, x)
+        result = target.run(build, feed)
+        _validate_outputs(case, onnx_path, result.outputs, len(x))
+        floats = dequantized(onnx_path, result.outputs)
+        prediction = next(iter(floats.values()))
+        value, error = None, None
+        if y is None:
+            error = f"{model.name} has no labelled test set (y_test): accuracy is not measured"
+        else:
+            try:
+                value = quality(model.metric, prediction[:n], y[:n], x[:n].astype(np.float32))
+            except ValueError as exc:
+                error = f"{model.metric} cannot be computed: {exc}"
+        perf = result.perf or Perf(simulator=target.simulator(case.mode))
+        if self.settings.trace_dir is not None and perf.layers:
+            from .costmodel.trace import write_trace
+
+            write_trace(perf, self.settings.trace_dir / f"{case.id}.json", process_name=case.id)
+        row = ProfileRow(
+            model=model.name,
+            target=case.target,
+            mode=case.mode,
+            dtype=case.dtype,
+            use_case=model.use_case,
+            architecture=model.architecture,
+            link=model.link,
+            metric=model.metric,
+            quality_target=model.quality_target,
+            perf=perf,
+            resource_columns=target.resource_columns,
+            accuracy=value,
+            samples=n if labelled else 0,
+            agreement=_argmax_agreement(model, case.dtype, prediction, golden),
+            loadgen=_loadgen(target, build, feed) if self.settings.loadgen else None,
+        )
+        return Outcome(build, result.outputs, floats, perf, n, value, error, row, feed)
+
+
+def _loadgen(target: Target, build: Build, feed: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """MLPerf LoadGen SingleStream p90 latency and Offline samples/s (real-time targets only)."""
+    from .loadgen import SCENARIOS, LoadgenError, measure_target
+
+    results = {}
+    for scenario in SCENARIOS:
+        try:
+            result = measure_target(target, build, feed, scenario)
+        except LoadgenError as exc:
+            raise TargetError(f"LoadGen {scenario}: {exc}") from exc
+        if result is None:
+            return None  # not a real-time target: LoadGen does not apply
+        results[scenario] = result
+    return {
+        "p90_latency_ns": results["SingleStream"]["p90_latency_ns"],
+        "offline_samples_per_s": results["Offline"]["samples_per_second"],
+        "valid": all(r["valid"] for r in results.values()),
+    }
+
+
+def _argmax_agreement(model: Model, dtype: str, prediction: np.ndarray, golden: Golden | None) -> float | None:
+    """Share of golden samples whose argmax equals ONNX Runtime's: the gate that
+    matters when a fixed-point target cannot meet float tolerances."""
+    if not model.is_classification or golden is None or not golden.outputs.get(dtype):
+        return None
+    reference = next(iter(golden.outputs[dtype].values()))
+    ours = prediction[: len(reference)]
+    if ours.shape != reference.shape:
+        return None
+    return float(np.mean(ours.reshape(len(ours), -1).argmax(1) == reference.reshape(len(reference), -1).argmax(1)))
+
+
+def _validate_outputs(case: Case, onnx_path: Path, outputs: dict[str, np.ndarray], count: int) -> None:
+    for spec in output_specs(onnx_path):
+        value = outputs.get(spec.name)
+        if value is None:
+            raise TargetError(
+                f"target {case.target!r} returned outputs {sorted(outputs)}, missing the model's output '{spec.name}'"
+            )
+        if not isinstance(value, np.ndarray) or value.shape[:1] != (count,):
+            shape = getattr(value, "shape", type(value).__name__)
+            raise TargetError(
+                f"target {case.target!r} returned output '{spec.name}' with shape {shape}; expected {count} "
+                f"samples on the first axis"
+            )

@@ -1,0 +1,221 @@
+"""What the hls4ml worker does to a model before hls4ml sees it: qonnx's clean-up into
+the channels-last form hls4ml converts, and per-layer 8-bit fixed-point formats from
+the value ranges on the calibration set (the int8 design). Runs in the worker process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .hls4ml import FixedPoint, integer_bits
+
+CHANNELS_LAST = "qonnx.custom_op.channels_last"
+
+
+def fixed_type(signed: bool, width: int, integer: int) -> str:
+    return str(FixedPoint(signed, width, integer, "RND", "SAT"))
+
+
+# ----- ONNX preparation -------------------------------------------------------------------
+
+
+def cap_onnx_ir_version() -> None:
+    """qonnx executes single nodes through ONNX Runtime in models made with onnx.helper, which
+    stamps onnx's newest IR version; cap it to what the installed ONNX Runtime reads (this
+    process only)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [x], [y])
+    for version in range(onnx.IR_VERSION, 6, -1):
+        probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        probe.ir_version = version
+        try:
+            ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+        except Exception:  # noqa: BLE001, S112 - ORT raises its own types for "unsupported IR version"
+            continue
+        onnx.IR_VERSION = version  # type: ignore[assignment]  # an int at run time; the stubs say enum
+        return
+
+
+def _attr(node, name: str, default: Any = None) -> Any:
+    from onnx import helper
+
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return helper.get_attribute_value(attribute)
+    return default
+
+
+def load_clean(path: Path, batch: int = 1):
+    """The model with a fixed batch, through qonnx's clean-up and channels-last conversion."""
+    import onnx
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+    from qonnx.util.cleanup import cleanup_model
+
+    proto = onnx.load(str(path))
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].Clear()
+            dims[0].dim_value = batch
+    model = cleanup_model(ModelWrapper(proto))
+    model = model.transform(ConvertToChannelsLastAndClean())
+    model = model.transform(GemmToMatMul())
+    return cleanup_model(model)
+
+
+def pools_to_channels_last(model) -> int:
+    """Move the NHWC->NCHW Transpose qonnx leaves before (Global)AveragePool / GlobalMaxPool
+    behind it, as a channels-last pool (docs/hls4ml.md, "Graph rewrite"). Returns the count."""
+    from onnx import helper
+
+    graph = model.graph
+    changed = 0
+    for node in list(graph.node):
+        if node.domain or node.op_type not in ("GlobalAveragePool", "AveragePool", "GlobalMaxPool"):
+            continue
+        producer = model.find_producer(node.input[0])
+        if (
+            producer is None
+            or producer.op_type != "Transpose"
+            or list(_attr(producer, "perm", [])) != [0, 3, 1, 2]
+            or len(model.find_consumers(producer.output[0])) != 1
+        ):
+            continue
+        shape = model.get_tensor_shape(producer.input[0])
+        if shape is None or len(shape) != 4:
+            continue
+        n, h, w, c = shape
+        if node.op_type.startswith("Global"):
+            kernel, strides = [h, w], [h, w]
+        else:
+            auto_pad = _attr(node, "auto_pad", b"NOTSET")
+            auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+            if (
+                _attr(node, "ceil_mode", 0)
+                or auto_pad not in ("NOTSET", "VALID")
+                or any(_attr(node, "pads", [0]))
+                or any(d != 1 for d in _attr(node, "dilations", [1, 1]))
+            ):
+                continue
+            kernel = list(_attr(node, "kernel_shape"))
+            strides = list(_attr(node, "strides", [1, 1]))
+        out_h, out_w = (h - kernel[0]) // strides[0] + 1, (w - kernel[1]) // strides[1] + 1
+        op = "MaxPool" if "Max" in node.op_type else "AveragePool"
+        consumers = model.find_consumers(node.output[0]) or []
+        # A 1x1 result flattens the same in either layout: no Transpose needed (hls4ml's
+        # transpose-before-flatten optimisation trips over the bias fusion that follows).
+        direct = (
+            out_h * out_w == 1
+            and consumers
+            and all(c.op_type == "Flatten" and _attr(c, "axis", 1) == 1 for c in consumers)
+        )
+        pooled = node.output[0] if direct else node.output[0] + "_channels_last"
+        pool = helper.make_node(
+            op,
+            [producer.input[0]],
+            [pooled],
+            name=node.name,
+            domain=CHANNELS_LAST,
+            kernel_shape=kernel,
+            strides=strides,
+            pads=[0, 0, 0, 0],
+        )
+        index = list(graph.node).index(node)
+        graph.node.remove(node)
+        if not direct:
+            graph.node.insert(
+                index,
+                helper.make_node(
+                    "Transpose", [pooled], [node.output[0]], name=node.name + "_to_nchw", perm=[0, 3, 1, 2]
+                ),
+            )
+        graph.node.insert(index, pool)
+        graph.node.remove(producer)
+        model.set_tensor_shape(pooled, [n, out_h, out_w, c])
+        changed += 1
+    return changed
+
+
+# ----- 8-bit formats from calibration ranges ------------------------------------------------
+
+ACTIVATION_OPS = {
+    "Relu",
+    "LeakyRelu",
+    "Sigmoid",
+    "Tanh",
+    "Clip",
+    "HardSigmoid",
+    "Elu",
+    "Selu",
+    "AveragePool",
+    "GlobalAveragePool",
+    "MaxPool",
+    "GlobalMaxPool",
+}
+"""Nodes whose outputs hls4ml stores in the default precision (activations); conv, dense and
+add results stay `auto` (exact, like the int32 accumulators of integer hardware)."""
+
+
+def calibration_ranges(onnx_path: Path, calibration: np.ndarray) -> dict[str, tuple[float, float]]:
+    """(min, max) of every tensor of the cleaned graph over `calibration`, by tensor name,
+    computed with qonnx's executor on the graph cleaned at that batch size (its node and
+    tensor names are those of the batch-1 graph hls4ml converts)."""
+    import qonnx.core.onnx_exec as oxe
+
+    model = load_clean(onnx_path, batch=len(calibration))
+    context = oxe.execute_onnx(
+        model, {model.graph.input[0].name: calibration.astype(np.float32)}, return_full_exec_context=True
+    )
+    return {
+        name: (float(np.min(v)), float(np.max(v)))
+        for name, v in context.items()
+        if isinstance(v, np.ndarray) and v.size and v.dtype.kind == "f"
+    }
+
+
+def eight_bit_config(
+    config: dict[str, Any], model: Any, ranges: dict[str, tuple[float, float]], width: int
+) -> dict[str, str]:
+    """Per-layer `width`-bit formats: weights and biases from their largest magnitude,
+    activations from their calibrated range (unsigned when never negative). Returns what was set."""
+    chosen: dict[str, str] = {}
+    layers = config["LayerName"]
+
+    def fmt(lo: float, hi: float, force_signed: bool = False) -> str:
+        signed = force_signed or lo < 0
+        return fixed_type(signed, width, integer_bits(max(abs(lo), abs(hi)), signed))
+
+    for node in model.graph.node:
+        layer = layers.get(node.name)
+        if layer is None:
+            continue
+        precision = layer.setdefault("Precision", {})
+        params = [name for name in node.input[1:] if model.get_initializer(name) is not None]
+        if node.op_type in ("Conv", "MatMul") and params:
+            weights = model.get_initializer(params[0])
+            precision["weight"] = chosen[f"{node.name}.weight"] = fmt(float(weights.min()), float(weights.max()), True)
+            if len(params) > 1:
+                bias = model.get_initializer(params[1])
+                precision["bias"] = chosen[f"{node.name}.bias"] = fmt(float(bias.min()), float(bias.max()), True)
+        elif node.op_type == "Add" and params:  # the bias of a MatMul (GemmToMatMul) becomes the Dense bias
+            producer = model.find_producer(node.input[0])
+            bias = model.get_initializer(params[0])
+            if producer is not None and producer.op_type == "MatMul" and producer.name in layers:
+                layers[producer.name].setdefault("Precision", {})["bias"] = chosen[f"{producer.name}.bias"] = fmt(
+                    float(bias.min()), float(bias.max()), True
+                )
+        elif node.op_type in ACTIVATION_OPS:
+            # A pool moved behind its Transpose writes "<name>_channels_last": same values.
+            tensor = node.output[0].removesuffix("_channels_last")
+            if tensor in ranges:
+                precision["result"] = chosen[node.name] = fmt(*ranges[tensor])
+    return chosen
