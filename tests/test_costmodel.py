@@ -1,8 +1,8 @@
-"""Tests of pytest_tinyaccel.costmodel: ZigZag runner, cache, Gemmini and AIE-ML composition, traces."""
+"""Tests of pytest_tinyaccel.costmodel: ZigZag runner, cache, Gemmini composition, traces.
+(The AIE model: tests/test_aie_model.py and tests/test_aie_calibration.py.)"""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,17 +13,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from pytest_tinyaccel.costmodel import layergraph, zigzag_runner
 from pytest_tinyaccel.costmodel.zigzag_runner import (
-    LayerCost,
-    ZigZagResult,
     zigzag_unavailable,
 )
 from pytest_tinyaccel.perf import Perf
-from pytest_tinyaccel.targets.aie import AieTarget
 
-HAVE_YAML = importlib.util.find_spec("yaml") is not None
-needs_yaml = pytest.mark.skipif(
-    not HAVE_YAML, reason="hardware descriptions need PyYAML: pip install 'pytest-tinyaccel[zigzag]'"
-)
 needs_zigzag = pytest.mark.skipif(zigzag_unavailable() is not None, reason=str(zigzag_unavailable()))
 
 MLPERF = Path(__file__).resolve().parents[2] / "shared" / "mlperf_tiny"
@@ -74,38 +67,6 @@ def tiny_residual_model() -> onnx.ModelProto:
         _init("bf", (4,), 8),
     ]
     return _model(nodes, inits, "x", "y", [2, 4, 4], [4])
-
-
-def dense_chain_model(widths: list[int]) -> onnx.ModelProto:
-    """x -> Gemm -> Relu -> Gemm -> ... (an MLP)."""
-    nodes, inits = [], []
-    prev = "x"
-    for i in range(len(widths) - 1):
-        nodes.append(helper.make_node("Gemm", [prev, f"w{i}", f"b{i}"], [f"g{i}"], name=f"fc{i}", transB=1))
-        inits += [_init(f"w{i}", (widths[i + 1], widths[i]), i), _init(f"b{i}", (widths[i + 1],), 100 + i)]
-        if i < len(widths) - 2:
-            nodes.append(helper.make_node("Relu", [f"g{i}"], [f"r{i}"], name=f"relu{i}"))
-            prev = f"r{i}"
-        else:
-            prev = f"g{i}"
-    return _model(nodes, inits, "x", prev, [widths[0]], [widths[-1]])
-
-
-def fake_zigzag(prepared: layergraph.LayerGraph, cycles: dict[str, float]) -> ZigZagResult:
-    """A ZigZag result with chosen per-layer cycles (for schedule tests that need no ZigZag)."""
-    layers = {
-        n.name: LayerCost(
-            name=n.name,
-            op=n.op,
-            cycles=cycles[n.name],
-            ideal_cycles=n.macs / 256,
-            macs=n.macs,
-            spatial_utilization=1.0,
-        )
-        for n in prepared.nodes
-        if n.is_matrix
-    }
-    return ZigZagResult(layers=layers, key={"fake": True}, elapsed_s=0.0)
 
 
 # --------------------------------------------------------------------------- availability
@@ -257,104 +218,6 @@ def test_gemmini_perf(tiny_costs, tmp_path):
     path = write_trace(perf, tmp_path / "g.json")
     data = json.loads(path.read_text())
     assert len([e for e in data["traceEvents"] if e["ph"] == "X"]) == len(perf.layers)
-
-
-@needs_zigzag
-def test_aie_perf_end_to_end(tmp_path):
-    from pytest_tinyaccel.costmodel.aie import SIMULATOR, aie_perf
-    from pytest_tinyaccel.costmodel.trace import write_trace
-
-    perf = aie_perf(tiny_residual_model(), "int8", cache_dir=tmp_path / "cache")
-    assert perf.simulator == SIMULATOR
-    assert set(perf.resources) == set(AieTarget.resource_columns)
-    assert 0 < perf.efficiency <= 1
-    ii = perf.extra["initiation_interval_cycles"]
-    assert perf.cycles >= ii
-    assert perf.throughput == pytest.approx(perf.clock_hz / ii)
-    path = write_trace(perf, tmp_path / "trace" / "a.json")
-    data = json.loads(path.read_text())
-    xs = [e for e in data["traceEvents"] if e["ph"] == "X"]
-    assert len(xs) == len(perf.layers) == perf.resources["Kernels"]
-    assert {e["tid"] for e in xs} == set(range(perf.resources["Kernels"]))  # one track per tile
-    assert all({"op", "macs"} <= set(e["args"]) for e in xs)
-    assert "cycles" in data["otherData"]["time_unit"]
-
-
-# --------------------------------------------------------------------------- AIE mapping (no ZigZag needed)
-
-
-@needs_yaml
-def test_larger_layer_gets_more_kernels_and_every_kernel_fits():
-    from pytest_tinyaccel.costmodel.aie import buffer_bytes, choose_split, tile_budget
-    from pytest_tinyaccel.costmodel.hardware import hardware_file, load_hardware
-
-    hw = load_hardware(hardware_file("aie", "int8"))
-    prepared, _ = layergraph.prepare_model(dense_chain_model([512, 256, 16]))
-    big, small = prepared.node("fc0"), prepared.node("fc1")
-    kb, rb, in_tile_b, bytes_b = choose_split(prepared, big, hw)
-    ks, rs, in_tile_s, bytes_s = choose_split(prepared, small, hw)
-    assert kb * rb > ks * rs == 1
-    assert in_tile_b and in_tile_s
-    assert bytes_b <= tile_budget(hw) and bytes_s <= tile_budget(hw)
-    assert buffer_bytes(prepared, big, hw, 1, 1) > tile_budget(hw)  # it really had to be split
-    # fp32 weights are 4x larger: more kernels still
-    hw32 = load_hardware(hardware_file("aie", "fp32"))
-    k32, r32, _, b32 = choose_split(prepared, big, hw32)
-    assert k32 * r32 > kb * rb and b32 <= tile_budget(hw32)
-
-
-@needs_yaml
-def test_dataflow_schedule_rules():
-    from pytest_tinyaccel.costmodel.aie import compose
-    from pytest_tinyaccel.costmodel.hardware import hardware_file, load_hardware
-
-    hw = load_hardware(hardware_file("aie", "int8"))
-    prepared, _ = layergraph.prepare_model(tiny_residual_model())
-    cycles = {"conv1": 1000.0, "dw": 3000.0, "pw": 500.0, "fc": 200.0}
-    perf = compose(prepared, fake_zigzag(prepared, cycles), hw)
-    by_layer = {}
-    for layer in perf.layers:
-        by_layer.setdefault(layer.extra["layer"], []).append(layer)
-    # every kernel fits its tile
-    assert all(layer.extra["buffer_bytes"] <= 64 * 1024 - 2048 for layer in perf.layers)
-    slowest = max(layer.cycles for layer in perf.layers)
-    assert slowest == pytest.approx(3000.0)
-    assert perf.extra["initiation_interval_cycles"] == pytest.approx(slowest)
-    assert perf.throughput == pytest.approx(hw.clock_hz / slowest)
-    assert perf.cycles >= slowest
-    # the add waits for the longer of its two branches (conv1 -> dw -> pw, and conv1 directly)
-    add = by_layer["add"][0]
-    assert add.start == pytest.approx(1000.0 + 3000.0 + 500.0)
-    # latency = longest path: conv1 + dw + pw + add + gap + fc
-    path = sum(by_layer[n][0].cycles for n in ("conv1", "dw", "pw", "add", "gap", "fc"))
-    assert perf.cycles == pytest.approx(path)
-    assert perf.latency_ns == pytest.approx(path / hw.clock_hz * 1e9)
-    # relus are fused, flatten is not a kernel
-    assert set(by_layer) == {"conv1", "dw", "pw", "add", "gap", "fc"}
-    assert perf.resources["Kernels"] == len(perf.layers) == 6
-    # buffers: 4 matrix kernels x (2*(1 in + 1 out) + 1 weights) + add 2*(2+1) + gap 2*(1+1)
-    assert perf.resources["Buffers"] == 4 * 5 + 6 + 4
-    # streams: conv1->dw, conv1->add, dw->pw, pw->add, add->gap, gap->fc
-    assert perf.resources["Stream"] == 6
-    assert perf.resources["PLIO"] == 2 and perf.resources["GMIO"] == 0
-    total_macs = sum(n.macs for n in prepared.nodes)
-    assert perf.efficiency == pytest.approx(total_macs / (256 * 6) / slowest)
-
-
-@needs_yaml
-def test_split_layer_kernels_share_the_layer_cycles():
-    from pytest_tinyaccel.costmodel.aie import compose
-    from pytest_tinyaccel.costmodel.hardware import hardware_file, load_hardware
-
-    hw = load_hardware(hardware_file("aie", "int8"))
-    prepared, _ = layergraph.prepare_model(dense_chain_model([512, 256, 16]))
-    perf = compose(prepared, fake_zigzag(prepared, {"fc0": 9000.0, "fc1": 100.0}), hw)
-    fc0 = [layer for layer in perf.layers if layer.extra["layer"] == "fc0"]
-    assert len(fc0) > 1
-    assert all(layer.cycles == pytest.approx(9000.0 / len(fc0)) for layer in fc0)
-    assert len({layer.start for layer in fc0}) == 1  # in parallel
-    assert perf.resources["Stream"] == len(fc0)  # each fc0 kernel streams to fc1
-    assert sum(layer.macs for layer in fc0) == 512 * 256
 
 
 # --------------------------------------------------------------------------- MLPerf Tiny reference models

@@ -1,10 +1,13 @@
 """Cycle-approximate cost models for the accelerator targets.
 
-Per-layer cycles come from ZigZag (zigzag-dse 3.9.1, the `zigzag` extra) on the
-hardware descriptions in `hardware/`; `gemmini` composes them sequentially,
-`aie` maps the graph to kernels on AIE-ML tiles and composes a dataflow
-schedule; `trace` writes Chrome traces. Nothing here imports pytest or a target
-module, and ZigZag (and PyYAML) are imported only when a cost is computed, so
+`aie` (the `aie/` package) is a kernel-level model of an AI Engine dataflow
+graph: the model mapped to compute and data-movement kernels on a device
+described as data (default: VCK190, first-generation AI Engine), per-kernel
+cycles from a calibration fitted on aiesimulator logs (`python -m
+pytest_tinyaccel.costmodel calibrate`). `gemmini` composes ZigZag (zigzag-dse
+3.9.1, the `zigzag` extra) per-layer cycles on the descriptions in `hardware/`
+sequentially; `trace` writes Chrome traces. Nothing here imports pytest or a
+target module, and ZigZag, PyYAML and SciPy are imported only where used, so
 importing this package is cheap:
 
     from pytest_tinyaccel.costmodel import zigzag_unavailable, gemmini_perf, aie_perf, write_trace

@@ -1,11 +1,14 @@
-"""Command line: cost float ONNX models on Gemmini / AIE-ML and time ZigZag.
+"""Command line of the cost models.
 
-    python -m pytest_tinyaccel.costmodel models/*/model.onnx --cache-dir .tinyaccel-cache/zigzag
+python -m pytest_tinyaccel.costmodel calibrate LOGS... -o calibration.toml
+    fit the AIE model's per-kernel-class parameters on aiesimulator per-kernel
+    cycle logs (see pytest_tinyaccel/costmodel/aie/calibrate.py)
 
-For every model x target x dtype it runs ZigZag once into the cache (cold, unless
-already cached) and once more from it, and prints cycles, latency, throughput,
-efficiency, resources and both ZigZag times. `--trace DIR` also writes a Chrome
-trace per row.
+python -m pytest_tinyaccel.costmodel [cost] MODELS... [--target aie|gemmini] [--dtype int8|fp32]
+    cost ONNX models and print cycles, latency, throughput, efficiency and
+    resources; for int8 pass the quantized model to `aie` (it costs the graph it
+    is given) and the float model to `gemmini`. `--trace DIR` writes a Chrome
+    trace per row. Gemmini runs ZigZag (cached in --cache-dir).
 """
 
 from __future__ import annotations
@@ -17,75 +20,68 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import zigzag_unavailable
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "calibrate":
+        from .aie.calibrate import main as calibrate_main
 
-    parser = argparse.ArgumentParser(prog="python -m pytest_tinyaccel.costmodel", description=__doc__.splitlines()[0])
+        return calibrate_main(argv[1:])
+    if argv and argv[0] == "cost":
+        argv = argv[1:]
+    return cost(argv)
+
+
+def cost(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pytest_tinyaccel.costmodel", description="Cost ONNX models.")
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--target", choices=["gemmini", "aie"], action="append")
     parser.add_argument("--dtype", choices=["int8", "fp32"], action="append")
+    parser.add_argument("--device", default="vck190", help="aie device: vck190 (default) or aie-ml")
+    parser.add_argument("--calibration", help="aie calibration file (default: the shipped one)")
     parser.add_argument("--cache-dir", type=Path, default=Path(".tinyaccel-cache") / "zigzag")
     parser.add_argument("--trace", type=Path, help="write Chrome traces into this folder")
     args = parser.parse_args(argv)
-    reason = zigzag_unavailable()
-    if reason:
-        print(reason, file=sys.stderr)
-        return 2
     from tabulate import tabulate
 
-    from .aie import aie_perf
-    from .gemmini import gemmini_perf
+    from . import zigzag_unavailable
     from .trace import write_trace
 
-    funcs = {"gemmini": gemmini_perf, "aie": aie_perf}
     rows = []
     for model in args.models:
         label = model.parent.name if model.stem == "model" else model.stem
         for target in args.target or ["gemmini", "aie"]:
+            if target == "gemmini" and zigzag_unavailable():
+                print(f"gemmini: {zigzag_unavailable()}", file=sys.stderr)
+                continue
             for dtype in args.dtype or ["int8", "fp32"]:
                 t0 = time.perf_counter()
-                perf = funcs[target](model, dtype, cache_dir=args.cache_dir)
-                first = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                perf = funcs[target](model, dtype, cache_dir=args.cache_dir)
-                cached = time.perf_counter() - t0
-                res = ", ".join(f"{k} {v}" for k, v in perf.resources.items())
+                if target == "aie":
+                    from .aie import aie_perf
+
+                    perf = aie_perf(model, dtype, device=args.device, calibration=args.calibration)
+                else:
+                    from .gemmini import gemmini_perf
+
+                    perf = gemmini_perf(model, dtype, cache_dir=args.cache_dir)
+                elapsed = time.perf_counter() - t0
+                ideal = perf.extra.get("ideal_cycles")
                 rows.append(
                     [
                         label,
                         target,
                         dtype,
                         f"{perf.cycles:,.0f}",
+                        f"{ideal:,.0f}" if ideal is not None else "-",
                         f"{(perf.latency_ns or 0) / 1e3:,.2f}",
-                        f"{perf.throughput:,.0f}",
-                        f"{perf.efficiency:.3f}",
-                        res,
-                        f"{perf.extra['zigzag_elapsed_s']:.2f}",
-                        f"{first:.2f}",
-                        f"{cached:.3f}",
+                        f"{perf.throughput:,.0f}" if perf.throughput else "-",
+                        f"{perf.efficiency:.3f}" if perf.efficiency else "-",
+                        "/".join(str(v) for v in perf.resources.values()),
+                        f"{elapsed:.2f}",
                     ]
                 )
                 if args.trace:
                     write_trace(perf, args.trace / f"{label}-{target}-hw_emu-{dtype}.json")
-                print(" ".join(rows[-1]), file=sys.stderr)
-    print(
-        tabulate(
-            rows,
-            headers=[
-                "model",
-                "target",
-                "dtype",
-                "cycles",
-                "latency us",
-                "inst/s",
-                "efficiency",
-                "resources",
-                "ZigZag cold s",
-                "first call s",
-                "cached call s",
-            ],
-            tablefmt="github",
-        )
-    )
+    headers = ["model", "target", "dtype", "cycles", "ideal cycles", "latency us", "inst/s", "efficiency"]
+    print(tabulate(rows, headers=[*headers, "resources", "seconds"], tablefmt="github"))
     return 0
 
 

@@ -160,7 +160,8 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fold_constant_dequantize(model: onnx.ModelProto) -> None:
+def fold_constant_dequantize(model: onnx.ModelProto) -> None:
+    """Fold every DequantizeLinear of constants into a float initializer (in place)."""
     inits = {i.name: i for i in model.graph.initializer}
     keep = []
     new_inits = []
@@ -249,20 +250,24 @@ def prepare_model(model: str | Path | bytes | onnx.ModelProto) -> tuple[LayerGra
     """
     proto, data = load_model(model)
     digest = sha256_bytes(data)
-    _fold_constant_dequantize(proto)
+    fold_constant_dequantize(proto)
     quantized = sorted({n.op_type for n in proto.graph.node} & QUANTIZED_OPS)
     if quantized:
         raise ValueError(
             f"the cost model takes the float ONNX model (the int8 precision comes from the hardware "
             f"description), but this graph has quantized ops {quantized}"
         )
+    return analyse(infer(proto)), digest
+
+
+def infer(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Batch fixed to 1, unnamed nodes named `<op_type>_<index>`, shapes inferred (a new proto)."""
     _fix_batch(proto)
     del proto.graph.value_info[:]
     for i, node in enumerate(proto.graph.node):
         if not node.name:
             node.name = f"{node.op_type}_{i}"
-    proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
-    return analyse(proto), digest
+    return onnx.shape_inference.infer_shapes(proto, data_prop=True)
 
 
 def analyse(proto: onnx.ModelProto) -> LayerGraph:

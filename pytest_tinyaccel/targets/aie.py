@@ -1,27 +1,84 @@
-"""`aie`: AMD AI Engine (AIE-ML) without the vendor tools.
+"""`aie`: AMD AI Engine without the vendor tools.
 
 sw_emu runs the tinyaccel emulator (int8: integer arithmetic with round-half-to-
-even requantization and saturation, which the AIE-ML's SRS shift-round-saturate
-path can be configured for); hw_emu adds the AIE-ML cost model: per-layer cycles
-from ZigZag on one AIE-ML compute tile, the graph mapped to kernels on tiles
-(layers split until their buffers fit 64 KiB of data memory) and composed as a
-dataflow pipeline, with Kernels/Buffers/Stream/PLIO/GMIO from the mapping.
-For aiesimulator/x86simulator themselves, configure a `command` target.
+even requantization and saturation, which the AI Engine's shift-round-saturate
+path can be configured for). hw_emu adds the kernel-level model of the AIE
+dataflow graph (`costmodel/aie/`): the model the target runs (the quantized graph
+for int8) mapped to compute and data-movement kernels, per-kernel cycles from a
+calibration fitted on aiesimulator logs, latency along the pipeline, throughput
+in steady state, the ideal bound beside it, Kernels/Buffers/Stream/PLIO/GMIO
+from the mapping. For aiesimulator/x86simulator themselves, configure a
+`command` target.
+
+Settings (`[tool.tinyaccel.targets.aie]`), besides the emulator's:
+`device = "vck190"` (default: first-generation AI Engine, XCVC1902 at 1.25 GHz)
+or `"aie-ml"`; `calibration = "path/to/calibration.toml"` (default: the shipped
+one, fitted on onnx2versal's VCK190 kernel logs; make your own with
+`python -m pytest_tinyaccel.costmodel calibrate`). A relative path is taken
+from the directory pytest runs in.
 """
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from ..config import Field
+from ..perf import Perf
+from .base import Build
 from .emulated import EmulatedTarget
+
+DEVICES = ("vck190", "aie-ml")
+
+
+def _calibration_problem(value: str) -> str | None:
+    if not value:
+        return None
+    from ..costmodel.aie.calibration import load
+
+    try:
+        load(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 class AieTarget(EmulatedTarget):
     name = "aie"
-    version = "1"
+    version = "2"
     resource_columns = ("Kernels", "Buffers", "Stream", "PLIO", "GMIO")
-    emulation = "AIE-ML int8 semantics"
-    cost_model = "ZigZag AIE-ML tile model"
+    emulation = "AI Engine int8 semantics"
+    cost_model = "AIE dataflow model"
+
+    def cost_model_settings(self) -> dict[str, Field]:
+        return {
+            "device": Field(str, "vck190", choices=DEVICES),
+            "calibration": Field(str, "", check=_calibration_problem),
+        }
+
+    def availability(self, mode: str) -> str | None:
+        if mode == "hw_emu":
+            return None  # the AIE model needs no optional extra
+        return super().availability(mode)
+
+    def cache_settings(self, model: Any, dtype: str, mode: str) -> dict[str, Any]:
+        """The calibration file's content (not only its name) changes the build."""
+        settings = super().cache_settings(model, dtype, mode)
+        path = self.settings["calibration"]
+        settings["calibration_sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else "shipped"
+        return settings
 
     def perf_model(self):
         from ..costmodel import aie_perf
 
         return aie_perf
+
+    def hw_emu_perf(self, build: Build) -> Perf:
+        """The model the target executes (quantized for int8) on the configured device."""
+        return self.perf_model()(
+            build.onnx_path,
+            build.dtype,
+            device=self.settings["device"],
+            calibration=self.settings["calibration"] or None,
+        )

@@ -58,12 +58,21 @@ class EmulatedTarget(Target):
             "rounding": Field(dict, {}, check=_rounding_rules),
             "qdq": Field(str, "ort", choices=("float", "integer", "ort")),
             "int8_accumulation": Field(str, "golden", choices=("golden", *ACCUMULATION_MODES)),
+            **self.cost_model_settings(),
         }
         self.settings: dict[str, Any] = validate(settings, schema, f"[tool.tinyaccel.targets.{self.name}]")
+
+    def cost_model_settings(self) -> dict[str, Field]:
+        """Settings of this target's cost model, added to the emulator's (none by default)."""
+        return {}
 
     def perf_model(self) -> Callable[..., Perf]:
         """The cost model: f(float_model_path, dtype, cache_dir=...) -> Perf."""
         raise NotImplementedError
+
+    def hw_emu_perf(self, build: Build) -> Perf:
+        """hw_emu timing of `build`: by default the cost model on the float model for the dtype."""
+        return self.perf_model()(build.model.onnx_path, build.dtype, cache_dir=build.shared_dir)
 
     def availability(self, mode: str) -> str | None:
         if mode == "hw":
@@ -101,13 +110,18 @@ class EmulatedTarget(Target):
 
     def build(self, build: Build) -> None:
         """Validate every node now (an unsupported op fails the build, naming op and node),
-        and for hw_emu run the cost model on the float graph for this dtype."""
+        and for hw_emu run the cost model (`hw_emu_perf`)."""
         self._load(build)
         if build.mode == "hw_emu":
             try:
-                perf = self.perf_model()(build.model.onnx_path, build.dtype, cache_dir=build.shared_dir)
-            except ValueError as exc:
+                perf = self.hw_emu_perf(build)
+            except ValueError as exc:  # the cost model's own, worded refusals
                 raise TargetError(f"{self.name} cost model: {exc}") from exc
+            except Exception as exc:  # a third-party cost tool (ZigZag) failing on a layer shape it does not know
+                raise TargetError(
+                    f"{self.name} cost model cannot cost {build.model.name} ({build.dtype}): {type(exc).__name__}: "
+                    f"{exc}; sw_emu still runs this model; report the layer shapes it holds"
+                ) from exc
             (build.dir / PERF_FILE).write_text(json.dumps(perf.to_dict()))
 
     def run(self, build: Build, inputs: dict[str, np.ndarray]) -> RunResult:

@@ -9,8 +9,6 @@ the files carries a comment naming its source.
 |---------|-------|------------------|--------------------------------------------------|
 | gemmini | int8  | gemmini.yaml     | 16x16 WS int8 (Gemmini defaultConfig)            |
 | gemmini | fp32  | gemmini_fp32.yaml| 4x4 fp32 (Gemmini FP32DefaultConfig)             |
-| aie     | int8  | aie_ml.yaml      | one AIE-ML tile, 256 int8 MACs/cycle             |
-| aie     | fp32  | aie_ml_fp32.yaml | one AIE-ML tile, fp32 emulated on bf16: 21 MACs/cycle |
 
 PyYAML (a ZigZag dependency) is imported lazily.
 """
@@ -28,8 +26,6 @@ HERE = Path(__file__).resolve().parent
 FILES = {
     ("gemmini", "int8"): "gemmini.yaml",
     ("gemmini", "fp32"): "gemmini_fp32.yaml",
-    ("aie", "int8"): "aie_ml.yaml",
-    ("aie", "fp32"): "aie_ml_fp32.yaml",
 }
 
 
@@ -54,7 +50,7 @@ class Hardware:
 
 
 def hardware_file(target: str, dtype: str) -> Path:
-    """The shipped description for `target` ('gemmini' or 'aie') and `dtype`."""
+    """The shipped description for `target` ('gemmini') and `dtype`."""
     try:
         return HERE / FILES[(target, dtype)]
     except KeyError:

@@ -1,0 +1,50 @@
+"""AI Engine timing: a kernel-level model of the dataflow graph an AIE flow builds.
+
+    ONNX model (float, QOperator or QDQ int8)
+      -> graph.py       the layers that become kernels, shapes, producers
+      -> mapping.py     compute and data-movement kernels per layer (pad, split,
+                        parts, concat tree, quantize ...), weights in tiles or GMIO
+      -> schedule.py    per-kernel cycles from the calibration, one inference along
+                        the pipeline (latency), steady state (throughput), ideal
+                        bound, resources -> Perf
+    device.py       the device as data (devices/*.toml; default: VCK190)
+    calibration.py  per-kernel-class parameters as data (calibrations/*.toml)
+    logs.py, fit.py calibration from aiesimulator per-kernel cycle logs
+
+`aie_perf(model, dtype, device="vck190", calibration=None)` is the entry point;
+`python -m pytest_tinyaccel.costmodel calibrate LOGS... -o calibration.toml`
+fits a calibration from a team's own logs. docs/aie-model.md describes the model
+and how well it predicts. Nothing here imports pytest, a target or ZigZag.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from ...perf import Perf
+from . import calibration as calibration_mod
+from .device import load_device
+from .graph import load as load_graph
+from .mapping import map_graph
+from .schedule import perf
+
+__all__ = ["aie_perf"]
+
+
+def aie_perf(
+    model: str | Path | bytes | onnx.ModelProto,
+    dtype: str = "int8",
+    *,
+    device: str = "vck190",
+    calibration: str | Path | calibration_mod.Calibration | None = None,
+    cache_dir: str | Path | None = None,
+) -> Perf:
+    """Timing and resources of `model` (the model the target runs: quantized for int8)
+    on `device` with `calibration` (default: the shipped VCK190 calibration).
+    `cache_dir` is accepted for the cost-model interface; this model needs no cache."""
+    dev = load_device(device)
+    cal = calibration if isinstance(calibration, calibration_mod.Calibration) else calibration_mod.load(calibration)
+    graph = load_graph(model, dtype)
+    return perf(map_graph(graph, dev), dev, cal, {"model_sha256": graph.sha256, "dtype": graph.dtype})
