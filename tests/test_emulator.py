@@ -1,6 +1,7 @@
 """The functional emulator against ONNX Runtime: fp32 within the golden tolerance,
-the project's int8 (QOperator) models bit-exact, MLPerf Tiny references run, errors at
-load time, and a rounding fault located by first_divergence."""
+the project's int8 (QOperator) models bit-exact (among them Conv + BatchNormalization
+with uint8 and int8 activations), MLPerf Tiny references run, errors at load time, and
+a rounding fault located by first_divergence."""
 
 from __future__ import annotations
 
@@ -125,10 +126,47 @@ def build_branches(path: Path, rng: np.random.Generator) -> Path:
     return _save(path, nodes, [_vi("x", ["N", 3, 8, 8])], [_vi("y", ["N", 5])], inits)
 
 
+def build_conv_bn(path: Path, rng: np.random.Generator) -> Path:
+    """Conv + BatchNormalization + Relu twice, then a classifier: ORT's quantizer folds each BatchNormalization
+    into its Conv, which makes some weights large (the pattern of issue 14)."""
+    inits: dict[str, np.ndarray] = {}
+    nodes, h, channels = [], "x", 1
+    for i, (out, stride) in enumerate(((8, 1), (16, 2)), 1):
+        inits |= {
+            f"w{i}": _weights(rng, out, channels, 3, 3),
+            f"b{i}": _weights(rng, out, scale=0.1),
+            f"gamma{i}": rng.uniform(0.5, 3.0, out).astype(np.float32),
+            f"beta{i}": _weights(rng, out, scale=0.1),
+            f"mean{i}": _weights(rng, out, scale=0.1),
+            f"var{i}": rng.uniform(0.01, 0.2, out).astype(np.float32),
+        }
+        nodes += [
+            helper.make_node(
+                "Conv", [h, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[1] * 4, strides=[stride] * 2
+            ),
+            helper.make_node(
+                "BatchNormalization",
+                [f"c{i}", f"gamma{i}", f"beta{i}", f"mean{i}", f"var{i}"],
+                [f"n{i}"],
+                name=f"bn{i}",
+            ),
+            helper.make_node("Relu", [f"n{i}"], [f"r{i}"], name=f"relu{i}"),
+        ]
+        h, channels = f"r{i}", out
+    inits["wf"] = _weights(rng, 10, 16, scale=0.3)
+    nodes += [
+        helper.make_node("GlobalAveragePool", [h], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["fl"], name="flatten"),
+        helper.make_node("Gemm", ["fl", "wf"], ["y"], name="fc", transB=1),
+    ]
+    return _save(path, nodes, [_vi("x", ["N", 1, 28, 28])], [_vi("y", ["N", 10])], inits)
+
+
 BUILDERS = {
     "cnn": (build_cnn, (3, 16, 16)),
     "autoencoder": (build_autoencoder, (64,)),
     "branches": (build_branches, (3, 8, 8)),
+    "conv_bn": (build_conv_bn, (1, 28, 28)),
 }
 
 # What ONNX Runtime's QOperator quantizer turns each model into: the test covers these kernels.
@@ -143,6 +181,7 @@ EXPECTED_QOPS = {
         "QLinearSoftmax",
     },
     "autoencoder": {"QGemm"},
+    "conv_bn": {"QLinearConv", "QLinearGlobalAveragePool", "QGemm"},
     "branches": {
         "QLinearConv",
         "QLinearSigmoid",
@@ -342,20 +381,20 @@ def test_mlperf_int8_qdq(name):
 
 def test_unsupported_op_fails_at_load_naming_op_node_and_file(tmp_path):
     path = _save(
-        tmp_path / "lrn_model.onnx",
+        tmp_path / "lppool_model.onnx",
         [
             helper.make_node("Relu", ["x"], ["r"], name="act"),
-            helper.make_node("LRN", ["r"], ["y"], name="norm_3", size=3),
+            helper.make_node("LpPool", ["r"], ["y"], name="pool_3", kernel_shape=[2, 2]),
         ],
         [_vi("x", ["N", 4, 5, 5])],
-        [_vi("y", ["N", 4, 5, 5])],
+        [_vi("y", ["N", 4, 4, 4])],
         {},
     )
     with pytest.raises(UnsupportedOpError) as info:
         Graph.load(path)
     message = str(info.value)
-    assert "lrn_model.onnx" in message and "'norm_3'" in message and "LRN" in message
-    assert info.value.node == "norm_3" and info.value.op_type == "LRN"
+    assert "lppool_model.onnx" in message and "'pool_3'" in message and "LpPool" in message
+    assert info.value.node == "pool_3" and info.value.op_type == "LpPool"
 
 
 def test_unsupported_attribute_fails_at_load(tmp_path):

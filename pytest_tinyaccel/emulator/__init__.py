@@ -17,9 +17,16 @@ names the layer.
   QuantizeLinear groups into integer operators, `qdq="ort"` only the groups
   ORT's optimizer rewrites (see `qdq.py`).
 
+Loading validates everything: an op, attribute or input the emulator does not
+execute raises UnsupportedOpError, a tensor type it does not hold (bfloat16,
+float8, int4, string, a sequence ...) UnsupportedTypeError; nothing unsupported
+is ever approximated. `backend.EmulatorBackend` exposes the emulator as an
+`onnx.backend.base.Backend` (tests/test_onnx_backend.py runs the ONNX node tests
+through it). docs/emulator.md describes the types, ops and int8 arithmetic.
+
 Usage::
 
-    graph = Graph.load(path)                                  # validates every node
+    graph = Graph.load(path)                                  # validates every node (or a ModelProto)
     outputs = graph.run({"input": x})                         # whole batch at once
     outputs, tensors = graph.run(feed, intermediates=True)    # every node output
     where = first_divergence(tensors, ort_tensors, graph.nodes, atol=1e-5, rtol=1e-3)
@@ -29,7 +36,7 @@ Pure NumPy plus onnx (for parsing); no pytest, no onnxruntime.
 
 from .accumulation import ACCUMULATION_MODES
 from .compare import Divergence, first_divergence
-from .errors import UnsupportedOpError
+from .errors import UnsupportedOpError, UnsupportedTypeError
 from .graph import Graph, Node, TensorInfo
 from .kernels import ROUNDING_MODES
 from .ops import supported_ops
@@ -42,6 +49,7 @@ __all__ = [
     "Node",
     "TensorInfo",
     "UnsupportedOpError",
+    "UnsupportedTypeError",
     "first_divergence",
     "supported_ops",
 ]

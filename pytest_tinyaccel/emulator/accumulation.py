@@ -11,13 +11,21 @@ int32, so a pair beyond +-32767 is clipped. That is why ORT's quantizer offers
 `reduce_range` (7-bit weights, for "non-VNNI machines"): with |w| <= 64 no pair
 can saturate. Depthwise convolutions use a separate, exact kernel.
 
+Only uint8 activations with int8 weights take that path. int8 (signed)
+activations of QOperator nodes (QLinearConv, QLinearMatMul, QGemm, MatMulInteger,
+ConvInteger as written in the model) are summed exactly on the same CPU: probes with
+every operand at +-127/-128 (ORT 1.31.1 and 1.32.0, AVX2 without VNNI) give the
+exact sums, and models quantized with `activation_type = "int8"` are bit-exact only
+in exact arithmetic. QDQ graphs differ: on such CPUs ORT's optimizer first rewrites
+int8 activations of QDQ groups to uint8 (x + 128, zero point + 128) and then fuses
+them into the uint8 kernels, so those saturate (`shifted_int8`).
+
 Reproduced here (measured on AVX2 without VNNI: every QLinearConv / QGemm layer
 of the bundled models bit-exact): `avx2_int16_pairs` adds, to the exact
 accumulator, the clipping error of every pair that can saturate. The pairs follow
 MLAS's reduction order: im2col rows (kernel row, kernel column, input channel)
 for convolutions, K for matrix products. Only pairs whose weights can overflow
 (255 * (|b0| + |b1|) > 32767) are evaluated, so the exact case costs nothing.
-int8 activations are fed to that kernel shifted to uint8 (x + 128).
 """
 
 from __future__ import annotations
@@ -35,10 +43,12 @@ def _check(mode: str) -> None:
         raise ValueError(f"int8 accumulation {mode!r} is not one of {ACCUMULATION_MODES}")
 
 
-def saturates(mode: str, a_dtype: np.dtype, b_dtype: np.dtype) -> bool:
-    """True when `mode` clips pair sums for these operand types (8-bit activations, int8 weights)."""
+def saturates(mode: str, a_dtype: np.dtype, b_dtype: np.dtype, shifted_int8: bool = False) -> bool:
+    """True when `mode` clips pair sums for these operands: int8 weights with uint8 activations, or with
+    int8 activations that ORT shifted to uint8 (`shifted_int8`: a fused QDQ group, see above)."""
     _check(mode)
-    return mode == "avx2_int16_pairs" and np.dtype(b_dtype) == np.int8 and np.dtype(a_dtype).itemsize == 1
+    a_ok = np.dtype(a_dtype) == np.uint8 or (shifted_int8 and np.dtype(a_dtype) == np.int8)
+    return mode == "avx2_int16_pairs" and np.dtype(b_dtype) == np.int8 and a_ok
 
 
 def raw_u8(a: np.ndarray) -> np.ndarray:

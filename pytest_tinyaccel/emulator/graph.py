@@ -10,6 +10,7 @@ executed nodes, in order, each a kernel over whole batches.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,23 +21,11 @@ import onnx
 from onnx import numpy_helper
 
 from .accumulation import ACCUMULATION_MODES
-from .errors import UnsupportedOpError
+from .dtypes import check_array, check_value_type
+from .errors import UnsupportedOpError, UnsupportedTypeError
 from .kernels import ROUNDING_MODES
 from .ops import BuildContext, Kernel, lookup_op, supported_ops
 from .qdq import fuse_qdq
-
-_ONNX_NP: dict[int, type[np.generic]] = {
-    onnx.TensorProto.FLOAT: np.float32,
-    onnx.TensorProto.DOUBLE: np.float64,
-    onnx.TensorProto.FLOAT16: np.float16,
-    onnx.TensorProto.UINT8: np.uint8,
-    onnx.TensorProto.INT8: np.int8,
-    onnx.TensorProto.UINT16: np.uint16,
-    onnx.TensorProto.INT16: np.int16,
-    onnx.TensorProto.INT32: np.int32,
-    onnx.TensorProto.INT64: np.int64,
-    onnx.TensorProto.BOOL: np.bool_,
-}
 
 
 class Node(NamedTuple):
@@ -50,8 +39,10 @@ class Node(NamedTuple):
 
 
 class TensorInfo(NamedTuple):
+    """A graph input: its name, element type (None when the model leaves it open) and shape."""
+
     name: str
-    dtype: np.dtype
+    dtype: np.dtype | None
     shape: tuple[int | str | None, ...]
 
 
@@ -89,12 +80,17 @@ class Graph:
     @classmethod
     def load(
         cls,
-        path: Path,
+        source: Path | str | onnx.ModelProto,
         rounding: Mapping[str, str] | None = None,
         qdq: str = "float",
         accumulation: str = "exact",
     ) -> Graph:
-        """Parse, order, validate and constant-fold `path`.
+        """Parse, order, validate and constant-fold a model: a file, or a ModelProto already in memory
+        (messages then name the model by its graph name).
+
+        Types are checked first: a graph input, output or initializer of a type the
+        emulator does not run (bfloat16, float8, int4, string, a sequence or an
+        optional ...) raises UnsupportedTypeError naming the tensor and the type.
 
         `rounding` maps node names to a requantization rounding rule for that
         node only ("half_even", the default and ONNX Runtime's; "half_away");
@@ -112,15 +108,28 @@ class Graph:
         specification, accelerators, ORT on VNNI/ARM CPUs) or "avx2_int16_pairs"
         (ORT on x86 AVX2 without VNNI; see `accumulation.py`).
         """
-        path = Path(path)
-        model = onnx.load(str(path))
+        if isinstance(source, onnx.ModelProto):
+            model, path = source, Path(f"<{source.graph.name or 'model'}>")
+        else:
+            path = Path(source)
+            model = onnx.load(str(path))
+        label = str(path)
+        graph = model.graph
+        consts = _initializers(graph, label)
+        inputs = tuple(
+            TensorInfo(v.name, check_value_type(label, v, "graph input"), _shape(v))
+            for v in graph.input
+            if v.name not in consts
+        )
+        for v in graph.output:
+            check_value_type(label, v, "graph output")
         fused: list[str] = []
         if qdq in ("integer", "ort"):
             model, fused = fuse_qdq(model, like_ort=qdq == "ort")
+            graph = model.graph
+            consts = _initializers(graph, label)
         elif qdq != "float":
             raise ValueError(f"qdq must be 'float', 'integer' or 'ort', got {qdq!r}")
-        label = str(path)
-        graph = model.graph
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
         if accumulation not in ACCUMULATION_MODES:
             raise ValueError(f"accumulation must be one of {ACCUMULATION_MODES}, got {accumulation!r}")
@@ -129,13 +138,14 @@ class Graph:
             if rule not in ROUNDING_MODES:
                 raise ValueError(f"rounding for node {node_name!r}: {rule!r} is not one of {ROUNDING_MODES}")
 
-        consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-        inputs = tuple(_tensor_info(v) for v in graph.input if v.name not in consts)
         available = set(consts) | {i.name for i in inputs} | {""}
         ordered = _toposort(list(graph.node), available, label)
 
         steps: list[_Step] = []
         folded: list[Node] = []
+        # Fused QDQ groups: ORT shifts their int8 activations to uint8 before fusing (see accumulation.py).
+        shifted = set(fused)
+        declared = {spec.name: spec.shape for spec in inputs}
         names = _unique_names(ordered)
         requantizing: set[str] = set()
         for proto, name in zip(ordered, names):
@@ -146,12 +156,22 @@ class Graph:
                     label,
                     name,
                     proto.op_type,
-                    f"op type {proto.op_type} (domain {domain}) is not supported by the tinyaccel emulator; "
-                    f"supported: {', '.join(supported_ops())}",
+                    f"op type {proto.op_type} (domain {domain}) is not supported by the tinyaccel emulator "
+                    f"({len(supported_ops())} ops are: pytest_tinyaccel.emulator.supported_ops() lists them)",
                 )
             if spec.requantizes:
                 requantizing.add(name)
-            ctx = BuildContext(proto, name, label, opset, consts, rounding.get(name, "half_even"), accumulation)
+            ctx = BuildContext(
+                proto,
+                name,
+                label,
+                opset,
+                consts,
+                rounding.get(name, "half_even"),
+                accumulation,
+                proto.name in shifted,
+                declared,
+            )
             kernel = spec.builder(ctx)
             node = Node(name, proto.op_type, tuple(proto.output), tuple(proto.input), proto.domain)
             if all(i in consts or i == "" for i in proto.input) and name not in rounding:
@@ -201,7 +221,7 @@ class Graph:
             if spec.name not in feed:
                 raise ValueError(f"{self.path}: missing input '{spec.name}' ({spec.dtype}, shape {list(spec.shape)})")
             value = np.asarray(feed[spec.name])
-            if value.dtype != spec.dtype:
+            if spec.dtype is not None and value.dtype != spec.dtype:
                 raise TypeError(f"{self.path}: input '{spec.name}' must be {spec.dtype}, got {value.dtype}")
             env[spec.name] = value
         seen: dict[str, np.ndarray] = {}
@@ -218,8 +238,9 @@ class Graph:
                 for name in self._last_use.get(index, ()):
                     if name not in keep:
                         env.pop(name, None)
-        # Kernels may hand back strided views (channels-last memory); outputs are made C-contiguous.
-        outputs = {name: np.ascontiguousarray(env[name]) for name in self.outputs}
+        # Kernels may hand back strided views (channels-last memory); outputs are made C-contiguous
+        # (np.asarray, not np.ascontiguousarray, which would turn a 0-d output into shape (1,)).
+        outputs = {name: np.asarray(env[name], order="C") for name in self.outputs}
         return (outputs, seen) if intermediates else outputs
 
     def _lifetimes(self) -> dict[int, list[str]]:
@@ -238,11 +259,24 @@ class Graph:
         return f"Graph({self.path.name}: {len(self._steps)} nodes, {len(self.folded)} folded)"
 
 
-def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
-    ttype = value.type.tensor_type
-    dtype = np.dtype(_ONNX_NP.get(ttype.elem_type, np.float32))
-    shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in ttype.shape.dim)
-    return TensorInfo(value.name, dtype, shape)
+def _initializers(graph: onnx.GraphProto, label: str) -> dict[str, np.ndarray]:
+    """The graph's initializers as arrays; an unsupported element type is refused by name."""
+    if len(graph.sparse_initializer):
+        name = graph.sparse_initializer[0].values.name
+        raise UnsupportedTypeError(
+            label, name, "initializer", "is a sparse tensor; the tinyaccel emulator runs dense ones"
+        )
+    consts: dict[str, np.ndarray] = {}
+    for tensor in graph.initializer:
+        value = numpy_helper.to_array(tensor)
+        check_array(label, tensor.name, "initializer", value)
+        consts[tensor.name] = value
+    return consts
+
+
+def _shape(value: onnx.ValueInfoProto) -> tuple[int | str | None, ...]:
+    dims = value.type.tensor_type.shape.dim
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims)
 
 
 def _unique_names(nodes: list[onnx.NodeProto]) -> list[str]:
@@ -274,8 +308,6 @@ def _toposort(nodes: list[onnx.NodeProto], available: set[str], label: str) -> l
     for j, deps in enumerate(waiting):
         for d in deps:
             consumers.setdefault(d, []).append(j)
-    import heapq
-
     ready = [j for j, deps in enumerate(waiting) if not deps]
     heapq.heapify(ready)
     order: list[int] = []

@@ -8,7 +8,19 @@ a function from the node's runtime input values to its output values.
 `core` holds the registry; importing the other modules registers their ops.
 """
 
-from . import elementwise, quant, shape, spatial  # noqa: F401  (importing registers the ops)
+from . import (  # noqa: F401  (importing registers the ops)
+    convtranspose,
+    elementwise,
+    indexing,
+    integer,
+    normalization,
+    quant,
+    recurrent,
+    reduce,
+    resize,
+    shape,
+    spatial,
+)
 from .core import REGISTRY, BuildContext, Kernel, OpSpec, lookup_op, supported_ops
 
 __all__ = ["REGISTRY", "BuildContext", "Kernel", "OpSpec", "lookup_op", "supported_ops"]

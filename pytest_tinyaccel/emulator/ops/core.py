@@ -10,7 +10,7 @@ a function from the node's runtime input values to its output values.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import numpy as np
@@ -68,6 +68,10 @@ class BuildContext:
     consts: Mapping[str, Value]
     rounding: str = "half_even"
     accumulation: str = "exact"
+    shifted_int8: bool = False
+    """A fused QDQ group: ORT feeds its int8 activations to the uint8 kernels (see accumulation.py)."""
+    declared: Mapping[str, tuple[int | str | None, ...]] = field(default_factory=dict)
+    """Declared shapes of the graph inputs (static_shape reads them)."""
 
     @property
     def op(self) -> str:
@@ -95,6 +99,10 @@ class BuildContext:
             values[attr.name] = value
         return values
 
+    def attr_tensor_type(self, name: str) -> int:
+        """The ONNX element type of a tensor attribute (Constant's value ...)."""
+        return next(a.t.data_type for a in self.node.attribute if a.name == name)
+
     def unsupported_value(self, attr: str, value: Any, why: str = "") -> NoReturn:
         self.fail(
             f"attribute {attr}={_show(value)} is not supported by the tinyaccel emulator" + (f" ({why})" if why else "")
@@ -109,9 +117,21 @@ class BuildContext:
             self.fail(f"input {index} ({what}) is missing")
         if self.node.input[index] not in self.consts:
             self.fail(
-                f"input '{self.node.input[index]}' ({what}) must be a constant initializer for the tinyaccel emulator"
+                f"input '{self.node.input[index]}' ({what}) must be a constant (an initializer, or computed from "
+                f"constants only): the tinyaccel emulator prepares it when the model is loaded, as an accelerator is "
+                f"programmed with fixed weights and quantization parameters"
             )
         return self.consts[self.node.input[index]]
+
+    def static_shape(self, index: int) -> tuple[int, ...] | None:
+        """The shape of input `index` when it is a constant or a graph input declared with fixed dimensions."""
+        name = self.node.input[index] if self.has(index) else ""
+        if name in self.consts:
+            return tuple(self.consts[name].shape)
+        dims = self.declared.get(name)
+        if dims is None or not all(isinstance(d, int) for d in dims):
+            return None
+        return tuple(int(d) for d in dims if d is not None)
 
     def opt_const(self, index: int, what: str) -> Value | None:
         return self.const(index, what) if self.has(index) else None

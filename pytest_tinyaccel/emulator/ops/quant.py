@@ -1,4 +1,9 @@
-"""Quantized ops: QuantizeLinear/DequantizeLinear and the QOperator kernels ONNX Runtime's quantizer emits."""
+"""The QOperator kernels ONNX Runtime's quantizer emits (QLinearConv, QGemm, QLinearAdd ...), bit-exact with ORT.
+
+Their weights, scales and zero points must be constants: the kernels fold them
+at load time (weights minus zero points, requantization multipliers, lookup
+tables), as an accelerator does when it is programmed.
+"""
 
 from __future__ import annotations
 
@@ -23,70 +28,7 @@ from .core import (
     _scalar,
     register,
 )
-from .shape import _ONNX_TO_NP
 from .spatial import _as_2d, _check_rank, _conv_attrs, _from_2d, _pool_attrs
-
-# ============================================================= quantization: QuantizeLinear / DequantizeLinear
-
-
-def _axis_shape(scale: Value, axis: int, ndim: int) -> tuple[int, ...]:
-    if scale.ndim == 0 or scale.size == 1:
-        return ()
-    shape = [1] * ndim
-    shape[axis % ndim] = scale.size
-    return tuple(shape)
-
-
-@register("QuantizeLinear", requantizes=True)
-def _quantize(ctx: BuildContext) -> Kernel:
-    a = ctx.attrs(axis=1, saturate=1, block_size=0, output_dtype=0)
-    if a["block_size"]:
-        ctx.unsupported_value("block_size", a["block_size"], "blocked quantization")
-    scale = _f32(ctx.const(1, "y_scale"))
-    zp = ctx.opt_const(2, "y_zero_point")
-    if zp is None and a["output_dtype"]:
-        if a["output_dtype"] not in _ONNX_TO_NP:
-            ctx.unsupported_value("output_dtype", a["output_dtype"])
-        zp = np.zeros((), _ONNX_TO_NP[a["output_dtype"]])
-    dtype = _qdtype(ctx, zp)
-    zp = np.zeros((), dtype) if zp is None else zp
-    if zp.size != scale.size and zp.size != 1:
-        ctx.fail("y_scale and y_zero_point have different sizes")
-    rounding, axis = ctx.rounding, int(a["axis"])
-
-    def run(v: list[Value | None]) -> list[Value]:
-        x = v[0]
-        assert x is not None
-        shape = _axis_shape(scale, axis, x.ndim)
-        s = scale.reshape(shape) if shape else scale.reshape(())
-        z = zp.reshape(shape) if shape and zp.size > 1 else zp.reshape(())
-        return [K.quantize_linear(x, s, z, dtype, rounding)]
-
-    return run
-
-
-@register("DequantizeLinear")
-def _dequantize(ctx: BuildContext) -> Kernel:
-    a = ctx.attrs(axis=1, block_size=0)
-    if a["block_size"]:
-        ctx.unsupported_value("block_size", a["block_size"], "blocked quantization")
-    scale = ctx.const(1, "x_scale")
-    if scale.dtype != np.float32:
-        ctx.fail(f"x_scale of type {scale.dtype} is not supported by the tinyaccel emulator (float32 only)")
-    zp_c = ctx.opt_const(2, "x_zero_point")
-    axis = int(a["axis"])
-
-    def run(v: list[Value | None]) -> list[Value]:
-        x = v[0]
-        assert x is not None
-        shape = _axis_shape(scale, axis, x.ndim)
-        s = scale.reshape(shape) if shape else scale.reshape(())
-        zp = np.zeros((), x.dtype) if zp_c is None else zp_c
-        z = zp.reshape(shape) if shape and zp.size > 1 else zp.reshape(())
-        return [K.dequantize_linear(x, s, z)]
-
-    return run
-
 
 # =========================================================================== quantization: QOperator kernels
 
@@ -155,7 +97,7 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
     wq = _qparams(ctx, 4, 5, "w", per_channel=True, default=_I8)
     yq = _qparams(ctx, 6, 7, "y")
     bias = ctx.opt_const(8, "B")
-    win, group = _conv_attrs(ctx, w)
+    win, group = _conv_attrs(ctx, w, w_index=3)
     m = w.shape[0]
     if wq.scale.size not in (1, m) or wq.zero_point.size not in (1, m):
         ctx.fail(f"w_scale/w_zero_point must have 1 or {m} (output channels) values")
@@ -171,7 +113,7 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
     scale = (xq.scale * wq.scale / yq.scale).astype(np.float32).reshape(1, -1, 1, 1)
     b = None if bias is None else bias.astype(np.int32).reshape(1, -1, 1, 1)
     rounding = ctx.rounding
-    saturating = not depthwise and A.saturates(ctx.accumulation, xq.dtype, w.dtype)
+    saturating = not depthwise and A.saturates(ctx.accumulation, xq.dtype, w.dtype, ctx.shifted_int8)
     w_raw = _as_2d(w, win.rank)
 
     def run(v: list[Value | None]) -> list[Value]:
@@ -190,36 +132,6 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
         if b is not None:
             acc = _add_bias(acc, b)
         return [_from_2d(K.requantize(acc, scale, int(yq.zero_point), yq.dtype, rounding), win.rank)]
-
-    return run
-
-
-@register("QLinearMatMul", requantizes=True)
-def _qlinear_matmul(ctx: BuildContext) -> Kernel:
-    ctx.attrs()
-    aq = _qparams(ctx, 1, 2, "a")
-    bq = _qparams(ctx, 4, 5, "b", per_channel=True, default=_I8)
-    yq = _qparams(ctx, 6, 7, "y")
-    b_const = ctx.consts.get(ctx.node.input[3])
-    b_zp = bq.zero_point if bq.zero_point.size > 1 else bq.zero_point.reshape(())
-    b_int = _int_operand(b_const, b_zp) if b_const is not None else None
-    acc_dtype = _acc_dtype(aq, b_int, -1) if b_int is not None else np.float64
-    b_int = b_int.astype(acc_dtype) if b_int is not None else None
-    scale = (aq.scale * bq.scale / yq.scale).astype(np.float32)
-    scale = scale if scale.size > 1 else scale.reshape(())
-    rounding = ctx.rounding
-    saturating = A.saturates(ctx.accumulation, aq.dtype, bq.dtype)
-
-    def run(v: list[Value | None]) -> list[Value]:
-        a, b = v[0], v[3]
-        assert a is not None and b is not None
-        _check_input_dtype(ctx, a, aq, "a")
-        bi = b_int if b_int is not None else _int_operand(b, b_zp)
-        acc = np.matmul(_int_operand(a, aq.zero_point, acc_dtype), bi)
-        if saturating and b.ndim == 2:
-            fix = A.gemm_correction(a, b)
-            acc = acc if fix is None else acc.astype(np.float64) + fix
-        return [K.requantize(acc, scale, int(yq.zero_point), yq.dtype, rounding)]
 
     return run
 
@@ -254,7 +166,7 @@ def _qgemm(ctx: BuildContext) -> Kernel:
     c_int = None if c is None else c.astype(np.int32)
     ta, rounding = bool(a["transA"]), ctx.rounding
     b_raw = b.T if tb else b
-    saturating = A.saturates(ctx.accumulation, aq.dtype, b.dtype)
+    saturating = A.saturates(ctx.accumulation, aq.dtype, b.dtype, ctx.shifted_int8)
 
     def run(v: list[Value | None]) -> list[Value]:
         x = v[0]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
-
-import numpy as np
 
 from .. import kernels as K
 from .core import (
@@ -94,11 +92,14 @@ def _check_rank(ctx: BuildContext, x: Value, win: Window, what: str = "input") -
         )
 
 
-def _conv_attrs(ctx: BuildContext, w: Value | None) -> tuple[Window, int]:
+def _conv_attrs(ctx: BuildContext, w: Value | None, w_index: int = 1) -> tuple[Window, int]:
+    """Window and group of a convolution; the kernel size from kernel_shape, else the weights' (declared) shape
+    (input `w_index`)."""
     a = ctx.attrs(auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None)
-    kernel = a["kernel_shape"] or (list(w.shape[2:]) if w is not None else None)
+    w_shape = ctx.static_shape(w_index)
+    kernel = a["kernel_shape"] or (list(w_shape[2:]) if w_shape is not None else None)
     if kernel is None:
-        ctx.fail("kernel_shape is needed when the weights are not constant")
+        ctx.fail("kernel_shape is needed when the weights are a graph input of unknown shape")
     if w is not None and list(w.shape[2:]) != list(kernel):
         ctx.unsupported_value("kernel_shape", kernel, f"weights have spatial shape {list(w.shape[2:])}")
     group = int(a["group"])
@@ -191,33 +192,5 @@ def _global_pool(ctx: BuildContext) -> Kernel:
         assert x is not None
         axes = tuple(range(2, x.ndim))
         return [x.max(axis=axes, keepdims=True) if is_max else x.mean(axis=axes, keepdims=True, dtype=x.dtype)]
-
-    return run
-
-
-# =========================================================================== reductions
-
-
-@register("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
-def _reduce(ctx: BuildContext) -> Kernel:
-    axes_as_input = ctx.opset >= 18 or (ctx.op == "ReduceSum" and ctx.opset >= 13)
-    a = ctx.attrs(keepdims=1, noop_with_empty_axes=0) if axes_as_input else ctx.attrs(keepdims=1, axes=None)
-    axes = ctx.const(1, "axes") if axes_as_input and ctx.has(1) else a.get("axes")
-    axes_t = tuple(int(x) for x in np.asarray(axes).reshape(-1)) if axes is not None and np.asarray(axes).size else None
-    if axes_t is None and a.get("noop_with_empty_axes"):
-        return lambda v: [v[0]]
-    keep = bool(a["keepdims"])
-    reducers: dict[str, Callable[..., Any]] = {
-        "ReduceMean": np.mean,
-        "ReduceSum": np.sum,
-        "ReduceMax": np.max,
-        "ReduceMin": np.min,
-    }
-    fn = reducers[ctx.op]
-
-    def run(v: list[Value | None]) -> list[Value]:
-        x = v[0]
-        assert x is not None
-        return [np.asarray(fn(x, axis=axes_t, keepdims=keep)).astype(x.dtype, copy=False)]
 
     return run
