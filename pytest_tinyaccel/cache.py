@@ -3,8 +3,11 @@
 Safe when several pytest-xdist workers (or machines sharing the folder) want the
 same build at once: one builds under an exclusive file lock, the others wait and
 reuse it. A build is visible only once its `.complete` marker exists; a folder
-without one (a crash mid-build) is wiped and rebuilt. Builds happen in their
-final folder because some toolchains bake absolute paths into their output.
+without one (a crash mid-build) is wiped and rebuilt. The marker lists the
+sha256 of every file the build wrote, and a reuse checks them: a cached file
+that was deleted or changed since (disk trouble, a stray edit) makes the build
+run again instead of being blamed on the target. Builds happen in their final
+folder because some toolchains bake absolute paths into their output.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as an ordinary file would be, not mkstemp's 0600
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -66,26 +72,60 @@ class BuildCache:
         self.root = root
         self.built: list[str] = []
         self.reused: list[str] = []
+        self.failed: list[str] = []
+        self.repaired: list[str] = []
+        """Cached folders whose files no longer matched their record, built again."""
 
     def get(self, kind: str, label: str, parts: dict[str, Any], produce: Callable[[Path], None]) -> Path:
-        """The folder for `parts`, running `produce(folder)` once if it is not complete yet."""
+        """The folder for `parts`, running `produce(folder)` once if it is not complete and intact."""
         key = content_key({"kind": kind, **parts})
         folder = self.root / kind / f"{label}-{key[:16]}"
-        if (folder / COMPLETE).exists():
+        if _intact(folder):
             self.reused.append(folder.name)
             return folder
         with file_lock(folder.with_name(folder.name + ".lock")):
-            if (folder / COMPLETE).exists():
+            if _intact(folder):
                 self.reused.append(folder.name)
                 return folder
+            if (folder / COMPLETE).exists():
+                self.repaired.append(folder.name)
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
             try:
                 produce(folder)
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
+                self.failed.append(folder.name)
                 raise
             atomic_write_text(folder / "key.json", json.dumps(parts, indent=1, sort_keys=True, default=str))
-            (folder / COMPLETE).touch()
+            atomic_write_text(folder / COMPLETE, json.dumps(_digests(folder), indent=0, sort_keys=True))
             self.built.append(folder.name)
         return folder
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder` (but the marker), by relative path."""
+    return {
+        path.relative_to(folder).as_posix(): _file_sha256(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not path.is_symlink() and path.name != COMPLETE
+    }
+
+
+def _intact(folder: Path) -> bool:
+    """Complete, and every file the build wrote still has its recorded content."""
+    try:
+        recorded = json.loads((folder / COMPLETE).read_text())
+        return isinstance(recorded, dict) and all(
+            _file_sha256(folder / name) == digest for name, digest in recorded.items()
+        )
+    except (OSError, ValueError):
+        return False

@@ -23,8 +23,32 @@ def anomaly_scores(x: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
     return np.mean((x - r) ** 2, axis=1)
 
 
+def check_labels(metric: str, labels: np.ndarray, n_classes: int) -> str | None:
+    """What is wrong with `labels` for `metric` (None when they fit): class indices in
+    [0, n_classes) for Top-k, 0/1 for AUC; never truncated, broadcast or counted as misses."""
+    if labels.ndim != 1:
+        hint = " (one-hot? store the class index: y.argmax(1))" if labels.ndim == 2 and labels.shape[1] > 1 else ""
+        return f"labels must be one value per sample, shape [N]; got {list(labels.shape)}{hint}"
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all() or (labels != np.round(labels)).any():
+            return "labels must be integers (class index, or 0/1 for anomaly); found non-integer values"
+    if labels.dtype.kind not in "biuf":
+        return f"labels must be integers, got dtype {labels.dtype}"
+    values = labels.astype(np.int64)
+    if metric == "auc":
+        odd = sorted(set(np.unique(values).tolist()) - {0, 1})
+        return f"anomaly labels must be 0 (normal) or 1 (anomaly); found {odd[:5]}" if odd else None
+    outside = values[(values < 0) | (values >= n_classes)]
+    if outside.size:
+        return (
+            f"{outside.size} label(s) outside the model's {n_classes} classes (e.g. {int(outside[0])}); "
+            "labels are class indices 0..classes-1"
+        )
+    return None
+
+
 def quality(metric: str, output: np.ndarray, labels: np.ndarray, x: np.ndarray | None = None) -> float:
-    """The model's quality on these samples: accuracy (fraction) or ROC AUC."""
+    """The model's quality on these samples: accuracy (fraction) or ROC AUC (labels checked by `check_labels`)."""
     labels = labels.reshape(-1).astype(np.int64)
     if metric == "auc":
         from sklearn.metrics import roc_auc_score

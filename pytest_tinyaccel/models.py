@@ -8,6 +8,7 @@ the model folder.
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,9 +23,11 @@ from .margins import parse_margins
 
 MANIFEST = "model.toml"
 DTYPES = ("fp32", "int8")
+CHECKS = ("golden", "accuracy", "top5", "baseline")
+"""The standard checks (test_<check>), the keys an `xfail` table may name."""
 METRICS = {"classification": ("top1", "top5"), "anomaly_detection": ("auc",)}
 DEFAULT_TOLERANCE = {"atol": 1e-5, "rtol": 1e-3}
-SUITE_KEYS = ("skip", "max_regression", "samples")
+SUITE_KEYS = ("skip", "max_regression", "samples", "xfail")
 """Keys of [targets.<name>] the suite reads itself; the rest goes to the target."""
 
 
@@ -38,10 +41,20 @@ def _dtypes(value: list[Any]) -> str | None:
     return f"expected a non-empty list of distinct values from {list(DTYPES)}, got {value}"
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _model_name(value: str) -> str | None:
+    """A model name is a name: it becomes a test id and the golden folder's name, never a path."""
+    if _NAME.fullmatch(value) and ".." not in value:
+        return None
+    return f"{value!r} is not a model name: use letters, digits, '_', '-' and '.', starting with a letter or digit"
+
+
 _PATHS = ("model", "model_int8", "x_test", "y_test", "calibration", "labels")
 """Keys that name a file inside the model folder."""
 _SCHEMA: dict[str, Field] = {
-    "name": Field(str, None),
+    "name": Field(str, None, check=_model_name),
     "use_case": Field(str),
     "task": Field(str, choices=tuple(METRICS)),
     "metric": Field(str),
@@ -73,10 +86,29 @@ _QUANT_SCHEMA: dict[str, Field] = {
     "calibration_samples": Field(int, 200, check=at_least(1)),
 }
 QUANTIZATION_DEFAULTS: dict[str, Any] = {k: f.default for k, f in _QUANT_SCHEMA.items()}
+
+
+def _xfail(value: str | dict[str, Any]) -> str | None:
+    """A reason for every check, or a table by dtype and/or check (a dtype's value may be a table by check)."""
+    if isinstance(value, str):
+        return None if value.strip() else "expected the reason as a non-empty string"
+    for key, reason in value.items():
+        if key not in (*DTYPES, *CHECKS):
+            return f"key {key!r}: expected a dtype ({', '.join(DTYPES)}) or a check ({', '.join(CHECKS)})"
+        if isinstance(reason, dict) and key in DTYPES:
+            bad = [k for k, r in reason.items() if k not in CHECKS or not isinstance(r, str) or not r.strip()]
+            if bad:
+                return f"{key}.{bad[0]}: expected a check ({', '.join(CHECKS)}) = a non-empty reason"
+        elif not isinstance(reason, str) or not reason.strip():
+            return f"{key}: expected the reason as a non-empty string"
+    return None
+
+
 _SUITE_SCHEMA: dict[str, Field] = {
     "skip": Field(str, None),
     "samples": Field(int, None, check=at_least(1)),
     "max_regression": Field((str, dict), None),
+    "xfail": Field((str, dict), None, check=_xfail),
 }
 _TOLERANCE_FIELD = Field(float, check=at_least(0))
 
@@ -129,6 +161,16 @@ class Model:
     def skip_reason(self, target: str) -> str | None:
         return self.targets.get(target, {}).get("skip")
 
+    def xfail_reason(self, target: str, dtype: str, check: str) -> str | None:
+        """Why `check` is expected to fail for this model on `target` in `dtype` ([targets.<t>] xfail)."""
+        spec = self.targets.get(target, {}).get("xfail")
+        if spec is None or isinstance(spec, str):
+            return spec
+        by_dtype = spec.get(dtype)
+        if isinstance(by_dtype, dict):
+            return by_dtype.get(check)
+        return by_dtype or spec.get(check)
+
     def samples_for(self, target: str) -> int:
         """Accuracy samples on `target`: [targets.<target>] samples (for slow simulators), else `samples`."""
         return self.targets.get(target, {}).get("samples", self.samples)
@@ -179,7 +221,9 @@ def file_sha256(path: Path) -> str:
 
 
 def load_array(path: Path) -> np.ndarray:
-    """np.load without pickles, with errors that name the file."""
+    """np.load without pickles, with errors that name the file; a header that promises more
+    data than the file holds is refused before any memory is allocated."""
+    _check_npy_header(path)
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -198,11 +242,46 @@ def load_array(path: Path) -> np.ndarray:
     return array
 
 
+def _check_npy_header(path: Path) -> None:
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            offset = handle.tell()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from exc
+    except ValueError as exc:
+        raise DataError(f"{path}: not a readable .npy file ({exc})") from exc
+    if dtype.hasobject:
+        return  # np.load refuses it below with the pickle message
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    have = path.stat().st_size - offset
+    if need > have:
+        raise DataError(
+            f"{path}: the header declares shape {list(shape)} ({need} bytes) but the file holds {have} "
+            "bytes of data; the file is truncated or damaged: save it again"
+        )
+
+
 def discover(models_dir: Path) -> list[Path]:
-    """Manifests directly under `models_dir/<name>/`, sorted by name."""
+    """Manifests directly under `models_dir/<name>/`, sorted by name. A folder there without
+    one is an error, not a silently smaller suite (hidden and `_`-prefixed folders are skipped)."""
     if not models_dir.is_dir():
         return []
-    return sorted(p for p in models_dir.glob(f"*/{MANIFEST}") if p.is_file())
+    found = []
+    for folder in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        if not (folder / MANIFEST).is_file():
+            raise ConfigError(
+                folder,
+                MANIFEST,
+                f"the model folder has no {MANIFEST}; add one (README: Adding a model) "
+                f"or move the folder out of {models_dir.name}/",
+            )
+        found.append(folder / MANIFEST)
+    return found
 
 
 def load_model(manifest: Path) -> Model:

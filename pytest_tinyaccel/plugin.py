@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import tomllib
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +16,9 @@ from .baseline import BaselineError
 from .cases import Case
 from .config import ConfigError
 from .margins import DEFAULT_MARGINS, parse_margins
+from .options import OptionError, Options, check_options, check_output_path, check_space_form
 from .provenance import environment
-from .session import CaseView, Options, TinyaccelSession, UpgradeView
+from .session import CaseView, TinyaccelSession, UpgradeView
 from .targets.base import TargetError
 from .targets.registry import build_registry, configured_targets, entry_point_targets
 
@@ -58,7 +62,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="append",
         default=[],
         metavar="PATH",
-        help="write the profiling table to PATH; format by suffix: .md, .json, .csv (repeatable)",
+        help="write the profiling table to PATH; format by suffix: .md, .json, .csv, or .html (a page with "
+        "per-layer charts, baseline changes and failed checks; charts need the report extra) (repeatable)",
     )
     group.addoption(
         "--tinyaccel-samples",
@@ -74,7 +79,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="DIR",
         help="write a Chrome trace (Perfetto-viewable) per case with one event per kernel/layer, "
-        "in simulated cycles, for targets that report per-layer timing",
+        "in simulated microseconds (cycles / clock; the cycles in each event's args), for targets that "
+        "report per-layer timing",
     )
     group.addoption(
         "--tinyaccel-loadgen",
@@ -173,39 +179,67 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "tinyaccel_task(task): parametrize only over models of this task")
     config.addinivalue_line("markers", "tinyaccel_baseline: parametrize only when --tinyaccel-baseline is given")
     config.addinivalue_line("markers", "xdist_group(name): keep a model's cases on one pytest-xdist worker")
-    for path in config.getoption("tinyaccel_report"):
-        if Path(path).suffix not in report.SUFFIXES:
-            raise pytest.UsageError(
-                f"--tinyaccel-report {path}: the suffix must be one of {', '.join(report.SUFFIXES)}"
-            )
-    cache_provider = getattr(config, "cache", None)  # absent with -p no:cacheprovider
-    cache = cache_provider.mkdir("tinyaccel") if cache_provider is not None else config.rootpath / ".tinyaccel-cache"
-    margins = dict(DEFAULT_MARGINS)
-    baseline = config.getoption("tinyaccel_baseline")
     try:
-        margins.update(parse_margins(config.getini("tinyaccel_max_regression"), "ini tinyaccel_max_regression"))
-        margins.update(parse_margins(config.getoption("tinyaccel_max_regression") or "", "--tinyaccel-max-regression"))
-        upgrade = config.getoption("tinyaccel_upgrade_tolerance")
-        upgrade = float(config.getini("tinyaccel_upgrade_tolerance")) if upgrade is None else upgrade
-        options = Options(
-            models_dir=_path(config, "tinyaccel_models"),
-            golden_dir=_path(config, "tinyaccel_golden"),
-            cache_dir=Path(cache),
-            selection=_split(config.getoption("tinyaccel_target")),
-            dtypes=_split(config.getoption("tinyaccel_dtype")),
-            samples=config.getoption("tinyaccel_samples"),
-            update_golden=config.getoption("tinyaccel_update_golden"),
-            baseline=Path(baseline).resolve() if baseline else None,
-            margins=margins,
-            upgrade_tolerance=upgrade,
-            trace_dir=Path(config.getoption("tinyaccel_trace")).resolve()
-            if config.getoption("tinyaccel_trace")
-            else None,
-            loadgen=config.getoption("tinyaccel_loadgen"),
-        )
-        config.stash[SESSION] = TinyaccelSession(options, registry)
-    except (BaselineError, ConfigError, ValueError) as exc:
+        config.stash[SESSION] = TinyaccelSession(_options(config), registry)
+    except (BaselineError, ConfigError, OptionError) as exc:
         raise pytest.UsageError(str(exc)) from exc
+
+
+def _options(config: pytest.Config) -> Options:
+    """The run's options from the command line and ini, checked (OptionError says what is wrong)."""
+    params = config.invocation_params
+    check_space_form(params.args, params.dir, bool(config.getoption("rootdir", None)))
+    for path in config.getoption("tinyaccel_report"):
+        check_output_path("--tinyaccel-report", Path(path), report.SUFFIXES)
+    save = config.getoption("tinyaccel_save_baseline")
+    if save:
+        check_output_path("--tinyaccel-save-baseline", Path(save))
+    margins = dict(DEFAULT_MARGINS)
+    margins.update(parse_margins(config.getini("tinyaccel_max_regression"), "ini tinyaccel_max_regression"))
+    margins.update(parse_margins(config.getoption("tinyaccel_max_regression") or "", "--tinyaccel-max-regression"))
+    upgrade = config.getoption("tinyaccel_upgrade_tolerance")
+    baseline, trace = config.getoption("tinyaccel_baseline"), config.getoption("tinyaccel_trace")
+    options = Options(
+        models_dir=_path(config, "tinyaccel_models"),
+        golden_dir=_path(config, "tinyaccel_golden"),
+        cache_dir=_cache_dir(config),
+        selection=_split(config.getoption("tinyaccel_target")),
+        dtypes=_split(config.getoption("tinyaccel_dtype")),
+        samples=config.getoption("tinyaccel_samples"),
+        update_golden=config.getoption("tinyaccel_update_golden"),
+        baseline=Path(baseline).resolve() if baseline else None,
+        margins=margins,
+        upgrade_tolerance=float(config.getini("tinyaccel_upgrade_tolerance")) if upgrade is None else upgrade,
+        trace_dir=Path(trace).resolve() if trace else None,
+        loadgen=config.getoption("tinyaccel_loadgen"),
+        path_args=tuple(
+            f"--{name.replace('_', '-')}={config.getoption(name)}"
+            for name in ("tinyaccel_models", "tinyaccel_golden")
+            if config.getoption(name)
+        ),
+    )
+    models_explicit = bool(config.getoption("tinyaccel_models")) or config.getini("tinyaccel_models") != "models"
+    check_options(options, models_explicit)
+    return options
+
+
+def _cache_dir(config: pytest.Config) -> Path:
+    """pytest's cache folder, or (like pytest itself, which only warns) a temporary one when it
+    cannot be written (read-only, or a file in its place)."""
+    provider = getattr(config, "cache", None)  # absent with -p no:cacheprovider
+    try:
+        path = provider.mkdir("tinyaccel") if provider is not None else config.rootpath / ".tinyaccel-cache"
+        path.mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return Path(path)
+    except OSError:
+        pass
+    fallback = Path(tempfile.mkdtemp(prefix="tinyaccel-cache-"))
+    config.issue_config_time_warning(
+        pytest.PytestConfigWarning(f"tinyaccel: the build cache folder is not writable; using {fallback} for this run"),
+        stacklevel=2,
+    )
+    return fallback
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -243,15 +277,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         cases = session.cases(task)
     except ConfigError as exc:
         raise pytest.Collector.CollectError(f"malformed model manifest: {exc}") from exc
-    params = [
-        pytest.param(
-            case,
-            id=case.id,
-            marks=[getattr(pytest.mark, case.target), pytest.mark.xdist_group(case.model.name)]
-            + ([pytest.mark.skip(reason=reason)] if reason else []),
-        )
-        for case, reason in cases
-    ]
+    check = metafunc.definition.name.removeprefix("test_")
+    params = [pytest.param(case, id=case.id, marks=_marks(case, reason, check)) for case, reason in cases]
     if metafunc.definition.get_closest_marker("tinyaccel_baseline") and session.baseline is None:
         params = [
             pytest.param(
@@ -266,6 +293,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not params:
         params = [pytest.param(None, id="no-cases", marks=pytest.mark.skip(reason=session.no_cases_reason(task)))]
     metafunc.parametrize("tinyaccel_case", params)
+
+
+def _marks(case: Case, skip: str | None, check: str) -> list[pytest.MarkDecorator]:
+    """The target's marker, the xdist group, and a skip or a strict expected failure from the manifest."""
+    marks = [getattr(pytest.mark, case.target), pytest.mark.xdist_group(case.model.name)]
+    xfail = case.model.xfail_reason(case.target, case.dtype, check)
+    if skip:
+        marks.append(pytest.mark.skip(reason=skip))
+    elif xfail:
+        marks.append(pytest.mark.xfail(strict=True, reason=f"{case.model.manifest_path.name}: {xfail}"))
+    return marks
 
 
 @pytest.fixture
@@ -294,7 +332,30 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         paths.append(save if save.endswith(".json") else save + ".json")
     env = environment(session.config.rootpath) if paths else {}
     for path in paths:
-        report.write_report(Path(path), list(state.rows.values()), env)
+        state.write_report(Path(path), env)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """With pytest-html: the case's profile line and per-layer charts as an extra of its first test."""
+    test_report = yield
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("tinyaccel_case") if callspec else None
+    if test_report.when == "call" and isinstance(case, Case) and item.config.pluginmanager.hasplugin("html"):
+        fragment = item.config.stash[SESSION].html_extra(case)
+        if fragment:
+            from pytest_html import extras
+
+            test_report.extras = [*getattr(test_report, "extras", []), extras.html(fragment)]
+    return test_report
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: list[str], session: Any) -> None:
+    """pytest-html: the profiling tables under its summary."""
+    state = session.config.stash.get(SESSION, None)
+    if state is not None and state.rows:
+        postfix.append(state.html_summary())
 
 
 @pytest.hookimpl(optionalhook=True)

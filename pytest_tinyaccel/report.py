@@ -21,7 +21,8 @@ from .metrics import format_quality
 from .perf import Perf
 
 JSON_FORMAT = "tinyaccel-profile/2"
-SUFFIXES = (".csv", ".json", ".md")
+SUFFIXES = (".csv", ".json", ".md", ".html")
+"""Every --tinyaccel-report format: the tables, then the page (report_html, written by the session)."""
 MD_HEADERS = [
     "Use Case",
     "Dtype",
@@ -78,6 +79,11 @@ class ProfileRow:
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
         values["perf"] = Perf.from_dict(values["perf"])
+        numbers = [values.get("accuracy"), values.get("quality_target")] + [
+            getattr(values["perf"], k) for k in ("cycles", "clock_hz", "latency_ns", "throughput", "efficiency")
+        ]
+        if any(v is not None and (isinstance(v, bool) or not isinstance(v, int | float)) for v in numbers):
+            raise TypeError(f"row {values.get('model')!r}: a figure is not a number")
         values["resource_columns"] = tuple(values.get("resource_columns", ()))
         return cls(**values)
 
@@ -274,9 +280,16 @@ def write_report(path: Path, rows: list[ProfileRow], environment: dict[str, Any]
 
 
 def load_json(path: Path) -> tuple[dict[str, Any], list[ProfileRow]]:
+    """A saved profile (report or baseline); ValueError says what is wrong with it."""
     data = json.loads(path.read_text(encoding="utf-8"))
     found = data.get("format") if isinstance(data, dict) else None
     if found != JSON_FORMAT:
         hint = "; save it again with --tinyaccel-save-baseline" if str(found).startswith("tinyaccel-profile/") else ""
         raise ValueError(f"{path}: not a {JSON_FORMAT} profile (format {found!r}){hint}")
-    return data["environment"], [ProfileRow.from_dict(r) for r in data["rows"]]
+    environment, rows = data.get("environment"), data.get("rows")
+    if not isinstance(environment, dict) or not isinstance(rows, list):
+        raise ValueError(f"{path}: expected 'environment' (a table) and 'rows' (a list)")
+    try:
+        return environment, [ProfileRow.from_dict(r) for r in rows]
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"{path}: a row is not a profile row ({type(exc).__name__}: {exc})") from None

@@ -20,11 +20,11 @@ from .cases import Case
 from .config import ConfigError
 from .errors import DataError
 from .goldens.store import Golden, GoldenError
-from .metrics import quality
+from .metrics import check_labels, quality
 from .models import Model, file_sha256
 from .perf import Perf
 from .report import ProfileRow
-from .runtime import dequantized, input_specs, output_specs, to_model_inputs
+from .runtime import create_session, dequantized, input_specs, output_specs, to_model_inputs
 from .targets.base import Build, Target, TargetError
 
 USER_ERRORS = (DataError, TargetError, GoldenError, ConfigError)
@@ -78,22 +78,14 @@ class Runner:
             else:
                 import onnxruntime
 
-                from .quantize import quantize_model
-
                 parts = {
                     "model_sha256": model.sha256,
                     "calibration_sha256": file_sha256(model.calibration_path) if model.calibration_path else "",
                     "settings": model.quantization,
                     "onnxruntime": onnxruntime.__version__,
                 }
-                folder = self.cache.get(
-                    "quantized",
-                    model.name,
-                    parts,
-                    lambda d: quantize_model(
-                        model.onnx_path, d / "model.onnx", model.load_calibration(), model.quantization
-                    ),
-                )
+                create_session(model.onnx_path)  # the float model must load in ONNX Runtime before it is quantized
+                folder = self.cache.get("quantized", model.name, parts, lambda d: _quantize(model, d / "model.onnx"))
                 path = folder / "model.onnx"
             self._dtype_models[key] = path
         return self._dtype_models[key]
@@ -142,6 +134,10 @@ class Runner:
         if y is None:
             error = f"{model.name} has no labelled test set (y_test): accuracy is not measured"
         else:
+            n_classes = int(np.prod(prediction.shape[1:])) if prediction.ndim > 1 else 1
+            problem = check_labels(model.metric, y[:n], n_classes)
+            if problem:
+                raise DataError(f"{model.y_test_path}: {problem}")
             try:
                 value = quality(model.metric, prediction[:n], y[:n], x[:n].astype(np.float32))
             except ValueError as exc:
@@ -169,6 +165,22 @@ class Runner:
             loadgen=_loadgen(target, build, feed) if self.settings.loadgen else None,
         )
         return Outcome(build, result.outputs, floats, perf, n, value, error, row, feed)
+
+
+def _quantize(model: Model, dst: Path) -> None:
+    """ONNX Runtime's static quantization, its failures said in one sentence."""
+    from .quantize import quantize_model
+
+    calibration = model.load_calibration()
+    try:
+        quantize_model(model.onnx_path, dst, calibration, model.quantization)
+    except DataError:
+        raise
+    except Exception as exc:  # onnx / onnxruntime raise many types here
+        raise DataError(
+            f"{model.onnx_path.name}: ONNX Runtime's quantizer failed ({type(exc).__name__}: {exc}); fix the model "
+            "or the [quantization] settings, or give a pre-quantized model_int8"
+        ) from exc
 
 
 def _loadgen(target: Target, build: Build, feed: dict[str, np.ndarray]) -> dict[str, Any] | None:

@@ -51,11 +51,24 @@ def output_specs(path: Path) -> list[TensorSpec]:
 
 
 def load_onnx(path: Path) -> onnx.ModelProto:
-    """onnx.load with an error that names the file and says what to do."""
+    """onnx.load with an error that names the file and says what to do; a model whose
+    graph is empty or whose external data lies outside its folder is refused."""
     try:
-        return onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError, OSError, ...
         raise DataError(f"{Path(path).name} is not a readable ONNX model ({exc}); re-export or restore it") from exc
+    if not model.graph.node or not model.graph.output:
+        raise DataError(f"{Path(path).name} has an empty graph (no nodes or no outputs); re-export the model")
+    folder = Path(path).resolve().parent
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            if not (folder / location).resolve().is_relative_to(folder):
+                raise DataError(
+                    f"{Path(path).name}: the external data of tensor '{tensor.name}' ({location}) lies "
+                    "outside the model's folder; keep it beside the model"
+                )
+    return model
 
 
 @lru_cache(maxsize=64)

@@ -6,14 +6,13 @@ The plugin module only wires this into pytest's hooks and fixtures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import report
-from .baseline import Baseline
+from . import report, report_html
+from .baseline import Baseline, Change
 from .baseline import compare as compare_rows
 from .cases import Case
 from .config import ConfigError
@@ -21,28 +20,13 @@ from .errors import DataError
 from .goldens import store as golden_store
 from .goldens.compare import compare_top5, describe_mismatch
 from .goldens.keeper import ACCUMULATION_ADVICE, GoldenKeeper, label_for
-from .margins import DEFAULT_MARGINS, parse_margins
+from .margins import parse_margins
 from .metrics import format_quality
 from .models import Model, discover, load_model
+from .options import Options
 from .report import ProfileRow
 from .runner import USER_ERRORS, Outcome, Runner, RunSettings
 from .targets.base import Target
-
-
-@dataclass
-class Options:
-    models_dir: Path
-    golden_dir: Path
-    cache_dir: Path
-    selection: tuple[str, ...] = ()
-    dtypes: tuple[str, ...] = ()
-    samples: int | None = None
-    update_golden: bool = False
-    baseline: Path | None = None
-    margins: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MARGINS))
-    upgrade_tolerance: float = 0.01
-    trace_dir: Path | None = None
-    loadgen: bool = False
 
 
 class TinyaccelSession:
@@ -56,8 +40,9 @@ class TinyaccelSession:
         )
         self.cache = self.runner.cache
         self.rows: dict[tuple[str, str, str, str], ProfileRow] = {}
-        self._models: list[Model] | None = None
+        self._models: list[Model] | ConfigError | None = None
         self._outcomes: dict[str, Outcome | BaseException] = {}
+        self._reported: set[str] = set()
         self._availability: dict[tuple[str, str], str | None] = {}
         self._validate_selection()
         if options.loadgen:
@@ -67,11 +52,18 @@ class TinyaccelSession:
             if reason:
                 raise pytest.UsageError(f"--tinyaccel-loadgen: {reason}")
         self.goldens = GoldenKeeper(
-            options.golden_dir, options.cache_dir / "locks", self.runner.dtype_model, options.update_golden
+            options.golden_dir,
+            options.cache_dir / "locks",
+            self.runner.dtype_model,
+            options.update_golden,
+            options.dtypes,
         )
         self.baseline = Baseline(options.baseline) if options.baseline else None
         self.new_rows: set[str] = set()
         self.upgrade_notes: list[str] = []
+        self.findings: list[report_html.Finding] = []
+        """Failed golden and Top-5 checks and upgrade reviews, as data for the HTML page."""
+        self._html_extras: set[str] = set()
 
     # ----- selection -----------------------------------------------------------------
 
@@ -100,14 +92,22 @@ class TinyaccelSession:
 
     @property
     def models(self) -> list[Model]:
+        """Every model folder, validated; a manifest error is raised on every access, never cached away."""
         if self._models is None:
-            self._models = [load_model(path) for path in discover(self.options.models_dir)]
-            names = [m.name for m in self._models]
-            dup = {n for n in names if names.count(n) > 1}
-            if dup:
-                raise ConfigError(
-                    self.options.models_dir, "name", f"model names must be unique, repeated: {sorted(dup)}"
-                )
+            try:
+                models = [load_model(path) for path in discover(self.options.models_dir)]
+                names = [m.name for m in models]
+                dup = sorted({n for n in names if names.count(n) > 1})
+                if dup:
+                    folders = ", ".join(f"{m.dir.name}/ ({m.name})" for m in models if m.name in dup)
+                    raise ConfigError(
+                        self.options.models_dir, "name", f"model names must be unique; {folders} share a name"
+                    )
+                self._models = models
+            except ConfigError as exc:
+                self._models = exc
+        if isinstance(self._models, ConfigError):
+            raise self._models
         return self._models
 
     def availability(self, target: str, mode: str) -> str | None:
@@ -146,6 +146,12 @@ class TinyaccelSession:
                 self._outcomes[case.id] = exc
         result = self._outcomes[case.id]
         if isinstance(result, USER_ERRORS):
+            if case.id in self._reported:  # said in full once per case; later checks point there
+                first = str(result).splitlines()[0]
+                pytest.fail(
+                    f"{case.id}: {first[:200]} (the full message is in this case's first failed check)", pytrace=False
+                )
+            self._reported.add(case.id)
             pytest.fail(f"{case.id}: {result}", pytrace=False)
         if isinstance(result, BaseException):
             raise result
@@ -161,18 +167,25 @@ class TinyaccelSession:
     def current_golden(self, case: Case, nodeid: str) -> golden_store.Golden:
         """The golden for `case`, failing the test when it is missing or stale."""
         try:
-            golden = self.goldens.get(case.model)
-        except golden_store.GoldenError as exc:
-            pytest.fail(f"{case.id}: {exc}\n  to create it: pytest '{nodeid}' --tinyaccel-update-golden", pytrace=False)
+            golden: golden_store.Golden | None = self.goldens.get(case.model)
+            problem = ""
+        except (golden_store.GoldenError, DataError) as exc:
+            golden, problem = None, str(exc)
+        if golden is None:  # failed outside the except block: no chained traceback in the report
+            pytest.fail(f"{case.id}: {problem}\n  to create it: {self.update_command(nodeid)}", pytrace=False)
         problems = self.goldens.stale(case.model, case.dtype, golden)
         if problems:
             pytest.fail(
                 f"{case.id}: golden {self.options.golden_dir / case.model.name} is stale: "
                 + "; ".join(problems)
-                + f"\n  review, then run: pytest '{nodeid}' --tinyaccel-update-golden",
+                + f"\n  review, then run: {self.update_command(nodeid)}",
                 pytrace=False,
             )
         return golden
+
+    def update_command(self, nodeid: str) -> str:
+        """The command that rewrites this test's golden, with the user's own path options."""
+        return " ".join([f"pytest '{nodeid}'", *self.options.path_args, "--tinyaccel-update-golden"])
 
     # ----- checks ------------------------------------------------------------------------
 
@@ -202,9 +215,9 @@ class TinyaccelSession:
                     drift.append(ACCUMULATION_ADVICE)
                 message += (
                     "\nnote: " + "; ".join(drift) + ".\n  The upgrade review (pytest -k upgrade_review) compares "
-                    f"both runtimes on this model; after review, regenerate: pytest '{nodeid}' "
-                    f"--tinyaccel-update-golden"
+                    f"both runtimes on this model; after review, regenerate: {self.update_command(nodeid)}"
                 )
+            self.findings.append(report_html.Finding(case.id, "golden", message, where=where or None))
             pytest.fail(message, pytrace=False)
 
     def tolerance(self, case: Case) -> dict[str, float]:
@@ -234,7 +247,7 @@ class TinyaccelSession:
         if reference is None:
             pytest.fail(
                 f"{case.id}: the golden holds no Top-5 reference for {case.dtype}; "
-                f"regenerate it: pytest '{nodeid}' --tinyaccel-update-golden",
+                f"regenerate it: {self.update_command(nodeid)}",
                 pytrace=False,
             )
         probs = next(iter(outcome.float_outputs.values()))[: model.ndata]
@@ -242,11 +255,13 @@ class TinyaccelSession:
         tol = max(model.top5_tolerance, self.tolerance(case)["atol"])
         bad, table = compare_top5(reference, probs, tol, lambda c: label_for(model, c))
         if bad:
-            pytest.fail(
+            message = (
                 f"{case.id}: Top-5 differs from the golden reference in {bad} place(s) "
-                f"(same classes in order, probabilities within {tol:g} required)\n{table}",
-                pytrace=False,
+                f"(same classes in order, probabilities within {tol:g} required)\n{table}"
             )
+            samples = report_html.top5_samples(reference, probs, tol, lambda c: label_for(model, c))
+            self.findings.append(report_html.Finding(case.id, "top5", message, top5=samples, tolerance=tol))
+            pytest.fail(message, pytrace=False)
 
     def check_baseline(self, case: Case) -> None:
         """Latency, throughput and accuracy no worse than the baseline by more than the margins."""
@@ -281,13 +296,12 @@ class TinyaccelSession:
             problems, notes = self.goldens.review(
                 model, dtype, self.options.upgrade_tolerance, self.options.margins["accuracy"]
             )
-        except golden_store.GoldenError as exc:
-            pytest.fail(f"{model.name}: {exc}", pytrace=False)
+        except USER_ERRORS as exc:
+            problems, notes = [f"{model.name} {dtype}: {exc}"], []
         self.upgrade_notes += notes
+        self.findings += [report_html.Finding(f"{model.name}-{dtype}", "upgrade review", p) for p in problems]
         if problems:
-            pytest.fail(
-                "\n".join(problems) + f"\n  after review: pytest '{nodeid}' --tinyaccel-update-golden", pytrace=False
-            )
+            pytest.fail("\n".join(problems) + f"\n  after review: {self.update_command(nodeid)}", pytrace=False)
 
     # ----- terminal --------------------------------------------------------------------
 
@@ -304,8 +318,8 @@ class TinyaccelSession:
             lines.append("tinyaccel: --tinyaccel-update-golden: goldens of the models that run will be rewritten")
         try:
             upgrade = self.goldens.upgrade_header(self.models, o.upgrade_tolerance)
-        except ConfigError:
-            upgrade = None  # reported as a collection error, with the file and key
+        except ConfigError as exc:
+            upgrade = f"tinyaccel: malformed model manifest (collection fails): {exc}"
         if upgrade:
             lines.append(upgrade)
         if self.baseline is not None:
@@ -327,9 +341,13 @@ class TinyaccelSession:
         if self.rows:
             base = self.baseline.rows if self.baseline else None
             lines += report.terminal(list(self.rows.values()), base).splitlines()
-        built, reused = len(self.cache.built), len(self.cache.reused)
-        if built or reused:
-            lines.append(f"builds: {built} built, {reused} reused from the cache")
+        cache = self.cache
+        if cache.built or cache.reused or cache.failed:
+            line = f"builds: {len(cache.built)} built, {len(cache.reused)} reused from the cache"
+            line += f", {len(cache.failed)} failed" if cache.failed else ""
+            if cache.repaired:
+                line += f" ({len(cache.repaired)} rebuilt: their cached files had changed)"
+            lines.append(line)
         lines += self.goldens.updates
         lines += [f"upgrade review: {note}" for note in self.upgrade_notes]
         if self.baseline is not None:
@@ -343,6 +361,54 @@ class TinyaccelSession:
         lines += [f"report written: {path}" for path in report_paths]
         return lines
 
+    # ----- reports -----------------------------------------------------------------------
+
+    def write_report(self, path: Path, environment: dict[str, Any]) -> None:
+        """One --tinyaccel-report file: a table by suffix, or the HTML page, which also shows the
+        failed checks, the changes against the baseline and this run's traces."""
+        rows = list(self.rows.values())
+        if path.suffix != report_html.SUFFIX:
+            report.write_report(path, rows, environment)
+            return
+        trace_dir = self.options.trace_dir
+        traces = {r.case_id: trace_dir / f"{r.case_id}.json" for r in rows} if trace_dir else {}
+        page = report_html.PageData(
+            rows,
+            environment,
+            findings=self.findings,
+            baseline_path=self.baseline.path if self.baseline else None,
+            baseline=self.baseline.rows if self.baseline else {},
+            changes=self.baseline_changes(),
+            traces={case: trace for case, trace in traces.items() if trace.is_file()},
+            notes=self.upgrade_notes,
+        )
+        report_html.write_page(path, page)
+
+    def baseline_changes(self) -> dict[str, list[Change]]:
+        """Per case id: every gated metric against the baseline, with the case's own margins."""
+        baseline = self.baseline.rows if self.baseline else {}
+        compared = [(row, baseline[row.case_id]) for row in self.rows.values() if row.case_id in baseline]
+        models = {m.name: m for m in self.models} if compared else {}
+        return {
+            row.case_id: compare_rows(
+                row, base, self.margins_for(Case(models[row.model], row.target, row.mode, row.dtype))
+            )
+            for row, base in compared
+            if row.model in models
+        }
+
+    def html_summary(self) -> str:
+        """For pytest-html's summary: the profiling tables, with the changes against the baseline."""
+        return report_html.tables_fragment(list(self.rows.values()), self.baseline_changes())
+
+    def html_extra(self, case: Case) -> str | None:
+        """For pytest-html: the case's profile line and charts, once per case (None before it ran)."""
+        row = self.rows.get((case.target, case.mode, case.model.name, case.dtype))
+        if row is None or row.case_id in self._html_extras:
+            return None
+        self._html_extras.add(row.case_id)
+        return report_html.case_fragment(row, self.baseline.get(row.case_id) if self.baseline else None)
+
     # ----- aggregation -------------------------------------------------------------------
 
     def export_state(self) -> dict[str, Any]:
@@ -350,10 +416,13 @@ class TinyaccelSession:
         return {
             "rows": [r.to_dict() for r in self.rows.values()],
             "built": self.cache.built,
+            "failed": self.cache.failed,
+            "repaired": self.cache.repaired,
             "reused": self.cache.reused,
             "golden_updates": self.goldens.updates,
             "new_rows": sorted(self.new_rows),
             "upgrade_notes": self.upgrade_notes,
+            "findings": [f.to_dict() for f in self.findings],
         }
 
     def merge_state(self, state: dict[str, Any]) -> None:
@@ -362,9 +431,12 @@ class TinyaccelSession:
             self.rows.setdefault(row.key, row)
         self.cache.built += state["built"]
         self.cache.reused += state["reused"]
+        self.cache.failed += state["failed"]
+        self.cache.repaired += state["repaired"]
         self.goldens.updates += state["golden_updates"]
         self.new_rows.update(state["new_rows"])
         self.upgrade_notes += state["upgrade_notes"]
+        self.findings += [report_html.Finding.from_dict(f) for f in state["findings"]]
 
 
 class UpgradeView:

@@ -63,7 +63,7 @@ def test_sw_emu_passes_every_check(project: Project) -> None:
     assert outcomes(result) == {"passed": 12}
     result.stdout.fnmatch_lines(
         [
-            "aie sw_emu: tinyaccel emulator (AIE-ML int8 semantics)*",
+            "aie sw_emu: tinyaccel emulator (AI Engine int8 semantics)*",
             "gemmini sw_emu: tinyaccel emulator (Gemmini int8 semantics)*",
         ]
     )
@@ -77,7 +77,10 @@ def test_hw_emu_reports_cycles_resources_efficiency_and_traces(project: Project)
     )
     assert outcomes(result) == {"passed": 6}
     result.stdout.fnmatch_lines(
-        ["aie hw_emu: tinyaccel emulator + ZigZag AIE-ML tile model*", "ic*int8*cycles*/*/*/*/*%*99.4% (Top 1, n=540)*"]
+        [
+            "aie hw_emu: tinyaccel emulator + AIE dataflow model on VCK190 (XCVC1902*",
+            "ic*int8*cycles*/*/*/*/*%*99.4% (Top 1, n=540)*",
+        ]
     )
     rows = {r["dtype"]: r["perf"] for r in json.loads((project.path / "profile.json").read_text())["rows"]}
     for row in rows.values():
@@ -91,16 +94,19 @@ def test_hw_emu_reports_cycles_resources_efficiency_and_traces(project: Project)
     events = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     assert len(events) == rows["int8"]["resources"]["Kernels"]
     assert all(e["dur"] > 0 for e in events)
+    # simulated microseconds on the viewer's axis; the kernels end by the row's latency
+    assert 0 < max(e["ts"] + e["dur"] for e in events) <= rows["int8"]["latency_ns"] / 1e3 * (1 + 1e-9)
+    assert all(e["dur"] == pytest.approx(e["args"]["cycles"] / rows["int8"]["clock_hz"] * 1e6) for e in events)
 
 
 def _unsupported_model(folder) -> None:
-    """A classifier with an Erf node: valid ONNX that ONNX Runtime runs, the emulator does not."""
+    """A classifier with an LpNormalization node: valid ONNX that ONNX Runtime runs, the emulator does not."""
     folder.mkdir(parents=True)
     w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], np.random.default_rng(0).standard_normal(12).tolist())
     graph = helper.make_graph(
         [
             helper.make_node("MatMul", ["input", "w"], ["h"], name="dense"),
-            helper.make_node("Erf", ["h"], ["e"], name="gelu_erf"),
+            helper.make_node("LpNormalization", ["h"], ["e"], name="lp_norm", axis=-1),
             helper.make_node("Softmax", ["e"], ["probs"], name="softmax", axis=-1),
         ],
         "g",
@@ -121,13 +127,13 @@ def _unsupported_model(folder) -> None:
 
 def test_unsupported_op_fails_at_build_naming_op_and_node(project: Project) -> None:
     project.add_model("ic")
-    _unsupported_model(project.path / "models" / "erf")
+    _unsupported_model(project.path / "models" / "lpnorm")
     result = project.run("-m", "aie", "--target", "sw_emu", "--tinyaccel-update-golden", "-k", "golden or accuracy")
     assert outcomes(result) == {"passed": 4, "failed": 2}
     result.stdout.fnmatch_lines(
         [
-            "*erf-aie-sw_emu-fp32: aie: *model.onnx: node 'gelu_erf' (Erf): op type Erf (domain ai.onnx) "
-            "is not supported by the tinyaccel emulator*"
+            "*lpnorm-aie-sw_emu-fp32: aie: *model.onnx: node 'lp_norm' (LpNormalization): "
+            "op type LpNormalization (domain ai.onnx) is not supported by the tinyaccel emulator*"
         ]
     )
     assert "Traceback" not in result.stdout.str()

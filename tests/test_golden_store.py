@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+
 import numpy as np
 import pytest
 
@@ -9,46 +13,113 @@ from pytest_tinyaccel.goldens import store as golden
 
 
 def _meta() -> dict:
-    return {"model": "m", "model_sha256": "abc", "ndata": 2, "dtypes": {"fp32": {"model_sha256": "abc"}}}
+    return {
+        "model": "m",
+        "model_sha256": "abc",
+        "ndata": 2,
+        "layer_samples": 0,
+        "onnxruntime": "1.32.0",
+        "onnx": "1.23.2",
+        "dtypes": {"fp32": {"model_sha256": "abc"}},
+    }
 
 
 def test_round_trip(tmp_path):
     inputs = np.arange(8, dtype=np.float32).reshape(2, 4)
-    golden.write(tmp_path, _meta(), inputs, {"fp32": {"out": inputs * 2}})
-    loaded = golden.load(tmp_path)
+    golden.write(tmp_path / "m", _meta(), inputs, {"fp32": {"out": inputs * 2}})
+    loaded = golden.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.inputs, inputs)
     np.testing.assert_array_equal(loaded.outputs["fp32"]["out"], inputs * 2)
     assert loaded.meta["dtypes"]["fp32"]["outputs"] == {"out": "fp32.0.npy"}
 
 
 def test_crash_mid_write_leaves_old_golden_intact(tmp_path, monkeypatch):
+    folder = tmp_path / "m"
     old = np.zeros((2, 4), np.float32)
-    golden.write(tmp_path, _meta(), old, {"fp32": {"out": old}})
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    golden.write(folder, _meta(), old, {"fp32": {"out": old}})
+    before = {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     calls = []
-    real_stage = golden._stage
+    real_write = golden._write_synced
 
-    def failing_stage(final, data):
-        calls.append(final.name)
+    def failing_write(path, data):
+        calls.append(path.name)
         if len(calls) == 2:
             raise OSError("disk full")
-        return real_stage(final, data)
+        return real_write(path, data)
 
-    monkeypatch.setattr(golden, "_stage", failing_stage)
+    monkeypatch.setattr(golden, "_write_synced", failing_write)
     new = np.ones((2, 4), np.float32)
     with pytest.raises(OSError, match="disk full"):
-        golden.write(tmp_path, _meta(), new, {"fp32": {"out": new}})
-    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    assert after == before  # nothing replaced, no temporary file left behind
-    np.testing.assert_array_equal(golden.load(tmp_path).outputs["fp32"]["out"], old)
+        golden.write(folder, _meta(), new, {"fp32": {"out": new}})
+    after = {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before  # nothing replaced, no staging folder left behind
+    np.testing.assert_array_equal(golden.load(folder).outputs["fp32"]["out"], old)
 
 
-def test_torn_update_is_detected(tmp_path):
+def test_hand_edited_golden_is_detected(tmp_path):
     data = np.zeros((2, 4), np.float32)
-    golden.write(tmp_path, _meta(), data, {"fp32": {"out": data}})
-    np.save(tmp_path / "fp32.0.npy", np.ones((2, 4), np.float32))
+    golden.write(tmp_path / "m", _meta(), data, {"fp32": {"out": data}})
+    np.save(tmp_path / "m" / "fp32.0.npy", np.ones((2, 4), np.float32))
     with pytest.raises(golden.GoldenError, match="does not match the sha256 recorded in golden.json"):
-        golden.load(tmp_path)
+        golden.load(tmp_path / "m")
+
+
+def test_user_files_in_a_golden_folder_survive_an_update(tmp_path):
+    folder = tmp_path / "m"
+    data = np.zeros((2, 4), np.float32)
+    golden.write(folder, _meta(), data, {"fp32": {"out": data}})
+    (folder / "NOTES.md").write_text("why this golden looks the way it does")
+    (folder / "X_test.npy").write_bytes(b"not the store's")
+    golden.write(folder, _meta(), data + 1, {"fp32": {"out": data + 1}})
+    assert (folder / "NOTES.md").read_text() == "why this golden looks the way it does"
+    assert (folder / "X_test.npy").read_bytes() == b"not the store's"
+    np.testing.assert_array_equal(golden.load(folder).inputs, data + 1)
+
+
+def test_interrupted_portable_switch_rolls_forward(tmp_path, monkeypatch):
+    """Without renameat2, a kill between the two renames leaves the golden missing: the next
+    reader moves the complete new golden into place."""
+    folder = tmp_path / "m"
+    data = np.zeros((2, 4), np.float32)
+    golden.write(folder, _meta(), data, {"fp32": {"out": data}})
+    monkeypatch.setattr(golden, "_exchange", lambda a, b: False)
+    real_rename = os.rename
+    calls = []
+
+    def killed_after_first_rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process dies here
+        real_rename(src, dst)
+
+    monkeypatch.setattr(golden.os, "rename", killed_after_first_rename)
+    monkeypatch.setattr(golden.shutil, "rmtree", lambda *a, **k: None)  # a killed process cleans nothing
+    with pytest.raises(KeyboardInterrupt):
+        golden.write(folder, _meta(), data + 1, {"fp32": {"out": data + 1}})
+    monkeypatch.undo()
+    assert not folder.exists()
+    np.testing.assert_array_equal(golden.load(folder).inputs, data + 1)
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda m: m.pop("model_sha256"), "model_sha256"),
+        (lambda m: m.update(ndata="ten"), "ndata"),
+        (lambda m: m["files"].update({"../../models/ic/X_test.npy": "0" * 64}), "files.../../models/ic/X_test.npy"),
+        (lambda m: m["dtypes"]["fp32"].update(outputs={"out": "nowhere.npy"}), "dtypes.fp32.outputs"),
+        (lambda m: m.update(dtypes=[]), "dtypes"),
+    ],
+)
+def test_malformed_golden_json_names_the_key(tmp_path, edit, key):
+    data = np.zeros((2, 4), np.float32)
+    golden.write(tmp_path / "m", _meta(), data, {"fp32": {"out": data}})
+    path = tmp_path / "m" / "golden.json"
+    meta = json.loads(path.read_text())
+    edit(meta)
+    path.write_text(json.dumps(meta))
+    with pytest.raises(golden.GoldenError, match=re.escape(f"key '{key}'")):
+        golden.load(tmp_path / "m")
 
 
 def test_missing_and_invalid(tmp_path):

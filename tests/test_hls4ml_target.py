@@ -160,7 +160,22 @@ def test_library_exit_is_a_failed_test_with_the_log_and_others_keep_running(
         p for p in (shared_cache / "d" / "tinyaccel" / "builds").glob("tiny_a-hls4ml-sw_emu-fp32-*") if p.is_dir()
     )
     weights = sorted((build / "hls" / "firmware" / "weights").glob("w*.txt"))
-    weights[0].unlink()
+    # Deleted before the run, after the build cache checked the build (a file deleted while it sits
+    # in the cache would make the cache build it again instead).
+    project.pytester.makeconftest(
+        """
+        from pytest_tinyaccel.targets.hls4ml import Hls4mlTarget
+
+        class Fragile(Hls4mlTarget):
+            def run(self, build, inputs):
+                if build.model.name == "tiny_a" and build.dtype == "fp32":
+                    sorted((build.dir / "hls" / "firmware" / "weights").glob("w*.txt"))[0].unlink()
+                return super().run(build, inputs)
+
+        def pytest_tinyaccel_targets(config):
+            return [Fragile]
+        """
+    )
     result = run(project, shared_cache, *args)
     result.assert_outcomes(passed=3, failed=3)
     result.stdout.fnmatch_lines(

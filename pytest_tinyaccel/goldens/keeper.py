@@ -37,55 +37,63 @@ class GoldenKeeper:
     """Loads goldens once per session and (with --tinyaccel-update-golden) rewrites them."""
 
     def __init__(
-        self, golden_dir: Path, lock_dir: Path, dtype_model: Callable[[Model, str], Path], update: bool
+        self,
+        golden_dir: Path,
+        lock_dir: Path,
+        dtype_model: Callable[[Model, str], Path],
+        update: bool,
+        dtypes: tuple[str, ...] = (),
     ) -> None:
         self.golden_dir, self.lock_dir = golden_dir, lock_dir
         self.dtype_model = dtype_model
         self.update = update
+        self.dtypes = dtypes
+        """With --tinyaccel-dtype: update only these; the golden keeps the others."""
         self.updates: list[str] = []
-        self._loaded: dict[str, golden_store.Golden | golden_store.GoldenError] = {}
+        self._loaded: dict[str, golden_store.Golden | Exception] = {}
 
     def get(self, model: Model) -> golden_store.Golden:
-        """The model's golden, (re)written first when updating; GoldenError if missing/damaged."""
+        """The model's golden, (re)written first when updating; GoldenError if missing/damaged,
+        DataError if ONNX Runtime's outputs cannot make one."""
         if model.name not in self._loaded:
             try:
                 if self.update:
                     self._rewrite(model)
                 self._loaded[model.name] = golden_store.load(self.golden_dir / model.name)
-            except golden_store.GoldenError as exc:
+            except (golden_store.GoldenError, DataError) as exc:
                 self._loaded[model.name] = exc
         result = self._loaded[model.name]
-        if isinstance(result, golden_store.GoldenError):
+        if isinstance(result, Exception):
             raise result
         return result
-
-    def int8_accumulation(self, model: Model) -> str:
-        """How the golden's ONNX Runtime summed int8 products; "exact" (the ONNX
-        specification) when there is no golden or it predates the record."""
-        try:
-            return str(self.get(model).meta.get("int8_accumulation", "exact"))
-        except (golden_store.GoldenError, DataError):
-            return "exact"
 
     def _rewrite(self, model: Model) -> None:
         folder = self.golden_dir / model.name
         with file_lock(self.lock_dir / f"golden-{model.name}.lock"):
-            meta, inputs, outputs, layers = self.make(model)
             try:
                 old = golden_store.load(folder)
             except (golden_store.GoldenError, DataError):
                 old = None
+            wanted = [d for d in model.dtypes if not self.dtypes or d in self.dtypes]
+            meta, inputs, outputs, layers = self.make(model, wanted)
+            if len(wanted) < len(model.dtypes):
+                _keep_other_dtypes(old, model, meta, inputs, outputs, layers)
             if old is not None and _same_golden(old, meta, inputs, outputs):
                 return
-            golden_store.write(folder, meta, inputs, outputs, layers)
+            try:
+                golden_store.write(folder, meta, inputs, outputs, layers)
+            except OSError as exc:
+                raise golden_store.GoldenError(
+                    f"cannot write the golden {folder}: {exc}; make the folder writable (the old golden is unchanged)"
+                ) from exc
             self.updates.append(f"golden {model.name}: {'rewritten' if old else 'created'} {folder}")
             if old is not None:
                 self.updates += [f"  {line}" for line in _golden_changes(old, meta, inputs, outputs)]
 
     def make(
-        self, model: Model
+        self, model: Model, only: list[str] | None = None
     ) -> tuple[dict[str, Any], np.ndarray, dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
-        """ONNX Runtime's outputs, Top-5, quality and per-kernel tensors for every dtype of `model`."""
+        """ONNX Runtime's outputs, Top-5, quality and per-kernel tensors for the dtypes `only` (default all)."""
         import onnx
 
         from ..intermediates import ort_intermediates
@@ -95,10 +103,17 @@ class GoldenKeeper:
             raise DataError(f"{model.x_test_path.name} has {len(x)} samples, fewer than ndata={model.ndata}")
         inputs = x.astype(np.float32) if x.dtype.kind == "f" else x
         outputs, dtypes, layers = {}, {}, {}
-        for dtype in model.dtypes:
+        for dtype in model.dtypes if only is None else only:
             path = self.dtype_model(model, dtype)
             feed = to_model_inputs(path, inputs)
             out = run_session(create_session(path), feed)
+            for name, array in out.items():
+                bad = int(array.size - np.isfinite(array).sum()) if array.dtype.kind == "f" else 0
+                if bad:
+                    raise DataError(
+                        f"ONNX Runtime returns {bad} NaN/Inf values in output '{name}' of {model.name} {dtype} on the "
+                        f"golden samples: no golden is written; check the model and the first ndata inputs"
+                    )
             outputs[dtype] = out
             if model.layer_samples:
                 layers[dtype] = ort_intermediates(path, {k: v[: model.layer_samples] for k, v in feed.items()})
@@ -251,6 +266,37 @@ class GoldenKeeper:
                 if (p := describe_mismatch(name, new[name], exp, tol["atol"], tol["rtol"]))
             ]
         return problems, notes
+
+
+def _keep_other_dtypes(
+    old: golden_store.Golden | None,
+    model: Model,
+    meta: dict[str, Any],
+    inputs: np.ndarray,
+    outputs: dict[str, dict[str, np.ndarray]],
+    layers: dict[str, dict[str, np.ndarray]],
+) -> None:
+    """An update limited by --tinyaccel-dtype keeps the other dtypes of the old golden, when that
+    golden was made from the same model and inputs; otherwise they cannot be kept."""
+    others = [d for d in model.dtypes if d not in meta["dtypes"]]
+    same = (
+        old is not None
+        and old.meta["model_sha256"] == meta["model_sha256"]
+        and np.array_equal(old.inputs, inputs)
+        and all(d in old.meta["dtypes"] for d in others)
+    )
+    if not same:
+        raise DataError(
+            f"{model.name}: the model or its golden inputs changed, so the golden's {', '.join(others)} outputs "
+            "cannot be kept; update every dtype (run --tinyaccel-update-golden without --tinyaccel-dtype)"
+        )
+    assert old is not None
+    for dtype in others:
+        meta["dtypes"][dtype] = {k: v for k, v in old.meta["dtypes"][dtype].items() if k not in ("outputs", "layers")}
+        outputs[dtype] = old.outputs[dtype]
+        kept = old.layers(dtype)
+        if kept:
+            layers[dtype] = kept
 
 
 ACCUMULATION_WORDS = {"exact": "exact int32", "avx2_int16_pairs": "AVX2 int16-saturating pairs (no VNNI)"}

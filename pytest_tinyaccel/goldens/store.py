@@ -11,17 +11,27 @@ reproducible):
                        first `layer_samples` inputs, keyed t000, t001, ... in
                        graph order; golden.json maps keys to tensor names
 
-An update writes every file to a temporary name first and renames them only
-when all are complete, golden.json last; golden.json records each file's
-sha256, so a reader detects a torn update instead of using it.
+An update writes the whole new golden into a staging folder next to it
+(`.<model>.new-*`, golden.json last, every file fsynced) and then switches old
+for new in one atomic step: Linux `renameat2(RENAME_EXCHANGE)` swaps the two
+folders; elsewhere two renames, and a reader that finds the golden missing
+rolls the switch forward. A kill at any instant leaves the old or the new golden
+complete; leftovers of killed updates are removed by the next update. Files in
+the folder that the store did not write are carried over, never deleted.
+golden.json records each file's sha256, so a hand-edited or damaged golden is
+detected instead of used.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import json
 import os
+import re
+import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +43,19 @@ from ..errors import DataError
 
 META = "golden.json"
 FORMAT = 1
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_OWN_FILE = re.compile(r"inputs\.npy|golden\.json|[A-Za-z0-9_]+\.\d+\.npy|layers\.[A-Za-z0-9_]+\.npz")
+"""Names the store writes; anything else in a golden folder belongs to the user."""
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "model": str,
+    "model_sha256": str,
+    "ndata": int,
+    "layer_samples": int,
+    "onnxruntime": str,
+    "onnx": str,
+    "dtypes": dict,
+    "files": dict,
+}
 
 
 class GoldenError(Exception):
@@ -71,17 +94,54 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def load_meta(folder: Path) -> dict[str, Any]:
-    """golden.json alone: cheap, for questions such as which ONNX Runtime made the golden."""
+    """golden.json alone, checked: cheap, for questions such as which ONNX Runtime made the golden."""
+    _finish_interrupted_switch(folder)
     meta_path = folder / META
     if not meta_path.is_file():
         raise GoldenError(f"no golden at {folder}")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise GoldenError(f"{meta_path} is not valid JSON ({exc})") from exc
-    if meta.get("format") != FORMAT:
-        raise GoldenError(f"{meta_path}: golden format {meta.get('format')!r}, this plugin reads {FORMAT}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GoldenError(
+            f"{meta_path} is not valid JSON ({exc}); regenerate it with --tinyaccel-update-golden"
+        ) from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise GoldenError(f"{meta_path}: golden format {found!r}, this plugin reads {FORMAT}; regenerate it")
+    _check_meta(meta, meta_path)
     return meta
+
+
+def _check_meta(meta: dict[str, Any], path: Path) -> None:
+    """Keys and types of golden.json, and file names that stay inside the folder."""
+
+    def bad(key: str, problem: str) -> GoldenError:
+        return GoldenError(f"{path}: key '{key}': {problem}; regenerate the golden with --tinyaccel-update-golden")
+
+    for key, kind in _REQUIRED.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise bad(key, f"expected {getattr(kind, '__name__', kind)}, got {meta.get(key)!r}")
+    for name, digest in meta["files"].items():
+        if not isinstance(name, str) or not _FILE_NAME.fullmatch(name) or not isinstance(digest, str):
+            raise bad(f"files.{name}", "a file of the golden must be a plain name in its folder, with a sha256 string")
+    if "inputs.npy" not in meta["files"]:
+        raise bad("files", "inputs.npy is not listed")
+    for dtype, entry in meta["dtypes"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("model_sha256"), str):
+            raise bad(f"dtypes.{dtype}", "expected a table with model_sha256 and outputs")
+        outputs = entry.get("outputs")
+        if not isinstance(outputs, dict) or not outputs or any(f not in meta["files"] for f in outputs.values()):
+            raise bad(f"dtypes.{dtype}.outputs", "expected output name -> a file listed in 'files'")
+        layers = entry.get("layers")
+        if layers is not None and (
+            not isinstance(layers, dict)
+            or layers.get("file") not in meta["files"]
+            or not isinstance(layers.get("tensors"), list)
+        ):
+            raise bad(f"dtypes.{dtype}.layers", "expected {file: a listed file, tensors: [names]}")
+        top5 = entry.get("top5")
+        if top5 is not None and not isinstance(top5, list):
+            raise bad(f"dtypes.{dtype}.top5", "expected a list per golden sample")
 
 
 def load(folder: Path) -> Golden:
@@ -126,7 +186,7 @@ def write(
     outputs: dict[str, dict[str, np.ndarray]],
     layers: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> None:
-    """Replace the golden in `folder`: all files staged first, renamed after, meta last."""
+    """Replace the golden in `folder` in one atomic switch (see the module docstring)."""
     files: dict[str, bytes] = {"inputs.npy": array_bytes(inputs)}
     dtypes = {}
     for dtype, named in outputs.items():
@@ -149,26 +209,88 @@ def write(
         "files": {name: sha256_bytes(data) for name, data in sorted(files.items())},
     }
     text = json.dumps(meta, indent=1, sort_keys=True) + "\n"
-    folder.mkdir(parents=True, exist_ok=True)
-    staged: list[tuple[Path, Path]] = []
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and (folder.is_symlink() or not folder.is_dir()):
+        raise GoldenError(f"{folder} is not a folder; move it away so the golden can be written there")
+    clean_leftovers(folder)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.new-", dir=folder.parent))
     try:
         for name, data in files.items():
-            staged.append(_stage(folder / name, data))
-        staged.append(_stage(folder / META, text.encode()))
-        for tmp, final in staged:
-            os.replace(tmp, final)
+            _write_synced(staging / name, data)
+        if folder.is_dir():  # the user's own files in the folder move with the golden
+            for item in folder.iterdir():
+                if not _OWN_FILE.fullmatch(item.name) and item.name not in files:
+                    _copy(item, staging / item.name)
+        _write_synced(staging / META, text.encode())  # last: a staging folder with golden.json is complete
+        _fsync(staging)
+        _switch(staging, folder)
     finally:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-    for stale in [*folder.glob("*.npy"), *folder.glob("*.npz")]:
-        if stale.name not in files:
-            stale.unlink()
+        shutil.rmtree(staging, ignore_errors=True)  # after an exchange it holds the old golden
 
 
-def _stage(final: Path, data: bytes) -> tuple[Path, Path]:
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
+def clean_leftovers(folder: Path) -> None:
+    """Remove what killed updates of `folder` left beside it (staging and old folders)."""
+    for pattern in (f".{folder.name}.new-*", f".{folder.name}.old-*"):
+        for leftover in folder.parent.glob(pattern):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    return tmp, final
+
+
+def _copy(item: Path, dest: Path) -> None:
+    if item.is_dir():
+        shutil.copytree(item, dest, symlinks=True)
+    else:
+        shutil.copy2(item, dest, follow_symlinks=False)
+
+
+def _fsync(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2); False where the system cannot."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def _switch(staging: Path, folder: Path) -> None:
+    """Put the complete `staging` folder in place of `folder` in one atomic step."""
+    if not folder.exists():
+        os.rename(staging, folder)
+        staging.mkdir()  # so the caller's clean-up has something to remove
+    elif not _exchange(staging, folder):
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        os.rename(folder, old)  # a reader arriving now rolls the switch forward (load_meta)
+        os.rename(staging, folder)
+        shutil.rmtree(old, ignore_errors=True)
+        staging.mkdir()
+    _fsync(folder.parent)
+
+
+def _finish_interrupted_switch(folder: Path) -> None:
+    """A kill between the two renames of the portable switch leaves `folder` missing, the old
+    golden in `.<model>.old-*` and the complete new one in `.<model>.new-*`: move the new
+    one into place (or, if none is complete, the old one back)."""
+    if folder.exists() or not folder.parent.is_dir():
+        return
+    old = sorted(folder.parent.glob(f".{folder.name}.old-*"))
+    if not old:
+        return
+    complete = [p for p in sorted(folder.parent.glob(f".{folder.name}.new-*")) if (p / META).is_file()]
+    os.rename(complete[-1] if complete else old[-1], folder)

@@ -174,10 +174,13 @@ OPTIONS: dict[str, Field] = {  # docs/hls4ml.md explains each
     "clock_period": Field(float, 5.0, check=positive),
     "part": Field(str, None, check=_part),
     "cosim_samples": Field(int, 5, check=at_least(1)),
-    "build_timeout": Field(float, 3600.0, check=positive),
-    "run_timeout": Field(float, 600.0, check=positive),
+    "build_timeout": Field(float, None, check=positive),
+    "run_timeout": Field(float, 300.0, check=positive),
 }
 NOT_IN_KEY = ("build_timeout", "run_timeout")
+DEFAULT_BUILD_TIMEOUT = {"sw_emu": 300.0, "hw_emu": 3600.0}
+"""Seconds: a C-simulation build of a tiny model takes well under a minute (docs/hls4ml.md), so five
+minutes stop a runaway conversion early; synthesis and co-simulation (hw_emu) legitimately take long."""
 """Options that do not change what is built."""
 
 
@@ -371,7 +374,7 @@ class Hls4mlTarget(Target):
                 self.worker_argv("build", str(build.dir)),
                 build.dir,
                 log,
-                options["build_timeout"],
+                options["build_timeout"] or DEFAULT_BUILD_TIMEOUT[build.mode],
                 f"hls4ml build of {model.name} ({build.dtype}, {build.mode})",
                 error_file=build.dir / ERROR,
             )
