@@ -47,16 +47,24 @@ def check_labels(metric: str, labels: np.ndarray, n_classes: int) -> str | None:
     return None
 
 
-def quality(metric: str, output: np.ndarray, labels: np.ndarray, x: np.ndarray | None = None) -> float:
-    """The model's quality on these samples: accuracy (fraction) or ROC AUC (labels checked by `check_labels`)."""
+def quality(
+    metric: str, output: np.ndarray, labels: np.ndarray, x: np.ndarray | None = None, role: str = "reconstruction"
+) -> float:
+    """The model's quality on these samples: accuracy (fraction) or ROC AUC (labels checked by
+    `check_labels`). AUC scores a `reconstruction` output by its error against `x`, a `score`
+    output (one value per sample, higher = more anomalous) as it is."""
     labels = labels.reshape(-1).astype(np.int64)
     if metric == "auc":
         from sklearn.metrics import roc_auc_score
 
-        if x is None:
-            raise ValueError("AUC needs the inputs to score reconstruction error")
         if len(np.unique(labels)) < 2:
             raise ValueError("AUC needs both normal (0) and anomalous (1) samples among the first N")
+        if role == "score":
+            if output.size != len(output):
+                raise ValueError(f"a score output holds one value per sample, got shape {list(output.shape)}")
+            return float(roc_auc_score(labels, output.reshape(-1)))
+        if x is None:
+            raise ValueError("AUC needs the inputs to score reconstruction error")
         return float(roc_auc_score(labels, anomaly_scores(x, output)))
     k = {"top1": 1, "top5": 5}[metric]
     classes, _ = topk(output, k)

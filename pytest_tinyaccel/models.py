@@ -20,6 +20,7 @@ import numpy as np
 from .config import ConfigError, Field, at_least, check_value, validate
 from .errors import DataError
 from .margins import parse_margins
+from .runtime import output_specs
 
 MANIFEST = "model.toml"
 DTYPES = ("fp32", "int8")
@@ -29,6 +30,18 @@ METRICS = {"classification": ("top1", "top5"), "anomaly_detection": ("auc",)}
 DEFAULT_TOLERANCE = {"atol": 1e-5, "rtol": 1e-3}
 SUITE_KEYS = ("skip", "max_regression", "samples", "xfail")
 """Keys of [targets.<name>] the suite reads itself; the rest goes to the target."""
+ROLES = {
+    "probabilities": "classification",
+    "logits": "classification",
+    "reconstruction": "anomaly_detection",
+    "score": "anomaly_detection",
+    "auxiliary": None,
+    "ignore": None,
+}
+"""What an output means ([outputs."<name>"] role): the first four are scored (accuracy, Top-5,
+AUC) and belong to a task; `auxiliary` is only golden-checked, `ignore` not even that."""
+DEFAULT_ROLE = {"classification": "probabilities", "anomaly_detection": "reconstruction"}
+"""The role of a model's only (or only undeclared) output when the manifest names none."""
 
 
 def _fraction(value: float) -> str | None:
@@ -75,6 +88,7 @@ _SCHEMA: dict[str, Field] = {
     "tolerance": Field(dict, {}),
     "quantization": Field(dict, {}),
     "targets": Field(dict, {}),
+    "outputs": Field(dict, {}),
 }
 _QUANT_SCHEMA: dict[str, Field] = {
     "format": Field(str, "QOperator", choices=("QOperator", "QDQ")),
@@ -141,10 +155,40 @@ class Model:
     tolerance: dict[str, Any] = field(repr=False)
     quantization: dict[str, Any] = field(repr=False)
     targets: dict[str, dict[str, Any]] = field(repr=False)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    """The manifest's [outputs."<name>"] tables: role, atol/rtol and tolerance sub-tables."""
 
     @property
     def manifest_path(self) -> Path:
         return self.dir / MANIFEST
+
+    @cached_property
+    def scored_output(self) -> str:
+        """The output accuracy, Top-5 and AUC read: the one declaring a scored role, else the only
+        output the manifest does not declare. ConfigError naming the outputs when that is ambiguous."""
+        return _scored_output(self.manifest_path, self.task, self.outputs, _output_names(self.onnx_path))
+
+    @property
+    def scored_role(self) -> str:
+        """probabilities | logits (classification), reconstruction | score (anomaly_detection)."""
+        return self.role(self.scored_output)
+
+    def role(self, output: str) -> str:
+        """The output's declared role; undeclared: the task's default for the scored output, else auxiliary."""
+        declared = self.outputs.get(output, {}).get("role")
+        if declared:
+            return str(declared)
+        return DEFAULT_ROLE[self.task] if output == self.scored_output else "auxiliary"
+
+    def scored(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The scored output of float `outputs`; logits become probabilities (softmax over the
+        classes), so Top-5 stores and compares probabilities whichever the model emits."""
+        value = outputs[self.scored_output]
+        if self.scored_role != "logits":
+            return value
+        flat = value.reshape(len(value), -1).astype(np.float64)
+        exp = np.exp(flat - flat.max(axis=1, keepdims=True))
+        return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32).reshape(value.shape)
 
     @cached_property
     def sha256(self) -> str:
@@ -175,16 +219,25 @@ class Model:
         """Accuracy samples on `target`: [targets.<target>] samples (for slow simulators), else `samples`."""
         return self.targets.get(target, {}).get("samples", self.samples)
 
-    def tolerance_for(self, target: str, dtype: str, target_default: dict[str, dict[str, float]]) -> dict[str, float]:
+    def tolerance_for(
+        self, target: str, dtype: str, target_default: dict[str, dict[str, float]], output: str | None = None
+    ) -> dict[str, float]:
         """atol/rtol: built-in default < [tolerance] < target's default for the dtype
-        < [tolerance.<dtype>] < [tolerance.<target>] < [tolerance.<target>.<dtype>]."""
+        < [tolerance.<dtype>] < [tolerance.<target>] < [tolerance.<target>.<dtype>]; for `output`,
+        each level's [outputs."<output>"] counterpart right after it (the output's own atol
+        after [tolerance], its .<dtype> table after [tolerance.<dtype>] ...)."""
         tol = dict(DEFAULT_TOLERANCE)
+        own = self.outputs.get(output, {}) if output is not None else {}
         layers = [
             self.tolerance,
+            own,
             target_default.get(dtype, {}),
             self.tolerance.get(dtype, {}),
+            own.get(dtype, {}),
             self.tolerance.get(target, {}),
+            own.get(target, {}),
             self.tolerance.get(target, {}).get(dtype, {}),
+            own.get(target, {}).get(dtype, {}),
         ]
         for layer in layers:
             tol.update({k: float(v) for k, v in layer.items() if k in DEFAULT_TOLERANCE})
@@ -319,7 +372,8 @@ def load_model(manifest: Path) -> Model:
     quantization = validate(v["quantization"], _QUANT_SCHEMA, manifest, "quantization.")
     for target, table in v["targets"].items():
         _check_target_table(manifest, target, table)
-    return Model(
+    _check_outputs(manifest, v["task"], v["outputs"])
+    model = Model(
         name=v["name"] or folder.name,
         dir=folder,
         use_case=v["use_case"],
@@ -342,6 +396,67 @@ def load_model(manifest: Path) -> Model:
         tolerance=v["tolerance"],
         quantization=quantization,
         targets=v["targets"],
+        outputs=v["outputs"],
+    )
+    try:
+        names = _output_names(model.onnx_path)
+    except DataError:
+        return model  # an unreadable model fails its cases, with its own message
+    for name in model.outputs:
+        if name not in names:
+            listed = ", ".join(map(repr, names))
+            raise ConfigError(manifest, f'outputs."{name}"', f"{model.onnx_path.name} has no output {name!r}: {listed}")
+    _ = model.scored_output  # an ambiguous scored output is a manifest error, raised now
+    return model
+
+
+def _output_names(onnx_path: Path) -> list[str]:
+    return [spec.name for spec in output_specs(onnx_path)]
+
+
+_OUTPUT_SCHEMA: dict[str, Field] = {
+    "role": Field(str, None, choices=tuple(ROLES)),
+    "atol": Field(float, None, check=at_least(0)),
+    "rtol": Field(float, None, check=at_least(0)),
+}
+
+
+def _check_outputs(manifest: Path, task: str, table: dict[str, Any]) -> None:
+    """[outputs."<name>"]: a role that fits the task, atol/rtol, and tolerance tables by dtype/target."""
+    for name, spec in table.items():
+        where = f'outputs."{name}"'
+        if not isinstance(spec, dict):
+            raise ConfigError(manifest, where, 'expected a table, e.g. [outputs."probs"] role = "probabilities"')
+        own = {k: v for k, v in spec.items() if k in _OUTPUT_SCHEMA or not isinstance(v, dict)}
+        validate(own, _OUTPUT_SCHEMA, manifest, where + ".")
+        _check_tolerance(manifest, {k: v for k, v in spec.items() if k not in own}, where)
+        role = spec.get("role")
+        if role is not None and ROLES[role] not in (None, task):
+            fitting = [r for r, t in ROLES.items() if t in (None, task)]
+            raise ConfigError(
+                manifest, where + ".role", f"{role!r} is for {ROLES[role]} models; task {task!r} takes {fitting}"
+            )
+
+
+def _scored_output(manifest: Path, task: str, declared: dict[str, dict[str, Any]], names: list[str]) -> str:
+    scored = [n for n in names if ROLES.get(declared.get(n, {}).get("role") or "") == task]
+    if len(scored) == 1:
+        return scored[0]
+    roles = [r for r, t in ROLES.items() if t == task]
+    if len(scored) > 1:
+        listed = ", ".join(map(repr, scored))
+        raise ConfigError(
+            manifest, "outputs", f"outputs {listed} all declare a scored role ({', '.join(roles)}); keep one"
+        )
+    undeclared = [n for n in names if not declared.get(n, {}).get("role")]
+    if len(undeclared) == 1:
+        return undeclared[0]
+    metric, listed = ("accuracy and Top-5" if task == "classification" else "the AUC"), ", ".join(map(repr, names))
+    raise ConfigError(
+        manifest,
+        "outputs",
+        f"the model has outputs {listed}: say which one {metric} read, e.g. "
+        f'[outputs."{names[-1]}"] role = "{roles[0]}" (roles: {", ".join(roles)})',
     )
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from pytest_tinyaccel.costmodel import layergraph, zigzag_runner
+from pytest_tinyaccel.costmodel import layergraph, zigzag_runner, zigzag_workload
 from pytest_tinyaccel.costmodel.zigzag_runner import (
     zigzag_unavailable,
 )
@@ -131,7 +132,7 @@ def test_zigzag_model_swaps_conv_axes_for_zigzag():
     ]
     model = _model(nodes, [_init("w", (4, 1, 5, 3), 0)], "x", "y", [1, 10, 6], [4, 5, 6])
     prepared, _ = layergraph.prepare_model(model)
-    zz = layergraph.zigzag_model(prepared, {"weight": 8, "act": 8, "output": 32})
+    zz = zigzag_workload.zigzag_model(prepared, {"weight": 8, "act": 8, "output": 32})
     attrs = {a.name: helper.get_attribute_value(a) for a in zz.graph.node[0].attribute}
     assert attrs["kernel_shape"] == [3, 5] and attrs["strides"] == [1, 2] and attrs["pads"] == [1, 2, 1, 2]
     assert (attrs["weight_size"], attrs["act_size"], attrs["output_size"]) == (8, 8, 32)
@@ -238,3 +239,115 @@ def test_mlperf_kws_reference_model_with_dequantize_weights(tmp_path):
     assert all(layer.cycles > 0 for layer in zz_layers)
     assert 0 < perf.efficiency <= 1
     assert onnx.load(str(path)) == original  # the caller's file is untouched
+
+
+# --------------------------------------------------------------------------- layers of other shapes
+
+
+def conv1d_model(two_d: bool = False) -> onnx.ModelProto:
+    """Conv1D (k=3, stride 2, SAME) -> LeakyRelu -> Conv1D 1x1 on [N, 6, 20]; with `two_d`, the same
+    layers written as 2-D convolutions of height 1 on [N, 6, 1, 20]."""
+    kernel, unit = ([1, 3], [1, 1]) if two_d else ([3], [1])
+    nodes = [
+        helper.make_node(
+            "Conv",
+            ["x", "w1"],
+            ["c1"],
+            name="c1",
+            kernel_shape=kernel,
+            strides=[1, 2] if two_d else [2],
+            auto_pad="SAME_UPPER",
+        ),
+        helper.make_node("LeakyRelu", ["c1"], ["r1"], name="act"),
+        helper.make_node("Conv", ["r1", "w2"], ["y"], name="c2", kernel_shape=unit),
+    ]
+    w1, w2 = _init("w1", (8, 6, 3), 1), _init("w2", (4, 8, 1), 2)
+    if two_d:
+        for w in (w1, w2):
+            w.dims.insert(2, 1)
+    shape_in, shape_out = ([6, 1, 20], [4, 1, 10]) if two_d else ([6, 20], [4, 10])
+    return _model(nodes, [w1, w2], "x", "y", shape_in, shape_out)
+
+
+def lstm_model() -> onnx.ModelProto:
+    """[N, 8 steps, 5 features] -> time-major -> LSTM(6) -> last hidden -> dense(3)."""
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], name="time_major", perm=[1, 0, 2]),
+        helper.make_node("LSTM", ["t", "W", "R", "B"], ["", "h"], name="lstm", hidden_size=6),
+        helper.make_node("Squeeze", ["h", "axes"], ["hs"], name="squeeze"),
+        helper.make_node("Gemm", ["hs", "wf"], ["y"], name="fc", transB=1),
+    ]
+    inits = [
+        _init("W", (1, 24, 5), 1),
+        _init("R", (1, 24, 6), 2),
+        _init("B", (1, 48), 3),
+        _init("wf", (3, 6), 4),
+        numpy_helper.from_array(np.array([0], np.int64), "axes"),
+    ]
+    return _model(nodes, inits, "x", "y", [8, 5], [3])
+
+
+def test_conv1d_is_costed_as_a_2d_conv_of_height_one():
+    one, two = (layergraph.prepare_model(conv1d_model(d))[0] for d in (False, True))
+    assert {n.name: n.macs for n in one.nodes if n.is_matrix} == {"c1": 10 * 8 * 6 * 3, "c2": 10 * 4 * 8}
+    assert {n.name: n.macs for n in one.nodes} == {n.name: n.macs for n in two.nodes}
+    precision = {"weight": 8, "act": 8, "output": 32}
+    rewritten = zigzag_workload.zigzag_model(one, precision)
+    conv = {n.name: {a.name: helper.get_attribute_value(a) for a in n.attribute} for n in rewritten.graph.node}
+    reference = zigzag_workload.zigzag_model(two, precision)
+    want = {n.name: {a.name: helper.get_attribute_value(a) for a in n.attribute} for n in reference.graph.node}
+    for name in ("c1", "c2"):
+        assert {k: conv[name][k] for k in ("kernel_shape", "strides", "pads")} == {
+            k: want[name][k] for k in ("kernel_shape", "strides", "pads")
+        }
+
+
+@needs_zigzag
+def test_conv1d_and_lstm_get_zigzag_costs(tmp_path):
+    from pytest_tinyaccel.costmodel.gemmini import gemmini_perf
+
+    one, two = (gemmini_perf(conv1d_model(d), "int8", cache_dir=tmp_path) for d in (False, True))
+    cycles = {layer.name: layer.cycles for layer in one.layers if layer.extra["rule"] == "zigzag"}
+    assert cycles == {layer.name: layer.cycles for layer in two.layers if layer.extra["rule"] == "zigzag"}
+    assert set(cycles) == {"c1", "c2"} and all(c > 0 for c in cycles.values())
+    perf = gemmini_perf(lstm_model(), "int8", cache_dir=tmp_path)
+    lstm = next(layer for layer in perf.layers if layer.name == "lstm")
+    assert lstm.extra["rule"] == "zigzag" and lstm.macs == 8 * (5 + 6) * 4 * 6 and lstm.cycles > 0
+
+
+def test_aie_model_maps_conv1d_and_lstm_to_conv_and_gemm_kernels():
+    from pytest_tinyaccel.costmodel.aie import aie_perf
+
+    one, two = (aie_perf(conv1d_model(d), "int8") for d in (False, True))
+    assert [(k.name, k.cycles) for k in one.layers] == [(k.name, k.cycles) for k in two.layers]
+    assert {k.name: k.macs for k in one.layers if k.macs} == {"c1": 16 * 8 * 6 * 3, "c2": 16 * 4 * 8}  # padded rows
+    lstm = next(k for k in aie_perf(lstm_model(), "int8").layers if k.name == "lstm")
+    assert lstm.op == "gemm" and lstm.macs >= 8 * (5 + 6) * 4 * 6
+
+
+@pytest.mark.parametrize(
+    ("node", "weights", "shapes", "problem"),
+    [
+        (
+            helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", kernel_shape=[2, 2], strides=[2, 2]),
+            (2, 3, 2, 2),
+            ([2, 4, 4], [3, 8, 8]),
+            "node 'up' (ConvTranspose): a transposed convolution has no mapping",
+        ),
+        (
+            helper.make_node("Conv", ["x", "w"], ["y"], name="vol", kernel_shape=[1, 1, 1]),
+            (3, 2, 1, 1, 1),
+            ([2, 4, 4, 4], [3, 4, 4, 4]),
+            "node 'vol' (Conv): a 3-D convolution: the cost models map 1-D and 2-D convolutions",
+        ),
+    ],
+)
+def test_a_layer_the_cost_models_cannot_cost_is_named(node, weights, shapes, problem):
+    from pytest_tinyaccel.costmodel.aie import aie_perf
+
+    model = _model([node], [_init("w", weights, 0)], "x", "y", *shapes)
+    prepared, _ = layergraph.prepare_model(model)
+    with pytest.raises(ValueError, match="^cannot cost " + re.escape(problem)):
+        zigzag_workload.zigzag_model(prepared, {"weight": 8, "act": 8, "output": 32})
+    with pytest.raises(ValueError, match="^cannot cost " + re.escape(problem)):
+        aie_perf(model, "int8")

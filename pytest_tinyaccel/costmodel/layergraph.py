@@ -11,11 +11,16 @@ every cost model uses:
 * unnamed nodes are named `<op_type>_<index>` (the index in the graph's node list).
 
 The caller's model is never modified; everything happens on a copy in memory.
+
+Layers of other shapes are costed as the shapes the cost models understand
+(`zigzag_workload`, and the AIE model's graph): a 1-D Conv ([N, C, L]) as a 2-D Conv
+with height 1, a recurrent layer (LSTM, GRU, RNN) as the matrix product of its gates
+over every step (`Layer.gemm_shape`). A layer neither can cost (`cost_problem`) is a
+ValueError naming the node and why.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -26,7 +31,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-MATRIX_OPS = ("Conv", "Gemm", "MatMul")
+RECURRENT_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+"""Recurrent ops and their gate count: costed as one matrix product of [steps x batch x
+directions, input + hidden] by [input + hidden, gates x hidden] (the gate pre-activations of
+every step; the element-wise gate arithmetic is not counted)."""
+MATRIX_OPS = ("Conv", "Gemm", "MatMul", *RECURRENT_GATES)
 """Ops costed by ZigZag (the MAC-array layers)."""
 
 METADATA_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Constant", "Shape"})
@@ -59,6 +68,8 @@ class Layer:
     """K for Conv/Gemm/MatMul; channels of the first output otherwise (0 if unknown)."""
     out_rows: int = 0
     """Output rows (OY for Conv, D for Gemm/MatMul), the second split axis."""
+    gemm_shape: tuple[int, int, int] = (0, 0, 0)
+    """Recurrent layers: (rows, reduction, columns) of the matrix product they are costed as."""
 
     @property
     def is_matrix(self) -> bool:
@@ -213,7 +224,7 @@ def _fix_batch(model: onnx.ModelProto) -> None:
                 d.dim_value = 1
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+def node_attrs(node: onnx.NodeProto) -> dict[str, Any]:
     out = {}
     for a in node.attribute:
         v = helper.get_attribute_value(a)
@@ -288,7 +299,7 @@ def analyse(proto: onnx.ModelProto) -> LayerGraph:
 
     nodes: list[Layer] = []
     for index, nd in enumerate(proto.graph.node):
-        attrs = _attrs(nd)
+        attrs = node_attrs(nd)
         n = Layer(
             name=nd.name,
             op=nd.op_type,
@@ -312,6 +323,8 @@ def analyse(proto: onnx.ModelProto) -> LayerGraph:
                 n.macs = int(math.prod(out_shape)) * c_per_group * window
                 n.out_channels = int(k)
                 n.out_rows = int(out_shape[2]) if len(out_shape) > 2 else 1
+        elif nd.op_type in RECURRENT_GATES:
+            _recurrent(n, shapes)
         elif nd.op_type in ("Gemm", "MatMul"):
             a = shapes.get(nd.input[0])
             if out_shape and a:
@@ -334,68 +347,38 @@ def analyse(proto: onnx.ModelProto) -> LayerGraph:
     )
 
 
-def zigzag_model(graph: LayerGraph, precision: dict[str, int]) -> onnx.ModelProto:
-    """A copy of the prepared model ready for ZigZag's ONNX parser.
+def _recurrent(n: Layer, shapes: dict[str, list[int]]) -> None:
+    """MACs and matrix shape of an LSTM/GRU/RNN (see RECURRENT_GATES), from X [steps, batch,
+    input] (layout 0; [batch, steps, input] with layout 1), W [dirs, gates x hidden, input] and
+    R [dirs, gates x hidden, hidden]."""
+    x, w, r = (shapes.get(t) for t in n.inputs[:3])
+    if not (x and w and r and len(x) == 3 and len(w) == 3 and len(r) == 3):
+        return
+    steps, batch = (x[0], x[1]) if int(n.attrs.get("layout", 0)) == 0 else (x[1], x[0])
+    n.gemm_shape = (steps * batch * w[0], w[2] + r[2], w[1])
+    n.macs = int(math.prod(n.gemm_shape))
+    n.out_channels, n.out_rows = w[1], n.gemm_shape[0]
 
-    * every Conv/Gemm/MatMul gets `weight_size`/`act_size`/`output_size`
-      attributes (ZigZag's per-node precision, in bits);
-    * Conv attributes are given in ZigZag's axis order: its parser pairs
-      `kernel_shape[0]`, `strides[0]`, `dilations[0]` and `pads[0]/pads[2]` with the
-      *last* (width, X) axis, whereas ONNX lists height first. For square kernels
-      this changes nothing; for e.g. the 10x4 first conv of the KWS model it keeps
-      ZigZag's input/output/padding relation consistent. A missing `kernel_shape`
-      is taken from the weight shape.
-    """
-    proto = copy.deepcopy(graph.model)
-    sizes = {
-        "weight_size": int(precision["weight"]),
-        "act_size": int(precision["act"]),
-        "output_size": int(precision["output"]),
-    }
-    for nd in proto.graph.node:
-        if nd.op_type not in MATRIX_OPS:
-            continue
-        existing = {a.name for a in nd.attribute}
-        for key, value in sizes.items():
-            if key in existing:
-                for a in nd.attribute:
-                    if a.name == key:
-                        a.i = value
-            else:
-                nd.attribute.append(helper.make_attribute(key, value))
-        if nd.op_type != "Conv":
-            continue
-        attrs = _attrs(nd)
-        w = graph.shapes.get(nd.input[1], [])
-        kernel = list(attrs.get("kernel_shape", w[2:4] if len(w) >= 4 else []))
-        if len(kernel) != 2:
-            continue  # 1-D/3-D conv: leave as is (ZigZag supports 2-D only)
-        strides = list(attrs.get("strides", [1, 1]))
-        dilations = list(attrs.get("dilations", [1, 1]))
-        pads = list(attrs.get("pads", [0, 0, 0, 0]))
-        auto_pad = attrs.get("auto_pad", "NOTSET")
-        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            in_shape = graph.shapes.get(nd.input[0], [])
-            out_shape = graph.shapes.get(nd.output[0], [])
-            pads = [0, 0, 0, 0]
-            if len(in_shape) == 4 and len(out_shape) == 4:
-                for ax in range(2):
-                    total = max(
-                        (out_shape[2 + ax] - 1) * strides[ax] + (kernel[ax] - 1) * dilations[ax] + 1 - in_shape[2 + ax],
-                        0,
-                    )
-                    small, big = total // 2, total - total // 2
-                    begin, end = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
-                    pads[ax], pads[2 + ax] = begin, end
-        new = {
-            "kernel_shape": [kernel[1], kernel[0]],
-            "strides": [strides[1], strides[0]],
-            "dilations": [dilations[1], dilations[0]],
-            "pads": [pads[1], pads[0], pads[3], pads[2]],
-        }
-        kept = [a for a in nd.attribute if a.name not in (*new.keys(), "auto_pad")]
-        del nd.attribute[:]
-        nd.attribute.extend(kept)
-        for attr_name, attr_value in new.items():
-            nd.attribute.append(helper.make_attribute(attr_name, attr_value))
-    return proto
+
+def cost_problem(node: Layer, graph: LayerGraph) -> str | None:
+    """Why the cost models cannot cost `node` (None when they can): a transposed or a 3-D (or
+    higher) convolution, a matrix layer whose shapes shape inference does not give."""
+    if node.op == "ConvTranspose":
+        return "a transposed convolution has no mapping onto the cost models' convolution or matrix layers"
+    if not node.is_matrix:
+        return None
+    if not node.macs:
+        return "shape inference gives no shapes for its inputs and outputs (dynamic shapes?)"
+    rank = len(graph.shapes.get(node.inputs[0], []))
+    if node.op == "Conv" and rank not in (3, 4):
+        return f"a {rank - 2}-D convolution: the cost models map 1-D and 2-D convolutions"
+    if node.op == "MatMul" and rank not in (2, 3, 4):
+        return f"a MatMul of rank {rank}: the cost models take rank 2 to 4"
+    return None
+
+
+def check_costable(graph: LayerGraph) -> None:
+    """ValueError naming every node `cost_problem` refuses, with why (the target says whose cost model)."""
+    problems = [f"node {n.name!r} ({n.op}): {p}" for n in graph.nodes if (p := cost_problem(n, graph))]
+    if problems:
+        raise ValueError("cannot cost " + "; ".join(problems))

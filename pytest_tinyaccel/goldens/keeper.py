@@ -121,7 +121,7 @@ class GoldenKeeper:
             if dtype == "int8" and model.int8_onnx_path is None:
                 entry["quantization"] = model.quantization
             if model.is_classification:
-                probs = next(iter(dequantized(path, out).values()))
+                probs = model.scored(dequantized(path, out))
                 classes, values = topk(probs)
                 entry["top5"] = [
                     [[int(c), round(float(v), 6)] for c, v in zip(cs, vs)] for cs, vs in zip(classes, values)
@@ -251,7 +251,7 @@ class GoldenKeeper:
                 problems.append(f"{head}: {model_part}; {change}, more than the allowed {accuracy_margin:g} pts")
         notes.append(f"{head}: " + "; ".join(parts[1:]))
         if model.is_classification:
-            probs = next(iter(dequantized(path, new).values()))
+            probs = model.scored(dequantized(path, new))
             bad, table = compare_top5(entry["top5"], probs, tolerance, lambda c: label_for(model, c))
             if bad:
                 problems.append(
@@ -259,11 +259,12 @@ class GoldenKeeper:
                     f"{tolerance:g})\n{table}"
                 )
         else:
-            tol = model.tolerance_for("cpu", dtype, {})
+            tols = {name: model.tolerance_for("cpu", dtype, {}, name) for name in golden.outputs[dtype]}
             problems += [
                 f"{head}: {p}"
                 for name, exp in golden.outputs[dtype].items()
-                if (p := describe_mismatch(name, new[name], exp, tol["atol"], tol["rtol"]))
+                if model.role(name) != "ignore"
+                and (p := describe_mismatch(name, new[name], exp, tols[name]["atol"], tols[name]["rtol"]))
             ]
         return problems, notes
 
@@ -313,9 +314,9 @@ def ort_quality(model: Model, path: Path) -> dict[str, Any] | None:
         return None
     n = min(model.samples, len(y))
     x = model.load_x(n)
-    out = next(iter(dequantized(path, run_session(create_session(path), to_model_inputs(path, x))).values()))
+    out = model.scored(dequantized(path, run_session(create_session(path), to_model_inputs(path, x))))
     try:
-        value = quality(model.metric, out, y[:n], x.astype(np.float32))
+        value = quality(model.metric, out, y[:n], x.astype(np.float32), model.scored_role)
     except ValueError:
         return None
     return {"metric": model.metric, "samples": n, "value": round(value, 6)}

@@ -46,7 +46,7 @@ def _calibration_problem(value: str) -> str | None:
 
 class AieTarget(EmulatedTarget):
     name = "aie"
-    version = "2"
+    version = "3"  # 3: LSTM/Conv1D costing
     resource_columns = ("Kernels", "Buffers", "Stream", "PLIO", "GMIO")
     emulation = "AI Engine int8 semantics"
     cost_model = "AIE dataflow model"

@@ -16,7 +16,7 @@ from .emulated import EmulatedTarget
 
 class GemminiTarget(EmulatedTarget):
     name = "gemmini"
-    version = "1"
+    version = "2"  # 2: Conv1D and LSTM costing
     resource_columns = ("PEs", "Layers", "Scratchpad KiB", "Accumulator KiB")
     emulation = "Gemmini int8 semantics"
     cost_model = "ZigZag Gemmini 16x16 WS model"

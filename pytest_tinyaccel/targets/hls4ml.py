@@ -53,6 +53,8 @@ BUILD_LOG = "build.log"
 HLS_TOOLS = ("vitis_hls", "vitis-run", "vivado_hls")
 """hw_emu tools in order of preference; vivado_hls implies hls4ml's Vivado backend."""
 LOG_TAIL_LINES = 40
+UNSUPPORTED = "unsupported by hls4ml"
+"""The worker's stage for a model hls4ml cannot convert (hls4ml_onnx.refusals)."""
 
 ROUNDING = ("TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_INF", "RND_MIN_INF", "RND_CONV")
 SATURATION = ("WRAP", "SAT", "SAT_ZERO", "SAT_SYM")
@@ -249,7 +251,7 @@ def find_hls_tool() -> tuple[str, str] | None:
 
 class Hls4mlTarget(Target):
     name = "hls4ml"
-    version = "1"
+    version = "2"  # 2: normalised ONNX, outputs matched by name
     modes = ("sw_emu", "hw_emu")
 
     def __init__(self, **settings: Any) -> None:
@@ -408,8 +410,8 @@ class Hls4mlTarget(Target):
         )
         try:
             outputs = {
-                o["name"]: np.load(run_dir / f"output_{k}.npy", allow_pickle=False).reshape([-1, *o["shape"]])
-                for k, o in enumerate(meta["outputs"])
+                o["name"]: np.load(run_dir / f"output_{o['index']}.npy", allow_pickle=False).reshape([-1, *o["shape"]])
+                for o in meta["outputs"]
             }
             done = json.loads((run_dir / "done.json").read_text())
         except (OSError, ValueError) as exc:
@@ -466,7 +468,8 @@ class Hls4mlTarget(Target):
         reason = None
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             error = json.loads(error_file.read_text())
-            reason = f"{error['stage']} failed: {error['message']}"
+            stage = error["stage"]
+            reason = f"{stage}: {error['message']}" if stage == UNSUPPORTED else f"{stage} failed: {error['message']}"
         if reason is None:
             reason = (
                 f"the worker was killed by signal {result.signal_name}"

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .hls4ml import FixedPoint, integer_bits
+from .hls4ml_onnx import normalise
 
 CHANNELS_LAST = "qonnx.custom_op.channels_last"
 
@@ -53,19 +54,17 @@ def _attr(node, name: str, default: Any = None) -> Any:
 
 
 def load_clean(path: Path, batch: int = 1):
-    """The model with a fixed batch, through qonnx's clean-up and channels-last conversion."""
-    import onnx
+    """The model normalised at a fixed batch (hls4ml_onnx.normalise), through `qonnx_clean`."""
+    return qonnx_clean(normalise(path, batch))
+
+
+def qonnx_clean(proto):
+    """A normalised model through qonnx's clean-up and channels-last conversion (a ModelWrapper)."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
     from qonnx.transformation.gemm_to_matmul import GemmToMatMul
     from qonnx.util.cleanup import cleanup_model
 
-    proto = onnx.load(str(path))
-    for value in list(proto.graph.input) + list(proto.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if dims:
-            dims[0].Clear()
-            dims[0].dim_value = batch
     model = cleanup_model(ModelWrapper(proto))
     model = model.transform(ConvertToChannelsLastAndClean())
     model = model.transform(GemmToMatMul())
@@ -145,6 +144,84 @@ def pools_to_channels_last(model) -> int:
     return changed
 
 
+TO_NCHW, TO_NHWC = [0, 3, 1, 2], [0, 2, 3, 1]
+CONCAT_AXIS_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}
+"""A 4-D Concat's axis in NCHW -> the same axis in NHWC."""
+
+
+def _to_nchw(model, tensor: str):
+    """The NHWC->NCHW Transpose writing `tensor` when nothing else reads `tensor`, else None."""
+    producer = model.find_producer(tensor)
+    if producer is None or producer.op_type != "Transpose" or list(_attr(producer, "perm", [])) != TO_NCHW:
+        return None
+    return producer if len(model.find_consumers(tensor) or []) == 1 else None
+
+
+def layout_ops_to_channels_last(model) -> int:
+    """Make the layout-dependent ops qonnx's channels-last conversion leaves in NCHW, between an
+    NHWC->NCHW Transpose and its inverse, channels-last ops (docs/hls4ml.md, "Graph rewrite"):
+    a 4-D Concat whose every input comes through such a Transpose (its axis moved with the
+    layout) and a Resize whose data does (its scales permuted), each followed by one Transpose
+    back; then remove the Transpose pairs that undo each other. Returns the count of rewrites."""
+    from onnx import helper
+
+    graph = model.graph
+    changed = 0
+    for node in list(graph.node):
+        shape = model.get_tensor_shape(node.output[0]) if node.output else None
+        if node.domain or node.op_type not in ("Concat", "Resize") or shape is None or len(shape) != 4:
+            continue
+        data = list(node.input) if node.op_type == "Concat" else [node.input[0]]
+        sources = [_to_nchw(model, t) for t in data]
+        if any(source is None for source in sources):
+            continue
+        if node.op_type == "Resize":
+            scales = model.get_initializer(node.input[2]) if len(node.input) == 3 else None
+            if scales is None or len(scales) != 4:
+                continue
+            old = node.input[2]
+            model.set_initializer(node.name + "_scales_nhwc", np.asarray(scales)[TO_NHWC].astype(np.float32))
+            node.input[2] = node.name + "_scales_nhwc"
+            if not model.find_consumers(old):  # hls4ml turns every initializer into a layer
+                graph.initializer.remove(next(t for t in graph.initializer if t.name == old))
+        else:
+            axis = int(_attr(node, "axis")) % 4
+            node.attribute.remove(next(a for a in node.attribute if a.name == "axis"))
+            node.attribute.append(helper.make_attribute("axis", CONCAT_AXIS_NHWC[axis]))
+        for i, source in enumerate(sources):
+            node.input[i] = source.input[0]
+            graph.node.remove(source)
+        out = node.output[0]
+        node.output[0] = out + "_channels_last"
+        model.set_tensor_shape(node.output[0], [shape[i] for i in TO_NHWC])
+        back = helper.make_node("Transpose", [node.output[0]], [out], name=node.name + "_to_nchw", perm=TO_NCHW)
+        graph.node.insert(list(graph.node).index(node) + 1, back)
+        changed += 1
+    return changed + _cancel_transposes(model)
+
+
+def _cancel_transposes(model) -> int:
+    """Remove NHWC->NCHW Transposes followed by their inverse (nothing else reading the first):
+    the second's readers read the first's input. Returns the count of pairs removed."""
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    removed = 0
+    for node in list(graph.node):
+        if node.op_type != "Transpose" or list(_attr(node, "perm", [])) != TO_NHWC or node.output[0] in outputs:
+            continue
+        first = _to_nchw(model, node.input[0])
+        if first is None:
+            continue
+        for reader in model.find_consumers(node.output[0]) or []:
+            for i, name in enumerate(reader.input):
+                if name == node.output[0]:
+                    reader.input[i] = first.input[0]
+        graph.node.remove(node)
+        graph.node.remove(first)
+        removed += 1
+    return removed
+
+
 # ----- 8-bit formats from calibration ranges ------------------------------------------------
 
 ACTIVATION_OPS = {
@@ -172,9 +249,9 @@ def calibration_ranges(onnx_path: Path, calibration: np.ndarray) -> dict[str, tu
     import qonnx.core.onnx_exec as oxe
 
     model = load_clean(onnx_path, batch=len(calibration))
-    context = oxe.execute_onnx(
-        model, {model.graph.input[0].name: calibration.astype(np.float32)}, return_full_exec_context=True
-    )
+    name = model.graph.input[0].name  # its shape may differ from the data's by unit axes (hls4ml_onnx.lift_1d)
+    feed = {name: calibration.astype(np.float32).reshape(model.get_tensor_shape(name))}
+    context = oxe.execute_onnx(model, feed, return_full_exec_context=True)
     return {
         name: (float(np.min(v)), float(np.max(v)))
         for name, v in context.items()

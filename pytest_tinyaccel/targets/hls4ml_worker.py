@@ -12,14 +12,22 @@ run: calls the library's `<project>_float` once per sample of RUN_DIR/input_<i>.
 writes RUN_DIR/output_<k>.npy and RUN_DIR/done.json.
 
 A failure the user can act on (hls4ml cannot convert an op, g++ rejects the code, the HLS
-tool fails) is written to error.json as {"stage", "message"} and exits with status 3.
+tool fails) is written to error.json as {"stage", "message"} and exits with status 3; a
+model hls4ml cannot convert is refused before qonnx or hls4ml see it (stage "unsupported by
+hls4ml", hls4ml_onnx.refusals). The worker's process group (g++, the HLS tool) dies with it
+and with the pytest process that started it (`die_with_parent`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import importlib
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,19 +38,22 @@ from typing import Any
 
 import numpy as np
 
-from .hls4ml import parse_fixed
+from .hls4ml import UNSUPPORTED, parse_fixed
+from .hls4ml_onnx import normalise, refusals
 from .hls4ml_prepare import (
     calibration_ranges,
     cap_onnx_ir_version,
     eight_bit_config,
     fixed_type,
-    load_clean,
+    layout_ops_to_channels_last,
     pools_to_channels_last,
+    qonnx_clean,
 )
 
 SOFTMAX_INPUT_INTEGER_BITS = 4
 """The stable softmax indexes its exp table with x_max - x in ufixed<18,4>: exp(-16) is below
 the table's resolution, so the table spans [0, 16) and larger differences saturate."""
+PR_SET_PDEATHSIG = 1
 HLS_FLAGS = {"reset": 1, "csim": 0, "synth": 1, "cosim": 1, "validation": 0, "export": 0, "vsynth": 0, "fifo_opt": 0}
 """The steps of hls4ml's build_prj.tcl the HLS tool runs: C synthesis and C/RTL co-simulation."""
 
@@ -64,6 +75,59 @@ def _stage(stage: str) -> Iterator[None]:
     except Exception as exc:
         traceback.print_exc()
         raise StageError(stage, f"{type(exc).__name__}: {exc}") from exc
+
+
+def die_with_parent() -> None:
+    """Kill this worker's whole process group (itself, g++, the HLS tool: what it started) when
+    it gets SIGTERM (a timeout: pytest_tinyaccel.process signals the group) or when the pytest
+    process that started it dies, even by SIGKILL: the kernel then sends SIGTERM
+    (PR_SET_PDEATHSIG, Linux), which the handler turns into SIGKILL for the group. The kernel's
+    own SIGKILL for the worker alone would leave its compiler running as an orphan."""
+    if os.getpgid(0) != os.getpid():
+        return  # not a group leader (started by hand): the group is not ours to kill
+    signal.signal(signal.SIGTERM, _kill_group)
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        _kill_group()
+
+
+def _kill_group(*_: object) -> None:
+    os.killpg(os.getpid(), signal.SIGKILL)
+
+
+def match_outputs(model, hls_model) -> list[int]:
+    """For each output of the cleaned ONNX `model`, in order, the position of the hls4ml output
+    variable holding it. hls4ml names a variable after the ONNX tensor it holds: the output
+    itself, or, when hls4ml fused the node writing the output into an earlier one (a bias Add
+    into its Dense), the tensor that earlier node wrote (`_fusable_chain`)."""
+    names = [o.name for o in model.graph.output]
+    found: dict[int, int] = {}
+    for position, var in enumerate(hls_model.outputs):
+        owners = [i for i, name in enumerate(names) if var in _fusable_chain(model, name)]
+        if len(owners) != 1 or owners[0] in found:
+            raise StageError(
+                "hls4ml conversion", f"cannot tell which ONNX output the HLS design's output {var!r} holds"
+            )
+        found[owners[0]] = position
+    return [found[i] for i in range(len(names))]
+
+
+def _fusable_chain(model, tensor: str, depth: int = 3) -> list[str]:
+    """`tensor` and the tensors before it along single-input nodes, each read by nothing but
+    the next node, at most `depth`: what hls4ml may fuse into the layer writing `tensor`."""
+    chain = [tensor]
+    node = model.find_producer(tensor)
+    while node is not None and len(chain) < depth:
+        data = [t for t in node.input if t and model.get_initializer(t) is None]
+        if len(data) != 1 or len(model.find_consumers(data[0]) or []) != 1:
+            break
+        chain.append(data[0])
+        node = model.find_producer(data[0])
+    return chain
 
 
 # ----- hls4ml configuration -----------------------------------------------------------------
@@ -175,13 +239,20 @@ def build(build_dir: Path) -> None:
         import onnx
 
         cap_onnx_ir_version()
+    with _stage("ONNX normalisation"):
+        # The module, not the function hls4ml.converters re-exports under the same name.
+        handlers = importlib.import_module("hls4ml.converters.onnx_to_hls")
+        normalised = normalise(Path(spec["onnx"]))
+        refused = refusals(normalised, set(handlers.get_supported_onnx_layers()))
+    if refused:
+        raise StageError(UNSUPPORTED, "; ".join(refused))
     with _stage("qonnx clean-up"):
         original = onnx.load(spec["onnx"], load_external_data=False)
         initializers = {t.name for t in original.graph.initializer}
         onnx_inputs = [v for v in original.graph.input if v.name not in initializers]
         onnx_outputs = list(original.graph.output)
-        model = load_clean(Path(spec["onnx"]))
-        rewrites = pools_to_channels_last(model)
+        model = qonnx_clean(normalised)
+        rewrites = layout_ops_to_channels_last(model) + pools_to_channels_last(model)
     ranges: dict[str, tuple[float, float]] | None = None
     calibrated: dict[str, str] | None = None
     if spec.get("calibration"):
@@ -207,6 +278,7 @@ def build(build_dir: Path) -> None:
         hls_model.write()
         sizes_in = [int(v.size()) for v in hls_model.get_input_variables()]
         sizes_out = [int(v.size()) for v in hls_model.get_output_variables()]
+        order = match_outputs(model, hls_model) if len(sizes_out) == len(onnx_outputs) else []
         layers = [[layer.name, layer.class_name] for layer in hls_model.get_layers()]
     seconds["convert"] = time.perf_counter() - start
 
@@ -219,7 +291,10 @@ def build(build_dir: Path) -> None:
             f"hls4ml made {len(sizes_in)} input(s) / {len(sizes_out)} output(s), "
             f"the ONNX model has {len(onnx_inputs)} / {len(onnx_outputs)}",
         )
-    for kind, values, sizes in (("input", onnx_inputs, sizes_in), ("output", onnx_outputs, sizes_out)):
+    for kind, values, sizes in (
+        ("input", onnx_inputs, sizes_in),
+        ("output", onnx_outputs, [sizes_out[k] for k in order]),
+    ):
         for value, size in zip(values, sizes, strict=True):
             if math.prod(per_sample(value)) != size:
                 raise StageError(
@@ -252,8 +327,9 @@ def build(build_dir: Path) -> None:
         "inputs": [
             {"name": v.name, "size": s, "shape": per_sample(v)} for v, s in zip(onnx_inputs, sizes_in, strict=True)
         ],
-        "outputs": [
-            {"name": v.name, "size": s, "shape": per_sample(v)} for v, s in zip(onnx_outputs, sizes_out, strict=True)
+        "outputs": [  # in ONNX order; "index": the design's output position (match_outputs)
+            {"name": v.name, "size": sizes_out[k], "shape": per_sample(v), "index": k}
+            for v, k in zip(onnx_outputs, order, strict=True)
         ],
         "precision": spec["precision"],
         "label": spec["label"],
@@ -310,7 +386,7 @@ def build(build_dir: Path) -> None:
 def run(build_dir: Path, run_dir: Path) -> None:
     meta = json.loads((build_dir / "hls4ml.json").read_text())
     sizes_in = [i["size"] for i in meta["inputs"]]
-    sizes_out = [o["size"] for o in meta["outputs"]]
+    sizes_out = [o["size"] for o in sorted(meta["outputs"], key=lambda o: o["index"])]
     xs = [np.load(run_dir / f"input_{i}.npy", allow_pickle=False) for i in range(len(sizes_in))]
     count = len(xs[0])
     for x, size, spec in zip(xs, sizes_in, meta["inputs"], strict=True):
@@ -340,11 +416,13 @@ def main(argv: list[str]) -> int:
         module = __spec__.name if __spec__ else "hls4ml_worker"
         print(f"usage: python -m {module} build BUILD_DIR | run BUILD_DIR RUN_DIR", file=sys.stderr)
         return 2
+    die_with_parent()
     try:
         action()
     except StageError as exc:
         (work / "error.json").write_text(json.dumps({"stage": exc.stage, "message": str(exc)}))
-        print(f"[tinyaccel] {exc.stage} failed: {exc}", file=sys.stderr, flush=True)
+        said = f"{exc.stage}: {exc}" if exc.stage == UNSUPPORTED else f"{exc.stage} failed: {exc}"
+        print(f"[tinyaccel] {said}", file=sys.stderr, flush=True)
         return 3
     return 0
 

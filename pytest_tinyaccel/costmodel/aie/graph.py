@@ -21,7 +21,10 @@ their kind, shapes and producers. Reshape/Flatten/Squeeze/Unsqueeze/Identity
 only relabel a tensor; Relu/Clip/LeakyRelu are applied by whichever kernel
 produces their input, and a bias Add after a Conv/Gemm by that kernel; a Transpose that changes the layout of a
 tensor with more than one channel and pixel (the NHWC input of the MLPerf Tiny
-image models) is a data-movement kernel.
+image models) is a data-movement kernel. A 1-D Conv or pool ([N, C, L]) is listed as the
+2-D layer of height 1 it is computed as, a recurrent layer (LSTM, GRU, RNN) as the gemm of
+its gates over every step (`layergraph.RECURRENT_GATES`); a layer the model cannot cost
+(`layergraph.cost_problem`) is a ValueError naming it.
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ def load(model: str | Path | bytes | onnx.ModelProto, dtype: str) -> ModelGraph:
     quantized = bool(ops & (set(QOPERATOR) | {"QuantizeLinear", "QLinearConcat"}))
     boundary = float_view(proto)
     graph = layergraph.analyse(layergraph.infer(proto))
+    layergraph.check_costable(graph)
     layers = _layers(graph, boundary)
     return ModelGraph(
         layers=layers,
@@ -181,7 +185,7 @@ def _kind(node: layergraph.Layer, graph: layergraph.LayerGraph, boundary: dict[s
         return "transpose" if moves else None
     if op == "Conv":
         return "conv"
-    if op in ("Gemm", "MatMul"):
+    if op in ("Gemm", "MatMul") or op in layergraph.RECURRENT_GATES:
         return "gemm"
     if op in POOLS:
         return "pool"
@@ -239,8 +243,16 @@ def _layers(graph: layergraph.LayerGraph, boundary: dict[str, str]) -> list[Laye
             weight_elems=int(node.weight_elems),
             graph_output=node.name in reaches_output,
         )
-        if kind in ("conv", "pool") and len(layer.in_shape) == 4:
+        if kind in ("conv", "pool") and len(layer.in_shape) == 3:  # 1-D: a 2-D layer of height 1
+            layer.in_shape.insert(2, 1)
+            layer.out_shape.insert(2, 1)
+            layer.attrs = _window_1d(node, graph)
+        elif kind in ("conv", "pool") and len(layer.in_shape) == 4:
             layer.attrs = _window(node, graph)
+        elif node.op in layergraph.RECURRENT_GATES:  # the gemm it is costed as
+            rows, reduction, columns = node.gemm_shape
+            layer.in_shape, layer.out_shape = [rows, reduction], [rows, columns]
+            layer.attrs = {"k": reduction, "n": columns}
         elif kind == "gemm":
             layer.attrs = {"k": int(layer.in_shape[-1]) if layer.in_shape else 0, "n": node.out_channels}
         layers.append(layer)
@@ -264,6 +276,30 @@ def _window(node: layergraph.Layer, graph: layergraph.LayerGraph) -> dict[str, A
         "kernel": kernel,
         "strides": strides,
         "pads": _pads(node, graph, kernel, strides),
+        "group": int(node.attrs.get("group", 1)),
+    }
+
+
+def _window_1d(node: layergraph.Layer, graph: layergraph.LayerGraph) -> dict[str, Any]:
+    """`_window` of a 1-D Conv or pool as the 2-D layer of height 1 it is computed as."""
+    length = int(graph.shapes[node.inputs[0]][2])
+    if node.op.startswith("Global"):
+        kernel = [length]
+    elif node.op == "Conv":
+        kernel = [int(k) for k in node.attrs.get("kernel_shape", graph.shapes.get(node.inputs[1], [0, 0, 1])[2:])]
+    else:
+        kernel = [int(k) for k in node.attrs.get("kernel_shape", [1])]
+    strides = kernel[:] if node.op.startswith("Global") else [int(s) for s in node.attrs.get("strides", [1])]
+    pads = [int(p) for p in node.attrs.get("pads", [0, 0])]
+    if node.attrs.get("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
+        out = int(graph.shapes[node.outputs[0]][2])
+        total = max((out - 1) * strides[0] + kernel[0] - length, 0)
+        small, big = total // 2, total - total // 2
+        pads = [small, big] if node.attrs["auto_pad"] == "SAME_UPPER" else [big, small]
+    return {
+        "kernel": [1, kernel[0]],
+        "strides": [1, strides[0]],
+        "pads": [0, pads[0], 0, pads[1]],
         "group": int(node.attrs.get("group", 1)),
     }
 
