@@ -4,6 +4,10 @@
   takes `pytest_plugins` only from the root conftest).
 - Hypothesis runs derandomized in CI (`CI=true`), so a CI failure reproduces
   locally with the same examples; elsewhere it explores new ones each run.
+- pytester's in-process runs remove, afterwards, every module an inner run
+  imported; NumPy's C extensions (numpy.fft, which scikit-learn imports) cannot
+  be imported twice in one process, so what the plugin imports lazily is
+  imported here, once, before any test.
 - `pytest -m aie --target hw_emu` from here runs the bundled suite
   (tests/test_models.py) on the aie target: the unit tests carry no target
   marker, so a target marker selects exactly the bundled model cases.
@@ -11,6 +15,8 @@
 
 import os
 
+import onnxruntime  # noqa: F401  (see above)
+import sklearn.metrics  # noqa: F401
 from hypothesis import settings
 
 pytest_plugins = ["pytester"]

@@ -40,6 +40,8 @@ class Options:
     upgrade_tolerance: float = 0.01
     trace_dir: Path | None = None
     loadgen: bool = False
+    executor: str = "local"
+    """Where cases build and run: local, processes[:N] or dask://HOST:PORT (executor.py)."""
     path_args: tuple[str, ...] = ()
     """The user's --tinyaccel-models/--tinyaccel-golden, to repeat in suggested commands."""
 

@@ -17,10 +17,12 @@ from .cases import Case
 from .config import ConfigError
 from .margins import DEFAULT_MARGINS, parse_margins
 from .options import OptionError, Options, check_options, check_output_path, check_space_form
+from .process import share_cores
 from .provenance import environment
-from .session import CaseView, TinyaccelSession, UpgradeView
+from .session import TinyaccelSession
 from .targets.base import TargetError
 from .targets.registry import build_registry, configured_targets, entry_point_targets
+from .views import CaseView, UpgradeView
 
 SESSION = pytest.StashKey[TinyaccelSession]()
 WORKER_KEY = "tinyaccel"
@@ -137,6 +139,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "tinyaccel_max_regression", "allowed regression per metric (see --tinyaccel-max-regression)", default=""
     )
+    group.addoption(
+        "--tinyaccel-executor",
+        dest="tinyaccel_executor",
+        default=None,
+        metavar="WHERE",
+        help="where builds and runs happen: local (default), processes[:N] (a local pool) or dask://HOST:PORT "
+        "(a Dask scheduler); with a pool or cluster every case is submitted after collection",
+    )
+    parser.addini("tinyaccel_executor", "where builds and runs happen (see --tinyaccel-executor)", default="local")
     parser.addini("tinyaccel_upgrade_tolerance", "upgrade review Top-5 probability tolerance", default="0.01")
     parser.addini("tinyaccel_models", "folder of model folders, relative to the rootdir", default="models")
     parser.addini("tinyaccel_golden", "folder of golden folders, relative to the rootdir", default="golden")
@@ -164,6 +175,7 @@ def _path(config: pytest.Config, option: str) -> Path:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    share_cores(getattr(config, "workerinput", {}).get("workercount"))
     candidates: list[Any] = []
     try:
         configured, settings = configured_targets(_target_settings(config.rootpath), config.rootpath)
@@ -212,6 +224,11 @@ def _options(config: pytest.Config) -> Options:
         upgrade_tolerance=float(config.getini("tinyaccel_upgrade_tolerance")) if upgrade is None else upgrade,
         trace_dir=Path(trace).resolve() if trace else None,
         loadgen=config.getoption("tinyaccel_loadgen"),
+        # xdist workers run locally: each already is a separate process, and prefetching there would
+        # submit every case on every worker.
+        executor="local"
+        if hasattr(config, "workerinput")
+        else config.getoption("tinyaccel_executor") or config.getini("tinyaccel_executor"),
         path_args=tuple(
             f"--{name.replace('_', '-')}={config.getoption(name)}"
             for name in ("tinyaccel_models", "tinyaccel_golden")
@@ -317,6 +334,27 @@ def tinyaccel_review(request: pytest.FixtureRequest, tinyaccel_upgrade: tuple) -
     """One model x dtype whose golden an older ONNX Runtime made: the upgrade review."""
     model, dtype = tinyaccel_upgrade
     return UpgradeView(request.config.stash[SESSION], model, dtype, request.node.nodeid)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """With a pool or a cluster: submit every selected, runnable case now."""
+    state = session.config.stash.get(SESSION, None)
+    if state is None or state.remote is None:
+        return
+    cases: dict[str, Case] = {}
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("tinyaccel_case") if callspec else None
+        if isinstance(case, Case) and not item.get_closest_marker("skip"):
+            cases.setdefault(case.id, case)
+    state.prefetch(list(cases.values()))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """At the end, and after Ctrl-C: cancel what was submitted to a pool or cluster and not started."""
+    state = config.stash.get(SESSION, None)
+    if state is not None:
+        state.close()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

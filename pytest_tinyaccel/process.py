@@ -198,3 +198,13 @@ def _die_with_parent(prctl: Callable[..., int], parent: int) -> None:
     prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != parent:  # the parent died before the request took effect
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def share_cores(workers: int | None) -> None:
+    """In one of `workers` pytest-xdist workers, give NumPy's BLAS/OpenMP pools this worker's share of
+    the cores, so `-n N` does not run N x cores threads (ONNX Runtime sessions already use one)."""
+    if not workers or workers < 2:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=max(1, (os.cpu_count() or 1) // workers))

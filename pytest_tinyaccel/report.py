@@ -58,6 +58,8 @@ class ProfileRow:
     """Share of golden samples whose argmax matches ONNX Runtime's (classification)."""
     loadgen: dict[str, Any] | None = None
     """With --tinyaccel-loadgen: MLPerf LoadGen SingleStream p90 latency and Offline samples/s."""
+    from_cache: bool = False
+    """The simulated outputs and figures were reused from the result cache (same build, same inputs)."""
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -94,6 +96,11 @@ def sort_rows(rows: list[ProfileRow]) -> list[ProfileRow]:
 
 
 def fmt_latency(row: ProfileRow) -> str:
+    text = _latency(row)
+    return f"{text} (cached)" if row.from_cache and text != "-" else text
+
+
+def _latency(row: ProfileRow) -> str:
     if row.loadgen:
         return f"{row.loadgen['p90_latency_ns']:.0f} ns (p90)"
     if row.perf.cycles is not None:

@@ -9,6 +9,10 @@ them into failed tests.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,7 @@ from .models import Model, file_sha256
 from .perf import Perf
 from .report import ProfileRow
 from .runtime import create_session, dequantized, input_specs, output_specs, to_model_inputs
-from .targets.base import Build, Target, TargetError
+from .targets.base import Build, RunResult, Target, TargetError
 
 USER_ERRORS = (DataError, TargetError, GoldenError, ConfigError)
 """Errors whose message says what is wrong and what to do: a failed test, not a traceback."""
@@ -44,6 +48,8 @@ class Outcome:
     quality_error: str | None
     row: ProfileRow
     feed: dict[str, np.ndarray] = field(repr=False)
+    worker: str = ""
+    """host:pid of the process that built and ran the case."""
 
 
 @dataclass
@@ -63,6 +69,8 @@ class Runner:
         self.settings = settings
         self.registry = registry
         self.cache = BuildCache(settings.cache_dir)
+        self.results_reused: list[str] = []
+        """Cases whose simulated outputs and figures came from the result cache."""
         self._dtype_models: dict[tuple[str, str], Path] = {}
 
     def dtype_model(self, model: Model, dtype: str) -> Path:
@@ -89,6 +97,32 @@ class Runner:
                 path = folder / "model.onnx"
             self._dtype_models[key] = path
         return self._dtype_models[key]
+
+    def _simulate(
+        self, target: Target, build: Build, case: Case, feed: dict[str, np.ndarray]
+    ) -> tuple[RunResult, bool]:
+        """`target.run`, or the result it gave before: a simulated result is a deterministic function
+        of the build and the inputs, so an unchanged case is not simulated again. Measured modes
+        (`Target.deterministic`) always run. Returns the result and whether it was reused."""
+        if not target.deterministic(case.mode):
+            return target.run(build, feed), False
+        parts = {
+            "build": build.dir.name,
+            "inputs": _inputs_digest(feed),
+            "target_version": target.version,
+            "int8_accumulation": build.int8_accumulation,
+        }
+        fresh: list[RunResult] = []
+
+        def produce(folder: Path) -> None:
+            fresh.append(target.run(build, feed))
+            _save_result(folder, fresh[0])
+
+        folder = self.cache.get("results", case.id, parts, produce)
+        if fresh:
+            return fresh[0], False
+        self.results_reused.append(case.id)
+        return _load_result(folder), True
 
     def run(self, case: Case, golden: Golden | None) -> Outcome:
         """Build (once) and run `case`; `golden` (None when missing) gives the reference's
@@ -126,10 +160,10 @@ class Runner:
                 f"(ndata={model.ndata} golden samples and one input per label used for accuracy)"
             )
         feed = to_model_inputs(onnx_path, x)
-        result = target.run(build, feed)
+        result, reused = self._simulate(target, build, case, feed)
         _validate_outputs(case, onnx_path, result.outputs, len(x))
         floats = dequantized(onnx_path, result.outputs)
-        prediction = next(iter(floats.values()))
+        prediction = model.scored(floats)  # the manifest's scored output ([outputs]), not the first one
         value, error = None, None
         if y is None:
             error = f"{model.name} has no labelled test set (y_test): accuracy is not measured"
@@ -139,7 +173,7 @@ class Runner:
             if problem:
                 raise DataError(f"{model.y_test_path}: {problem}")
             try:
-                value = quality(model.metric, prediction[:n], y[:n], x[:n].astype(np.float32))
+                value = quality(model.metric, prediction[:n], y[:n], x[:n].astype(np.float32), model.scored_role)
             except ValueError as exc:
                 error = f"{model.metric} cannot be computed: {exc}"
         perf = result.perf or Perf(simulator=target.simulator(case.mode))
@@ -158,13 +192,63 @@ class Runner:
             metric=model.metric,
             quality_target=model.quality_target,
             perf=perf,
+            from_cache=reused,
             resource_columns=target.resource_columns,
             accuracy=value,
             samples=n if labelled else 0,
             agreement=_argmax_agreement(model, case.dtype, prediction, golden),
             loadgen=_loadgen(target, build, feed) if self.settings.loadgen else None,
         )
-        return Outcome(build, result.outputs, floats, perf, n, value, error, row, feed)
+        return Outcome(build, result.outputs, floats, perf, n, value, error, row, feed, _here())
+
+
+def run_case(
+    settings: RunSettings, registry: dict[str, Target], case: Case, golden: Golden | None
+) -> tuple[Outcome, dict[str, list[str]]]:
+    """The unit of work an executor ships to another process or machine: build, run and score
+    `case` there, and return its outcome with what the worker's build cache did."""
+    runner = Runner(settings, registry)
+    outcome = runner.run(case, golden)
+    cache = runner.cache
+    stats = {
+        "built": cache.built,
+        "reused": cache.reused,
+        "failed": cache.failed,
+        "repaired": cache.repaired,
+        "results_reused": runner.results_reused,
+    }
+    return outcome, stats
+
+
+def _here() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+RESULT = "result.json"
+
+
+def _save_result(folder: Path, result: RunResult) -> None:
+    names = list(result.outputs)
+    for i, name in enumerate(names):
+        np.save(folder / f"output-{i}.npy", np.ascontiguousarray(result.outputs[name]), allow_pickle=False)
+    perf = result.perf.to_dict() if result.perf is not None else None
+    # not sort_keys: the order of Perf.resources is the order the report shows them in
+    (folder / RESULT).write_text(json.dumps({"outputs": names, "perf": perf}))
+
+
+def _load_result(folder: Path) -> RunResult:
+    data = json.loads((folder / RESULT).read_text())
+    outputs = {name: np.load(folder / f"output-{i}.npy", allow_pickle=False) for i, name in enumerate(data["outputs"])}
+    return RunResult(outputs, Perf.from_dict(data["perf"]) if data["perf"] is not None else None)
+
+
+def _inputs_digest(feed: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(feed):
+        array = np.ascontiguousarray(feed[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def _quantize(model: Model, dst: Path) -> None:
@@ -208,7 +292,9 @@ def _argmax_agreement(model: Model, dtype: str, prediction: np.ndarray, golden: 
     matters when a fixed-point target cannot meet float tolerances."""
     if not model.is_classification or golden is None or not golden.outputs.get(dtype):
         return None
-    reference = next(iter(golden.outputs[dtype].values()))
+    reference = golden.outputs[dtype].get(model.scored_output)
+    if reference is None:
+        return None
     ours = prediction[: len(reference)]
     if ours.shape != reference.shape:
         return None

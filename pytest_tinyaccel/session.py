@@ -17,6 +17,7 @@ from .baseline import compare as compare_rows
 from .cases import Case
 from .config import ConfigError
 from .errors import DataError
+from .executor import Future, Remote, make_executor
 from .goldens import store as golden_store
 from .goldens.compare import compare_top5, describe_mismatch
 from .goldens.keeper import ACCUMULATION_ADVICE, GoldenKeeper, label_for
@@ -25,7 +26,7 @@ from .metrics import format_quality
 from .models import Model, discover, load_model
 from .options import Options
 from .report import ProfileRow
-from .runner import USER_ERRORS, Outcome, Runner, RunSettings
+from .runner import USER_ERRORS, Outcome, Runner, RunSettings, run_case
 from .targets.base import Target
 
 
@@ -42,6 +43,8 @@ class TinyaccelSession:
         self.rows: dict[tuple[str, str, str, str], ProfileRow] = {}
         self._models: list[Model] | ConfigError | None = None
         self._outcomes: dict[str, Outcome | BaseException] = {}
+        executor = make_executor(options.executor)
+        self.remote = Remote(executor, self._submit) if executor is not None else None
         self._reported: set[str] = set()
         self._availability: dict[tuple[str, str], str | None] = {}
         self._validate_selection()
@@ -135,11 +138,37 @@ class TinyaccelSession:
 
     # ----- running ---------------------------------------------------------------------
 
+    def prefetch(self, cases: list[Case]) -> None:
+        """With a pool or a cluster: submit every case now (those already run are not resubmitted)."""
+        if self.remote is not None:
+            self.remote.prefetch([c for c in cases if c.id not in self._outcomes])
+
+    def _submit(self, case: Case) -> Future:
+        assert self.remote is not None
+        return self.remote.executor.submit(
+            run_case, self.runner.settings, self.registry, case, self._golden_or_none(case.model)
+        )
+
+    def _remote(self, case: Case) -> Outcome:
+        assert self.remote is not None
+        outcome, stats = self.remote.result(case)
+        for key, names in stats.items():  # what the worker's build cache did, for the summary
+            (self.runner.results_reused if key == "results_reused" else getattr(self.cache, key)).extend(names)
+        return outcome
+
+    def close(self) -> None:
+        """Cancel what was submitted and not started (Ctrl-C, end of session)."""
+        if self.remote is not None:
+            self.remote.close()
+
     def outcome(self, case: Case) -> Outcome:
         """Build and run `case` once per session; later checks reuse the result (or the error)."""
         if case.id not in self._outcomes:
             try:
-                outcome = self.runner.run(case, self._golden_or_none(case.model))
+                if self.remote is not None:
+                    outcome = self._remote(case)
+                else:
+                    outcome = self.runner.run(case, self._golden_or_none(case.model))
                 self.rows[outcome.row.key] = outcome.row
                 self._outcomes[case.id] = outcome
             except BaseException as exc:
@@ -193,12 +222,18 @@ class TinyaccelSession:
         outcome = self.outcome(case)
         golden = self.current_golden(case, nodeid)
         target = self.registry[case.target]
-        tol = self.tolerance(case)
+        tols = {name: self.tolerance(case, name) for name in golden.outputs[case.dtype]}
+        tol = self.tolerance(case, case.model.scored_output)  # what the first-diverging-layer search uses
         ndata = case.model.ndata
         problems = [
             p
             for name, expected in golden.outputs[case.dtype].items()
-            if (p := describe_mismatch(name, outcome.outputs[name][:ndata], expected, tol["atol"], tol["rtol"]))
+            if case.model.role(name) != "ignore"  # [outputs."<name>"] role = "ignore"
+            and (
+                p := describe_mismatch(
+                    name, outcome.outputs[name][:ndata], expected, tols[name]["atol"], tols[name]["rtol"]
+                )
+            )
         ]
         if problems:
             where = target.localize(
@@ -220,10 +255,11 @@ class TinyaccelSession:
             self.findings.append(report_html.Finding(case.id, "golden", message, where=where or None))
             pytest.fail(message, pytrace=False)
 
-    def tolerance(self, case: Case) -> dict[str, float]:
+    def tolerance(self, case: Case, output: str | None = None) -> dict[str, float]:
+        """atol/rtol of the case, for `output` when given (its [outputs."<name>"] tolerances)."""
         target = self.registry[case.target]
         return case.model.tolerance_for(
-            case.target, case.dtype, {case.dtype: target.default_tolerance_for(case.model, case.dtype)}
+            case.target, case.dtype, {case.dtype: target.default_tolerance_for(case.model, case.dtype)}, output
         )
 
     def check_accuracy(self, case: Case) -> None:
@@ -250,9 +286,9 @@ class TinyaccelSession:
                 f"regenerate it: {self.update_command(nodeid)}",
                 pytrace=False,
             )
-        probs = next(iter(outcome.float_outputs.values()))[: model.ndata]
+        probs = model.scored(outcome.float_outputs)[: model.ndata]  # the declared output ([outputs])
         # A target allowed to be atol off cannot be held to a tighter probability tolerance.
-        tol = max(model.top5_tolerance, self.tolerance(case)["atol"])
+        tol = max(model.top5_tolerance, self.tolerance(case, model.scored_output)["atol"])
         bad, table = compare_top5(reference, probs, tol, lambda c: label_for(model, c))
         if bad:
             message = (
@@ -316,6 +352,10 @@ class TinyaccelSession:
         ]
         if o.update_golden:
             lines.append("tinyaccel: --tinyaccel-update-golden: goldens of the models that run will be rewritten")
+        if self.remote is not None:
+            lines.append(
+                f"tinyaccel: builds and runs on {self.remote.executor.describe()}, all submitted after collection"
+            )
         try:
             upgrade = self.goldens.upgrade_header(self.models, o.upgrade_tolerance)
         except ConfigError as exc:
@@ -348,6 +388,12 @@ class TinyaccelSession:
             if cache.repaired:
                 line += f" ({len(cache.repaired)} rebuilt: their cached files had changed)"
             lines.append(line)
+        reused = self.runner.results_reused
+        if reused:
+            lines.append(
+                f"results: {len(reused)} simulated case(s) reused from the result cache (same build and "
+                "inputs; their figures are marked 'cached'); --cache-clear simulates again"
+            )
         lines += self.goldens.updates
         lines += [f"upgrade review: {note}" for note in self.upgrade_notes]
         if self.baseline is not None:
@@ -419,6 +465,7 @@ class TinyaccelSession:
             "failed": self.cache.failed,
             "repaired": self.cache.repaired,
             "reused": self.cache.reused,
+            "results_reused": self.runner.results_reused,
             "golden_updates": self.goldens.updates,
             "new_rows": sorted(self.new_rows),
             "upgrade_notes": self.upgrade_notes,
@@ -428,49 +475,17 @@ class TinyaccelSession:
     def merge_state(self, state: dict[str, Any]) -> None:
         for data in state["rows"]:
             row = ProfileRow.from_dict(data)
-            self.rows.setdefault(row.key, row)
+            known = self.rows.get(row.key)
+            # Two workers may run one case (one per check); the one that simulated it in this run
+            # wins over the one that reused that result, so the report matches a serial run's.
+            if known is None or (known.from_cache and not row.from_cache):
+                self.rows[row.key] = row
         self.cache.built += state["built"]
         self.cache.reused += state["reused"]
         self.cache.failed += state["failed"]
         self.cache.repaired += state["repaired"]
+        self.runner.results_reused += state["results_reused"]
         self.goldens.updates += state["golden_updates"]
         self.new_rows.update(state["new_rows"])
         self.upgrade_notes += state["upgrade_notes"]
         self.findings += [report_html.Finding.from_dict(f) for f in state["findings"]]
-
-
-class UpgradeView:
-    """The `tinyaccel_upgrade` fixture: one model x dtype whose golden predates the installed ONNX Runtime."""
-
-    def __init__(self, session: TinyaccelSession, model: Model, dtype: str, nodeid: str) -> None:
-        self.session, self.model, self.dtype, self.nodeid = session, model, dtype, nodeid
-
-    def check(self) -> None:
-        self.session.check_upgrade(self.model, self.dtype, self.nodeid)
-
-
-class CaseView:
-    """What a test sees of its case (the `tinyaccel` fixture): outcome, golden, checks."""
-
-    def __init__(self, session: TinyaccelSession, case: Case, nodeid: str) -> None:
-        self.session, self.case, self.nodeid = session, case, nodeid
-
-    @property
-    def outcome(self) -> Outcome:
-        return self.session.outcome(self.case)
-
-    @property
-    def golden(self) -> golden_store.Golden:
-        return self.session.current_golden(self.case, self.nodeid)
-
-    def check_golden(self) -> None:
-        self.session.check_golden(self.case, self.nodeid)
-
-    def check_accuracy(self) -> None:
-        self.session.check_accuracy(self.case)
-
-    def check_top5(self) -> None:
-        self.session.check_top5(self.case, self.nodeid)
-
-    def check_baseline(self) -> None:
-        self.session.check_baseline(self.case)

@@ -42,6 +42,9 @@ class FakeTarget(Target):
     def availability(self, mode):
         return "fakesim is not installed (pip install fakesim)" if mode == "hw_emu" else None
 
+    def deterministic(self, mode):
+        return False  # its outputs change between runs of a test (PERTURB): always run it
+
     def run(self, build, inputs):
         outputs = run_session(create_session(build.onnx_path), inputs)
         if PERTURB == "scale":

@@ -27,6 +27,9 @@ class SimTarget(Target):
         return RunResult(outputs, Perf(simulator="sim", cycles=cycles, clock_hz=1e9,
                                        latency_ns=cycles, throughput=1e9 / cycles))
 
+    def deterministic(self, mode):
+        return False  # its figures follow SIM_SLOWDOWN, which no cache key sees
+
 def pytest_tinyaccel_targets(config):
     return [SimTarget]
 """

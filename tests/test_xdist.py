@@ -45,9 +45,12 @@ def _run_with_reports(project: Project, out: str, *args: str) -> pytest.RunResul
 def test_parallel_reports_are_byte_identical_to_serial(project: Project) -> None:
     project.add_model("ic")
     project.pytester.makeconftest(SIM_TARGET)
-    serial = _run_with_reports(project, "serial", "-m", "sim")
-    parallel = _run_with_reports(project, "parallel", "-m", "sim", "-n", "2")
-    grouped = _run_with_reports(project, "grouped", "-m", "sim", "-n", "2", "--dist", "loadgroup")
+    # a cache per run: each builds and simulates afresh (else the later ones reuse results, marked cached)
+    serial = _run_with_reports(project, "serial", "-m", "sim", "-o", "cache_dir=serial/cache")
+    parallel = _run_with_reports(project, "parallel", "-m", "sim", "-n", "2", "-o", "cache_dir=parallel/cache")
+    grouped = _run_with_reports(
+        project, "grouped", "-m", "sim", "-n", "2", "--dist", "loadgroup", "-o", "cache_dir=grouped/cache"
+    )
     for result in (serial, parallel, grouped):
         assert result.parseoutcomes()["passed"] == 12
     for name in REPORTS:

@@ -97,6 +97,11 @@ class Target:
     def run(self, build: Build, inputs: dict[str, np.ndarray]) -> RunResult:
         raise NotImplementedError
 
+    def deterministic(self, mode: str) -> bool:
+        """True when `run` gives the same outputs and figures for the same build and inputs, so the
+        runner may keep its result (a simulator); False for what is measured (a device, the host)."""
+        return mode != "hw"
+
     def loadgen_factory(self, build: Build) -> tuple[str, dict[str, Any]] | None:
         """For MLPerf LoadGen (`--tinyaccel-loadgen`): ("module:function", kwargs) of a factory
         that returns the inference callable for `build`, run in a worker process; None when

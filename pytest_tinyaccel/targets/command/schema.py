@@ -92,6 +92,9 @@ class CommandConfig:
     keep_runs: int
     kill_grace: float
     tolerance: dict[str, dict[str, float]]
+    cache_results: bool
+    """Keep simulated (non-hw) results keyed by build and inputs; off by default, since an external
+    flow may depend on more than the plugin hashes (tool installs, environment)."""
 
 
 # ----- checks (Field.check: a problem sentence, or None) --------------------------------------
@@ -153,6 +156,7 @@ TOP_FIELDS: dict[str, Field] = {
     "keep_runs": Field(int, 5, check=at_least(1)),
     "kill_grace": Field(float, 3.0, check=positive),
     "tolerance": Field(dict, {}),
+    "cache_results": Field(bool, False),
 }
 MODE_FIELDS: dict[str, Field] = {
     "build": Field((list, str), None, check=argv(COMMON_PLACEHOLDERS)),
@@ -261,6 +265,7 @@ def parse_config(name: str, table: Mapping[str, Any]) -> CommandConfig:
         keep_runs=values["keep_runs"],
         kill_grace=values["kill_grace"],
         tolerance=tolerance,
+        cache_results=values["cache_results"],
     )
 
 

@@ -265,6 +265,10 @@ class CommandTarget(Target):
             )
         return found.describe() + f" (per-kernel outputs in {folder})"
 
+    def deterministic(self, mode: str) -> bool:
+        """Results are kept only with `cache_results = true` (and never for `hw`)."""
+        return self.config.cache_results and mode != "hw"
+
     def loadgen_factory(self, build: Build) -> tuple[str, dict[str, Any]] | None:
         """The SUT factory for pytest_tinyaccel.loadgen: only `hw` runs in real time."""
         if build.mode != "hw":
