@@ -7,7 +7,6 @@ the model folder.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .config import ConfigError, Field, at_least, check_value, validate
+from .data import file_sha256, load_array
 from .errors import DataError
 from .margins import parse_margins
 from .runtime import output_specs
@@ -183,7 +183,15 @@ class Model:
     def scored(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
         """The scored output of float `outputs`; logits become probabilities (softmax over the
         classes), so Top-5 stores and compares probabilities whichever the model emits."""
-        value = outputs[self.scored_output]
+        name = self.scored_output
+        if name not in outputs:  # an author's int8 model may name its one output differently
+            if len(outputs) != 1:
+                raise DataError(
+                    f"{self.manifest_path}: this dtype's model has outputs {sorted(outputs)}, not the "
+                    f"scored '{name}'; give the int8 model the float model's output names"
+                )
+            name = next(iter(outputs))
+        value = outputs[name]
         if self.scored_role != "logits":
             return value
         flat = value.reshape(len(value), -1).astype(np.float64)
@@ -263,60 +271,6 @@ class Model:
         if self.calibration_path is None:
             raise DataError(f"{self.manifest_path}: int8 needs a calibration set ('calibration' key)")
         return load_array(self.calibration_path)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def load_array(path: Path) -> np.ndarray:
-    """np.load without pickles, with errors that name the file; a header that promises more
-    data than the file holds is refused before any memory is allocated."""
-    _check_npy_header(path)
-    try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise DataError(
-                f"{path}: refused, the file holds pickled Python objects; "
-                "save plain numeric arrays (np.save of a numeric ndarray)"
-            ) from exc
-        raise DataError(f"{path}: not a readable .npy file ({exc})") from exc
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from exc
-    if not isinstance(array, np.ndarray):
-        raise DataError(f"{path}: expected a single array (.npy), got an archive")
-    if array.dtype.kind not in "biuf":
-        raise DataError(f"{path}: dtype {array.dtype} is not numeric")
-    return array
-
-
-def _check_npy_header(path: Path) -> None:
-    try:
-        with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-            else:
-                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-            offset = handle.tell()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from exc
-    except ValueError as exc:
-        raise DataError(f"{path}: not a readable .npy file ({exc})") from exc
-    if dtype.hasobject:
-        return  # np.load refuses it below with the pickle message
-    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    have = path.stat().st_size - offset
-    if need > have:
-        raise DataError(
-            f"{path}: the header declares shape {list(shape)} ({need} bytes) but the file holds {have} "
-            "bytes of data; the file is truncated or damaged: save it again"
-        )
 
 
 def discover(models_dir: Path) -> list[Path]:

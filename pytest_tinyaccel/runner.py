@@ -22,10 +22,11 @@ import numpy as np
 from .cache import BuildCache
 from .cases import Case
 from .config import ConfigError
+from .data import file_sha256
 from .errors import DataError
 from .goldens.store import Golden, GoldenError
 from .metrics import check_labels, quality
-from .models import Model, file_sha256
+from .models import Model
 from .perf import Perf
 from .report import ProfileRow
 from .runtime import create_session, dequantized, input_specs, output_specs, to_model_inputs

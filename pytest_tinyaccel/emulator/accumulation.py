@@ -69,6 +69,22 @@ def _risky_pairs(b_raw: np.ndarray) -> tuple[np.ndarray, ...]:
     return np.nonzero(bound > _I16_MAX)
 
 
+def gemm_can_saturate(b_raw: np.ndarray) -> bool:
+    """True when some pair of rows of the weights b_raw (K, N) can leave int16: only then can
+    `gemm_correction` be non-zero, so a layer without such a pair skips it (decided once, at load)."""
+    return b_raw.ndim == 2 and _risky_pairs(b_raw)[0].size > 0
+
+
+def conv_can_saturate(w_raw: np.ndarray, group: int) -> bool:
+    """`gemm_can_saturate` for the per-group weight matrices of a grouped QLinearConv (see `conv_correction`)."""
+    m, cg, kh, kw = w_raw.shape
+    mg = m // group
+    return any(
+        gemm_can_saturate(w_raw[g * mg : (g + 1) * mg].transpose(2, 3, 1, 0).reshape(kh * kw * cg, mg))
+        for g in range(group)
+    )
+
+
 def pair_correction(
     column: Callable[[int], np.ndarray], b_raw: np.ndarray, out_shape: Sequence[int]
 ) -> np.ndarray | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, NamedTuple, overload
 
@@ -24,7 +24,7 @@ from .accumulation import ACCUMULATION_MODES
 from .dtypes import check_array, check_value_type
 from .errors import UnsupportedOpError, UnsupportedTypeError
 from .kernels import ROUNDING_MODES
-from .ops import BuildContext, Kernel, lookup_op, supported_ops
+from .ops import BuildContext, Kernel, OpSpec, lookup_op, supported_ops
 from .qdq import fuse_qdq
 
 
@@ -50,6 +50,9 @@ class TensorInfo(NamedTuple):
 class _Step:
     node: Node
     kernel: Kernel
+    spec: OpSpec | None = None
+    context: BuildContext | None = None
+    """What built the kernel (kept to rebuild it with a fused activation)."""
 
 
 class Graph:
@@ -73,7 +76,10 @@ class Graph:
         """Nodes evaluated once at load time (constant inputs only)."""
         self.fused: tuple[str, ...] = ()
         """Names of QDQ groups rewritten into integer ops (qdq="integer")."""
-        self._last_use = self._lifetimes()
+        self._fast = _fuse_activations(steps, set(outputs))
+        """The steps of a run without intermediates: a node whose output only an activation it can apply
+        reads (Conv -> Relu) runs as one step, the activation on each chunk while it is in cache."""
+        self._last_use = self._lifetimes(self._fast)
 
     # ------------------------------------------------------------------ loading
 
@@ -179,7 +185,7 @@ class Graph:
                 consts.update({o: v for o, v in zip(proto.output, values) if o})
                 folded.append(node)
             else:
-                steps.append(_Step(node, kernel))
+                steps.append(_Step(node, kernel, spec, ctx))
 
         for node_name in rounding:
             if node_name not in names:
@@ -226,7 +232,7 @@ class Graph:
             env[spec.name] = value
         seen: dict[str, np.ndarray] = {}
         keep = set(self.outputs)
-        for index, step in enumerate(self._steps):
+        for index, step in enumerate(self._steps if intermediates else self._fast):
             args = [env[i] if i else None for i in step.node.inputs]
             values = step.kernel(args)
             for name, value in zip(step.node.outputs, values):
@@ -243,10 +249,10 @@ class Graph:
         outputs = {name: np.asarray(env[name], order="C") for name in self.outputs}
         return (outputs, seen) if intermediates else outputs
 
-    def _lifetimes(self) -> dict[int, list[str]]:
-        """Step index after which each runtime tensor is dead."""
+    def _lifetimes(self, steps: list[_Step]) -> dict[int, list[str]]:
+        """Index in `steps` after which each runtime tensor is dead."""
         last: dict[str, int] = {}
-        for index, step in enumerate(self._steps):
+        for index, step in enumerate(steps):
             for name in step.node.inputs:
                 if name and name not in self._consts:
                     last[name] = index
@@ -257,6 +263,43 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"Graph({self.path.name}: {len(self._steps)} nodes, {len(self.folded)} folded)"
+
+
+def _fuse_activations(steps: list[_Step], outputs: set[str]) -> list[_Step]:
+    """`steps` with each producer -> activation pair its producer can fuse (`OpSpec.fuses`) made one step.
+
+    A pair fuses when the activation (default domain) is the only reader of the
+    producer's only output, which is not a graph output; the fused step takes the
+    producer's place (the activation reads nothing else, so nothing in between
+    needs its result) and writes the activation's output.
+    """
+    readers: dict[str, list[int]] = {}
+    for index, step in enumerate(steps):
+        for name in step.node.inputs:
+            if name:
+                readers.setdefault(name, []).append(index)
+    fast: list[_Step] = []
+    absorbed: set[int] = set()
+    for step in steps:
+        if id(step) in absorbed:
+            continue
+        spec, ctx, outs = step.spec, step.context, step.node.outputs
+        single = len(outs) == 1 and outs[0] not in outputs and len(readers.get(outs[0], ())) == 1
+        follower = steps[readers[outs[0]][0]] if single else None
+        if (
+            follower is None
+            or spec is None
+            or ctx is None
+            or follower.node.domain not in ("", "ai.onnx")
+            or follower.node.op_type not in spec.fuses
+            or follower.node.inputs != (outs[0],)
+        ):
+            fast.append(step)
+            continue
+        kernel = spec.builder(replace(ctx, activation=follower.node.op_type))
+        fast.append(_Step(step.node._replace(outputs=follower.node.outputs), kernel))
+        absorbed.add(id(follower))
+    return fast
 
 
 def _initializers(graph: onnx.GraphProto, label: str) -> dict[str, np.ndarray]:

@@ -1,16 +1,15 @@
-"""NumPy kernels of the emulator: convolution, pooling, rounding and requantization.
+"""NumPy kernels of the emulator: pooling, rounding, requantization, geometry (convolution: `conv.py`).
 
-Every kernel works on the whole batch at once. Convolutions are im2col + one
-matrix product (in sample chunks, so the column buffer stays small); depthwise
-convolutions and pooling loop over the kernel taps only (9 iterations for a
-3x3 kernel), each step a vectorized operation over samples, channels and
-pixels.
+Every kernel works on the whole batch at once. Pooling loops over the kernel
+taps only (9 iterations for a 3x3 kernel), each step a vectorized operation
+over samples, channels and pixels.
 
 Integer arithmetic: quantized operands minus their zero points are exact small
-integers. Matrix products of them are computed with float64 BLAS: every
-product is below 2^15 and every partial sum below 2^53, so the float64 result
-IS the exact integer accumulator (what an int32 accumulator on the hardware
-holds, as long as it does not overflow, which int8 layers of this size cannot).
+integers. Matrix products of them are computed with float BLAS: every product
+is below 2^16, so float32 is exact while every partial sum stays below 2^24
+(`accumulator_bound`) and float64 below 2^53; the float result then IS the exact
+integer accumulator (what an int32 accumulator on the hardware holds, as long
+as it does not overflow, which int8 layers of this size cannot).
 """
 
 from __future__ import annotations
@@ -19,14 +18,9 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 Rounding = Literal["half_even", "half_away"]
 ROUNDING_MODES: tuple[str, ...] = ("half_even", "half_away")
-
-_CHUNK_BYTES = 32 * 1024 * 1024
-"""Budget for one im2col column buffer; bigger batches are processed in sample chunks."""
-
 
 # --------------------------------------------------------------------------- rounding
 
@@ -60,22 +54,32 @@ def requantize(acc: np.ndarray, scale: np.ndarray, zero_point: int, dtype: np.dt
     int32 -> float32 conversion rounds to nearest even, like cvtdq2ps.
     """
     value = acc.astype(np.float32)  # a fresh array: the steps below work in place
+    out = np.empty_like(value, dtype=dtype)
+    requantize_into(value, scale, zero_point, rounding, out)
+    return out
+
+
+def requantize_into(value: np.ndarray, scale: np.ndarray, zero_point: int, rounding: str, out: np.ndarray) -> None:
+    """`requantize` of a float32 accumulator the caller owns (overwritten), written into `out` (its type)."""
     np.multiply(value, scale, out=value)
-    return _round_add_saturate(value, np.float32(zero_point), dtype, rounding)
+    _round_saturate_into(value, np.float32(zero_point), rounding, out)
 
 
-def _round_add_saturate(
-    value: np.ndarray, zero_point: np.ndarray | np.float32, dtype: np.dtype, rounding: str
-) -> np.ndarray:
-    """round, + zero point, clip, cast; `value` (float32, owned by the caller) is overwritten."""
+def _round_saturate_into(
+    value: np.ndarray, zero_point: np.ndarray | np.float32, rounding: str, out: np.ndarray
+) -> None:
+    """round, + zero point, saturate to `out`'s type, written into `out`; `value` (float32) is overwritten.
+
+    The saturation is applied before the zero point is added, to bounds shifted
+    by it: the same integers, and the addition writes `out` (one pass less).
+    """
     if rounding == "half_even":
         np.rint(value, out=value)
     else:
-        value = round_to_int(value, rounding)
-    value += zero_point
-    info = np.iinfo(dtype)
-    np.clip(value, info.min, info.max, out=value)
-    return value.astype(dtype)
+        value[...] = round_to_int(value, rounding)
+    info = np.iinfo(out.dtype)
+    np.clip(value, info.min - zero_point, info.max - zero_point, out=value)
+    np.add(value, zero_point, out=out, casting="unsafe")
 
 
 def quantize_linear(
@@ -83,11 +87,16 @@ def quantize_linear(
 ) -> np.ndarray:
     """QuantizeLinear as MLAS computes it: float32 x / scale, round, add zero point, saturate."""
     value = np.divide(x, scale, dtype=np.float32)
-    return _round_add_saturate(value, zero_point.astype(np.float32), dtype, rounding)
+    out = np.empty_like(value, dtype=dtype)
+    _round_saturate_into(value, zero_point.astype(np.float32), rounding, out)
+    return out
 
 
 def dequantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray) -> np.ndarray:
-    """DequantizeLinear: float32(x - zp) * scale, the subtraction in integers."""
+    """DequantizeLinear: float32(x - zp) * scale, the subtraction exact: in float32 for 8- and 16-bit
+    types (it holds their differences exactly), in int64 for wider ones."""
+    if x.dtype.itemsize <= 2 and zero_point.dtype.itemsize <= 2:
+        return np.subtract(x, zero_point, dtype=np.float32) * scale
     return (x.astype(np.int64) - zero_point.astype(np.int64)).astype(np.float32) * scale
 
 
@@ -178,82 +187,19 @@ def pad_nhwc(xh: np.ndarray, pads: Sequence[int], value: float = 0, extra_end: S
     return out
 
 
-# --------------------------------------------------------------------------- convolution
+# --------------------------------------------------------------------------- exactness
 
 
-def conv2d(
-    x: np.ndarray,
-    w: np.ndarray,
-    strides: Sequence[int],
-    pads: Sequence[int],
-    dilations: Sequence[int],
-    group: int,
-    dtype: type[np.generic],
-) -> np.ndarray:
-    """2-D convolution of NCHW `x` with MCHW `w` (no bias), accumulated in `dtype`.
+def accumulator_bound(x_abs_max: float, w_int: np.ndarray, axis: int) -> float:
+    """The largest magnitude any partial sum of x * w along a dot product can reach, for |x| <= x_abs_max.
 
-    float32 for float models; for quantized operands (zero points already
-    subtracted, so the zero padding is the real value 0 as QLinearConv needs)
-    float32 when every partial sum is provably below 2^24, float64 otherwise,
-    int32 for depthwise taps: in each case the exact integer accumulator.
-    Returns (N, M, OH, OW), channels-last in memory.
-    """
-    n, c, h, wd = x.shape
-    m, cg, kh, kw = w.shape
-    oh = pool_output_size(h, kh, strides[0], dilations[0], pads[0], pads[2], False)
-    ow = pool_output_size(wd, kw, strides[1], dilations[1], pads[1], pads[3], False)
-    xp = pad_nhwc(nhwc(x).astype(dtype, copy=False), pads)
-    if group > 1 and cg == 1:
-        return nchw(_depthwise(xp, w.astype(dtype, copy=False), strides, dilations, (oh, ow), c, m))
-    wd_ = w.astype(dtype, copy=False)
-    k = cg * kh * kw
-    # im2col windows as a strided view (N, OH, OW, C, KH, KW); no copy yet.
-    win = sliding_window_view(xp, ((kh - 1) * dilations[0] + 1, (kw - 1) * dilations[1] + 1), axis=(1, 2))
-    win = win[:, :: strides[0], :: strides[1], :, :: dilations[0], :: dilations[1]][:, :oh, :ow]
-    out = np.empty((n, oh, ow, m), dtype=dtype)
-    step = max(1, _CHUNK_BYTES // max(1, oh * ow * c * kh * kw * np.dtype(dtype).itemsize))
-    if group == 1:
-        wmat = np.ascontiguousarray(wd_.transpose(2, 3, 1, 0).reshape(k, m))  # rows (KH, KW, C)
-        for s in range(0, n, step):
-            part = win[s : s + step]
-            cols = part.transpose(0, 1, 2, 4, 5, 3).reshape(-1, k)
-            np.matmul(cols, wmat, out=out[s : s + step].reshape(-1, m))
-        return nchw(out)
-    mg = m // group
-    wg = np.ascontiguousarray(wd_.reshape(group, mg, cg, kh, kw).transpose(0, 3, 4, 2, 1).reshape(group, k, mg))
-    for s in range(0, n, step):
-        part = win[s : s + step]
-        nb = part.shape[0]
-        gcols = (
-            part.reshape(nb, oh, ow, group, cg, kh, kw).transpose(3, 0, 1, 2, 5, 6, 4).reshape(group, nb * oh * ow, k)
-        )
-        grouped = np.matmul(gcols, wg)  # (G, NB*OH*OW, MG)
-        out[s : s + step] = grouped.transpose(1, 0, 2).reshape(nb, oh, ow, m)
-    return nchw(out)
-
-
-def _depthwise(xp: np.ndarray, w: np.ndarray, strides, dilations, out_hw, c: int, m: int) -> np.ndarray:
-    """Depthwise (one input channel per group) convolution of padded NHWC `xp`, a loop over taps."""
-    mult = m // c
-    if mult > 1:
-        xp = np.repeat(xp, mult, axis=3)  # output channel o reads input channel o // mult
-    kh, kw = w.shape[2:]
-    out = np.zeros((xp.shape[0], *out_hw, m), dtype=np.result_type(xp.dtype, w.dtype))
-    for i, j, tap in _taps(xp, (kh, kw), strides, dilations, out_hw):
-        out += tap * w[:, 0, i, j]
-    return out
-
-
-def exact_in_float32(x_abs_max: float, w_int: np.ndarray, axis: int) -> bool:
-    """True when every partial sum of x * w along a dot product stays below 2^24 in magnitude.
-
-    Then float32 BLAS (any summation order, with or without FMA) only ever holds
-    integers it represents exactly, so it returns the exact integer result.
-    `axis` indexes the output channels of `w_int` (their reduction sums differ).
+    Below 2^24, float32 BLAS (any summation order, with or without FMA) only
+    ever holds integers it represents exactly, so it returns the exact integer
+    result. `axis` indexes the output channels of `w_int` (their reduction sums differ).
     """
     other = tuple(a for a in range(w_int.ndim) if a != axis % w_int.ndim)
     worst = float(np.abs(w_int.astype(np.float64)).sum(axis=other).max()) if w_int.size else 0.0
-    return x_abs_max * worst < 2.0**24
+    return x_abs_max * worst
 
 
 # --------------------------------------------------------------------------- pooling
@@ -295,6 +241,14 @@ def avg_pool2d_parts(
     """
     h, wd = x.shape[2:]
     out_hw, extra = _pool_geometry((h, wd), kernel, strides, pads, dilations, ceil_mode)
+    whole = tuple(kernel) == (h, wd) and out_hw == (1, 1) and tuple(dilations) == (1, 1) and not any(pads)
+    if whole and x.shape[1] > 1:
+        # One window over the whole input: NumPy reduces a non-innermost axis in order (row by row), so the
+        # reduction over (N, H*W, C) adds the pixels in the same row-major order as the tap loop, in one pass
+        # (with one channel the pixels would be the innermost axis, which NumPy sums pairwise).
+        rows = np.ascontiguousarray(nhwc(x)).reshape(x.shape[0], h * wd, x.shape[1])
+        total_hw = np.add.reduce(rows, axis=1).reshape(x.shape[0], 1, 1, x.shape[1])
+        return nchw(total_hw), np.full((1, 1, 1, 1), h * wd, dtype=x.dtype)
     xp = pad_nhwc(nhwc(x), pads, 0, extra)
     total = np.zeros((x.shape[0], *out_hw, x.shape[1]), dtype=x.dtype)
     for _, _, tap in _taps(xp, kernel, strides, dilations, out_hw):

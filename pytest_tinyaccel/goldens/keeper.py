@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from ..cache import file_lock
+from ..data import file_sha256
 from ..errors import DataError
 from ..metrics import format_quality, quality, topk
-from ..models import Model, file_sha256
+from ..models import Model
 from ..runtime import create_session, dequantized, int8_accumulation, run_session, to_model_inputs
 from . import store as golden_store
 from .compare import compare_top5, describe_mismatch

@@ -53,7 +53,7 @@ sys.path[:0] = [str(HERE), str(ROOT / "training"), str(ROOT)]
 
 from export import QUANTIZATION_TOML, bundled_quantization, export_onnx  # noqa: E402
 
-from pytest_tinyaccel.models import file_sha256  # noqa: E402
+from pytest_tinyaccel.data import file_sha256  # noqa: E402
 from pytest_tinyaccel.quantize import quantize_model  # noqa: E402
 from pytest_tinyaccel.runtime import create_session, run_session  # noqa: E402
 

@@ -34,15 +34,19 @@ class OpSpec:
     builder: Builder
     requantizes: bool
     """True when the op rounds to an integer grid, so a `rounding` override applies."""
+    fuses: frozenset[str] = frozenset()
+    """Activation op types (default domain) the builder can apply to its output itself (`BuildContext.activation`)."""
 
 
 REGISTRY: dict[tuple[str, str], OpSpec] = {}
 
 
-def register(*op_types: str, domain: str = "", requantizes: bool = False) -> Callable[[Builder], Builder]:
+def register(
+    *op_types: str, domain: str = "", requantizes: bool = False, fuses: tuple[str, ...] = ()
+) -> Callable[[Builder], Builder]:
     def deco(fn: Builder) -> Builder:
         for op in op_types:
-            REGISTRY[(domain, op)] = OpSpec(fn, requantizes)
+            REGISTRY[(domain, op)] = OpSpec(fn, requantizes, frozenset(fuses))
         return fn
 
     return deco
@@ -72,6 +76,9 @@ class BuildContext:
     """A fused QDQ group: ORT feeds its int8 activations to the uint8 kernels (see accumulation.py)."""
     declared: Mapping[str, tuple[int | str | None, ...]] = field(default_factory=dict)
     """Declared shapes of the graph inputs (static_shape reads them)."""
+    activation: str = ""
+    """An activation (one of the spec's `fuses`) to apply to the output: the node and the activation that alone
+    reads its output, fused by `Graph.load` for runs without intermediates (one pass over the data less)."""
 
     @property
     def op(self) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import accumulation as A
 from .. import kernels as K
+from ..conv import conv2d
 from ..dtypes import numpy_dtype, type_name
 from .core import (
     _I8,
@@ -187,12 +188,28 @@ def _conv_integer(ctx: BuildContext) -> Kernel:
         xzp = np.asarray(_zero(v, 2, x)).reshape(())
         wzp = np.asarray(_zero(v, 3, w)).reshape(-1)
         w_int = _int_operand(w, wzp.reshape(-1, *([1] * (w.ndim - 1))) if wzp.size > 1 else wzp.reshape(()))
-        x2, w2 = _as_2d(_int_operand(x, xzp), win.rank), _as_2d(w_int, win.rank)
+        x2, w2 = _as_2d(x, win.rank), _as_2d(w_int, win.rank)
         pads = win.pads_for(x2.shape[2:], w2.shape[2:])
-        acc = K.conv2d(x2, w2, win.strides, pads, win.dilations, group, np.float64)
-        return [_from_2d(acc, win.rank).astype(np.int32)]
+        acc = conv2d(
+            x2,
+            w2,
+            win.strides,
+            pads,
+            win.dilations,
+            group,
+            np.float64,
+            offset=xzp.astype(np.float64),
+            epilogue=_to_int32,
+            out_dtype=np.int32,
+        )
+        return [_from_2d(acc, win.rank)]
 
     return run
+
+
+def _to_int32(acc: Value, out: Value) -> None:
+    """Epilogue of ConvInteger: the exact float64 accumulator, as int32."""
+    np.copyto(out, acc, casting="unsafe")
 
 
 @register("DynamicQuantizeLinear", requantizes=True)

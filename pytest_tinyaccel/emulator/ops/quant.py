@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import accumulation as A
 from .. import kernels as K
+from ..conv import Epilogue, conv2d
 from .core import (
     _I8,
     _MS,
@@ -60,10 +61,18 @@ def _check_input_dtype(ctx: BuildContext, x: Value, q: QParams, what: str) -> No
 
 
 def _int_operand(x: Value, zp: Value, dtype: type[np.generic] = np.float64) -> Value:
-    """x - zero point as exact integers in `dtype` (float32/float64 for BLAS, int32 for taps)."""
-    out = x.astype(dtype)
-    out -= zp.astype(dtype)
-    return out
+    """x - zero point as exact integers in `dtype` (float32/float64 for BLAS, int32 for taps), in one pass."""
+    return np.subtract(x, zp, dtype=dtype)
+
+
+_F32_EXACT = 2.0**24
+"""float32 holds every integer below this exactly."""
+
+
+def _x_abs_max(xq: QParams) -> float:
+    """The largest |x - zero point| of the input's quantized type."""
+    info = np.iinfo(xq.dtype)
+    return float(max(abs(info.min - int(xq.zero_point)), abs(info.max - int(xq.zero_point))))
 
 
 def _acc_dtype(xq: QParams, w_int: Value, out_axis: int, depthwise: bool = False) -> type[np.generic]:
@@ -71,13 +80,11 @@ def _acc_dtype(xq: QParams, w_int: Value, out_axis: int, depthwise: bool = False
 
     Products of 8-bit operands are exact in float32, and so is every partial sum
     below 2^24, whatever order BLAS adds them in; larger layers use float64
-    (exact below 2^53). Depthwise taps accumulate in int32 directly.
+    (exact below 2^53), larger depthwise ones int32.
     """
-    if depthwise:
-        return np.int32
-    info = np.iinfo(xq.dtype)
-    x_max = float(max(abs(info.min - int(xq.zero_point)), abs(info.max - int(xq.zero_point))))
-    return np.float32 if K.exact_in_float32(x_max, w_int, out_axis) else np.float64
+    if K.accumulator_bound(_x_abs_max(xq), w_int, out_axis) < _F32_EXACT:
+        return np.float32
+    return np.int32 if depthwise else np.float64
 
 
 def _add_bias(acc: Value, bias: Value) -> Value:
@@ -87,6 +94,37 @@ def _add_bias(acc: Value, bias: Value) -> Value:
     out = acc.astype(np.int32)
     out += bias
     return out
+
+
+def _requantizer(scale: Value, yq: QParams, rounding: str, bias: Value | None, bias_in_float32: bool) -> Epilogue:
+    """An epilogue: the accumulator plus the int32 bias, requantized into the output (`_add_bias`, then
+    `K.requantize`'s arithmetic).
+
+    With `bias_in_float32` (float32 accumulators whose sums with the bias provably
+    stay below 2^24) the bias is added in float32, exactly, instead of through int32.
+    `scale` broadcasts against the accumulator (per output channel: the last axis).
+    """
+    zero_point = int(yq.zero_point)
+    bias_f32 = bias.astype(np.float32) if bias is not None and bias_in_float32 else None
+
+    def run(acc: Value, out: Value) -> None:
+        if bias is None:
+            value = acc if acc.dtype == np.float32 else acc.astype(np.float32)
+        elif bias_f32 is not None and acc.dtype == np.float32:
+            value = np.add(acc, bias_f32, out=acc)
+        else:
+            value = _add_bias(acc, bias).astype(np.float32)
+        K.requantize_into(value, scale, zero_point, rounding, out)
+
+    return run
+
+
+def _bias_in_float32(acc_dtype: type[np.generic], xq: QParams, w_int: Value, out_axis: int, bias: Value | None) -> bool:
+    """True when a float32 accumulator plus `bias` stays an exact float32 integer (below 2^24)."""
+    if bias is None or acc_dtype is not np.float32:
+        return False
+    peak = float(np.abs(bias.astype(np.float64)).max()) if bias.size else 0.0
+    return K.accumulator_bound(_x_abs_max(xq), w_int, out_axis) + peak < _F32_EXACT
 
 
 @register("QLinearConv", requantizes=True)
@@ -108,30 +146,49 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
         np.float64,
     )
     acc_dtype = _acc_dtype(xq, w_int, 0, depthwise)
+    b = None if bias is None else bias.astype(np.int32).reshape(-1)
+    # ONNX Runtime: output_scale[i] = x_scale * w_scale[i] / y_scale, in float32 (one per output channel).
+    scale = (xq.scale * wq.scale / yq.scale).astype(np.float32).reshape(-1)
+    requantize = _requantizer(scale, yq, ctx.rounding, b, _bias_in_float32(acc_dtype, xq, w_int, 0, b))
     w_int = _as_2d(w_int.astype(acc_dtype), win.rank)
-    # ONNX Runtime: output_scale[i] = x_scale * w_scale[i] / y_scale, in float32.
-    scale = (xq.scale * wq.scale / yq.scale).astype(np.float32).reshape(1, -1, 1, 1)
-    b = None if bias is None else bias.astype(np.int32).reshape(1, -1, 1, 1)
+    offset = xq.zero_point.astype(acc_dtype)
     rounding = ctx.rounding
-    saturating = not depthwise and A.saturates(ctx.accumulation, xq.dtype, w.dtype, ctx.shifted_int8)
     w_raw = _as_2d(w, win.rank)
+    saturating = (
+        not depthwise
+        and A.saturates(ctx.accumulation, xq.dtype, w.dtype, ctx.shifted_int8)
+        and A.conv_can_saturate(w_raw, group)
+    )
 
     def run(v: list[Value | None]) -> list[Value]:
         x = v[0]
         assert x is not None
         _check_rank(ctx, x, win)
         _check_input_dtype(ctx, x, xq, "x")
-        x2 = _as_2d(_int_operand(x, xq.zero_point, acc_dtype), win.rank)
+        x2 = _as_2d(x, win.rank)
         pads = win.pads_for(x2.shape[2:], w_int.shape[2:])
-        acc = K.conv2d(x2, w_int, win.strides, pads, win.dilations, group, acc_dtype)
-        if saturating:
-            fix = A.conv_correction(
-                _as_2d(x, win.rank), int(xq.zero_point), w_raw, win.strides, pads, win.dilations, group, acc.shape[2:]
+        if not saturating:
+            y = conv2d(
+                x2,
+                w_int,
+                win.strides,
+                pads,
+                win.dilations,
+                group,
+                acc_dtype,
+                offset=offset,
+                epilogue=requantize,
+                out_dtype=yq.dtype,
             )
-            acc = acc if fix is None else acc.astype(np.float64) + K.nchw(fix)
+            return [_from_2d(y, win.rank)]
+        acc = conv2d(x2, w_int, win.strides, pads, win.dilations, group, acc_dtype, offset=offset)
+        fix = A.conv_correction(x2, int(xq.zero_point), w_raw, win.strides, pads, win.dilations, group, acc.shape[2:])
+        acc = acc if fix is None else acc.astype(np.float64) + K.nchw(fix)
         if b is not None:
-            acc = _add_bias(acc, b)
-        return [_from_2d(K.requantize(acc, scale, int(yq.zero_point), yq.dtype, rounding), win.rank)]
+            acc = _add_bias(acc, b.reshape(1, -1, 1, 1))
+        return [
+            _from_2d(K.requantize(acc, scale.reshape(1, -1, 1, 1), int(yq.zero_point), yq.dtype, rounding), win.rank)
+        ]
 
     return run
 
@@ -164,9 +221,13 @@ def _qgemm(ctx: BuildContext) -> Kernel:
         scale = (scale / yq.scale).astype(np.float32)
     scale = scale if scale.size > 1 else scale.reshape(())
     c_int = None if c is None else c.astype(np.int32)
-    ta, rounding = bool(a["transA"]), ctx.rounding
+    ta = bool(a["transA"])
+    requantize = None
+    if yq is not None:
+        fold = c_int is not None and c_int.ndim <= 1 and _bias_in_float32(acc_dtype, aq, b_int, 1, c_int)
+        requantize = _requantizer(scale, yq, ctx.rounding, c_int, fold)
     b_raw = b.T if tb else b
-    saturating = A.saturates(ctx.accumulation, aq.dtype, b.dtype, ctx.shifted_int8)
+    saturating = A.saturates(ctx.accumulation, aq.dtype, b.dtype, ctx.shifted_int8) and A.gemm_can_saturate(b_raw)
 
     def run(v: list[Value | None]) -> list[Value]:
         x = v[0]
@@ -177,11 +238,14 @@ def _qgemm(ctx: BuildContext) -> Kernel:
         if saturating:
             fix = A.gemm_correction(x.T if ta else x, b_raw)
             acc = acc if fix is None else acc.astype(np.float64) + fix
-        if c_int is not None:
-            acc = _add_bias(acc, c_int)
-        if yq is None:
+        if requantize is None:
+            acc = acc if c_int is None else _add_bias(acc, c_int)
             return [acc.astype(np.float32) * scale]
-        return [K.requantize(acc, scale, int(yq.zero_point), yq.dtype, rounding)]
+        assert yq is not None
+        shape = acc.shape if c_int is None else np.broadcast_shapes(acc.shape, c_int.shape)
+        out = np.empty(shape, yq.dtype)
+        requantize(acc, out)
+        return [out]
 
     return run
 

@@ -6,7 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from .. import kernels as K
+from ..conv import Epilogue, conv2d
 from .core import (
     BuildContext,
     Kernel,
@@ -108,10 +111,11 @@ def _conv_attrs(ctx: BuildContext, w: Value | None, w_index: int = 1) -> tuple[W
     return _window(ctx, a, None, kernel), group
 
 
-@register("Conv")
+@register("Conv", fuses=("Relu",))
 def _conv(ctx: BuildContext) -> Kernel:
     ctx.n_inputs(2, 3)
     win, group = _conv_attrs(ctx, ctx.consts.get(ctx.node.input[1]))
+    relu = ctx.activation == "Relu"
 
     def run(v: list[Value | None]) -> list[Value]:
         x, w, b = v[0], v[1], (v[2] if len(v) > 2 else None)
@@ -119,7 +123,8 @@ def _conv(ctx: BuildContext) -> Kernel:
         _check_rank(ctx, x, win)
         x2, w2 = _as_2d(x, win.rank), _as_2d(w, win.rank)
         dtype = x.dtype
-        y = K.conv2d(
+        bias = None if b is None else b.astype(dtype)
+        y = conv2d(
             x2,
             w2.astype(dtype, copy=False),
             win.strides,
@@ -127,10 +132,22 @@ def _conv(ctx: BuildContext) -> Kernel:
             win.dilations,
             group,
             dtype.type,
+            epilogue=_bias_relu(bias, relu) if bias is not None or relu else None,
         )
-        if b is not None:
-            y += b.astype(dtype).reshape(1, -1, 1, 1)
         return [_from_2d(y, win.rank)]
+
+    return run
+
+
+def _bias_relu(bias: Value | None, relu: bool) -> Epilogue:
+    """Conv's epilogue: + bias, then (fused) Relu, as the separate ops compute them."""
+
+    def run(acc: Value, out: Value) -> None:
+        if bias is not None:
+            np.add(acc, bias, out=out)
+            acc = out
+        if relu:
+            np.maximum(acc, np.zeros((), acc.dtype), out=out)
 
     return run
 
