@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .config import ConfigError
+from .process import share_cores
 
 
 class Future(Protocol):
@@ -48,7 +49,9 @@ class ProcessExecutor(Executor):
     def __init__(self, workers: int) -> None:
         self.workers = workers
         context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        self._pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=share_cores, initargs=(workers,)
+        )
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         return self._pool.submit(fn, *args)

@@ -424,3 +424,40 @@ def test_missing_extra_is_a_skip_reason_and_the_plugin_does_not_import_it(monkey
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "hls4ml" else real(name, *a))
     assert Hls4mlTarget().availability("sw_emu") == INSTALL_HINT
     assert Hls4mlTarget().availability("hw_emu") == INSTALL_HINT
+
+
+def _design(fail_at: int | None = None):
+    """A stand-in for the compiled design's C function: output = (sum of the sample's 4 inputs, pid)."""
+    import ctypes
+
+    def fn(x_address: int, out_address: int) -> None:
+        x = np.ctypeslib.as_array((ctypes.c_float * 4).from_address(x_address))
+        out = np.ctypeslib.as_array((ctypes.c_float * 2).from_address(out_address))
+        if fail_at is not None and x[0] == fail_at:
+            raise RuntimeError("design crashed")
+        out[:] = [x.sum(), os.getpid()]
+
+    return fn
+
+
+@pytest.mark.parametrize("jobs", [1, 3, 50])
+def test_c_simulation_shares_samples_between_processes_and_keeps_their_order(tmp_path: Path, jobs: int) -> None:
+    from pytest_tinyaccel.targets.hls4ml_worker import _simulate_in_parallel
+
+    x = np.arange(40 * 4, dtype=np.float32).reshape(40, 4)
+    out = np.lib.format.open_memmap(tmp_path / "output_0.npy", mode="w+", dtype=np.float32, shape=(40, 2))
+    _simulate_in_parallel(_design(), [x], [out], jobs)
+    out.flush()
+    written = np.load(tmp_path / "output_0.npy")
+    np.testing.assert_array_equal(written[:, 0], x.sum(1))
+    assert len(set(written[:, 1].tolist())) == min(jobs, 40)  # each share ran in its own process
+    assert written[0, 1] == os.getpid()  # the first share in this one
+
+
+def test_c_simulation_process_that_fails_fails_the_run(tmp_path: Path) -> None:
+    from pytest_tinyaccel.targets.hls4ml_worker import StageError, _simulate_in_parallel
+
+    x = np.arange(10 * 4, dtype=np.float32).reshape(10, 4)
+    out = np.lib.format.open_memmap(tmp_path / "output_0.npy", mode="w+", dtype=np.float32, shape=(10, 2))
+    with pytest.raises(StageError, match="1 of 2 simulation processes failed"):
+        _simulate_in_parallel(_design(fail_at=36), [x], [out], 2)  # sample 9, in the second share

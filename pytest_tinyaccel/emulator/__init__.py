@@ -34,12 +34,30 @@ Usage::
 Pure NumPy plus onnx (for parsing); no pytest, no onnxruntime.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .accumulation import ACCUMULATION_MODES
 from .compare import Divergence, first_divergence
 from .errors import UnsupportedOpError, UnsupportedTypeError
-from .graph import Graph, Node, TensorInfo
 from .kernels import ROUNDING_MODES
-from .ops import supported_ops
+
+if TYPE_CHECKING:
+    from .graph import Graph, Node, TensorInfo
+    from .ops import supported_ops
+
+_LOADED_ON_USE = {"Graph": ".graph", "Node": ".graph", "TensorInfo": ".graph", "supported_ops": ".ops"}
+"""The graph and its op table (onnx and every kernel) load when first used, not when a
+target that may never run is registered: a `-m cpu` run does not pay for them."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LOADED_ON_USE:
+        return getattr(importlib.import_module(_LOADED_ON_USE[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ACCUMULATION_MODES",

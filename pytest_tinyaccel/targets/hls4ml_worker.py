@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -383,7 +383,7 @@ def build(build_dir: Path) -> None:
 # ----- run ----------------------------------------------------------------------------------
 
 
-def run(build_dir: Path, run_dir: Path) -> None:
+def run(build_dir: Path, run_dir: Path, jobs: int = 1) -> None:
     meta = json.loads((build_dir / "hls4ml.json").read_text())
     sizes_in = [i["size"] for i in meta["inputs"]]
     sizes_out = [o["size"] for o in sorted(meta["outputs"], key=lambda o: o["index"])]
@@ -395,26 +395,57 @@ def run(build_dir: Path, run_dir: Path) -> None:
                 "C simulation", f"input {spec['name']!r} has shape {x.shape}; the design takes {size} values per sample"
             )
     flat = [np.ascontiguousarray(x.reshape(count, -1), dtype=np.float32) for x in xs]
-    outputs = [np.zeros((count, size), np.float32) for size in sizes_out]
+    # The outputs are the result files, mapped shared, so forked workers write their samples in place.
+    outputs = [
+        np.lib.format.open_memmap(run_dir / f"output_{k}.npy", mode="w+", dtype=np.float32, shape=(count, size))
+        for k, size in enumerate(sizes_out)
+    ]
     fn = _call_library(build_dir / meta["library"], meta["function"], sizes_in, sizes_out)
     start = time.perf_counter()
-    for s in range(count):
-        fn(*[x[s].ctypes.data for x in flat], *[o[s].ctypes.data for o in outputs])
+    _simulate_in_parallel(fn, flat, outputs, jobs)
     seconds = time.perf_counter() - start
-    for k, out in enumerate(outputs):
-        np.save(run_dir / f"output_{k}.npy", out, allow_pickle=False)
-    (run_dir / "done.json").write_text(json.dumps({"seconds": seconds, "samples": count}))
-    print(f"[tinyaccel] C simulation of {count} samples: {seconds:.2f} s", flush=True)
+    for out in outputs:
+        out.flush()
+    (run_dir / "done.json").write_text(json.dumps({"seconds": seconds, "samples": count, "processes": jobs}))
+    print(f"[tinyaccel] C simulation of {count} samples in {jobs} process(es): {seconds:.2f} s", flush=True)
+
+
+def _simulate_in_parallel(fn: Any, flat: Sequence[np.ndarray], outputs: Sequence[np.ndarray], jobs: int) -> None:
+    """Samples are independent calls of the compiled design (fixed-point C++, about 80 ms per kws
+    sample): forked copies of this process each run a contiguous share into the shared outputs."""
+    count = len(flat[0])
+    bounds = np.linspace(0, count, max(1, min(jobs, count)) + 1).astype(int)
+    children = []
+    for lo, hi in zip(bounds[1:-1], bounds[2:], strict=True):
+        pid = os.fork()
+        if pid == 0:  # child: its share, then leave without running the parent's exit handlers
+            code = 1
+            try:
+                _simulate_samples(fn, flat, outputs, lo, hi)
+                code = 0
+            finally:
+                os._exit(code)
+        children.append(pid)
+    _simulate_samples(fn, flat, outputs, bounds[0], bounds[1])
+    failed = [pid for pid in children if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0]
+    if failed:
+        raise StageError("C simulation", f"{len(failed)} of {len(children) + 1} simulation processes failed")
+
+
+def _simulate_samples(fn: Any, flat: Sequence[np.ndarray], outputs: Sequence[np.ndarray], lo: int, hi: int) -> None:
+    for s in range(lo, hi):
+        fn(*[x[s].ctypes.data for x in flat], *[o[s].ctypes.data for o in outputs])
 
 
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "build":
         work, action = Path(argv[1]), lambda: build(Path(argv[1]))
-    elif len(argv) == 3 and argv[0] == "run":
-        work, action = Path(argv[2]), lambda: run(Path(argv[1]), Path(argv[2]))
+    elif len(argv) in (3, 4) and argv[0] == "run" and (len(argv) == 3 or argv[3].isdigit()):
+        jobs = int(argv[3]) if len(argv) == 4 else 1
+        work, action = Path(argv[2]), lambda: run(Path(argv[1]), Path(argv[2]), max(1, jobs))
     else:
         module = __spec__.name if __spec__ else "hls4ml_worker"
-        print(f"usage: python -m {module} build BUILD_DIR | run BUILD_DIR RUN_DIR", file=sys.stderr)
+        print(f"usage: python -m {module} build BUILD_DIR | run BUILD_DIR RUN_DIR [PROCESSES]", file=sys.stderr)
         return 2
     die_with_parent()
     try:
