@@ -212,6 +212,15 @@ def breakdown(pred: np.ndarray, y: np.ndarray, meta: list[dict], key: str) -> di
     return {k: round(float(np.mean(v)), 4) for k, v in sorted(groups.items())}
 
 
+HLS4ML_TOML = """
+[targets.hls4ml]
+# hls4ml's C simulation of this DS-CNN runs at about 80 ms per sample on one core (fixed-point
+# C++): accuracy on hls4ml uses the first 300 test samples (fp32 92.0 %, int8 92.3 %, against
+# 93.1 % / 93.0 % on all 1000); the golden check is unchanged.
+samples = 300
+"""
+
+
 def write_manifest(path: Path, fp32: float, int8: float, n_test: int) -> float:
     worst = min(fp32, int8)
     target = MLPERF_TARGET if worst >= MLPERF_TARGET + 0.01 else math.floor((worst - 0.01) * 100) / 100
@@ -233,7 +242,7 @@ def write_manifest(path: Path, fp32: float, int8: float, n_test: int) -> float:
         'calibration = "X_calib.npy"\n'
         'labels = "labels.txt"\n'
         'architecture = "DS-CNN"\n'
-        f'link = "{LINK}"\n' + QUANTIZATION_TOML,
+        f'link = "{LINK}"\n' + QUANTIZATION_TOML + HLS4ML_TOML,
         encoding="utf-8",
     )
     return target
