@@ -98,9 +98,10 @@ def run(request: dict[str, Any], workdir: Path) -> dict[str, Any]:
     else:
         qps = s.get("expected_qps") or (batch / calibration if calibration else None)
         if qps:
-            # LoadGen sizes the single Offline query from this; a little over the
-            # measured rate keeps the run past min_duration (a VALID result).
-            settings.offline_expected_qps = float(qps) * 1.1
+            # LoadGen sizes the single Offline query from this. Twice the measured rate keeps
+            # the run past min_duration (a VALID result) even when the calibration ran on a
+            # busier machine than the run itself (seen with pytest-xdist on two cores).
+            settings.offline_expected_qps = float(qps) * 2.0
 
     failure: dict[str, Any] = {}
     calls = [0]

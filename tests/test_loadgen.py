@@ -185,4 +185,4 @@ def test_plugin_option_reports_loadgen_figures(project) -> None:
     result.stdout.fnmatch_lines(["ic*fp32*ns (p90)*(Offline)*99.4% (Top 1, n=540)*"])
     for row in json.loads((project.path / "profile.json").read_text())["rows"]:
         assert row["loadgen"]["p90_latency_ns"] > 0 and row["loadgen"]["offline_samples_per_s"] > 0
-        assert row["loadgen"]["valid"] is True
+        assert row["loadgen"]["valid"] is True, row["loadgen"]
