@@ -200,22 +200,12 @@ def _die_with_parent(prctl: Callable[..., int], parent: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-_cores_share: int | None = None
-
-
 def share_cores(workers: int | None) -> None:
     """In one of `workers` pytest-xdist workers (or executor processes), give NumPy's BLAS/OpenMP
-    pools and the plugin's own parallel work (`cores()`) this worker's share of the cores, so
-    `-n N` does not run N x cores threads (ONNX Runtime sessions already use one)."""
-    global _cores_share
+    pools this worker's share of the cores, so `-n N` does not run N x cores threads that spin
+    while they wait for each other (ONNX Runtime sessions already use one)."""
     if not workers or workers < 2:
         return
     from threadpoolctl import threadpool_limits
 
-    _cores_share = max(1, (os.cpu_count() or 1) // workers)
-    threadpool_limits(limits=_cores_share)
-
-
-def cores() -> int:
-    """How many cores this process may keep busy: all of them, or its share under `share_cores`."""
-    return _cores_share or os.cpu_count() or 1
+    threadpool_limits(limits=max(1, (os.cpu_count() or 1) // workers))

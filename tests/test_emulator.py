@@ -128,7 +128,7 @@ def build_branches(path: Path, rng: np.random.Generator) -> Path:
 
 def build_conv_bn(path: Path, rng: np.random.Generator) -> Path:
     """Conv + BatchNormalization + Relu twice, then a classifier: ORT's quantizer folds each BatchNormalization
-    into its Conv, which makes some weights large (the pattern of issue 14)."""
+    into its Conv, which makes some weights large (the pattern that broke int8 bit-exactness with int8 activations)."""
     inits: dict[str, np.ndarray] = {}
     nodes, h, channels = [], "x", 1
     for i, (out, stride) in enumerate(((8, 1), (16, 2)), 1):

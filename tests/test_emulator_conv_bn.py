@@ -1,4 +1,4 @@
-"""Issue 14, item 4: a Conv + BatchNormalization network quantized by ONNX Runtime (QOperator, no
+"""A Conv + BatchNormalization network quantized by ONNX Runtime (QOperator, no
 reduce_range) is bit-exact with ONNX Runtime layer by layer, and on the aie and gemmini targets against
 goldens made by ONNX Runtime on this machine, with uint8 activations (the default) and int8 activations.
 

@@ -1,4 +1,4 @@
-"""The ops of issue 14 against ONNX Runtime, in the configurations the ONNX node tests leave out (both
+"""The tiny-network ops against ONNX Runtime, in the configurations the ONNX node tests leave out (both
 directions and layouts of recurrent layers, grouped/strided transposed convolutions, integer Resize, run-time
 quantization parameters, saturating int8 products), and the backend's contract: refusals at load naming
 what is refused, 0-d outputs, in-memory models."""

@@ -140,7 +140,7 @@ TINY_NETWORK_OPS = (
     "castlike expand batchnorm reduce_mean reduce_max squeeze unsqueeze clip pad constant_pad edge_pad reflect_pad "
     "wrap_pad quantizelinear dequantizelinear qlinearmatmul"
 ).split()
-"""The issue's tiny-network op list, as node-test name stems (test_<stem>...)."""
+"""The tiny-network op list (the ops small MLPerf Tiny-style networks use), as node-test name stems (test_<stem>...)."""
 
 
 def expected_failure(name: str) -> tuple[str, type[BaseException]] | None:

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..config import Field, at_least, between, positive, validate
 from ..perf import Perf
-from ..process import StartError, cores, run_process, tail_text
+from ..process import StartError, run_process, tail_text
 from .base import Build, RunResult, Target, TargetError
 
 if TYPE_CHECKING:
@@ -401,7 +401,9 @@ class Hls4mlTarget(Target):
             np.save(run_dir / f"input_{i}.npy", x, allow_pickle=False)
         what = f"hls4ml C simulation of {build.model.name} ({build.dtype}, {build.mode})"
         self._call(
-            self.worker_argv("run", str(build.dir), str(run_dir), str(cores())),
+            # Every core, also beside another xdist worker: forked C simulations neither spin nor
+            # share memory, so two on a busy core cost little, and the tail of a run gains both.
+            self.worker_argv("run", str(build.dir), str(run_dir), str(os.cpu_count() or 1)),
             run_dir,
             run_dir / "run.log",
             options["run_timeout"],
