@@ -7,12 +7,17 @@ Pairs measured side by side in one run are printed as ratios at the end.
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO.parent / "shared" / "mlperf_tiny"
@@ -29,6 +34,23 @@ EMULATOR_CASES = [
     + (list(REFERENCE_MODELS) if REFERENCE.is_dir() else [])
     for dtype in ("fp32", "int8")
 ]
+PYTEST = [
+    sys.executable,
+    "-m",
+    "pytest",
+    "-q",
+    "-p",
+    "tinyaccel",
+    "-p",
+    "pytest_benchmark.plugin",
+    "-p",
+    "xdist.plugin",
+]
+PYTEST += ["test_models.py"]
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+"""Both sides as a user runs them: byte code cached, and pytest with the plugin and the plugins of its
+dependencies only (this project's test extras add hypothesis, whose pytest plugin imports all of
+hypothesis at the end of every run, about 0.6 s)."""
 _medians: dict[str, float] = {}
 _rates: dict[str, str] = {}
 
@@ -37,6 +59,9 @@ RATIOS: list[tuple[str, str, str, float | None]] = [
     ("plugin overhead: pytest cpu golden checks / plain ONNX Runtime script", "pytest_cpu_golden", "plain_script", 1.1),
     ("cold / warm (cached) bundled cpu suite", "suite_cold", "suite_warm", None),
     ("-n 2 / serial wall time, bundled models on cpu, aie, gemmini (warm cache)", "suite_n2", "suite_serial", None),
+    # slow single-threaded builds: the pool should take at most 1/1.6 of the serial time
+    ("processes:2 executor / serial, 4 hls4ml builds cold", "hls4ml_processes", "hls4ml_serial", 0.625),
+    ("-n 2 / serial, 4 hls4ml builds cold", "hls4ml_xdist", "hls4ml_serial_xdist_pair", 0.625),
 ] + [
     (
         f"tinyaccel emulator / ONNX Runtime (1 thread), {model} {dtype}, same samples",
@@ -66,8 +91,9 @@ def record_pair(benchmark):
     pytest-benchmark: the two alternate, so load that comes and goes on a shared machine hits both alike.
     Remembers both medians (`name`, `other_name`) for the ratio table."""
 
-    def run(name: str, fn, other_name: str, other, rounds: int) -> None:
-        fn(), other()  # warm-up, untimed
+    def run(name: str, fn, other_name: str, other, rounds: int, warmup: bool = True) -> None:
+        if warmup:  # untimed; a pair of cold runs (--cache-clear) has nothing to warm
+            fn(), other()
         times: list[float] = []
 
         def timed_other() -> None:
@@ -98,6 +124,46 @@ def suite_copy(tmp_path_factory) -> Path:
     (root / "test_models.py").write_text("from pytest_tinyaccel.suite import *  # noqa\n")
     (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
     return root
+
+
+MLP_MANIFEST = """use_case = "Scale check"
+task = "classification"
+metric = "top1"
+quality_target = 0.9
+dtypes = ["fp32"]
+ndata = 10
+architecture = "MLP 8-16-3"
+link = "https://example.invalid/generated"
+"""
+
+
+def mlp_model_folder(folder: Path, seed: int) -> None:
+    """A tiny MLP with seeded weights, its manifest and 20 samples labelled with its own predictions."""
+    rng = np.random.default_rng(seed)
+    w1, b1 = rng.standard_normal((8, 16)).astype(np.float32), rng.standard_normal(16).astype(np.float32)
+    w2, b2 = rng.standard_normal((16, 3)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w1"], ["h"]),
+            helper.make_node("Add", ["h", "b1"], ["hb"]),
+            helper.make_node("Relu", ["hb"], ["r"]),
+            helper.make_node("MatMul", ["r", "w2"], ["o"]),
+            helper.make_node("Add", ["o", "b2"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
+        ],
+        f"mlp{seed}",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])],
+        [numpy_helper.from_array(v, n) for n, v in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    folder.mkdir(parents=True)
+    onnx.save(model, folder / "model.onnx")
+    x = rng.standard_normal((20, 8)).astype(np.float32)
+    logits = np.maximum(x @ w1 + b1, 0) @ w2 + b2
+    np.save(folder / "X_test.npy", x)
+    np.save(folder / "y_test.npy", logits.argmax(axis=1).astype(np.int64))
+    (folder / "model.toml").write_text(MLP_MANIFEST)
 
 
 def _verdict(a: str, b: str, target: float | None) -> str:

@@ -15,53 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
-from conftest import record_rate
+from conftest import mlp_model_folder, record_rate
 
 SIZES = (1, 50, 200)
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "test_models.py"]
-MANIFEST = """use_case = "Scale check"
-task = "classification"
-metric = "top1"
-quality_target = 0.9
-dtypes = ["fp32"]
-ndata = 10
-architecture = "MLP 8-16-3"
-link = "https://example.invalid/generated"
-"""
-
-
-def _model_folder(folder: Path, seed: int) -> None:
-    """A tiny MLP with seeded weights, its manifest and 20 samples labelled with its own predictions."""
-    rng = np.random.default_rng(seed)
-    w1, b1 = rng.standard_normal((8, 16)).astype(np.float32), rng.standard_normal(16).astype(np.float32)
-    w2, b2 = rng.standard_normal((16, 3)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "w1"], ["h"]),
-            helper.make_node("Add", ["h", "b1"], ["hb"]),
-            helper.make_node("Relu", ["hb"], ["r"]),
-            helper.make_node("MatMul", ["r", "w2"], ["o"]),
-            helper.make_node("Add", ["o", "b2"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
-        ],
-        f"mlp{seed}",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])],
-        [numpy_helper.from_array(v, n) for n, v in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2))],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    folder.mkdir(parents=True)
-    onnx.save(model, folder / "model.onnx")
-    x = rng.standard_normal((20, 8)).astype(np.float32)
-    logits = np.maximum(x @ w1 + b1, 0) @ w2 + b2
-    np.save(folder / "X_test.npy", x)
-    np.save(folder / "y_test.npy", logits.argmax(axis=1).astype(np.int64))
-    (folder / "model.toml").write_text(MANIFEST)
 
 
 def _pytest(root: Path, *args: str) -> None:
@@ -76,7 +35,7 @@ def suites(tmp_path_factory) -> dict[int, Path]:
     for size in SIZES:
         root = tmp_path_factory.mktemp(f"scale{size}")
         for i in range(size):
-            _model_folder(root / "models" / f"mlp{i:03d}", seed=i)
+            mlp_model_folder(root / "models" / f"mlp{i:03d}", seed=i)
         (root / "test_models.py").write_text("from pytest_tinyaccel.suite import *  # noqa\n")
         (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
         _pytest(root, "-m", "cpu", "--tinyaccel-update-golden")

@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
+from conftest import ENV, PYTEST, REPO
 
-PYTEST = [
-    sys.executable,
-    "-m",
-    "pytest",
-    "-q",
-    "-p",
-    "tinyaccel",
-    "-p",
-    "pytest_benchmark.plugin",
-    "-p",
-    "xdist.plugin",
-]
-PYTEST += ["test_models.py"]
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-"""Both sides as a user runs them: byte code cached, and pytest with the plugin and the plugins of its
-dependencies only (this project's test extras add hypothesis, whose pytest plugin imports all of
-hypothesis at the end of every run, about 0.6 s)."""
 CPU = ["-m", "cpu"]
 EMULATED = ["-m", "cpu or aie or gemmini"]  # every bundled model on the shipped targets (warm: ZigZag cached)
 
