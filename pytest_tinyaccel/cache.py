@@ -103,7 +103,8 @@ class BuildCache:
         return folder
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The content hash of a file, read in 1 MiB chunks (models, data, golden and cached files)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -114,7 +115,7 @@ def _file_sha256(path: Path) -> str:
 def _digests(folder: Path) -> dict[str, str]:
     """sha256 of every file under `folder` (but the marker), by relative path."""
     return {
-        path.relative_to(folder).as_posix(): _file_sha256(path)
+        path.relative_to(folder).as_posix(): file_sha256(path)
         for path in sorted(folder.rglob("*"))
         if path.is_file() and not path.is_symlink() and path.name != COMPLETE
     }
@@ -125,7 +126,7 @@ def _intact(folder: Path) -> bool:
     try:
         recorded = json.loads((folder / COMPLETE).read_text())
         return isinstance(recorded, dict) and all(
-            _file_sha256(folder / name) == digest for name, digest in recorded.items()
+            file_sha256(folder / name) == digest for name, digest in recorded.items()
         )
     except (OSError, ValueError):
         return False

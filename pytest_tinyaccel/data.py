@@ -1,23 +1,14 @@
 """Data files users bring are untrusted: `.npy` arrays are loaded without pickles, after a
 header check that refuses a file promising more data than it holds (before any memory is
-allocated), with errors that name the file; content hashes for caches and goldens."""
+allocated), with errors that name the file."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataError
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_array(path: Path) -> np.ndarray:

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from .cache import file_sha256
 from .config import ConfigError, Field, at_least, check_value, validate
-from .data import file_sha256, load_array
+from .data import load_array
 from .errors import DataError
 from .margins import parse_margins
 from .runtime import output_specs

@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .cache import BuildCache
+from .cache import BuildCache, file_sha256
 from .cases import Case
 from .config import ConfigError
-from .data import file_sha256
 from .errors import DataError
 from .goldens.store import Golden, GoldenError
 from .metrics import check_labels, quality

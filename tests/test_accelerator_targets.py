@@ -39,7 +39,7 @@ def test_emulator_int8_is_bit_exact_with_every_stored_per_kernel_golden(name: st
     quantized.parent.mkdir(exist_ok=True)
     quantize_model(model.onnx_path, quantized, model.load_calibration(), model.quantization)
     assert onnx.load(quantized).SerializeToString()  # same bytes as the golden's int8 model:
-    from pytest_tinyaccel.data import file_sha256
+    from pytest_tinyaccel.cache import file_sha256
 
     assert file_sha256(quantized) == golden.meta["dtypes"]["int8"]["model_sha256"]
     graph = Graph.load(quantized, accumulation=golden.meta.get("int8_accumulation", "exact"))

@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cache import file_lock
-from ..data import file_sha256
+from ..cache import file_lock, file_sha256
 from ..errors import DataError
 from ..metrics import format_quality, quality, topk
 from ..models import Model
@@ -229,8 +228,9 @@ class GoldenKeeper:
         )
         problems, notes = [], []
         parts = [head]
-        if entry["model_sha256"] != file_sha256(path):
-            model_part = f"the {dtype} model changed (sha256 {entry['model_sha256'][:12]} -> {file_sha256(path)[:12]})"
+        model_sha256 = file_sha256(path)
+        if entry["model_sha256"] != model_sha256:
+            model_part = f"the {dtype} model changed (sha256 {entry['model_sha256'][:12]} -> {model_sha256[:12]})"
         else:
             model_part = f"the {dtype} model is byte-identical"
         parts.append(model_part)

@@ -20,10 +20,10 @@ from the directory pytest runs in.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
+from ..cache import file_sha256
 from ..config import Field
 from ..perf import Perf
 from .base import Build
@@ -66,7 +66,7 @@ class AieTarget(EmulatedTarget):
         """The calibration file's content (not only its name) changes the build."""
         settings = super().cache_settings(model, dtype, mode)
         path = self.settings["calibration"]
-        settings["calibration_sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else "shipped"
+        settings["calibration_sha256"] = file_sha256(Path(path)) if path else "shipped"
         return settings
 
     def perf_model(self):

@@ -321,7 +321,7 @@ class Hls4mlTarget(Target):
             "compiler": _compiler_version(),
         }
         if options["input_precision"] == "auto" and model.calibration_path is not None:
-            from ..data import file_sha256
+            from ..cache import file_sha256
 
             parts["calibration_sha256"] = file_sha256(model.calibration_path)
         if mode == "hw_emu":

@@ -15,11 +15,11 @@ aie target at it with `calibration = "calibration.toml"` in
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import shlex
 from pathlib import Path
 
+from ...cache import file_sha256
 from . import calibration as cal_mod
 from .device import load_device
 from .fit import fit, log_ratio
@@ -39,7 +39,7 @@ def calibrate(
     dev = load_device(device)
     source = {
         "logs": [p.name for p in logs],
-        "sha256": [hashlib.sha256(p.read_bytes()).hexdigest() for p in logs],
+        "sha256": [file_sha256(p) for p in logs],
         "graphs": found.graphs(),
         "samples": len(found.samples),
         "device": dev.name,

@@ -11,7 +11,6 @@ LoadGen a factory that runs the run command once per query.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shlex
 import shutil
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ...cache import file_sha256
 from ...config import ConfigError
 from ...perf import Perf
 from ...process import ProcessResult, StartError, run_process
@@ -128,7 +128,7 @@ class CommandTarget(Target):
         for pattern in self.config.depends:
             for path in sorted(self.root.glob(pattern)):
                 if path.is_file():
-                    found[str(path.relative_to(self.root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+                    found[str(path.relative_to(self.root))] = file_sha256(path)
         return found
 
     # ----- build and run ----------------------------------------------------------------
