@@ -110,3 +110,12 @@ def power_of_two_requant(src: Path, dst: Path, conv_name: str) -> None:
     k = int(np.round(np.log2(product / ys)))
     inits[node.input[6]].CopyFrom(numpy_helper.from_array(np.float32(product / np.float32(2.0**k)), node.input[6]))
     onnx.save(model, dst)
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie, exited but not yet reaped by its new parent, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")

@@ -19,6 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from gallery import GALLERY, IR_VERSION, OPSET
+from helpers import alive
 from onnx import TensorProto, helper, numpy_helper
 
 from pytest_tinyaccel.targets.hls4ml_onnx import attribute, normalise, refusals
@@ -212,14 +213,6 @@ run_process([sys.executable, str(child), sys.argv[2]], child.parent, None, 600, 
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_killed_session_leaves_no_worker_or_compiler_behind(tmp_path: Path) -> None:
     """pytest dies by SIGKILL (no clean-up runs): the worker and the compiler it started die too."""
@@ -230,10 +223,10 @@ def test_a_killed_session_leaves_no_worker_or_compiler_behind(tmp_path: Path) ->
         time.sleep(0.1)
     compiler = int(pids.read_text())
     worker = int(Path(f"/proc/{compiler}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
-    assert _alive(worker) and _alive(compiler)
+    assert alive(worker) and alive(compiler)
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     deadline = time.monotonic() + 10
-    while (_alive(worker) or _alive(compiler)) and time.monotonic() < deadline:
+    while (alive(worker) or alive(compiler)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(worker) and not _alive(compiler)
+    assert not alive(worker) and not alive(compiler)

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import Project
+from helpers import Project, alive
 
 from pytest_tinyaccel.config import ConfigError
 from pytest_tinyaccel.targets.hls4ml import (
@@ -218,14 +218,6 @@ def pytest_tinyaccel_targets(config):
 '''
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 @pytest.mark.parametrize("fault", ["hang", "segv"])
 def test_hang_and_crash_of_the_worker(project: Project, fault: str) -> None:
     """A hang hits build_timeout and its whole process group (the worker and what it started)
@@ -252,9 +244,9 @@ def test_hang_and_crash_of_the_worker(project: Project, fault: str) -> None:
         )
         worker, child = map(int, pids.read_text().split())
         deadline = time.monotonic() + 10
-        while (_alive(worker) or _alive(child)) and time.monotonic() < deadline:
+        while (alive(worker) or alive(child)) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _alive(worker) and not _alive(child)
+        assert not alive(worker) and not alive(child)
         assert time.monotonic() - start < 60
     else:
         result.stdout.fnmatch_lines(

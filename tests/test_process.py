@@ -13,26 +13,18 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import alive
 
 from pytest_tinyaccel.process import StartError, run_process
 
 PY = sys.executable
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie, exited but not yet reaped by its new parent, counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 def _gone(*pids: int, within: float = 10.0) -> bool:
     deadline = time.monotonic() + within
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return not any(_alive(p) for p in pids)
+    return not any(alive(p) for p in pids)
 
 
 def _wait_for(path: Path, within: float = 20.0) -> str:
@@ -175,12 +167,12 @@ def test_child_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
     child = None
     try:
         child = int(_wait_for(pidfile))
-        assert _alive(child)
+        assert alive(child)
         parent.kill()
         parent.wait(timeout=10)
         assert _gone(child), f"child {child} survived the death of the process that started it"
     finally:
         parent.kill()
         parent.wait(timeout=10)
-        if child is not None and _alive(child):
+        if child is not None and alive(child):
             os.kill(child, signal.SIGKILL)
