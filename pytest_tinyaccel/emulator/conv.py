@@ -9,15 +9,14 @@ MLPerf Tiny layers, L2-sized 256 KB chunks were 20-50 % slower, the whole batch
 at once up to 2.4x slower). The buffers are allocated once per call and reused
 for every chunk. Per chunk:
 
-* pack: the chunk's samples, channels-last, minus the input's zero point, in
-  the accumulation type, into a zero-bordered buffer (the padding is the real
-  value 0, as QLinearConv needs);
-* compute: group 1 -> im2col columns (one row per output pixel, (KH, KW, C) per
-  row, copied from a strided view of the windows) and one BLAS GEMM with the
-  (KH*KW*C, M) weight matrix; depthwise -> one multiply and one add per kernel
-  tap over the whole chunk, in row-major tap order, with the weights repeated
-  along the output row so the innermost loop runs over OW*C contiguous
-  elements; other groups -> one batched GEMM;
+* group 1 and other groups: pack the chunk's samples, channels-last, minus
+  the input's zero point, in the accumulation type, into a zero-bordered
+  buffer (the padding is the real value 0, as QLinearConv needs); copy the
+  im2col columns (one row per output pixel, (KH, KW, C) per row) from a
+  strided view of its windows; one BLAS GEMM with the (KH*KW*C, M) weight
+  matrix (one batched GEMM for other groups);
+* depthwise: the compiled tap loop (`compiled.depthwise_conv`) reads the
+  input where it lies, subtracts the zero point and skips the padding;
 * epilogue: the caller's (bias, requantization ...) writes the chunk's outputs;
   without one the accumulator is the output.
 
@@ -72,24 +71,21 @@ def conv2d(
     depthwise = group > 1 and cg == 1
     item = np.dtype(dtype).itemsize
     pixels = oh * ow
-    padded_hw = (h + pads[0] + pads[2], wd + pads[1] + pads[3])
-    padded = padded_hw[0] * padded_hw[1] * (m if depthwise else c)
-    if depthwise:  # the padded chunk (twice with strides: its phases), the accumulator, the products
-        per_sample = (padded * (1 if (sh, sw) == (1, 1) else 2) + 2 * pixels * m) * item
+    if depthwise:  # the accumulator (the taps read the input where it is)
+        per_sample = pixels * m * item
     else:  # the padded chunk, the im2col columns, the accumulator
+        padded = (h + pads[0] + pads[2]) * (wd + pads[1] + pads[3]) * c
         per_sample = (padded + pixels * cg * kh * kw * group + pixels * m) * item
     step = max(1, min(n, _CHUNK_BYTES // max(1, per_sample)))
-    source = nhwc(x)
     if depthwise:
-        run = _depthwise_runner(w, strides, dilations, (oh, ow), padded_hw, step)
+        run = _depthwise_runner(nhwc(x), w, strides, pads, dilations, dtype, offset)
     else:
-        run = _gemm_runner(w, strides, dilations, (oh, ow), group, step)
-    packer = _Packer(source, pads, step, m // c if depthwise else 1, dtype, offset)
+        run = _gemm_runner(_Packer(nhwc(x), pads, step, dtype, offset), w, strides, dilations, (oh, ow), group, step)
     acc_buffer = None if out.dtype == np.dtype(dtype) else np.empty((step, oh, ow, m), dtype)
     for start in range(0, n, step):
         stop = min(n, start + step)
         target = out[start:stop] if acc_buffer is None else acc_buffer[: stop - start]
-        run(packer.pack(start, stop), target)
+        run(start, stop, target)
         if epilogue is not None:
             epilogue(target, out[start:stop])
     return nchw(out)
@@ -98,10 +94,8 @@ def conv2d(
 class _Packer:
     """Copies sample chunks of NHWC `source` into one reused zero-bordered buffer, in `dtype`, minus `offset`.
 
-    `repeat` > 1 repeats every channel (a depthwise convolution with a channel
-    multiplier: output channel o reads input channel o // repeat). A chunk
-    that needs no change (no padding, no offset, same type, contiguous) is
-    returned as a view of the source.
+    A chunk that needs no change (no padding, no offset, same type, contiguous)
+    is returned as a view of the source.
     """
 
     def __init__(
@@ -109,19 +103,18 @@ class _Packer:
         source: np.ndarray,
         pads: Sequence[int],
         step: int,
-        repeat: int,
         dtype: type[np.generic],
         offset: np.ndarray | None,
     ) -> None:
-        self.source, self.repeat, self.offset = source, repeat, offset
+        self.source, self.offset = source, offset
         top, left, bottom, right = pads
         _, h, w, c = source.shape
         self.interior = (slice(None), slice(top, top + h), slice(left, left + w))
-        as_is = not any(pads) and offset is None and repeat == 1 and source.dtype == np.dtype(dtype)
+        as_is = not any(pads) and offset is None and source.dtype == np.dtype(dtype)
         self.buffer = (
             None
             if as_is and source.flags.c_contiguous
-            else np.zeros((step, h + top + bottom, w + left + right, c * repeat), dtype=np.dtype(dtype))
+            else np.zeros((step, h + top + bottom, w + left + right, c), dtype=np.dtype(dtype))
         )
 
     def pack(self, start: int, stop: int) -> np.ndarray:
@@ -130,8 +123,6 @@ class _Packer:
             return part
         chunk = self.buffer[: stop - start]
         target = chunk[self.interior]
-        if self.repeat > 1:
-            part = np.repeat(part, self.repeat, axis=3)
         if self.offset is None:
             np.copyto(target, part, casting="unsafe")
         else:
@@ -140,8 +131,14 @@ class _Packer:
 
 
 def _gemm_runner(
-    w: np.ndarray, strides: Sequence[int], dilations: Sequence[int], out_hw: tuple[int, int], group: int, step: int
-) -> Callable[[np.ndarray, np.ndarray], None]:
+    packer: _Packer,
+    w: np.ndarray,
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    out_hw: tuple[int, int],
+    group: int,
+    step: int,
+) -> Callable[[int, int, np.ndarray], None]:
     """Chunk kernel of a (grouped) convolution: im2col into a reused buffer, then one (batched) GEMM."""
     m, cg, kh, kw = w.shape
     (sh, sw), (dh, dw), (oh, ow) = strides, dilations, out_hw
@@ -154,7 +151,8 @@ def _gemm_runner(
         wmat = np.ascontiguousarray(w.reshape(group, mg, cg, kh, kw).transpose(0, 3, 4, 2, 1).reshape(group, k, mg))
     cols = None if direct else np.empty((step, oh, ow, kh, kw, cg * group), dtype=w.dtype)
 
-    def run(chunk: np.ndarray, acc: np.ndarray) -> None:
+    def run(start: int, stop: int, acc: np.ndarray) -> None:
+        chunk = packer.pack(start, stop)
         nb = chunk.shape[0]
         if cols is None:  # 1x1, stride 1: the packed pixels are the columns
             np.matmul(chunk.reshape(-1, chunk.shape[3]), wmat, out=acc.reshape(-1, m))
@@ -174,48 +172,23 @@ def _gemm_runner(
 
 
 def _depthwise_runner(
+    source: np.ndarray,
     w: np.ndarray,
     strides: Sequence[int],
+    pads: Sequence[int],
     dilations: Sequence[int],
-    out_hw: tuple[int, int],
-    padded_hw: tuple[int, int],
-    step: int,
-) -> Callable[[np.ndarray, np.ndarray], None]:
-    """Chunk kernel of a depthwise convolution (one input channel per group): a loop over the kernel taps.
+    dtype: type[np.generic],
+    offset: np.ndarray | None,
+) -> Callable[[int, int, np.ndarray], None]:
+    """Chunk kernel of a depthwise convolution (one input channel per group): the compiled tap loop."""
+    from .compiled import depthwise_conv  # numba's import, on first use
 
-    With strides, each chunk is first split into its stride phases (rows a::SH,
-    columns b::SW), so that every tap reads a stride-1 view of one phase: its
-    pixels then follow each other in memory and the innermost loop covers OW*M
-    elements instead of M.
-    """
-    m, _, kh, kw = w.shape
-    (sh, sw), (dh, dw), (oh, ow) = strides, dilations, out_hw
-    # One (OW, M) row of weights per tap: broadcast over (NB, OH), the innermost loop covers OW*M elements.
-    rows = np.ascontiguousarray(np.broadcast_to(w[:, 0].transpose(1, 2, 0)[:, :, None, :], (kh, kw, ow, m)))
-    products = np.empty((step, oh, ow, m), dtype=w.dtype)
-    # Per tap: its phase (row, column), and where its window starts in that phase.
-    taps = [
-        (i, j, ((i * dh) % sh, (j * dw) % sw), (i * dh) // sh, (j * dw) // sw) for i in range(kh) for j in range(kw)
-    ]
-    hp, wp = padded_hw
-    phases = {
-        key: np.empty((step, -(-(hp - key[0]) // sh), -(-(wp - key[1]) // sw), m), dtype=w.dtype)
-        for key in sorted({tap[2] for tap in taps})
-        if (sh, sw) != (1, 1)
-    }
+    taps = np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))  # (KH, KW, M): one row of M weights per tap
+    zero = np.dtype(dtype).type(0 if offset is None else offset.item())  # typed: float32 stays float32
+    sh, sw, dh, dw = (int(v) for v in (*strides, *dilations))
+    geometry = ((sh, sw), (int(pads[0]), int(pads[1])), (dh, dw), w.shape[0] // source.shape[3])
 
-    def run(chunk: np.ndarray, acc: np.ndarray) -> None:
-        nb = acc.shape[0]
-        for (a, b), buffer in phases.items():
-            np.copyto(buffer[:nb], chunk[:, a::sh, b::sw])
-        source = {key: buffer[:nb] for key, buffer in phases.items()} if phases else {(0, 0): chunk}
-        tmp = products[:nb]
-        for i, j, key, top, left in taps:
-            tap = source[key][:, top : top + oh, left : left + ow]
-            if i == j == 0:
-                np.multiply(tap, rows[0, 0], out=acc)
-            else:
-                np.multiply(tap, rows[i, j], out=tmp)
-                acc += tmp
+    def run(start: int, stop: int, acc: np.ndarray) -> None:
+        depthwise_conv(source[start:stop], zero, taps, *geometry, acc)
 
     return run

@@ -96,35 +96,29 @@ def _add_bias(acc: Value, bias: Value) -> Value:
     return out
 
 
-def _requantizer(scale: Value, yq: QParams, rounding: str, bias: Value | None, bias_in_float32: bool) -> Epilogue:
-    """An epilogue: the accumulator plus the int32 bias, requantized into the output (`_add_bias`, then
-    `K.requantize`'s arithmetic).
+def _requantizer(scale: Value, yq: QParams, rounding: str, bias: Value | None, channels: int) -> Epilogue:
+    """An epilogue: the accumulator plus the int32 bias, requantized into the output in one compiled pass,
+    bit for bit `_add_bias` and then `K.requantize` (`compiled.requantize`).
 
-    With `bias_in_float32` (float32 accumulators whose sums with the bias provably
-    stay below 2^24) the bias is added in float32, exactly, instead of through int32.
-    `scale` broadcasts against the accumulator (per output channel: the last axis).
+    `scale` (float32) and `bias` hold one value, or one per output channel: the last axis of the
+    accumulator chunks, which are C-contiguous.
     """
-    zero_point = int(yq.zero_point)
-    bias_f32 = bias.astype(np.float32) if bias is not None and bias_in_float32 else None
+    from ..compiled import requantize  # numba's import, on first use
+
+    if rounding not in K.ROUNDING_MODES:
+        raise ValueError(f"unknown rounding {rounding!r}; use one of {K.ROUNDING_MODES}")
+    scales = np.ascontiguousarray(np.broadcast_to(scale.astype(np.float32).reshape(-1), (channels,)))
+    biases = np.zeros(channels) if bias is None else np.broadcast_to(bias.astype(np.float64).reshape(-1), (channels,))
+    biases = np.ascontiguousarray(biases)
+    info, zero_point = np.iinfo(yq.dtype), int(yq.zero_point)
+    bounds = (float(zero_point), float(info.min - zero_point), float(info.max - zero_point))
+    half_away = rounding == "half_away"
 
     def run(acc: Value, out: Value) -> None:
-        if bias is None:
-            value = acc if acc.dtype == np.float32 else acc.astype(np.float32)
-        elif bias_f32 is not None and acc.dtype == np.float32:
-            value = np.add(acc, bias_f32, out=acc)
-        else:
-            value = _add_bias(acc, bias).astype(np.float32)
-        K.requantize_into(value, scale, zero_point, rounding, out)
+        rows = out.reshape(-1, channels)  # a view: `out` is C-contiguous
+        requantize(acc.reshape(-1, channels), biases, scales, *bounds, half_away, rows)
 
     return run
-
-
-def _bias_in_float32(acc_dtype: type[np.generic], xq: QParams, w_int: Value, out_axis: int, bias: Value | None) -> bool:
-    """True when a float32 accumulator plus `bias` stays an exact float32 integer (below 2^24)."""
-    if bias is None or acc_dtype is not np.float32:
-        return False
-    peak = float(np.abs(bias.astype(np.float64)).max()) if bias.size else 0.0
-    return K.accumulator_bound(_x_abs_max(xq), w_int, out_axis) + peak < _F32_EXACT
 
 
 @register("QLinearConv", requantizes=True)
@@ -149,7 +143,7 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
     b = None if bias is None else bias.astype(np.int32).reshape(-1)
     # ONNX Runtime: output_scale[i] = x_scale * w_scale[i] / y_scale, in float32 (one per output channel).
     scale = (xq.scale * wq.scale / yq.scale).astype(np.float32).reshape(-1)
-    requantize = _requantizer(scale, yq, ctx.rounding, b, _bias_in_float32(acc_dtype, xq, w_int, 0, b))
+    requantize = _requantizer(scale, yq, ctx.rounding, b, m)
     w_int = _as_2d(w_int.astype(acc_dtype), win.rank)
     offset = xq.zero_point.astype(acc_dtype)
     rounding = ctx.rounding
@@ -222,10 +216,8 @@ def _qgemm(ctx: BuildContext) -> Kernel:
     scale = scale if scale.size > 1 else scale.reshape(())
     c_int = None if c is None else c.astype(np.int32)
     ta = bool(a["transA"])
-    requantize = None
-    if yq is not None:
-        fold = c_int is not None and c_int.ndim <= 1 and _bias_in_float32(acc_dtype, aq, b_int, 1, c_int)
-        requantize = _requantizer(scale, yq, ctx.rounding, c_int, fold)
+    bias_rows = c_int is not None and c_int.ndim > 1  # added to the accumulator first; a vector: in the epilogue
+    requantize = None if yq is None else _requantizer(scale, yq, ctx.rounding, None if bias_rows else c_int, n)
     b_raw = b.T if tb else b
     saturating = A.saturates(ctx.accumulation, aq.dtype, b.dtype, ctx.shifted_int8) and A.gemm_can_saturate(b_raw)
 
@@ -242,8 +234,10 @@ def _qgemm(ctx: BuildContext) -> Kernel:
             acc = acc if c_int is None else _add_bias(acc, c_int)
             return [acc.astype(np.float32) * scale]
         assert yq is not None
-        shape = acc.shape if c_int is None else np.broadcast_shapes(acc.shape, c_int.shape)
-        out = np.empty(shape, yq.dtype)
+        if bias_rows:
+            assert c_int is not None
+            acc = _add_bias(acc, c_int)
+        out = np.empty(acc.shape, yq.dtype)
         requantize(acc, out)
         return [out]
 
