@@ -34,19 +34,9 @@ EMULATOR_CASES = [
     + (list(REFERENCE_MODELS) if REFERENCE.is_dir() else [])
     for dtype in ("fp32", "int8")
 ]
-PYTEST = [
-    sys.executable,
-    "-m",
-    "pytest",
-    "-q",
-    "-p",
-    "tinyaccel",
-    "-p",
-    "pytest_benchmark.plugin",
-    "-p",
-    "xdist.plugin",
-]
-PYTEST += ["test_models.py"]
+PYTEST_WITHOUT_PLUGIN = [sys.executable, "-m", "pytest", "-q", "-p", "pytest_benchmark.plugin", "-p", "xdist.plugin"]
+"""pytest with the plugins of the plugin's dependencies (ENV turns off autoloading)."""
+PYTEST = [*PYTEST_WITHOUT_PLUGIN, "-p", "tinyaccel", "test_models.py"]
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 """Both sides as a user runs them: byte code cached, and pytest with the plugin and the plugins of its
 dependencies only (this project's test extras add hypothesis, whose pytest plugin imports all of
@@ -57,6 +47,12 @@ _rates: dict[str, str] = {}
 # (label, numerator benchmark, denominator benchmark, target: the ratio must stay at or under it; None: no target)
 RATIOS: list[tuple[str, str, str, float | None]] = [
     ("plugin overhead: pytest cpu golden checks / plain ONNX Runtime script", "pytest_cpu_golden", "plain_script", 1.1),
+    (
+        "the plugin's share: pytest cpu golden checks / the plain calls as one test of a pytest run without the plugin",
+        "pytest_cpu_golden_again",
+        "plain_pytest",
+        None,
+    ),
     ("cold / warm (cached) bundled cpu suite", "suite_cold", "suite_warm", None),
     ("-n 2 / serial wall time, bundled models on cpu, aie, gemmini (warm cache)", "suite_n2", "suite_serial", None),
     # slow single-threaded builds: the pool should take at most 1/1.6 of the serial time

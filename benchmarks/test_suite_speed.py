@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ENV, PYTEST, REPO
+from conftest import ENV, PYTEST, PYTEST_WITHOUT_PLUGIN, REPO
 
 CPU = ["-m", "cpu"]
 EMULATED = ["-m", "cpu or aie or gemmini"]  # every bundled model on the shipped targets (warm: ZigZag cached)
@@ -27,16 +27,44 @@ def _quantized_models(root: Path) -> dict[str, str]:
     return found
 
 
-def test_pytest_cpu_golden_checks(record, suite_copy):
-    _pytest(suite_copy)  # warm the cache
-    record("pytest_cpu_golden", lambda: _pytest(suite_copy, "-k", "golden"), rounds=5)
+def _plain_script(root: Path) -> list[str]:
+    """The plain script's command: the same ONNX Runtime calls as the cpu golden checks, on the cached int8 models."""
+    quantized = json.dumps(_quantized_models(root))
+    return [sys.executable, str(REPO / "benchmarks" / "plain_golden_check.py"), str(root), quantized]
 
 
-def test_plain_script(record, suite_copy):
+def test_plugin_overhead(record_pair, suite_copy):
+    """The plugin's cpu golden checks against the plain script, alternating run by run."""
+    _pytest(suite_copy)  # warm: the int8 models and the goldens are in the cache
+    script = _plain_script(suite_copy)
+    record_pair(
+        "pytest_cpu_golden",
+        lambda: _pytest(suite_copy, "-k", "golden"),
+        "plain_script",
+        lambda: subprocess.run(script, check=True, env=ENV),
+        rounds=7,
+    )
+
+
+def test_plugin_share_of_a_pytest_run(record_pair, suite_copy):
+    """The same plain calls written as one pytest test, run by pytest without the plugin, against the
+    plugin's checks: what the plugin adds beyond pytest's own start-up, collection and reporting."""
     _pytest(suite_copy)
-    quantized = json.dumps(_quantized_models(suite_copy))
-    script = [sys.executable, str(REPO / "benchmarks" / "plain_golden_check.py"), str(suite_copy), quantized]
-    record("plain_script", lambda: subprocess.run(script, check=True, env=ENV), rounds=5)
+    (suite_copy / "plain").mkdir(exist_ok=True)
+    call = f"main(Path({str(suite_copy)!r}), json.loads({json.dumps(_quantized_models(suite_copy))!r}))"
+    (suite_copy / "plain" / "test_plain.py").write_text(
+        f"import json, sys\nfrom pathlib import Path\n\nsys.path.insert(0, {str(REPO / 'benchmarks')!r})\n"
+        f"from plain_golden_check import main\n\n\ndef test_plain():\n    {call}\n"
+    )
+    record_pair(
+        "plain_pytest",
+        lambda: subprocess.run(
+            [*PYTEST_WITHOUT_PLUGIN, "plain/test_plain.py"], cwd=suite_copy, check=True, env=ENV, capture_output=True
+        ),
+        "pytest_cpu_golden_again",
+        lambda: _pytest(suite_copy, "-k", "golden"),
+        rounds=7,
+    )
 
 
 def test_suite_cold(record, suite_copy):
