@@ -73,7 +73,8 @@ def test_depthwise_integer_operands_are_exact(src_dtype, acc_dtype):
     src = rng.integers(info.min, info.max + 1, (4, 7, 6, 5), dtype=src_dtype)
     taps = rng.integers(-127, 128, (3, 3, 10)).astype(acc_dtype)
     zero_point = 3 if src_dtype == np.uint8 else -2
-    want = _depthwise_numpy(src.astype(np.int64), zero_point, taps.astype(np.int64), (2, 1), (1, 1, 1, 0), (1, 2), 2, np.int64)
+    wide = src.astype(np.int64), zero_point, taps.astype(np.int64)
+    want = _depthwise_numpy(*wide, (2, 1), (1, 1, 1, 0), (1, 2), 2, np.int64)
     got = np.empty(want.shape, acc_dtype)
     compiled.depthwise_conv(src, acc_dtype(zero_point), taps, (2, 1), (1, 1), (1, 2), 2, got)
     np.testing.assert_array_equal(got, want)

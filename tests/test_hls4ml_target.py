@@ -455,3 +455,47 @@ def test_c_simulation_process_that_fails_fails_the_run(tmp_path: Path) -> None:
     out = np.lib.format.open_memmap(tmp_path / "output_0.npy", mode="w+", dtype=np.float32, shape=(10, 2))
     with pytest.raises(StageError, match="1 of 2 simulation processes failed"):
         _simulate_in_parallel(_design(fail_at=36), [x], [out], 2)  # sample 9, in the second share
+
+
+def _fake_build(folder: Path, failing: str | None) -> str:
+    """hls4ml's vivado build_lib.sh template with a stand-in compiler: it logs its start and end, sleeps
+    (so the two compilations overlap only when run side by side), and exits 3 on `failing`."""
+    template = Path(importlib.util.find_spec("hls4ml").origin).parent / "templates" / "vivado" / "build_lib.sh"
+    (folder / "cc").write_text(
+        "#!/bin/bash\n"
+        'for a; do [ "$prev" = -c ] && src=$a; [ "$prev" = -o ] && out=$a; prev=$a; done\n'
+        'for a; do [ "$a" = -shared ] && link=1; done\n'
+        '[ -n "$link" ] && { touch "$out"; exit 0; }\n'
+        '[ -z "$src" ] && exit 0  # the script probing for flags\n'
+        'echo "start $src" >> log; sleep 1; [ "$src" = "' + (failing or "-") + '" ] && exit 3\n'
+        'echo "end $src" >> log; touch "$out"\n'
+    )
+    (folder / "cc").chmod(0o755)
+    (folder / "firmware").mkdir()
+    return template.read_text().replace("CC=g++", f"CC={folder / 'cc'}").replace("mystamp", "0")
+
+
+@needs_hls4ml
+@pytest.mark.parametrize("failing", [None, "firmware/myproject.cpp", "myproject_bridge.cpp"])
+def test_build_script_compiles_design_and_bridge_side_by_side(tmp_path: Path, failing: str | None) -> None:
+    from pytest_tinyaccel.targets.hls4ml_worker import side_by_side
+
+    script = side_by_side(_fake_build(tmp_path, failing))
+    assert script is not None, "hls4ml's build_lib.sh no longer has its two compilations on consecutive lines"
+    (tmp_path / "build.sh").write_text(script)
+    code = subprocess.run(["bash", "build.sh"], cwd=tmp_path, capture_output=True).returncode
+    log = (tmp_path / "log").read_text().splitlines()
+    # both started before either ended
+    assert sorted(log[:2]) == ["start firmware/myproject.cpp", "start myproject_bridge.cpp"], log
+    libraries = list((tmp_path / "firmware").glob("*.so"))
+    if failing is None:
+        assert code == 0 and len(libraries) == 1
+    else:  # either compilation failing fails the script before the link
+        assert code == 3 and not libraries
+
+
+def test_build_script_of_another_shape_runs_as_it_is() -> None:
+    from pytest_tinyaccel.targets.hls4ml_worker import side_by_side
+
+    assert side_by_side("set -e\n${CC} -c a.cpp -o a.o\necho\n${CC} -c b.cpp -o b.o\n") is None
+    assert side_by_side("set -e\n${CC} -c a.cpp -o a.o\n") is None
