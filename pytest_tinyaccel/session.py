@@ -381,14 +381,18 @@ class TinyaccelSession:
         if self.rows:
             base = self.baseline.rows if self.baseline else None
             lines += report.terminal(list(self.rows.values()), base).splitlines()
+        # Under xdist two workers may each look up one build or result (checks of a case on both): count
+        # each once, and a build one worker made and the other then found as made, not as reused.
         cache = self.cache
-        if cache.built or cache.reused or cache.failed:
-            line = f"builds: {len(cache.built)} built, {len(cache.reused)} reused from the cache"
-            line += f", {len(cache.failed)} failed" if cache.failed else ""
+        built, failed = set(cache.built), set(cache.failed)
+        reused_builds = set(cache.reused) - built - failed
+        if built or reused_builds or failed:
+            line = f"builds: {len(built)} built, {len(reused_builds)} reused from the cache"
+            line += f", {len(failed)} failed" if failed else ""
             if cache.repaired:
-                line += f" ({len(cache.repaired)} rebuilt: their cached files had changed)"
+                line += f" ({len(set(cache.repaired))} rebuilt: their cached files had changed)"
             lines.append(line)
-        reused = self.runner.results_reused
+        reused = set(self.runner.results_reused)
         if reused:
             lines.append(
                 f"results: {len(reused)} simulated case(s) reused from the result cache (same build and "

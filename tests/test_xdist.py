@@ -137,3 +137,23 @@ def test_concurrent_golden_updates_agree(project: Project) -> None:
     assert result.parseoutcomes()["passed"] == 6
     assert result.stdout.str().count("golden ic: created") == 1
     assert project.pytester.runpytest_subprocess("-m", "cpu").parseoutcomes()["passed"] == 6
+
+
+def test_parallel_summary_counts_each_build_and_result_once(project: Project) -> None:
+    """The checks of one case land on both workers, and each worker looks its build and result up:
+    the summary still counts every build and every reused result once, as the serial run does."""
+    project.add_model("ic")
+    project.pytester.makeconftest(SIM_TARGET)
+    project.pytester.runpytest_subprocess("-m", "sim").assert_outcomes(passed=12)  # builds and simulates
+    serial = project.pytester.runpytest_subprocess("-m", "sim")
+    parallel = project.pytester.runpytest_subprocess("-m", "sim", "-n", "2")
+
+    def counts(result: pytest.RunResult) -> list[str]:
+        return [line for line in result.outlines if line.startswith(("builds:", "results:"))]
+
+    assert counts(serial) == [
+        "builds: 0 built, 9 reused from the cache",  # per case, and the int8 model and its quantization
+        "results: 4 simulated case(s) reused from the result cache (same build and inputs; their figures are "
+        "marked 'cached'); --cache-clear simulates again",
+    ]
+    assert counts(parallel) == counts(serial)
