@@ -55,7 +55,7 @@ RATIOS: list[tuple[str, str, str, float | None]] = [
     ),
     ("cold / warm (cached) bundled cpu suite", "suite_cold", "suite_warm", None),
     ("-n 2 / serial wall time, bundled models on cpu, aie, gemmini (warm cache)", "suite_n2", "suite_serial", None),
-    # slow single-threaded builds: the pool should take at most 1/1.6 of the serial time
+    # slow builds: the pool should take at most 1/1.6 of the serial time
     ("processes:2 executor / serial, 4 hls4ml builds cold", "hls4ml_processes", "hls4ml_serial", 0.625),
     ("-n 2 / serial, 4 hls4ml builds cold", "hls4ml_xdist", "hls4ml_serial_xdist_pair", 0.625),
 ] + [

@@ -1,6 +1,7 @@
-"""Builds that are slow single-threaded processes: four generated MLPs on hls4ml sw_emu
-(qonnx + hls4ml conversion, then g++), cold each round (`--cache-clear`), serial against
-`--tinyaccel-executor=processes:2` and against `-n 2`, each pair alternating run by run."""
+"""Slow builds: four generated MLPs on hls4ml sw_emu (qonnx + hls4ml conversion in one Python
+process, then the design and its bridge compiled by two g++ side by side), cold each round
+(`--cache-clear`), serial against `--tinyaccel-executor=processes:2` and against `-n 2`, each pair
+alternating run by run."""
 
 from __future__ import annotations
 
