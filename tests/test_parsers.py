@@ -119,6 +119,10 @@ start = 8485,end = 8619,total = 134
     total, kernels, iterations = simlogs.summarize_kernel_cycles(prints)
     assert iterations == 2 and [k.total for k in kernels] == [408, 133, 148375]
     assert total == pytest.approx(408 + 133 + 148375)
+    # a print with no `Running` line before it: named by its place, or left out when names are needed
+    bare = "start = 10,end = 30,total = 20\n" + log
+    assert simlogs.aie_kernel_cycles(bare)[0].name == "kernel0"
+    assert simlogs.aie_kernel_cycles(bare, unnamed=False) == prints
 
 
 def _trace() -> list[dict]:

@@ -242,10 +242,11 @@ class KernelCycles:
     end: int | None = None
 
 
-def aie_kernel_cycles(text: str) -> list[KernelCycles]:
+def aie_kernel_cycles(text: str, unnamed: bool = True) -> list[KernelCycles]:
     """Kernel timings printed with the AI Engine cycle counter: a `Running <kernel>`
     line followed by (or ending with) `start = A,end = B,total = C` / `total = C`.
-    One entry per print, in order (a kernel that runs N iterations prints N times)."""
+    One entry per print, in order (a kernel that runs N iterations prints N times).
+    A print with no `Running` line before it is `kernel<i>`, or left out without `unnamed`."""
     found: list[KernelCycles] = []
     name: str | None = None
     for line in text.splitlines():
@@ -253,7 +254,7 @@ def aie_kernel_cycles(text: str) -> list[KernelCycles]:
         if running:
             name = running.group(1).strip()
         total = _TOTAL.search(line)
-        if total:
+        if total and (name or unnamed):
             start, end, cycles = total.groups()
             found.append(
                 KernelCycles(

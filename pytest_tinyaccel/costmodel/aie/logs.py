@@ -7,8 +7,8 @@ start and end cycle of one inference):
   `onnx2versal_vck190_kernels.csv` (the shipped calibration's source);
 * the simulator log itself: kernels that time themselves with
   `aie::tile::current().cycles()` print `Running <Kernel><args>` and then
-  `start = A,end = B,total = C` (as `readers.simlogs.aie_kernel_cycles` reads
-  them for the command target). One log
+  `start = A,end = B,total = C` (read by `readers.simlogs.aie_kernel_cycles`,
+  as for the command target). One log
   is one graph (named after the file); it should hold one inference, as
   `make aiesim_profile` runs it. Prints without start/end cannot be placed in
   time and are skipped with a note.
@@ -43,6 +43,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ...readers.simlogs import aie_kernel_cycles
 
 SIBLING_WINDOW = 0.05
 """Parts of one layer end within this share of the graph's span of each other."""
@@ -122,29 +124,16 @@ def read_csv(text: str, source: str = "csv") -> list[LogKernel]:
     return rows
 
 
-_RUNNING = re.compile(r"Running\s+(.+?)(?:\s+total\s*=.*)?$")
-_CYCLES = re.compile(r"start\s*=\s*(\d+)\s*,\s*end\s*=\s*(\d+)")
-_TOTAL_ONLY = re.compile(r"total\s*=\s*(\d+)")
-
-
 def read_simlog(text: str, graph: str) -> tuple[list[LogKernel], list[str]]:
-    """Kernel prints of one simulator log (one graph); also the prints it had to skip.
-    (The same print format as `readers.simlogs.aie_kernel_cycles`, which the command
-    target uses; the cost models may not import the readers package.)"""
+    """Kernel prints of one simulator log (one graph, `readers.simlogs.aie_kernel_cycles`);
+    also the prints it had to skip: those without start/end cycles cannot be placed in time."""
     kernels, skipped = [], []
-    name: str | None = None
-    for line in text.splitlines():
-        running = _RUNNING.search(line)
-        if running:
-            name = running.group(1).strip()
-        cycles = _CYCLES.search(line)
-        if cycles and name:
-            kernel, args = split_template(name)
-            kernels.append(LogKernel(graph, kernel, args, int(cycles.group(1)), int(cycles.group(2))))
-            name = None
-        elif name and _TOTAL_ONLY.search(line):
-            skipped.append(f"{graph}: {name}: no start/end cycles (only a total)")
-            name = None
+    for printed in aie_kernel_cycles(text, unnamed=False):
+        if printed.start is None or printed.end is None:
+            skipped.append(f"{graph}: {printed.name}: no start/end cycles (only a total)")
+            continue
+        kernel, args = split_template(printed.name)
+        kernels.append(LogKernel(graph, kernel, args, printed.start, printed.end))
     return kernels, skipped
 
 
