@@ -7,6 +7,9 @@ test could blur it.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -123,3 +126,21 @@ def test_requantize_bit_identical_to_the_numpy_steps(
         acc, bias.astype(np.float64), np.broadcast_to(scale, (m,)).copy(), *bounds, rounding == "half_away", got
     )
     np.testing.assert_array_equal(got, want)
+
+
+def test_loops_compile_without_a_writable_cache_location() -> None:
+    """A read-only install with no user cache folder: numba finds no place for its cache, and the
+    loops still compile (each process again) instead of failing the emulator's import."""
+    script = (
+        "import numba.core.caching as caching\n"
+        "caching.CacheImpl._locator_classes = []  # no place numba could write its cache\n"
+        "import numpy as np\n"
+        "from pytest_tinyaccel.emulator import compiled\n"
+        "out = np.empty((1, 2), np.uint8)\n"
+        "compiled.requantize(np.array([[3.0, 5.0]], np.float32), np.zeros(2), np.full(2, 0.5, np.float32),"
+        " 0.0, 0.0, 255.0, False, out)\n"
+        "print(out.tolist())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[[2, 2]]"  # 1.5 and 2.5 round to even

@@ -7,17 +7,30 @@ each is one pass. The arithmetic is the NumPy formulation's, operation for
 operation: float32 stays float32, every product and sum is rounded as NumPy
 rounds it, and nothing is contracted into a fused multiply-add (numba's
 default), so the results are bit-identical. Compiled code is cached on disk
-next to this file (numba's `cache=True`), so only the first run on a machine
-pays the compilation.
+next to this file or in the user's cache folder (numba's `cache=True`), so only
+the first run on a machine pays the compilation; where numba finds no writable
+place for it, every process compiles again (about 1.5 s).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
+def _compiled(function: Callable[..., None]) -> Any:
+    """`function` compiled, with the code cached on disk; without the cache where numba has no
+    writable place for it (a read-only install and no user cache folder)."""
+    try:
+        return njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return njit(nogil=True)(function)
+
+
+@_compiled
 def depthwise_conv(
     src: np.ndarray,
     offset: float,
@@ -60,7 +73,7 @@ def depthwise_conv(
                                 out[c] += (row[c // multiplier] - offset) * weights[c]
 
 
-@njit(cache=True, nogil=True)
+@_compiled
 def requantize(
     acc: np.ndarray,
     bias: np.ndarray,
