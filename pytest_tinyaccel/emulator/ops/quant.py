@@ -101,12 +101,11 @@ def _requantizer(scale: Value, yq: QParams, rounding: str, bias: Value | None, c
     bit for bit `_add_bias` and then `K.requantize` (`compiled.requantize`).
 
     `scale` (float32) and `bias` hold one value, or one per output channel: the last axis of the
-    accumulator chunks, which are C-contiguous.
+    accumulator chunks, which are C-contiguous. `rounding` is one of `K.ROUNDING_MODES` (`Graph.load`
+    checks every node's rule).
     """
     from ..compiled import requantize  # numba's import, on first use
 
-    if rounding not in K.ROUNDING_MODES:
-        raise ValueError(f"unknown rounding {rounding!r}; use one of {K.ROUNDING_MODES}")
     scales = np.ascontiguousarray(np.broadcast_to(scale.astype(np.float32).reshape(-1), (channels,)))
     biases = np.zeros(channels) if bias is None else np.broadcast_to(bias.astype(np.float64).reshape(-1), (channels,))
     biases = np.ascontiguousarray(biases)
