@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,14 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | 
 """Both sides as a user runs them: byte code cached, and pytest with the plugin and the plugins of its
 dependencies only (this project's test extras add hypothesis, whose pytest plugin imports all of
 hypothesis at the end of every run, about 0.6 s)."""
+
+
+def run_pytest(root: Path, *args: str) -> None:
+    """`PYTEST` in `root` with `args`, as a user runs it (`ENV`); it must pass."""
+    done = subprocess.run([*PYTEST, *args], cwd=root, capture_output=True, text=True, env=ENV)
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
 _medians: dict[str, float] = {}
 _rates: dict[str, str] = {}
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import ENV, PYTEST, mlp_model_folder
+from conftest import mlp_model_folder, run_pytest
 
 MODELS = 4
 HLS4ML = ["-m", "hls4ml", "--target", "sw_emu", "--cache-clear"]
@@ -23,11 +22,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _pytest(root: Path, *args: str) -> None:
-    done = subprocess.run([*PYTEST, *args], cwd=root, capture_output=True, text=True, env=ENV)
-    assert done.returncode == 0, done.stdout[-3000:]
-
-
 @pytest.fixture(scope="module")
 def hls_suite(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("hls4ml_suite")
@@ -35,16 +29,16 @@ def hls_suite(tmp_path_factory) -> Path:
         mlp_model_folder(root / "models" / f"mlp{i}", seed=i)
     (root / "test_models.py").write_text("from pytest_tinyaccel.suite import *  # noqa\n")
     (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
-    _pytest(root, "-m", "cpu", "--tinyaccel-update-golden")
+    run_pytest(root, "-m", "cpu", "--tinyaccel-update-golden")
     return root
 
 
 def test_hls4ml_builds_on_a_process_pool(record_pair, hls_suite):
     record_pair(
         "hls4ml_processes",
-        lambda: _pytest(hls_suite, *HLS4ML, "--tinyaccel-executor=processes:2"),
+        lambda: run_pytest(hls_suite, *HLS4ML, "--tinyaccel-executor=processes:2"),
         "hls4ml_serial",
-        lambda: _pytest(hls_suite, *HLS4ML),
+        lambda: run_pytest(hls_suite, *HLS4ML),
         rounds=3,
         warmup=False,
     )
@@ -53,9 +47,9 @@ def test_hls4ml_builds_on_a_process_pool(record_pair, hls_suite):
 def test_hls4ml_builds_on_xdist_workers(record_pair, hls_suite):
     record_pair(
         "hls4ml_xdist",
-        lambda: _pytest(hls_suite, *HLS4ML, "-n", "2"),
+        lambda: run_pytest(hls_suite, *HLS4ML, "-n", "2"),
         "hls4ml_serial_xdist_pair",
-        lambda: _pytest(hls_suite, *HLS4ML),
+        lambda: run_pytest(hls_suite, *HLS4ML),
         rounds=3,
         warmup=False,
     )

@@ -7,16 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ENV, PYTEST, PYTEST_WITHOUT_PLUGIN, REPO
+from conftest import ENV, PYTEST_WITHOUT_PLUGIN, REPO, run_pytest
 
 CPU = ["-m", "cpu"]
 EMULATED = ["-m", "cpu or aie or gemmini"]  # every bundled model on the shipped targets (warm: ZigZag cached)
 
 
 def _pytest(root: Path, *args: str) -> None:
-    args = args if "-m" in args else (*CPU, *args)
-    result = subprocess.run([*PYTEST, *args], cwd=root, capture_output=True, text=True, env=ENV)
-    assert result.returncode == 0, result.stdout[-3000:]
+    """The bundled suite's cpu cases unless `args` select others."""
+    run_pytest(root, *(args if "-m" in args else (*CPU, *args)))
 
 
 def _quantized_models(root: Path) -> dict[str, str]:
