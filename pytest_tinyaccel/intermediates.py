@@ -4,7 +4,11 @@ Used to name the first diverging layer when an emulated target misses its
 golden, and for per-kernel golden files. ORT only returns graph outputs, so
 every node output is added as a graph output (typed by ONNX shape inference)
 and the graph is run with optimizations disabled: fused or eliminated nodes
-would otherwise have no tensor to return (NOTES.md).
+would otherwise have no tensor to return. A quantized graph is first replaced
+by the graph ONNX Runtime's optimizer makes of it (`ortgraph.py`), the one its
+sessions and the emulator run, so every tensor is one the golden's outputs went
+through. Exact int8 sums on a CPU without VNNI need one optimizer pass of ONNX
+Runtime's own (its int8 weights turned uint8), so that case keeps the optimizer on.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import helper
+
+from .ortgraph import has_qdq, ort_optimized
+from .runtime import arithmetic_config, create_session, run_session
 
 # Contrib (com.microsoft) quantized ops are unknown to ONNX shape inference; their
 # output type is the type of their output zero point, at this input index.
@@ -61,15 +68,16 @@ def intermediate_types(model: onnx.ModelProto) -> dict[str, int]:
     return types
 
 
-def ort_intermediates(path: Path, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every node output ONNX Runtime computes for `feed`, by tensor name, in graph order.
+def ort_intermediates(path: Path, feed: Mapping[str, np.ndarray], arithmetic: str = "exact") -> dict[str, np.ndarray]:
+    """Every node output ONNX Runtime computes for `feed` with int8 sums in `arithmetic`, by tensor name,
+    in graph order (see the module docstring).
 
-    Tensors whose type cannot be inferred are skipped. Runs single-threaded,
-    with graph optimizations disabled.
+    Tensors whose type cannot be inferred are skipped. Runs single-threaded, in
+    chunks of the model's own batch size when its first axis is fixed.
     """
-    import onnxruntime as ort
-
     model = onnx.load(str(path))
+    if has_qdq(model):
+        model = ort_optimized(model).model
     types = intermediate_types(model)
     graph_outputs = {o.name for o in model.graph.output}
     names: list[str] = []
@@ -82,11 +90,7 @@ def ort_intermediates(path: Path, feed: Mapping[str, np.ndarray]) -> dict[str, n
             elif out in types:
                 model.graph.output.append(helper.make_tensor_value_info(out, types[out], None))
                 names.append(out)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    values = session.run(names, dict(feed))
-    return dict(zip(names, values))
+    config = arithmetic_config(arithmetic)
+    session = create_session(model.SerializeToString(), optimize=bool(config), arithmetic=arithmetic)
+    values = run_session(session, dict(feed))
+    return {name: values[name] for name in names}

@@ -14,8 +14,8 @@ names the layer.
   results are bit-identical to ORT's.
 - QDQ graphs (the MLPerf Tiny int8 references) run as written by default;
   `Graph.load(..., qdq="integer")` rewrites DequantizeLinear -> op ->
-  QuantizeLinear groups into integer operators, `qdq="ort"` only the groups
-  ORT's optimizer rewrites (see `qdq.py`).
+  QuantizeLinear groups into integer operators, `qdq="ort"` runs the graph
+  ONNX Runtime's optimizer makes of the model (see `ortgraph.py`).
 
 Loading validates everything: an op, attribute or input the emulator does not
 execute raises UnsupportedOpError, a tensor type it does not hold (bfloat16,
@@ -44,6 +44,10 @@ from .compare import Divergence, first_divergence
 from .errors import UnsupportedOpError, UnsupportedTypeError
 from .kernels import ROUNDING_MODES
 
+EMULATOR_VERSION = "2"
+"""Bumped when the emulator's outputs change for a model it already ran (2: QDQ graphs follow ONNX Runtime's
+optimized graph), so cached simulated results are not reused across the change."""
+
 if TYPE_CHECKING:
     from .graph import Graph, Node, TensorInfo
     from .ops import supported_ops
@@ -61,6 +65,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ACCUMULATION_MODES",
+    "EMULATOR_VERSION",
     "ROUNDING_MODES",
     "Divergence",
     "Graph",

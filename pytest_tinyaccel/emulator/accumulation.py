@@ -17,8 +17,9 @@ ConvInteger as written in the model) are summed exactly on the same CPU: probes 
 every operand at +-127/-128 (ORT 1.31.1 and 1.32.0, AVX2 without VNNI) give the
 exact sums, and models quantized with `activation_type = "int8"` are bit-exact only
 in exact arithmetic. QDQ graphs differ: on such CPUs ORT's optimizer first rewrites
-int8 activations of QDQ groups to uint8 (x + 128, zero point + 128) and then fuses
-them into the uint8 kernels, so those saturate (`shifted_int8`).
+int8 activations of QDQ groups to uint8 (x + 128, zero point + 128) where it can and
+then fuses them into the uint8 kernels, so those saturate. The emulator follows the
+graph ORT's optimizer makes (`ortgraph.py`), which carries that rewrite itself.
 
 Reproduced here (measured on AVX2 without VNNI: every QLinearConv / QGemm layer
 of the bundled models bit-exact): `avx2_int16_pairs` adds, to the exact
@@ -43,12 +44,10 @@ def _check(mode: str) -> None:
         raise ValueError(f"int8 accumulation {mode!r} is not one of {ACCUMULATION_MODES}")
 
 
-def saturates(mode: str, a_dtype: np.dtype, b_dtype: np.dtype, shifted_int8: bool = False) -> bool:
-    """True when `mode` clips pair sums for these operands: int8 weights with uint8 activations, or with
-    int8 activations that ORT shifted to uint8 (`shifted_int8`: a fused QDQ group, see above)."""
+def saturates(mode: str, a_dtype: np.dtype, b_dtype: np.dtype) -> bool:
+    """True when `mode` clips pair sums for these operands: int8 weights with uint8 activations."""
     _check(mode)
-    a_ok = np.dtype(a_dtype) == np.uint8 or (shifted_int8 and np.dtype(a_dtype) == np.int8)
-    return mode == "avx2_int16_pairs" and np.dtype(b_dtype) == np.int8 and a_ok
+    return mode == "avx2_int16_pairs" and np.dtype(b_dtype) == np.int8 and np.dtype(a_dtype) == np.uint8
 
 
 def raw_u8(a: np.ndarray) -> np.ndarray:

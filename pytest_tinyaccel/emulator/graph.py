@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..ortgraph import has_qdq, ort_optimized
 from .accumulation import ACCUMULATION_MODES
 from .dtypes import check_array, check_value_type
 from .errors import UnsupportedOpError, UnsupportedTypeError
@@ -75,7 +76,9 @@ class Graph:
         self.folded = folded
         """Nodes evaluated once at load time (constant inputs only)."""
         self.fused: tuple[str, ...] = ()
-        """Names of QDQ groups rewritten into integer ops (qdq="integer")."""
+        """Names of QDQ groups run as integer ops (qdq="integer": the emulator's rewrite; "ort": ONNX Runtime's)."""
+        self.saturating: tuple[str, ...] = ()
+        """Nodes whose int8 sums can saturate in the graph's accumulation (none when it is "exact")."""
         self._fast = _fuse_activations(steps, set(outputs))
         """The steps of a run without intermediates: a node whose output only an activation it can apply
         reads (Conv -> Relu) runs as one step, the activation on each chunk while it is in cache."""
@@ -105,10 +108,12 @@ class Graph:
 
         `qdq` says how DequantizeLinear -> op -> QuantizeLinear groups run:
         "float" as written (the float op in float32), "integer" rewritten into
-        integer operators as an accelerator executes them, "ort" only those
-        groups ONNX Runtime's CPU optimizer rewrites (see `qdq.fuse_qdq`).
-        Graphs without such groups (float models, QOperator models) are the
-        same either way.
+        integer operators as an accelerator executes them (see `qdq.fuse_qdq`),
+        "ort" as ONNX Runtime runs them: the graph its optimizer makes of the
+        model (`ortgraph.py`: bias quantization, the QDQ groups it fuses into
+        integer kernels, int8 activations turned into uint8 where it does so).
+        Graphs without QuantizeLinear/DequantizeLinear nodes (float models) are
+        the same either way.
 
         `accumulation` says how 8-bit products are summed: "exact" (the ONNX
         specification, accelerators, ORT on VNNI/ARM CPUs) or "avx2_int16_pairs"
@@ -130,12 +135,18 @@ class Graph:
         for v in graph.output:
             check_value_type(label, v, "graph output")
         fused: list[str] = []
-        if qdq in ("integer", "ort"):
-            model, fused = fuse_qdq(model, like_ort=qdq == "ort")
+        rewritten = False
+        if qdq == "integer":
+            model, fused = fuse_qdq(model)
+            rewritten = bool(fused)
+        elif qdq == "ort" and has_qdq(model):
+            optimized = ort_optimized(model)
+            model, fused, rewritten = optimized.model, list(optimized.integer_nodes), True
+        elif qdq not in ("float", "ort"):
+            raise ValueError(f"qdq must be 'float', 'integer' or 'ort', got {qdq!r}")
+        if rewritten:
             graph = model.graph
             consts = _initializers(graph, label)
-        elif qdq != "float":
-            raise ValueError(f"qdq must be 'float', 'integer' or 'ort', got {qdq!r}")
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
         if accumulation not in ACCUMULATION_MODES:
             raise ValueError(f"accumulation must be one of {ACCUMULATION_MODES}, got {accumulation!r}")
@@ -149,8 +160,7 @@ class Graph:
 
         steps: list[_Step] = []
         folded: list[Node] = []
-        # Fused QDQ groups: ORT shifts their int8 activations to uint8 before fusing (see accumulation.py).
-        shifted = set(fused)
+        saturating: list[str] = []
         declared = {spec.name: spec.shape for spec in inputs}
         names = _unique_names(ordered)
         requantizing: set[str] = set()
@@ -175,10 +185,11 @@ class Graph:
                 consts,
                 rounding.get(name, "half_even"),
                 accumulation,
-                proto.name in shifted,
-                declared,
+                declared=declared,
             )
             kernel = spec.builder(ctx)
+            if ctx.saturating:
+                saturating.append(name)
             node = Node(name, proto.op_type, tuple(proto.output), tuple(proto.input), proto.domain)
             if all(i in consts or i == "" for i in proto.input) and name not in rounding:
                 values = kernel([consts[i] if i else None for i in proto.input])
@@ -199,6 +210,7 @@ class Graph:
         outputs = tuple(o.name for o in graph.output)
         built = cls(path, inputs, outputs, consts, steps, tuple(folded))
         built.fused = tuple(fused)
+        built.saturating = tuple(saturating)
         return built
 
     # ------------------------------------------------------------------ running

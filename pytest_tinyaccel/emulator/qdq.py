@@ -97,17 +97,9 @@ def _activation(view: _View, dq: onnx.NodeProto | None) -> tuple[str, str, str] 
     return dq.input[0], dq.input[1], dq.input[2]
 
 
-def fuse_qdq(model: onnx.ModelProto, like_ort: bool = False) -> tuple[onnx.ModelProto, list[str]]:
-    """A copy of `model` with QDQ groups replaced by integer ops, and the fused node names.
-
-    `like_ort` fuses only the groups ONNX Runtime's CPU optimizer fuses, as
-    observed with ORT 1.31 on the MLPerf Tiny int8 models (a heuristic, not
-    ORT's code): every activation DequantizeLinear has a single consumer and
-    reads the output of a QuantizeLinear (not a graph input, Transpose or
-    Reshape), and the group's QuantizeLinear output is not a graph output and
-    feeds only single-consumer DequantizeLinear nodes. The other groups stay
-    float, as in ORT; the result then reproduces ORT's optimized session.
-    """
+def fuse_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy of `model` with every fusable QDQ group replaced by integer ops, and the fused node names
+    (what an accelerator's compiler does; what ONNX Runtime does instead is `ortgraph.ort_optimized`)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -127,7 +119,7 @@ def fuse_qdq(model: onnx.ModelProto, like_ort: bool = False) -> tuple[onnx.Model
         if ys is None or yz is None or ys.size != 1 or yz.size != 1 or yz.dtype not in _8BIT:
             continue
         group = _match(view, q)
-        if group is None or (like_ort and not _ort_would_fuse(view, group[2], q)):
+        if group is None:
             continue
         op_node, relu, members, make = group
         name = op_node.name or op_node.output[0]
@@ -154,28 +146,6 @@ def fuse_qdq(model: onnx.ModelProto, like_ort: bool = False) -> tuple[onnx.Model
     if not any(o.domain == _MS for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(_MS, 1))
     return out, fused_names
-
-
-def _ort_would_fuse(view: _View, members: list[onnx.NodeProto], q: onnx.NodeProto) -> bool:
-    """The observed conditions under which ORT 1.31 (CPU) fuses a QDQ group; see fuse_qdq."""
-    inside = {id(n) for n in members}
-    for node in members:
-        for tensor in node.input:
-            dq = view.dq(tensor) if tensor else None
-            if dq is None or dq.input[0] in view.consts:
-                continue
-            if len(view.consumers[tensor]) != 1 or id(view.consumers[tensor][0]) not in inside:
-                return False
-            source = view.producer.get(dq.input[0])
-            if source is None or source.op_type != "QuantizeLinear":
-                return False
-    out = q.output[0]
-    if out in view.outputs:
-        return False
-    for consumer in view.consumers[out]:
-        if consumer.op_type != "DequantizeLinear" or len(view.consumers[consumer.output[0]]) != 1:
-            return False
-    return True
 
 
 def _match(view: _View, q: onnx.NodeProto):

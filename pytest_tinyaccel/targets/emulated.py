@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Field, validate
+from ..errors import DataError
 from ..perf import Perf
 from .base import Build, RunResult, Target, TargetError
 
@@ -62,6 +63,19 @@ class EmulatedTarget(Target):
         }
         self.settings: dict[str, Any] = validate(settings, schema, f"[tool.tinyaccel.targets.{self.name}]")
 
+    def cache_settings(self, model: Any, dtype: str, mode: str) -> dict[str, Any]:
+        """The emulator's arithmetic version and ONNX Runtime's (whose optimizer gives the graph of a
+        quantized model, `ortgraph.py`) change simulated outputs too."""
+        import onnxruntime
+
+        from ..emulator import EMULATOR_VERSION
+
+        return {
+            **super().cache_settings(model, dtype, mode),
+            "emulator": EMULATOR_VERSION,
+            "onnxruntime": onnxruntime.__version__,
+        }
+
     def cost_model_settings(self) -> dict[str, Field]:
         """Settings of this target's cost model, added to the emulator's (none by default)."""
         return {}
@@ -95,6 +109,9 @@ class EmulatedTarget(Target):
         setting = self.settings["int8_accumulation"]
         return build.int8_accumulation if setting == "golden" else setting
 
+    def int8_arithmetic(self, build: Build) -> str | None:
+        return self.accumulation(build)
+
     def _load(self, build: Build, accumulation: str | None = None):
         from ..emulator import UnsupportedOpError
 
@@ -105,7 +122,7 @@ class EmulatedTarget(Target):
                 self.settings["qdq"],
                 accumulation or self.accumulation(build),
             )
-        except (UnsupportedOpError, ValueError) as exc:
+        except (UnsupportedOpError, ValueError, DataError) as exc:
             raise TargetError(f"{self.name}: {exc}") from exc
 
     def build(self, build: Build) -> None:
@@ -142,7 +159,7 @@ class EmulatedTarget(Target):
         golden first, then on all golden samples; name the first layer that diverges."""
         from ..emulator import first_divergence
         from ..intermediates import ort_intermediates
-        from ..runtime import int8_accumulation
+        from ..runtime import ArithmeticUnavailable, arithmetic_config
 
         graph = self._load(build)
         found = None
@@ -151,10 +168,14 @@ class EmulatedTarget(Target):
             found = first_divergence(
                 graph.run(first, intermediates=True)[1], layers, graph.nodes, tolerance["atol"], tolerance["rtol"]
             )
-        if found is None:  # against this machine's ONNX Runtime, in its arithmetic
-            graph = self._load(build, int8_accumulation())
+        if found is None:  # against this machine's ONNX Runtime, in the emulated arithmetic where it can make it
+            arithmetic = self.accumulation(build)
+            try:
+                arithmetic_config(arithmetic)
+            except ArithmeticUnavailable:
+                arithmetic = "exact"
+            graph = self._load(build, arithmetic)
             _, ours = graph.run(inputs, intermediates=True)
-            found = first_divergence(
-                ours, ort_intermediates(build.onnx_path, inputs), graph.nodes, tolerance["atol"], tolerance["rtol"]
-            )
+            reference = ort_intermediates(build.onnx_path, inputs, arithmetic)
+            found = first_divergence(ours, reference, graph.nodes, tolerance["atol"], tolerance["rtol"])
         return found.describe() if found else "every intermediate tensor matches ONNX Runtime; only the outputs differ"

@@ -72,8 +72,9 @@ class BuildContext:
     consts: Mapping[str, Value]
     rounding: str = "half_even"
     accumulation: str = "exact"
-    shifted_int8: bool = False
-    """A fused QDQ group: ORT feeds its int8 activations to the uint8 kernels (see accumulation.py)."""
+    saturating: bool = False
+    """Set by a builder whose int8 sums can saturate in `accumulation` (see accumulation.py): the graph
+    lists such nodes, so a golden knows whether its two arithmetics can disagree at all."""
     declared: Mapping[str, tuple[int | str | None, ...]] = field(default_factory=dict)
     """Declared shapes of the graph inputs (static_shape reads them)."""
     activation: str = ""

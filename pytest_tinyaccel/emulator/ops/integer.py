@@ -121,7 +121,15 @@ def _qlinear_matmul(ctx: BuildContext) -> Kernel:
         b_zp = bq.zero_point if bq.zero_point.size > 1 else bq.zero_point.reshape(())
         b_int = _int_operand(ctx.consts[names[3]], b_zp)
         b_prepared = b_int.astype(_acc_dtype(aq, b_int, -1))
-    rounding, accumulation, shifted = ctx.rounding, ctx.accumulation, ctx.shifted_int8
+    rounding, accumulation = ctx.rounding, ctx.accumulation
+    b_const = ctx.consts.get(names[3])
+    ctx.saturating = accumulation != "exact" and (
+        fixed is None  # types known only at run time
+        or (
+            A.saturates(accumulation, fixed[0].dtype, fixed[1].dtype)
+            and (b_const is None or A.gemm_can_saturate(b_const))
+        )
+    )
 
     def run(v: list[Value | None]) -> list[Value]:
         a, b = v[0], v[3]
@@ -135,7 +143,7 @@ def _qlinear_matmul(ctx: BuildContext) -> Kernel:
         acc_dtype = b_prepared.dtype.type if b_prepared is not None else np.float64
         bi = b_prepared if b_prepared is not None else _int_operand(b, bq.zero_point)
         acc = np.matmul(_int_operand(a, aq.zero_point, acc_dtype), bi)
-        if A.saturates(accumulation, aq.dtype, bq.dtype, shifted) and b.ndim == 2:
+        if A.saturates(accumulation, aq.dtype, bq.dtype) and b.ndim == 2:
             fix = A.gemm_correction(a, b)
             acc = acc if fix is None else acc.astype(np.float64) + fix
         return [K.requantize(acc, scale, int(yq.zero_point), yq.dtype, rounding)]
@@ -149,6 +157,7 @@ def _matmul_integer(ctx: BuildContext) -> Kernel:
     ctx.attrs()
     ctx.n_inputs(2, 4)
     accumulation = ctx.accumulation
+    ctx.saturating = accumulation != "exact"  # operand types and weights are known only at run time
 
     def run(v: list[Value | None]) -> list[Value]:
         a, b = v[0], v[1]

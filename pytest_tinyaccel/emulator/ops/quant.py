@@ -148,10 +148,9 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
     rounding = ctx.rounding
     w_raw = _as_2d(w, win.rank)
     saturating = (
-        not depthwise
-        and A.saturates(ctx.accumulation, xq.dtype, w.dtype, ctx.shifted_int8)
-        and A.conv_can_saturate(w_raw, group)
+        not depthwise and A.saturates(ctx.accumulation, xq.dtype, w.dtype) and A.conv_can_saturate(w_raw, group)
     )
+    ctx.saturating = saturating
 
     def run(v: list[Value | None]) -> list[Value]:
         x = v[0]
@@ -218,7 +217,8 @@ def _qgemm(ctx: BuildContext) -> Kernel:
     bias_rows = c_int is not None and c_int.ndim > 1  # added to the accumulator first; a vector: in the epilogue
     requantize = None if yq is None else _requantizer(scale, yq, ctx.rounding, None if bias_rows else c_int, n)
     b_raw = b.T if tb else b
-    saturating = A.saturates(ctx.accumulation, aq.dtype, b.dtype, ctx.shifted_int8) and A.gemm_can_saturate(b_raw)
+    saturating = A.saturates(ctx.accumulation, aq.dtype, b.dtype) and A.gemm_can_saturate(b_raw)
+    ctx.saturating = saturating
 
     def run(v: list[Value | None]) -> list[Value]:
         x = v[0]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
+from onnx import NodeProto, helper
 
 from .. import kernels as K
 from ..conv import Epilogue, conv2d
 from .core import (
+    _MS,
     BuildContext,
     Kernel,
     Value,
@@ -137,6 +139,22 @@ def _conv(ctx: BuildContext) -> Kernel:
         return [_from_2d(y, win.rank)]
 
     return run
+
+
+@register("FusedConv", domain=_MS)
+def _fused_conv(ctx: BuildContext) -> Kernel:
+    """ONNX Runtime's Conv + activation, which its optimizer makes of Conv -> Relu in the float parts of a
+    quantized graph (`ortgraph.py`); the Relu form only."""
+    found = {a.name: helper.get_attribute_value(a) for a in ctx.node.attribute}
+    activation = found.get("activation", b"").decode()
+    if activation != "Relu":
+        ctx.fail(f"activation={activation!r} is not supported by the tinyaccel emulator (Relu is)")
+    node = NodeProto()
+    node.CopyFrom(ctx.node)
+    node.op_type, node.domain = "Conv", ""
+    del node.attribute[:]
+    node.attribute.extend(a for a in ctx.node.attribute if a.name not in ("activation", "activation_params"))
+    return _conv(replace(ctx, node=node, activation="Relu"))
 
 
 def _bias_relu(bias: Value | None, relu: bool) -> Epilogue:
