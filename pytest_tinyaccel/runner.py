@@ -177,6 +177,9 @@ class Runner:
             except ValueError as exc:
                 error = f"{model.metric} cannot be computed: {exc}"
         perf = result.perf or Perf(simulator=target.simulator(case.mode))
+        arithmetic = target.int8_arithmetic(build) if case.dtype != "fp32" else None
+        if golden is not None and arithmetic in golden.variants.get(case.dtype, {}):
+            perf.simulator += f"; int8 goldens checked against their {arithmetic} outputs"
         if self.settings.trace_dir is not None and perf.layers:
             from .costmodel.trace import write_trace
 

@@ -172,8 +172,17 @@ def dequantized(path: Path, outputs: dict[str, np.ndarray]) -> dict[str, np.ndar
     return result
 
 
-def create_session(path: Path, threads: int = 1, optimize: bool = True):
-    """An ORT CPU session; single-threaded by default so timings are reproducible."""
+def create_session(
+    source: Path | bytes,
+    threads: int = 1,
+    optimize: bool = True,
+    arithmetic: str | None = None,
+    config: dict[str, str] | None = None,
+):
+    """An ORT CPU session; single-threaded by default so timings are reproducible.
+
+    `arithmetic` asks for int8 sums other than this CPU's own (`arithmetic_config`);
+    `config` adds session configuration entries."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -182,20 +191,63 @@ def create_session(path: Path, threads: int = 1, optimize: bool = True):
     options.log_severity_level = 3
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    entries = {**(arithmetic_config(arithmetic) if arithmetic else {}), **(config or {})}
+    for key, value in entries.items():
+        options.add_session_config_entry(key, value)
+    name = source.name if isinstance(source, Path) else "the model"
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            str(source) if isinstance(source, Path) else source, options, providers=["CPUExecutionProvider"]
+        )
     except Exception as exc:
-        raise DataError(f"ONNX Runtime cannot load {path.name}: {exc}") from exc
+        raise DataError(f"ONNX Runtime cannot load {name}: {exc}") from exc
 
 
 def run_session(session, feed: dict[str, np.ndarray], batch: int = 256) -> dict[str, np.ndarray]:
-    """Run all samples of `feed` in chunks (one at a time for fixed-batch-1 models)."""
+    """Run all samples of `feed` in chunks: `batch` at a time, or the model's own batch size when its
+    first axis is fixed (the last chunk padded with copies of its last sample, the padding dropped)."""
     ((name, x),) = feed.items()
     fixed = session.get_inputs()[0].shape[0]
-    step = 1 if isinstance(fixed, int) and fixed == 1 else batch
+    step = fixed if isinstance(fixed, int) and fixed > 0 else batch
     names = [o.name for o in session.get_outputs()]
-    chunks = [session.run(names, {name: x[i : i + step]}) for i in range(0, len(x), step)]
+    chunks = []
+    for i in range(0, len(x), step):
+        part = x[i : i + step]
+        short = step - len(part) if isinstance(fixed, int) and fixed > 0 else 0
+        if short:
+            part = np.concatenate([part, np.repeat(part[-1:], short, axis=0)])
+        values = session.run(names, {name: part})
+        chunks.append([v[: len(v) - short] for v in values])
     return {n: np.concatenate([c[k] for c in chunks]) for k, n in enumerate(names)}
+
+
+ARITHMETICS = ("exact", "avx2_int16_pairs")
+"""The int8 sums ONNX Runtime's CPU kernels can make (see emulator/accumulation.py)."""
+_PRECISE = {"session.x64quantprecision": "1"}
+"""ONNX Runtime's own switch to exact int8 sums on x86 CPUs without VNNI (slower uint8 x uint8 kernels)."""
+
+
+class ArithmeticUnavailable(DataError):
+    """This process's ONNX Runtime cannot make the asked int8 arithmetic (AVX2 pairs on a VNNI CPU)."""
+
+
+def arithmetic_config(arithmetic: str) -> dict[str, str]:
+    """Session configuration that makes this machine's ONNX Runtime sum int8 products in `arithmetic`.
+
+    Exact sums are always possible: native on VNNI and ARM, `session.x64quantprecision = 1` on AVX2.
+    The saturating AVX2 pairs exist only on a CPU without VNNI (or under an emulated one: see
+    `goldens/arithmetic.py`), hence ArithmeticUnavailable elsewhere.
+    """
+    if arithmetic not in ARITHMETICS:
+        raise ValueError(f"int8 arithmetic {arithmetic!r} is not one of {ARITHMETICS}")
+    native = int8_accumulation()
+    if arithmetic == native:
+        return {}
+    if arithmetic == "exact":
+        return dict(_PRECISE)
+    raise ArithmeticUnavailable(
+        f"this CPU sums int8 products exactly; ONNX Runtime's {arithmetic} arithmetic needs a CPU without VNNI"
+    )
 
 
 @lru_cache(maxsize=1)

@@ -20,6 +20,7 @@ from .errors import DataError
 from .executor import Future, Remote, make_executor
 from .goldens import store as golden_store
 from .goldens.compare import compare_top5, describe_mismatch
+from .goldens.diagnosis import diagnose
 from .goldens.keeper import ACCUMULATION_ADVICE, GoldenKeeper, label_for
 from .margins import parse_margins
 from .metrics import format_quality
@@ -222,12 +223,14 @@ class TinyaccelSession:
         outcome = self.outcome(case)
         golden = self.current_golden(case, nodeid)
         target = self.registry[case.target]
-        tols = {name: self.tolerance(case, name) for name in golden.outputs[case.dtype]}
+        arithmetic = target.int8_arithmetic(outcome.build) if case.dtype != "fp32" else None
+        reference, made_by = golden.expected(case.dtype, arithmetic)
+        tols = {name: self.tolerance(case, name) for name in reference}
         tol = self.tolerance(case, case.model.scored_output)  # what the first-diverging-layer search uses
         ndata = case.model.ndata
         problems = [
             p
-            for name, expected in golden.outputs[case.dtype].items()
+            for name, expected in reference.items()
             if case.model.role(name) != "ignore"  # [outputs."<name>"] role = "ignore"
             and (
                 p := describe_mismatch(
@@ -239,11 +242,13 @@ class TinyaccelSession:
             where = target.localize(
                 outcome.build, {k: v[:ndata] for k, v in outcome.feed.items()}, tol, golden.layers(case.dtype)
             )
-            message = f"{case.id}: outputs on the {ndata} golden samples do not match ONNX Runtime\n" + "\n".join(
-                problems
-            )
+            checked = f" (its {arithmetic} int8 outputs, made by {made_by})" if made_by else ""
+            message = f"{case.id}: outputs on the {ndata} golden samples do not match ONNX Runtime{checked}\n"
+            message += "\n".join(problems)
             if where:
                 message += "\n" + where
+            obtained = {k: v[:ndata] for k, v in outcome.outputs.items()}
+            message += "\n" + diagnose(golden, case.dtype, outcome.build.onnx_path, obtained, arithmetic, tols)
             drift = self.goldens.drift(golden.meta, case.dtype)
             if drift:
                 if any(d.startswith("int8 sums") for d in drift):

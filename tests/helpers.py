@@ -119,3 +119,63 @@ def alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X")
+
+
+def _same_meta(a, b, where: str = "golden.json") -> None:
+    """golden.json contents equal, but for what made each arithmetic's outputs (it names the CPU they ran on),
+    file hashes (float files follow the CPU), and float values (Top-5 probabilities) within fp32 rounding."""
+    if isinstance(a, dict):
+        keys = {k for k in a if k not in ("made_by", "files")}
+        assert keys == {k for k in b if k not in ("made_by", "files")}, where
+        for key in keys:
+            if key == "arithmetics":  # arithmetic -> what made its outputs
+                assert sorted(a[key]) == sorted(b[key]), where
+            else:
+                _same_meta(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same_meta(x, y, f"{where}[{i}]")
+    elif isinstance(a, float):
+        assert abs(a - b) <= 2e-6, where
+    else:
+        assert a == b, where
+
+
+def _same_arrays(name: str, a: np.ndarray, b: np.ndarray) -> None:
+    """Integer arrays bit for bit; float ones to fp32's last digits, which follow the CPU's kernels."""
+    assert a.dtype == b.dtype and a.shape == b.shape, name
+    if a.dtype.kind == "f":
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6, err_msg=name)
+    else:
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def assert_same_golden(made: Path, kept: Path) -> None:
+    """Two goldens of one model made by the same code, possibly on different CPUs: the same files,
+    metadata and arrays (float arrays within fp32 rounding)."""
+    import json
+
+    assert sorted(p.name for p in made.iterdir()) == sorted(p.name for p in kept.iterdir())
+    _same_meta(*(json.loads((f / "golden.json").read_text()) for f in (made, kept)))
+    for path in made.iterdir():
+        if path.suffix == ".npy":
+            _same_arrays(path.name, np.load(path), np.load(kept / path.name))
+        elif path.suffix == ".npz":
+            with np.load(path) as x, np.load(kept / path.name) as y:
+                assert sorted(x.files) == sorted(y.files)
+                for key in x.files:
+                    _same_arrays(f"{path.name}:{key}", x[key], y[key])
+
+
+def require_qemu() -> None:
+    """Debian's qemu-user (installed by .ci/run), which runs ONNX Runtime on an emulated AVX2 CPU without VNNI:
+    a skip where it is absent, a failure in CI, where the tests must prove both int8 arithmetics."""
+    import os
+
+    from pytest_tinyaccel.goldens.arithmetic import QEMU
+
+    if shutil.which(QEMU) is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{QEMU} is not installed: .ci/run installs Debian's qemu-user package")
+        pytest.skip(f"{QEMU} is not installed (apt-get install qemu-user); CI runs this test")

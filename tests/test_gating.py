@@ -257,9 +257,13 @@ def test_update_after_review_prints_what_changed(project: Project) -> None:
         [
             "golden ic: rewritten *golden/ic",
             "  onnxruntime: 1.20.0 -> *",
-            "  fp32: 'probs' max |change| 0, 0 of 100 values changed; Top-5 classes changed in 0 place(s); top1 "
+            "  fp32: 'probs' max |change| *, * of 100 values changed; Top-5 classes changed in 0 place(s); top1 "
             "0.9944 -> 0.9944",
         ]
     )
-    np.testing.assert_array_equal(np.load(golden / "fp32.0.npy"), old)
+    # fp32 digits past the 7th follow the CPU's kernels: the reported change is what this CPU's ONNX Runtime gives
+    new = np.load(golden / "fp32.0.npy")
+    change = float(np.abs(new.astype(np.float64) - old).max())
+    assert f"'probs' max |change| {change:.3g}, {int((new != old).sum())} of 100 values changed" in result.stdout.str()
+    np.testing.assert_allclose(new, old, rtol=1e-6, atol=1e-7)
     assert "upgrade review on" not in project.run("-m", "cpu").stdout.str()

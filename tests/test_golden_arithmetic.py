@@ -10,15 +10,18 @@ where the two arithmetics disagree.
 
 from __future__ import annotations
 
-import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from helpers import REPO, Project
+from helpers import REPO, Project, require_qemu
 
 from pytest_tinyaccel.emulator import Graph
 from pytest_tinyaccel.goldens import store
+from pytest_tinyaccel.goldens.arithmetic import QEMU, QEMU_CPU
+from pytest_tinyaccel.goldens.keeper import ort_version
 from pytest_tinyaccel.runtime import int8_accumulation
 
 KEPT = REPO / "tests" / "data" / "goldens"
@@ -71,19 +74,24 @@ def test_the_other_arithmetic_fails_and_names_the_layer(project: Project, kept: 
     )
 
 
-def test_cpu_target_names_the_drift_when_the_golden_came_from_the_other_arithmetic(project: Project) -> None:
+def test_cpu_target_names_the_cause_when_a_single_arithmetic_golden_came_from_the_other_arithmetic(
+    project: Project,
+) -> None:
+    """The kept goldens hold one arithmetic each (made before goldens kept both): the cpu target passes the
+    one of this CPU's arithmetic and fails the other, saying why and what to run."""
     here = int8_accumulation()
     (matching,) = [k for k, (_, acc) in GOLDENS.items() if acc == here]
     (other,) = [k for k in GOLDENS if k != matching]
     full_range_ic(project, other)
     result = project.run("-m", "cpu", "-k", "golden and int8", "--tinyaccel-golden=kept")
     result.assert_outcomes(failed=1)
+    version = "" if GOLDENS[other][0] == ort_version() else f"golden made by ONNX Runtime {GOLDENS[other][0]}*"
     result.stdout.fnmatch_lines(
         [
             "*output 'probs' differs from the ONNX Runtime golden*",
-            f"note: golden made by ONNX Runtime {GOLDENS[other][0]} (onnx *), installed * (onnx *)*int8 sums: "
-            f"golden *, "
-            "this machine *reduce_range = true*",
+            f"cause: int8 arithmetic. This target sums int8 products as {here}; the golden holds outputs of "
+            f"{GOLDENS[other][1]} only. Regenerate it*",
+            f"note: {version}int8 sums: golden *, this machine *keeps the outputs of both arithmetics*",
             "*The upgrade review (pytest -k upgrade_review) compares both runtimes*regenerate: "
             "pytest*--tinyaccel-update-golden",
         ]
@@ -129,8 +137,62 @@ def test_saturation_model_on_a_single_layer(tmp_path, accumulation: str) -> None
         np.testing.assert_array_equal(got, [32767 - 255, 32767, -255, exact[3]])
 
 
-def test_golden_records_this_machines_arithmetic(project: Project) -> None:
-    project.add_model("ad", golden=False)
-    project.run("-m", "cpu", "--tinyaccel-update-golden", "-k", "golden").assert_outcomes(passed=2)
-    meta = json.loads((project.path / "golden" / "ad" / "golden.json").read_text())
-    assert meta["int8_accumulation"] == int8_accumulation()
+def test_golden_keeps_both_arithmetics_where_they_differ_and_one_where_they_agree(project: Project) -> None:
+    full_range_ic(project, "ort-1.31.1-exact")  # 8-bit weights: pairs saturate
+    project.add_model("ad", golden=False)  # reduce_range: no pair can saturate
+    project.run("-m", "cpu", "--tinyaccel-update-golden", "-k", "golden").assert_outcomes(passed=4)
+    ic = store.load(project.path / "golden" / "ic")
+    assert ic.meta["int8_accumulation"] == "exact"
+    assert set(ic.arithmetics("int8")) == {"exact", "avx2_int16_pairs"}
+    made_by = ic.meta["dtypes"]["int8"]["variants"]["avx2_int16_pairs"]["made_by"]
+    assert made_by.startswith("ONNX Runtime") and "emulator" not in made_by  # ONNX Runtime made both
+    pairs, _ = ic.expected("int8", "avx2_int16_pairs")
+    assert not np.array_equal(pairs["probs"], ic.outputs["int8"]["probs"])
+    # the kept goldens made on the two kinds of CPU are what this one golden holds
+    for kept, (_, arithmetic) in GOLDENS.items():
+        old = store.load(KEPT / kept / "ic")
+        np.testing.assert_array_equal(ic.expected("int8", arithmetic)[0]["probs"], old.outputs["int8"]["probs"])
+    ad = store.load(project.path / "golden" / "ad")
+    assert set(ad.arithmetics("int8")) == {"exact", "avx2_int16_pairs"} and not ad.variants
+    assert "saturating pair" in ad.meta["dtypes"]["int8"]["arithmetics"]["avx2_int16_pairs"]
+    assert "arithmetics" not in ad.meta["dtypes"]["fp32"]
+
+
+def _run_under_avx2(project: Project, *args: str) -> subprocess.CompletedProcess:
+    """pytest in the project, in a process whose CPU is an emulated AVX2 one without VNNI."""
+    argv = [QEMU, "-cpu", QEMU_CPU, sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+    return subprocess.run(argv, cwd=project.path, capture_output=True, text=True, timeout=900)
+
+
+def test_a_golden_made_on_one_kind_of_cpu_passes_the_cpu_target_on_the_other(project: Project) -> None:
+    """Both ways: made here, checked on an AVX2 CPU without VNNI; made there, checked here."""
+    require_qemu()
+    full_range_ic(project, "ort-1.31.1-exact")
+    project.run("-m", "cpu", "--tinyaccel-update-golden", "-k", "golden and int8").assert_outcomes(passed=1)
+    made_here = store.load(project.path / "golden" / "ic")
+    assert made_here.variants  # the arithmetics differ on this model
+    there = _run_under_avx2(project, "-m", "cpu", "-k", "golden and int8", "-q")
+    assert there.returncode == 0, there.stdout[-3000:]
+    assert "1 passed" in there.stdout
+
+    shutil.rmtree(project.path / "golden")
+    there = _run_under_avx2(project, "-m", "cpu", "-k", "golden and int8", "-q", "--tinyaccel-update-golden")
+    assert there.returncode == 0, there.stdout[-3000:]
+    made_there = store.load(project.path / "golden" / "ic")
+    for arithmetic in ("exact", "avx2_int16_pairs"):
+        np.testing.assert_array_equal(
+            made_there.expected("int8", arithmetic)[0]["probs"], made_here.expected("int8", arithmetic)[0]["probs"]
+        )
+    project.run("-m", "cpu", "-k", "golden and int8").assert_outcomes(passed=1)
+
+
+def test_cpu_target_in_exact_kernels_checks_the_exact_outputs(project: Project) -> None:
+    """`int8_arithmetic = "exact"`: ONNX Runtime's exact kernels on every CPU, checked against the exact outputs
+    (on a CPU without VNNI the other way round from its native kernels)."""
+    full_range_ic(project, "ort-1.31.1-exact")
+    project.run("-m", "cpu", "--tinyaccel-update-golden", "-k", "golden and int8").assert_outcomes(passed=1)
+    with open(project.path / "pyproject.toml", "a") as handle:
+        handle.write('int8_arithmetic = "exact"\n')  # appended to [tool.tinyaccel.targets.cpu]
+    result = project.run("-m", "cpu", "-k", "int8", "--tinyaccel-report=profile.md")
+    result.assert_outcomes(passed=3)
+    assert "exact int8 kernels" in (project.path / "profile.md").read_text()

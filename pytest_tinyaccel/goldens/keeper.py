@@ -8,18 +8,80 @@ decides which test they fail.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from ..cache import file_lock, file_sha256
 from ..errors import DataError
 from ..metrics import format_quality, quality, topk
 from ..models import Model
+from ..ortgraph import LEVEL as ORT_GRAPH_LEVEL
+from ..ortgraph import has_qdq, ort_optimized
 from ..runtime import create_session, dequantized, int8_accumulation, run_session, to_model_inputs
 from . import store as golden_store
+from .arithmetic import arithmetics_differ, outputs_in
 from .compare import compare_top5, describe_mismatch
+
+MAIN_ARITHMETIC = "exact"
+"""The int8 arithmetic of a golden's main outputs: the ONNX specification's, which ONNX Runtime makes on
+every CPU (goldens/arithmetic.py); the other one is kept beside it only where it differs."""
+OTHER_ARITHMETIC = "avx2_int16_pairs"
+SESSION = {"graph_optimization_level": "all", "threads": 1}
+"""The session options of the golden's ONNX Runtime run that can change its outputs."""
+SAME_BY_CONSTRUCTION = (
+    "the same outputs: no int8 kernel of ONNX Runtime's graph has weights a saturating pair can meet "
+    "(checked by the tinyaccel emulator)"
+)
+
+
+@dataclass
+class NewGolden:
+    """A golden about to be written: golden.json's content and the arrays of its files."""
+
+    meta: dict[str, Any]
+    inputs: np.ndarray
+    outputs: dict[str, dict[str, np.ndarray]]
+    layers: dict[str, dict[str, np.ndarray]]
+    variants: dict[str, dict[str, dict[str, np.ndarray]]]
+    """dtype -> arithmetic -> outputs, where an arithmetic's outputs differ from the main ones."""
+
+
+def _reference_outputs(
+    path: Path,
+    feed: dict[str, np.ndarray],
+    dtype: str,
+    entry: dict[str, Any],
+    variants: dict[str, dict[str, dict[str, np.ndarray]]],
+) -> dict[str, np.ndarray]:
+    """ONNX Runtime's outputs for a dtype's model; for int8, recorded in `entry` per arithmetic (with what
+    made them), and the other arithmetic's outputs put in `variants` where they differ."""
+    if dtype == "fp32":
+        return run_session(create_session(path), feed)
+    main = outputs_in(path, feed, MAIN_ARITHMETIC)
+    entry["arithmetics"] = {MAIN_ARITHMETIC: main.made_by}
+    if not arithmetics_differ(path):
+        entry["arithmetics"][OTHER_ARITHMETIC] = SAME_BY_CONSTRUCTION
+    else:
+        other = outputs_in(path, feed, OTHER_ARITHMETIC)
+        if _same_arrays(main.outputs, other.outputs):
+            entry["arithmetics"][OTHER_ARITHMETIC] = other.made_by
+        else:
+            variants[dtype] = {OTHER_ARITHMETIC: other.outputs}
+            entry["variants"] = {OTHER_ARITHMETIC: {"made_by": other.made_by}}
+    model = onnx.load(str(path))
+    integer_nodes = ort_optimized(model).integer_nodes if has_qdq(model) else ()
+    if integer_nodes:  # QDQ groups ONNX Runtime runs as integer kernels: what an emulator must follow
+        entry["ort_graph"] = {"level": ORT_GRAPH_LEVEL, "integer_nodes": list(integer_nodes)}
+    return main.outputs
+
+
+def _arithmetics(entry: dict[str, Any]) -> list[str]:
+    """The int8 arithmetics a new golden's dtype entry covers."""
+    return [*entry.get("arithmetics", {}), *entry.get("variants", {})]
 
 
 def ort_version() -> str:
@@ -75,25 +137,24 @@ class GoldenKeeper:
             except (golden_store.GoldenError, DataError):
                 old = None
             wanted = [d for d in model.dtypes if not self.dtypes or d in self.dtypes]
-            meta, inputs, outputs, layers = self.make(model, wanted)
+            new = self.make(model, wanted)
             if len(wanted) < len(model.dtypes):
-                _keep_other_dtypes(old, model, meta, inputs, outputs, layers)
-            if old is not None and _same_golden(old, meta, inputs, outputs):
+                _keep_other_dtypes(old, model, new)
+            if old is not None and _same_golden(old, new):
                 return
             try:
-                golden_store.write(folder, meta, inputs, outputs, layers)
+                golden_store.write(folder, new.meta, new.inputs, new.outputs, new.layers, new.variants)
             except OSError as exc:
                 raise golden_store.GoldenError(
                     f"cannot write the golden {folder}: {exc}; make the folder writable (the old golden is unchanged)"
                 ) from exc
             self.updates.append(f"golden {model.name}: {'rewritten' if old else 'created'} {folder}")
             if old is not None:
-                self.updates += [f"  {line}" for line in _golden_changes(old, meta, inputs, outputs)]
+                self.updates += [f"  {line}" for line in _golden_changes(old, new)]
 
-    def make(
-        self, model: Model, only: list[str] | None = None
-    ) -> tuple[dict[str, Any], np.ndarray, dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
-        """ONNX Runtime's outputs, Top-5, quality and per-kernel tensors for the dtypes `only` (default all)."""
+    def make(self, model: Model, only: list[str] | None = None) -> NewGolden:
+        """ONNX Runtime's outputs (int8: in each arithmetic, where they differ), Top-5, quality and
+        per-kernel tensors for the dtypes `only` (default all)."""
         import onnx
 
         from ..intermediates import ort_intermediates
@@ -101,23 +162,23 @@ class GoldenKeeper:
         x = model.load_x(model.ndata)
         if len(x) < model.ndata:
             raise DataError(f"{model.x_test_path.name} has {len(x)} samples, fewer than ndata={model.ndata}")
-        inputs = x.astype(np.float32) if x.dtype.kind == "f" else x
-        outputs, dtypes, layers = {}, {}, {}
+        new = NewGolden({}, x.astype(np.float32) if x.dtype.kind == "f" else x, {}, {}, {})
+        dtypes = {}
         for dtype in model.dtypes if only is None else only:
             path = self.dtype_model(model, dtype)
-            feed = to_model_inputs(path, inputs)
-            out = run_session(create_session(path), feed)
-            for name, array in out.items():
+            feed = to_model_inputs(path, new.inputs)
+            entry: dict[str, Any] = {"model_sha256": file_sha256(path)}
+            out = _reference_outputs(path, feed, dtype, entry, new.variants)
+            for name, array in [*out.items(), *(v for a in new.variants.get(dtype, {}).values() for v in a.items())]:
                 bad = int(array.size - np.isfinite(array).sum()) if array.dtype.kind == "f" else 0
                 if bad:
                     raise DataError(
                         f"ONNX Runtime returns {bad} NaN/Inf values in output '{name}' of {model.name} {dtype} on the "
                         f"golden samples: no golden is written; check the model and the first ndata inputs"
                     )
-            outputs[dtype] = out
+            new.outputs[dtype] = out
             if model.layer_samples:
-                layers[dtype] = ort_intermediates(path, {k: v[: model.layer_samples] for k, v in feed.items()})
-            entry: dict[str, Any] = {"model_sha256": file_sha256(path)}
+                new.layers[dtype] = ort_intermediates(path, {k: v[: model.layer_samples] for k, v in feed.items()})
             if dtype == "int8" and model.int8_onnx_path is None:
                 entry["quantization"] = model.quantization
             if model.is_classification:
@@ -126,21 +187,22 @@ class GoldenKeeper:
                 entry["top5"] = [
                     [[int(c), round(float(v), 6)] for c, v in zip(cs, vs)] for cs, vs in zip(classes, values)
                 ]
-            reference_quality = ort_quality(model, path)
+            reference_quality = ort_quality(model, path, dtype)
             if reference_quality is not None:
                 entry["quality"] = reference_quality
             dtypes[dtype] = entry
-        meta = {
-            "model": model.name,
-            "model_sha256": model.sha256,
-            "ndata": model.ndata,
-            "layer_samples": model.layer_samples,
-            "onnxruntime": ort_version(),
-            "onnx": onnx.__version__,
-            "int8_accumulation": int8_accumulation(),
-            "dtypes": dtypes,
-        }
-        return meta, inputs, outputs, layers
+        new.meta.update(
+            model=model.name,
+            model_sha256=model.sha256,
+            ndata=model.ndata,
+            layer_samples=model.layer_samples,
+            onnxruntime=ort_version(),
+            onnx=onnx.__version__,
+            int8_accumulation=MAIN_ARITHMETIC,
+            session=SESSION,
+            dtypes=dtypes,
+        )
+        return new
 
     def stale(self, model: Model, dtype: str, golden: golden_store.Golden) -> list[str]:
         """Why `golden` no longer describes `model` in `dtype` (empty when it does)."""
@@ -187,9 +249,10 @@ class GoldenKeeper:
         made, now = (meta.get("onnxruntime"), meta.get("onnx")), (ort_version(), onnx.__version__)
         if made != now:
             found.append(f"golden made by ONNX Runtime {made[0]} (onnx {made[1]}), installed {now[0]} (onnx {now[1]})")
-        golden_sum, here = meta.get("int8_accumulation", "exact"), int8_accumulation()
-        if dtype != "fp32" and golden_sum != here:
-            found.append(f"int8 sums: golden {ACCUMULATION_WORDS[golden_sum]}, this machine {ACCUMULATION_WORDS[here]}")
+        held, here = golden_store.arithmetics_of(meta, dtype), int8_accumulation()
+        if dtype != "fp32" and here not in held:
+            words = ", ".join(ACCUMULATION_WORDS.get(a, a) for a in held)
+            found.append(f"int8 sums: golden {words}, this machine {ACCUMULATION_WORDS[here]}")
         return found
 
     def upgrade_header(self, models: list[Model], tolerance: float) -> str | None:
@@ -222,6 +285,7 @@ class GoldenKeeper:
             return [f"{model.name}: the golden has no {dtype} outputs"], []
         path = self.dtype_model(model, dtype)
         new = run_session(create_session(path), to_model_inputs(path, golden.inputs))
+        expected, _ = golden.expected(dtype, int8_accumulation() if dtype != "fp32" else None)
         head = "; ".join(
             [f"{model.name} {dtype}: ONNX Runtime {meta['onnxruntime']} -> {ort_version()}"]
             + [d for d in self.drift(meta, dtype) if d.startswith("int8 sums")]
@@ -236,11 +300,11 @@ class GoldenKeeper:
         parts.append(model_part)
         changed = [
             f"'{name}' {int((new[name] != exp).sum())} of {exp.size} values changed"
-            for name, exp in golden.outputs[dtype].items()
+            for name, exp in expected.items()
             if new[name].shape == exp.shape and not np.array_equal(new[name], exp)
         ]
         parts.append(", ".join(changed) if changed else "outputs on the golden samples unchanged")
-        old_q, new_q = entry.get("quality"), ort_quality(model, path)
+        old_q, new_q = entry.get("quality"), ort_quality(model, path, dtype)
         if old_q and new_q:
             delta = 100 * (new_q["value"] - old_q["value"])
             change = (
@@ -260,31 +324,24 @@ class GoldenKeeper:
                     f"{tolerance:g})\n{table}"
                 )
         else:
-            tols = {name: model.tolerance_for("cpu", dtype, {}, name) for name in golden.outputs[dtype]}
+            tols = {name: model.tolerance_for("cpu", dtype, {}, name) for name in expected}
             problems += [
                 f"{head}: {p}"
-                for name, exp in golden.outputs[dtype].items()
+                for name, exp in expected.items()
                 if model.role(name) != "ignore"
                 and (p := describe_mismatch(name, new[name], exp, tols[name]["atol"], tols[name]["rtol"]))
             ]
         return problems, notes
 
 
-def _keep_other_dtypes(
-    old: golden_store.Golden | None,
-    model: Model,
-    meta: dict[str, Any],
-    inputs: np.ndarray,
-    outputs: dict[str, dict[str, np.ndarray]],
-    layers: dict[str, dict[str, np.ndarray]],
-) -> None:
+def _keep_other_dtypes(old: golden_store.Golden | None, model: Model, new: NewGolden) -> None:
     """An update limited by --tinyaccel-dtype keeps the other dtypes of the old golden, when that
     golden was made from the same model and inputs; otherwise they cannot be kept."""
-    others = [d for d in model.dtypes if d not in meta["dtypes"]]
+    others = [d for d in model.dtypes if d not in new.meta["dtypes"]]
     same = (
         old is not None
-        and old.meta["model_sha256"] == meta["model_sha256"]
-        and np.array_equal(old.inputs, inputs)
+        and old.meta["model_sha256"] == new.meta["model_sha256"]
+        and np.array_equal(old.inputs, new.inputs)
         and all(d in old.meta["dtypes"] for d in others)
     )
     if not same:
@@ -294,28 +351,34 @@ def _keep_other_dtypes(
         )
     assert old is not None
     for dtype in others:
-        meta["dtypes"][dtype] = {k: v for k, v in old.meta["dtypes"][dtype].items() if k not in ("outputs", "layers")}
-        outputs[dtype] = old.outputs[dtype]
+        new.meta["dtypes"][dtype] = {
+            k: v for k, v in old.meta["dtypes"][dtype].items() if k not in ("outputs", "layers")
+        }
+        new.outputs[dtype] = old.outputs[dtype]
+        if dtype in old.variants:
+            new.variants[dtype] = old.variants[dtype]
         kept = old.layers(dtype)
         if kept:
-            layers[dtype] = kept
+            new.layers[dtype] = kept
 
 
 ACCUMULATION_WORDS = {"exact": "exact int32", "avx2_int16_pairs": "AVX2 int16-saturating pairs (no VNNI)"}
 ACCUMULATION_ADVICE = (
-    "ONNX Runtime on x86 CPUs without VNNI adds pairs of uint8 x int8 products in saturating int16: "
-    "quantize with reduce_range = true for int8 goldens that every CPU reproduces"
+    "ONNX Runtime on x86 CPUs without VNNI adds pairs of uint8 x int8 products in saturating int16; "
+    "a golden made by this plugin's version keeps the outputs of both arithmetics where they differ"
 )
 
 
-def ort_quality(model: Model, path: Path) -> dict[str, Any] | None:
-    """ONNX Runtime's own quality for a dtype's model: what the upgrade review compares to."""
+def ort_quality(model: Model, path: Path, dtype: str) -> dict[str, Any] | None:
+    """ONNX Runtime's own quality for a dtype's model (int8 in the main arithmetic, the same on every CPU):
+    what the upgrade review compares to."""
     y = model.load_y()
     if y is None:
         return None
     n = min(model.samples, len(y))
     x = model.load_x(n)
-    out = model.scored(dequantized(path, run_session(create_session(path), to_model_inputs(path, x))))
+    session = create_session(path, arithmetic=None if dtype == "fp32" else MAIN_ARITHMETIC)
+    out = model.scored(dequantized(path, run_session(session, to_model_inputs(path, x))))
     try:
         value = quality(model.metric, out, y[:n], x.astype(np.float32), model.scored_role)
     except ValueError:
@@ -323,27 +386,41 @@ def ort_quality(model: Model, path: Path) -> dict[str, Any] | None:
     return {"metric": model.metric, "samples": n, "value": round(value, 6)}
 
 
-def _same_golden(
-    old: golden_store.Golden, meta: dict[str, Any], inputs: np.ndarray, outputs: dict[str, dict[str, np.ndarray]]
-) -> bool:
+def _same_golden(old: golden_store.Golden, new: NewGolden) -> bool:
     """True when rewriting would not change a byte."""
-    new_meta = {**meta, "format": golden_store.FORMAT}
+    new_meta = {**new.meta, "format": golden_store.FORMAT}
+    new_meta["dtypes"] = {
+        d: {k: v for k, v in e.items() if k != "variants"} | _made_by(e) for d, e in new.meta["dtypes"].items()
+    }
     old_meta = {k: v for k, v in old.meta.items() if k != "files"}
     old_meta["dtypes"] = {
-        d: {k: v for k, v in e.items() if k not in ("outputs", "layers")} for d, e in old_meta["dtypes"].items()
+        d: {k: v for k, v in e.items() if k not in ("outputs", "layers", "variants")} | _made_by(e)
+        for d, e in old_meta["dtypes"].items()
     }
     return (
         old_meta == new_meta
-        and np.array_equal(old.inputs, inputs)
-        and old.outputs.keys() == outputs.keys()
-        and all(np.array_equal(old.outputs[d][n], a) for d in outputs for n, a in outputs[d].items())
+        and np.array_equal(old.inputs, new.inputs)
+        and _same_arrays(old.outputs, new.outputs)
+        and _same_arrays(old.variants, new.variants)
     )
 
 
-def _golden_changes(
-    old: golden_store.Golden, meta: dict[str, Any], inputs: np.ndarray, outputs: dict[str, dict[str, np.ndarray]]
-) -> list[str]:
-    """What an update changed, for the reviewer: versions, hashes, output deltas, Top-5, quality."""
+def _made_by(entry: dict[str, Any]) -> dict[str, Any]:
+    """What made each variant of a dtype entry, without its file names."""
+    variants = entry.get("variants")
+    return {"variants": {a: v["made_by"] for a, v in variants.items()}} if variants else {}
+
+
+def _same_arrays(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Nested dicts of arrays with the same keys and equal arrays."""
+    if old.keys() != new.keys():
+        return False
+    return all(_same_arrays(old[k], v) if isinstance(v, dict) else np.array_equal(old[k], v) for k, v in new.items())
+
+
+def _golden_changes(old: golden_store.Golden, new: NewGolden) -> list[str]:
+    """What an update changed, for the reviewer: versions, hashes, output deltas, arithmetics, Top-5, quality."""
+    meta, inputs, outputs = new.meta, new.inputs, new.outputs
     lines = []
     for key in ("onnxruntime", "onnx", "int8_accumulation", "model_sha256", "ndata", "layer_samples"):
         before = old.meta.get(key, "exact" if key == "int8_accumulation" else None)
@@ -366,6 +443,9 @@ def _golden_changes(
                 parts.append(
                     f"'{name}' max |change| {diff.max():.3g}, {int((diff > 0).sum())} of {diff.size} values changed"
                 )
+        held, now = sorted(old.arithmetics(dtype)), sorted(_arithmetics(entry))
+        if dtype != "fp32" and held != now:
+            parts.append(f"int8 arithmetics {', '.join(held)} -> {', '.join(now)}")
         if "top5" in entry and before.get("top5") is not None:
             moved = sum(a[0] != b[0] for x, y in zip(before["top5"], entry["top5"]) for a, b in zip(x, y))
             parts.append(f"Top-5 classes changed in {moved} place(s)")

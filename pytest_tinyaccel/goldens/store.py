@@ -7,6 +7,9 @@ reproducible):
     golden.json        metadata, file hashes, Top-5 references
     inputs.npy         the first `ndata` model inputs, as fed to the model
     <dtype>.<i>.npy    ONNX Runtime's i-th output for that dtype
+    <dtype>.<arithmetic>.<i>.npy
+                       the same output in another int8 arithmetic, where ONNX
+                       Runtime's outputs depend on the CPU (goldens/arithmetic.py)
     layers.<dtype>.npz every intermediate tensor (per-kernel golden) for the
                        first `layer_samples` inputs, keyed t000, t001, ... in
                        graph order; golden.json maps keys to tensor names
@@ -33,7 +36,7 @@ import re
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +47,7 @@ from ..errors import DataError
 META = "golden.json"
 FORMAT = 1
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_OWN_FILE = re.compile(r"inputs\.npy|golden\.json|[A-Za-z0-9_]+\.\d+\.npy|layers\.[A-Za-z0-9_]+\.npz")
+_OWN_FILE = re.compile(r"inputs\.npy|golden\.json|[A-Za-z0-9_]+(\.[a-z0-9_]+)?\.\d+\.npy|layers\.[A-Za-z0-9_]+\.npz")
 """Names the store writes; anything else in a golden folder belongs to the user."""
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "model": str,
@@ -69,6 +72,20 @@ class Golden:
     inputs: np.ndarray
     outputs: dict[str, dict[str, np.ndarray]]
     """dtype -> output name -> array."""
+    variants: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+    """dtype -> int8 arithmetic -> output name -> array: the outputs of the arithmetics that differ from
+    `outputs` (goldens/arithmetic.py); empty where every CPU gives the same outputs."""
+
+    def arithmetics(self, dtype: str) -> dict[str, str]:
+        return arithmetics_of(self.meta, dtype)
+
+    def expected(self, dtype: str, arithmetic: str | None) -> tuple[dict[str, np.ndarray], str | None]:
+        """The outputs to compare a target with: those of `arithmetic` when the golden holds them
+        apart (with what made them), else the main ones (and None)."""
+        variant = self.variants.get(dtype, {}).get(arithmetic or "")
+        if variant is None:
+            return self.outputs[dtype], None
+        return variant, self.meta["dtypes"][dtype]["variants"][arithmetic]["made_by"]
 
     def top5(self, dtype: str) -> list[list[list[float]]] | None:
         return self.meta["dtypes"][dtype].get("top5")
@@ -81,6 +98,17 @@ class Golden:
             return {}
         with np.load(self.folder / entry["file"], allow_pickle=False) as archive:
             return {name: archive[f"t{i:03d}"] for i, name in enumerate(entry["tensors"])}
+
+
+def arithmetics_of(meta: dict[str, Any], dtype: str) -> dict[str, str]:
+    """The int8 arithmetics a golden has outputs for in `dtype`, each with what made them. A golden that
+    records none (fp32, or one made before arithmetics were recorded) holds the one it was made in."""
+    entry = meta["dtypes"].get(dtype, {})
+    if "arithmetics" not in entry:
+        return {str(meta.get("int8_accumulation", "exact")): f"ONNX Runtime {meta.get('onnxruntime')}"}
+    found = dict(entry["arithmetics"])
+    found.update({name: variant["made_by"] for name, variant in entry.get("variants", {}).items()})
+    return found
 
 
 def array_bytes(array: np.ndarray) -> bytes:
@@ -142,6 +170,19 @@ def _check_meta(meta: dict[str, Any], path: Path) -> None:
         top5 = entry.get("top5")
         if top5 is not None and not isinstance(top5, list):
             raise bad(f"dtypes.{dtype}.top5", "expected a list per golden sample")
+        made = entry.get("arithmetics", {})
+        if not isinstance(made, dict) or not all(isinstance(v, str) for v in made.values()):
+            raise bad(f"dtypes.{dtype}.arithmetics", "expected arithmetic -> what made its outputs")
+        variants = entry.get("variants", {})
+        if not isinstance(variants, dict) or any(
+            not isinstance(v, dict)
+            or not isinstance(v.get("made_by"), str)
+            or not isinstance(v.get("outputs"), dict)
+            or set(v["outputs"]) != set(outputs)
+            or any(f not in meta["files"] for f in v["outputs"].values())
+            for v in variants.values()
+        ):
+            raise bad(f"dtypes.{dtype}.variants", "expected arithmetic -> {made_by, outputs: the same outputs}")
 
 
 def load(folder: Path) -> Golden:
@@ -165,7 +206,15 @@ def load(folder: Path) -> Golden:
     outputs = {
         dtype: {out: arrays[file] for out, file in entry["outputs"].items()} for dtype, entry in meta["dtypes"].items()
     }
-    return Golden(folder=folder, meta=meta, inputs=arrays["inputs.npy"], outputs=outputs)
+    variants = {
+        dtype: {
+            arithmetic: {out: arrays[file] for out, file in variant["outputs"].items()}
+            for arithmetic, variant in entry.get("variants", {}).items()
+        }
+        for dtype, entry in meta["dtypes"].items()
+        if entry.get("variants")
+    }
+    return Golden(folder=folder, meta=meta, inputs=arrays["inputs.npy"], outputs=outputs, variants=variants)
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -185,17 +234,26 @@ def write(
     inputs: np.ndarray,
     outputs: dict[str, dict[str, np.ndarray]],
     layers: dict[str, dict[str, np.ndarray]] | None = None,
+    variants: dict[str, dict[str, dict[str, np.ndarray]]] | None = None,
 ) -> None:
-    """Replace the golden in `folder` in one atomic switch (see the module docstring)."""
+    """Replace the golden in `folder` in one atomic switch (see the module docstring). `variants`: dtype ->
+    arithmetic -> outputs, each arithmetic's `made_by` in meta["dtypes"][dtype]["variants"][arithmetic]."""
     files: dict[str, bytes] = {"inputs.npy": array_bytes(inputs)}
     dtypes = {}
     for dtype, named in outputs.items():
-        entry = {k: v for k, v in meta["dtypes"][dtype].items() if k != "layers"}
+        entry = {k: v for k, v in meta["dtypes"][dtype].items() if k not in ("layers", "variants")}
         entry["outputs"] = {}
         for i, (name, array) in enumerate(named.items()):
             file = f"{dtype}.{i}.npy"
             files[file] = array_bytes(array)
             entry["outputs"][name] = file
+        for arithmetic, arrays in sorted((variants or {}).get(dtype, {}).items()):
+            made_by = meta["dtypes"][dtype]["variants"][arithmetic]["made_by"]
+            entry.setdefault("variants", {})[arithmetic] = {"made_by": made_by, "outputs": {}}
+            for i, (name, array) in enumerate(arrays.items()):
+                file = f"{dtype}.{arithmetic}.{i}.npy"
+                files[file] = array_bytes(array)
+                entry["variants"][arithmetic]["outputs"][name] = file
         tensors = (layers or {}).get(dtype)
         if tensors:
             file = f"layers.{dtype}.npz"

@@ -43,9 +43,9 @@ class Build:
     shared_dir: Path | None = None
     """A cache folder the target shares across its builds (e.g. cost-model results)."""
     int8_accumulation: str = "exact"
-    """How the ONNX Runtime that made the golden summed 8-bit products: "exact" or
-    "avx2_int16_pairs" (x86 AVX2 without VNNI; see emulator/accumulation.py). A
-    functional model held to the golden bit for bit reproduces it; hardware ignores it."""
+    """The int8 arithmetic of the golden's main outputs: "exact" or "avx2_int16_pairs" (ONNX Runtime
+    on x86 AVX2 without VNNI; see emulator/accumulation.py). A functional model held to the golden
+    bit for bit reproduces it; hardware ignores it."""
 
 
 @dataclass
@@ -74,6 +74,12 @@ class Target:
 
     def __init__(self, **settings: Any) -> None:
         self.settings: dict[str, Any] = validate(settings, {}, f"[tool.tinyaccel.targets.{self.name}]")
+
+    def int8_arithmetic(self, build: Build) -> str | None:
+        """The int8 arithmetic of ONNX Runtime's that this target's outputs follow ("exact" or
+        "avx2_int16_pairs"), so that they are checked against the golden's outputs of that arithmetic
+        where the golden keeps both; None (hardware, by default): the golden's main outputs."""
+        return None
 
     def default_tolerance_for(self, model: Model, dtype: str) -> dict[str, float]:
         """Default atol/rtol for `model` in `dtype` (e.g. derived from a per-model precision)."""
