@@ -72,16 +72,23 @@ def ort_intermediates(path: Path, feed: Mapping[str, np.ndarray], arithmetic: st
     """Every node output ONNX Runtime computes for `feed` with int8 sums in `arithmetic`, by tensor name,
     in graph order (see the module docstring).
 
-    Tensors whose type cannot be inferred are skipped. Runs single-threaded, in
-    chunks of the model's own batch size when its first axis is fixed.
+    Tensors whose type cannot be inferred are skipped, and so are those computed
+    from constants alone (weights, quantized biases: they have no samples). Runs
+    single-threaded, in chunks of the model's own batch size when its first axis
+    is fixed.
     """
     model = onnx.load(str(path))
     if has_qdq(model):
         model = ort_optimized(model).model
     types = intermediate_types(model)
     graph_outputs = {o.name for o in model.graph.output}
+    initializers = {t.name for t in model.graph.initializer}
+    varying = {i.name for i in model.graph.input if i.name not in initializers}
     names: list[str] = []
     for node in model.graph.node:
+        if not varying.intersection(node.input):
+            continue
+        varying.update(o for o in node.output if o)
         for out in node.output:
             if not out or out in names:
                 continue

@@ -203,17 +203,23 @@ def create_session(
         raise DataError(f"ONNX Runtime cannot load {name}: {exc}") from exc
 
 
+def fixed_batch(session) -> int | None:
+    """The batch size a session's model fixes on its input's first axis (None when it is dynamic)."""
+    size = session.get_inputs()[0].shape[0]
+    return size if isinstance(size, int) and size > 0 else None
+
+
 def run_session(session, feed: dict[str, np.ndarray], batch: int = 256) -> dict[str, np.ndarray]:
     """Run all samples of `feed` in chunks: `batch` at a time, or the model's own batch size when its
     first axis is fixed (the last chunk padded with copies of its last sample, the padding dropped)."""
     ((name, x),) = feed.items()
-    fixed = session.get_inputs()[0].shape[0]
-    step = fixed if isinstance(fixed, int) and fixed > 0 else batch
+    fixed = fixed_batch(session)
+    step = fixed or batch
     names = [o.name for o in session.get_outputs()]
     chunks = []
     for i in range(0, len(x), step):
         part = x[i : i + step]
-        short = step - len(part) if isinstance(fixed, int) and fixed > 0 else 0
+        short = step - len(part) if fixed else 0
         if short:
             part = np.concatenate([part, np.repeat(part[-1:], short, axis=0)])
         values = session.run(names, {name: part})

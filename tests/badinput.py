@@ -655,6 +655,33 @@ CORPUS: list[Fault] = [
     ),
     Fault("golden-dtypes-type", [golden_json(lambda m: m.update(dtypes=[]))], GOLDEN_FP32, "key 'dtypes'", FAILED),
     Fault(
+        "golden-variant-no-maker",
+        [golden_json(lambda m: m["dtypes"]["int8"].update(variants={"avx2_int16_pairs": {"outputs": {}}}))],
+        GOLDEN_INT8,
+        "key 'dtypes.int8.variants'",
+        FAILED,
+    ),
+    Fault(
+        "golden-variant-unlisted-file",
+        [
+            golden_json(
+                lambda m: m["dtypes"]["int8"].update(
+                    variants={"avx2_int16_pairs": {"made_by": "x", "outputs": {"probs": "int8.other.0.npy"}}}
+                )
+            )
+        ],
+        GOLDEN_INT8,
+        "key 'dtypes.int8.variants'",
+        FAILED,
+    ),
+    Fault(
+        "golden-arithmetics-type",
+        [golden_json(lambda m: m["dtypes"]["int8"].update(arithmetics=["exact"]))],
+        GOLDEN_INT8,
+        "key 'dtypes.int8.arithmetics'",
+        FAILED,
+    ),
+    Fault(
         "golden-file-deleted",
         [lambda p: (p.path / "golden" / "ic" / "fp32.0.npy").unlink()],
         GOLDEN_FP32,
