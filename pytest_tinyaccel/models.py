@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from .cache import file_sha256
 from .config import ConfigError, Field, at_least, check_value, validate
 from .data import load_array
 from .errors import DataError
 from .margins import parse_margins
+from .modelfiles import load_inline, model_sha256
+from .quantinfo import Quantization, quantization
 from .runtime import output_specs
 
 MANIFEST = "model.toml"
@@ -158,6 +159,8 @@ class Model:
     targets: dict[str, dict[str, Any]] = field(repr=False)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     """The manifest's [outputs."<name>"] tables: role, atol/rtol and tolerance sub-tables."""
+    int8_bits: str = ""
+    """Bit widths of the int8 model as its graph states them ("w4a8"), where it came quantized."""
 
     @property
     def manifest_path(self) -> Path:
@@ -201,7 +204,7 @@ class Model:
 
     @cached_property
     def sha256(self) -> str:
-        return file_sha256(self.onnx_path)
+        return model_sha256(self.onnx_path)
 
     @property
     def is_classification(self) -> bool:
@@ -317,6 +320,7 @@ def load_model(manifest: Path) -> Model:
             v[key] = _resolve(manifest, key, v[key])
         elif key == "y_test":
             v[key] = None  # no labels: accuracy is skipped, not faked
+    bits = _prequantized(manifest, raw, v)
     if "int8" in v["dtypes"] and v["model_int8"] is None and v["calibration"] is None:
         raise ConfigError(
             manifest,
@@ -352,6 +356,7 @@ def load_model(manifest: Path) -> Model:
         quantization=quantization,
         targets=v["targets"],
         outputs=v["outputs"],
+        int8_bits=bits,
     )
     try:
         names = _output_names(model.onnx_path)
@@ -363,6 +368,48 @@ def load_model(manifest: Path) -> Model:
             raise ConfigError(manifest, f'outputs."{name}"', f"{model.onnx_path.name} has no output {name!r}: {listed}")
     _ = model.scored_output  # an ambiguous scored output is a manifest error, raised now
     return model
+
+
+def _quantization(path: Path) -> Quantization | None:
+    try:
+        return quantization(load_inline(path))
+    except (DataError, ValueError):  # an unreadable model fails its cases, with its own message
+        return None
+
+
+def _prequantized(manifest: Path, raw: dict[str, Any], v: dict[str, Any]) -> str:
+    """A `model` that is already quantized defines the int8 case as it is (never quantized again) and has no
+    fp32 case; a `model_int8` must be quantized. Fills in dtypes and model_int8; returns the int8 bit widths."""
+    found = _quantization(v["model"])
+    if found:
+        name = v["model"].name
+        if "dtypes" in raw and "fp32" in v["dtypes"]:
+            raise ConfigError(
+                manifest,
+                "dtypes",
+                f"{name} is already quantized ({found.describe()}): it has no float version to run as fp32; set "
+                'dtypes = ["int8"], or give the float model as `model` and this one as `model_int8`',
+            )
+        if v["model_int8"] is not None and v["model_int8"] != v["model"]:
+            raise ConfigError(
+                manifest,
+                "model_int8",
+                f"`model` ({name}) is already quantized ({found.describe()}); leave model_int8 out, or give the "
+                "float model as `model`",
+            )
+        v["dtypes"], v["model_int8"] = ["int8"], v["model"]
+        return found.label
+    if v["model_int8"] is None:
+        return ""
+    int8 = _quantization(v["model_int8"])
+    if int8 is not None and not int8:
+        raise ConfigError(
+            manifest,
+            "model_int8",
+            f"{v['model_int8'].name} has no quantization nodes (QuantizeLinear, QLinear*, QONNX Quant ...): it "
+            "computes in float, so it cannot be the int8 model; quantize it, or leave model_int8 out",
+        )
+    return int8.label if int8 else ""
 
 
 def _output_names(onnx_path: Path) -> list[str]:

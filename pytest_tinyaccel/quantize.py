@@ -12,14 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+
+from .modelfiles import load_inline
 
 
-def quantize_model(src: Path, dst: Path, calibration: np.ndarray, settings: dict[str, Any]) -> None:
-    """Write the statically quantized version of `src` to `dst`.
+def quantize_model(src: Path, dst: Path, calibration: np.ndarray, settings: dict[str, Any]) -> str | None:
+    """Write the statically quantized version of `src` to `dst`; returns a note when the quantization
+    had to leave ONNX Runtime's recommended path (None otherwise).
 
     `settings` are the manifest's `[quantization]` table merged with defaults
     (format, activation/weight types, per_channel, reduce_range,
-    calibrate_method, calibration_samples).
+    calibrate_method, calibration_samples). A model with external data is read
+    in whole first (the quantizer writes one self-contained file). When ONNX
+    Runtime's pre-processing (`quant_pre_process`: shape inference and graph
+    clean-up) fails, the model is quantized without it, as `quantize_static`
+    alone would: that failure is ONNX Runtime's, not the user's settings.
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -45,13 +53,9 @@ def quantize_model(src: Path, dst: Path, calibration: np.ndarray, settings: dict
             sample = next(self._iter, None)
             return None if sample is None else {spec.name: sample[None]}
 
-    with tempfile.TemporaryDirectory(prefix="tinyaccel-quant-") as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        # ORT's recommended pre-processing (shape inference + graph clean-up);
-        # symbolic shape inference would need sympy and adds nothing for these models.
-        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+    def quantize(source: Path) -> None:
         quantize_static(
-            str(prepared),
+            str(source),
             str(dst),
             Reader(),
             quant_format=getattr(QuantFormat, settings["format"]),
@@ -60,4 +64,25 @@ def quantize_model(src: Path, dst: Path, calibration: np.ndarray, settings: dict
             per_channel=settings["per_channel"],
             reduce_range=settings["reduce_range"],
             calibrate_method=getattr(CalibrationMethod, settings["calibrate_method"]),
+        )
+
+    with tempfile.TemporaryDirectory(prefix="tinyaccel-quant-") as tmp:  # each attempt reads a fresh Reader
+        whole, prepared = Path(tmp) / "model.onnx", Path(tmp) / "prepared.onnx"
+        onnx.save(load_inline(src), str(whole))
+        try:
+            # ORT's recommended pre-processing (shape inference + graph clean-up);
+            # symbolic shape inference would need sympy and adds nothing for these models.
+            quant_pre_process(str(whole), str(prepared), skip_symbolic_shape=True)
+            quantize(prepared)
+            return None
+        except Exception as exc:  # onnx / onnxruntime raise many types here
+            first = (str(exc).strip().splitlines() or [""])[0]
+            failure = exc
+        try:
+            quantize(whole)
+        except Exception:
+            raise failure from None
+        return (
+            "quantized without ONNX Runtime's pre-processing (with it, quantization failed: "
+            f"{type(failure).__name__}: {first})"
         )

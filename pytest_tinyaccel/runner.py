@@ -25,6 +25,7 @@ from .config import ConfigError
 from .errors import DataError
 from .goldens.store import Golden, GoldenError
 from .metrics import check_labels, quality
+from .modelfiles import model_sha256
 from .models import Model
 from .perf import Perf
 from .report import ProfileRow
@@ -130,7 +131,7 @@ class Runner:
         model, target = case.model, self.registry[case.target]
         onnx_path = self.dtype_model(model, case.dtype)
         parts = {
-            "model_sha256": file_sha256(onnx_path),
+            "model_sha256": model_sha256(onnx_path),
             "dtype": case.dtype,
             "mode": case.mode,
             "target": target.name,
@@ -177,6 +178,9 @@ class Runner:
             except ValueError as exc:
                 error = f"{model.metric} cannot be computed: {exc}"
         perf = result.perf or Perf(simulator=target.simulator(case.mode))
+        quantization_note = onnx_path.parent / QUANTIZATION_NOTE
+        if case.dtype != "fp32" and quantization_note.is_file():
+            perf.simulator += "; " + quantization_note.read_text().strip()
         arithmetic = target.int8_arithmetic(build) if case.dtype != "fp32" else None
         if golden is not None and arithmetic in golden.variants.get(case.dtype, {}):
             perf.simulator += f"; int8 goldens checked against their {arithmetic} outputs"
@@ -254,13 +258,17 @@ def _inputs_digest(feed: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+QUANTIZATION_NOTE = "quantization-note.txt"
+"""Beside a quantized model: how its quantization left ONNX Runtime's recommended path (the report says it)."""
+
+
 def _quantize(model: Model, dst: Path) -> None:
     """ONNX Runtime's static quantization, its failures said in one sentence."""
     from .quantize import quantize_model
 
     calibration = model.load_calibration()
     try:
-        quantize_model(model.onnx_path, dst, calibration, model.quantization)
+        note = quantize_model(model.onnx_path, dst, calibration, model.quantization)
     except DataError:
         raise
     except Exception as exc:  # onnx / onnxruntime raise many types here
@@ -268,6 +276,8 @@ def _quantize(model: Model, dst: Path) -> None:
             f"{model.onnx_path.name}: ONNX Runtime's quantizer failed ({type(exc).__name__}: {exc}); fix the model "
             "or the [quantization] settings, or give a pre-quantized model_int8"
         ) from exc
+    if note:
+        (dst.parent / QUANTIZATION_NOTE).write_text(note + "\n")
 
 
 def _loadgen(target: Target, build: Build, feed: dict[str, np.ndarray]) -> dict[str, Any] | None:

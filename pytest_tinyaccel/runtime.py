@@ -18,6 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import DataError
+from .modelfiles import external_files
 
 _LAYOUT_OPS = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
 _NP_TYPES: dict[int, type[np.generic]] = {
@@ -59,15 +60,7 @@ def load_onnx(path: Path) -> onnx.ModelProto:
         raise DataError(f"{Path(path).name} is not a readable ONNX model ({exc}); re-export or restore it") from exc
     if not model.graph.node or not model.graph.output:
         raise DataError(f"{Path(path).name} has an empty graph (no nodes or no outputs); re-export the model")
-    folder = Path(path).resolve().parent
-    for tensor in model.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-            if not (folder / location).resolve().is_relative_to(folder):
-                raise DataError(
-                    f"{Path(path).name}: the external data of tensor '{tensor.name}' ({location}) lies "
-                    "outside the model's folder; keep it beside the model"
-                )
+    external_files(path)  # inside the model's folder and present, or a DataError that says which
     return model
 
 

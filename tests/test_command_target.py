@@ -363,12 +363,14 @@ def test_python_placeholder_is_this_interpreter() -> None:
     assert target.simulator("hw") == f"t hw via `{os.path.basename(sys.executable)}` (command target)"
 
 
-def test_documented_configurations_parse() -> None:
+def test_documented_configurations_parse(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Every complete example in docs/command-target.md is a valid configuration;
-    without the vendor tools each mode is unavailable with a reason."""
+    without the vendor tools (a PATH that holds none: this machine may have qemu-riscv64) each mode
+    is unavailable with a reason."""
     import re
     import tomllib
 
+    monkeypatch.setenv("PATH", str(tmp_path))
     from pytest_tinyaccel.targets.command import configured_command_targets
 
     doc = Path(__file__).resolve().parent.parent / "docs" / "command-target.md"

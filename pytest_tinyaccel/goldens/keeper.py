@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..cache import file_lock, file_sha256
+from ..cache import file_lock
 from ..errors import DataError
 from ..metrics import format_quality, quality, topk
+from ..modelfiles import model_sha256
 from ..models import Model
 from ..ortgraph import LEVEL as ORT_GRAPH_LEVEL
 from ..ortgraph import has_qdq, ort_optimized
@@ -167,7 +168,7 @@ class GoldenKeeper:
         for dtype in model.dtypes if only is None else only:
             path = self.dtype_model(model, dtype)
             feed = to_model_inputs(path, new.inputs)
-            entry: dict[str, Any] = {"model_sha256": file_sha256(path)}
+            entry: dict[str, Any] = {"model_sha256": model_sha256(path)}
             out = _reference_outputs(path, feed, dtype, entry, new.variants)
             for name, array in [*out.items(), *(v for a in new.variants.get(dtype, {}).values() for v in a.items())]:
                 bad = int(array.size - np.isfinite(array).sum()) if array.dtype.kind == "f" else 0
@@ -221,7 +222,7 @@ class GoldenKeeper:
         entry = meta["dtypes"].get(dtype)
         if entry is None:
             problems.append(f"the golden has no {dtype} outputs (it holds {sorted(meta['dtypes'])})")
-        elif not problems and entry["model_sha256"] != file_sha256(self.dtype_model(model, dtype)):
+        elif not problems and entry["model_sha256"] != model_sha256(self.dtype_model(model, dtype)):
             problems.append(
                 f"the {dtype} model now differs from the one the golden was made with "
                 f"(golden: ONNX Runtime {meta['onnxruntime']}, installed: {ort_version()})"
@@ -292,9 +293,9 @@ class GoldenKeeper:
         )
         problems, notes = [], []
         parts = [head]
-        model_sha256 = file_sha256(path)
-        if entry["model_sha256"] != model_sha256:
-            model_part = f"the {dtype} model changed (sha256 {entry['model_sha256'][:12]} -> {model_sha256[:12]})"
+        digest = model_sha256(path)
+        if entry["model_sha256"] != digest:
+            model_part = f"the {dtype} model changed (sha256 {entry['model_sha256'][:12]} -> {digest[:12]})"
         else:
             model_part = f"the {dtype} model is byte-identical"
         parts.append(model_part)

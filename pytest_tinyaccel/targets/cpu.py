@@ -68,6 +68,8 @@ class CpuTarget(Target):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         options.optimized_model_filepath = str(build.dir / OPTIMIZED)
+        # weights kept in external data go into the build folder too, not left pointing at the model's own files
+        options.add_session_config_entry("session.optimized_model_external_initializers_file_name", f"{OPTIMIZED}.data")
         for key, value in self._config().items():
             options.add_session_config_entry(key, value)
         try:

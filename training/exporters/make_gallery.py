@@ -61,6 +61,7 @@ def write_folder(name: str, files: dict[str, np.ndarray], manifest: str) -> Path
 
 
 CALIBRATED = 'calibration = "X_calib.npy"'
+SKL_OUTPUTS = '\n[outputs.probabilities]\nrole = "probabilities"\n\n[outputs.label]\nrole = "ignore"\n'
 PRE_QUANTIZED = 'dtypes = ["int8"]\nmodel_int8 = "model.onnx"'
 
 
@@ -263,7 +264,8 @@ def sklearn_models(xtr, ytr, xte, yte) -> None:
         folder = write_folder(
             name,
             data,
-            manifest(f"Digits (skl2onnx{', zipmap off' if options else ''})", "scaler + MLP", 0.93, CALIBRATED),
+            manifest(f"Digits (skl2onnx{', zipmap off' if options else ''})", "scaler + MLP", 0.93, CALIBRATED)
+            + (SKL_OUTPUTS if options else ""),
         )
         model = to_onnx(
             pipe, flat_tr[:1], options={id(pipe.steps[-1][1]): options} if options else None, target_opset=17

@@ -26,6 +26,7 @@ import numpy as np
 
 from ...cache import file_sha256
 from ...config import ConfigError
+from ...modelfiles import copy_model
 from ...perf import Perf
 from ...process import ProcessResult, StartError, run_process
 from ...runtime import input_specs, output_specs
@@ -135,7 +136,7 @@ class CommandTarget(Target):
 
     def build(self, build: Build) -> None:
         job = self._job(build)
-        shutil.copyfile(build.onnx_path, build.dir / MODEL_FILE)
+        copy_model(build.onnx_path, build.dir / MODEL_FILE)
         cfg = self.config.modes[build.mode]
         if not cfg.build:
             return

@@ -1,0 +1,169 @@
+"""Models exactly as the exporters leave them: weights in external data files (torch's default exporter),
+models that arrive already quantized (ONNX Runtime's quantizer, Brevitas), and graphs ONNX Runtime's own
+quantization pre-processing cannot handle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from helpers import REPO, Project
+
+from pytest_tinyaccel.config import ConfigError
+from pytest_tinyaccel.errors import DataError
+from pytest_tinyaccel.modelfiles import copy_model, external_files, model_sha256
+from pytest_tinyaccel.models import load_model
+from pytest_tinyaccel.quantinfo import quantization
+
+GALLERY = REPO / "tests" / "data" / "exporters"
+
+
+def _copy(project: Project, name: str, manifest_edit: tuple[str, str] | None = None) -> Path:
+    folder = project.path / "models" / name
+    shutil.copytree(GALLERY / name, folder)
+    if manifest_edit:
+        text = (folder / "model.toml").read_text()
+        assert manifest_edit[0] in text
+        (folder / "model.toml").write_text(text.replace(*manifest_edit))
+    return folder
+
+
+# ----------------------------------------------------------------------------- external data
+
+
+def test_external_data_is_hashed_copied_and_checked(tmp_path: Path) -> None:
+    model = GALLERY / "torch_dynamo" / "model.onnx"
+    (data,) = external_files(model)
+    assert data.name == "model.onnx.data"
+    copy_model(model, tmp_path / "model.onnx")
+    assert (tmp_path / "model.onnx.data").read_bytes() == data.read_bytes()
+    before = model_sha256(tmp_path / "model.onnx")
+    assert before == model_sha256(model) != model_sha256(GALLERY / "torch_legacy" / "model.onnx")
+    weights = bytearray((tmp_path / "model.onnx.data").read_bytes())
+    weights[100] ^= 1  # one weight bit: the model's hash changes although model.onnx did not
+    (tmp_path / "model.onnx.data").write_bytes(bytes(weights))
+    assert model_sha256(tmp_path / "model.onnx") != before
+    (tmp_path / "model.onnx.data").unlink()
+    with pytest.raises(DataError, match=r"external data file 'model.onnx.data' of tensor .* is missing"):
+        external_files(tmp_path / "model.onnx")
+
+
+def test_external_data_outside_the_model_folder_is_refused(tmp_path: Path) -> None:
+    model = onnx.load(str(GALLERY / "torch_dynamo" / "model.onnx"), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../elsewhere.data"
+    (tmp_path / "m").mkdir()
+    onnx.save(model, str(tmp_path / "m" / "model.onnx"))
+    with pytest.raises(DataError, match="lies outside the model's folder"):
+        external_files(tmp_path / "m" / "model.onnx")
+
+
+def test_a_model_with_external_data_runs_everywhere(project: Project) -> None:
+    """fp32 and int8 (quantized with its data) on cpu and the emulators; the golden hashes the data too."""
+    _copy(project, "torch_dynamo")
+    result = project.run(
+        "-m", "cpu or aie or gemmini", "--target", "sw_emu,cpu", "--tinyaccel-update-golden", "-k", "golden"
+    )
+    result.assert_outcomes(passed=6)
+    meta = json.loads((project.path / "golden" / "torch_dynamo" / "golden.json").read_text())
+    assert meta["model_sha256"] == model_sha256(project.path / "models" / "torch_dynamo" / "model.onnx")
+
+
+def test_a_command_target_build_gets_the_external_data(project: Project) -> None:
+    """The user's flow finds the model's data file beside the model the plugin hands it."""
+    _copy(project, "torch_dynamo")
+    (project.path / "flow.py").write_text(
+        "import sys, numpy, onnxruntime\n"
+        "model, inputs, outputs = sys.argv[1:]\n"
+        "session = onnxruntime.InferenceSession(model)\n"
+        "(y,) = session.run(None, {'x': numpy.load(inputs)})\n"
+        "numpy.save(outputs + '/logits.npy', y)\n"
+    )
+    with open(project.path / "pyproject.toml", "a") as handle:
+        handle.write(
+            '\n[tool.tinyaccel.targets.flow]\nkind = "command"\n'
+            "[tool.tinyaccel.targets.flow.sw_emu]\n"
+            'run = ["{python}", "{root}/flow.py", "{model}", "{inputs}", "{outputs}"]\n'
+        )
+    result = project.run("-m", "flow", "-k", "golden and fp32", "--tinyaccel-update-golden")
+    result.assert_outcomes(passed=1)
+
+
+# ----------------------------------------------------------------------------- already quantized
+
+
+@pytest.mark.parametrize(
+    ("name", "bits"), [("brevitas_qcdq", "w4a8"), ("ort_qdq_channel", "w8a8"), ("brevitas_qonnx", "w4a8")]
+)
+def test_an_already_quantized_model_is_the_int8_case_as_it_is(tmp_path: Path, name: str, bits: str) -> None:
+    folder = tmp_path / name
+    shutil.copytree(GALLERY / name, folder)
+    manifest = folder / "model.toml"
+    manifest.write_text(manifest.read_text().replace('dtypes = ["int8"]\nmodel_int8 = "model.onnx"\n', ""))
+    model = load_model(manifest)
+    assert model.dtypes == ("int8",) and model.int8_onnx_path == model.onnx_path and model.int8_bits == bits
+
+
+def test_declaring_fp32_for_a_quantized_model_is_a_collection_error(tmp_path: Path) -> None:
+    folder = tmp_path / "brevitas_qcdq"
+    shutil.copytree(GALLERY / "brevitas_qcdq", folder)
+    manifest = folder / "model.toml"
+    manifest.write_text(manifest.read_text().replace('dtypes = ["int8"]', 'dtypes = ["fp32", "int8"]'))
+    with pytest.raises(ConfigError, match=r"key 'dtypes': model.onnx is already quantized \(2 QuantizeLinear"):
+        load_model(manifest)
+
+
+def test_a_float_model_int8_is_a_collection_error(tmp_path: Path) -> None:
+    folder = tmp_path / "torch_legacy"
+    shutil.copytree(GALLERY / "torch_legacy", folder)
+    shutil.copy(folder / "model.onnx", folder / "fake_int8.onnx")
+    manifest = folder / "model.toml"
+    manifest.write_text(manifest.read_text() + 'model_int8 = "fake_int8.onnx"\n')
+    with pytest.raises(ConfigError, match="key 'model_int8': fake_int8.onnx has no quantization nodes"):
+        load_model(manifest)
+
+
+def test_a_quantized_model_is_never_quantized_again(project: Project) -> None:
+    """The user's own QDQ model as `model`, with a calibration set that would quantize it: one int8 case, the
+    model's own outputs (no fp32 case, nothing made by the quantizer)."""
+    folder = _copy(project, "ort_qdq_tensor", ('dtypes = ["int8"]\nmodel_int8 = "model.onnx"\n', ""))
+    np.save(folder / "X_calib.npy", np.load(folder / "X_test.npy")[:20])
+    (folder / "model.toml").write_text((folder / "model.toml").read_text() + 'calibration = "X_calib.npy"\n')
+    result = project.run("-m", "cpu", "--tinyaccel-update-golden", "--collect-only", "-q")
+    ids = [line for line in result.outlines if "::" in line and "ort_qdq_tensor" in line]
+    assert ids and all(line.endswith("-int8]") for line in ids)
+    result = project.run("-m", "cpu", "--tinyaccel-update-golden", "-k", "golden")
+    result.assert_outcomes(passed=1)
+    assert not (project.path / ".tinyaccel-cache").exists() or not list(
+        (project.path / ".tinyaccel-cache").rglob("quantized/*/model.onnx")
+    )
+
+
+def test_bit_widths_of_a_qcdq_graph() -> None:
+    found = quantization(onnx.load(str(GALLERY / "brevitas_qcdq" / "model.onnx")))
+    assert found.weight_bits == (4,) and found.activation_bits == (8,) and found.label == "w4a8"
+    assert not quantization(onnx.load(str(GALLERY / "torch_legacy" / "model.onnx")))
+    kws_float = REPO.parent / "shared" / "mlperf_tiny" / "kws_ref_model_float32.onnx"
+    if kws_float.is_file():  # int8 weights behind DequantizeLinear, float arithmetic: not a quantized model
+        assert not quantization(onnx.load(str(kws_float)))
+
+
+# ----------------------------------------------------------------------------- the quantizer's pre-processing
+
+
+def test_quantizer_pre_processing_failure_falls_back_and_says_so(project: Project) -> None:
+    """skl2onnx's graph, after ONNX Runtime's quant_pre_process, makes quantize_static fail; quantize_static
+    alone succeeds: the int8 case runs, and the report says the model was quantized without the pre-processing."""
+    _copy(project, "skl_tensor")
+    result = project.run("-m", "cpu", "-k", "golden and int8", "--tinyaccel-update-golden", "--tinyaccel-report=p.md")
+    result.assert_outcomes(passed=1)
+    assert (
+        "quantized without ONNX Runtime's pre-processing (with it, quantization failed: RuntimeError: Only an"
+        in (project.path / "p.md").read_text()
+    )
