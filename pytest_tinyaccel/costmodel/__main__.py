@@ -4,6 +4,10 @@ python -m pytest_tinyaccel.costmodel calibrate LOGS... -o calibration.toml
     fit the AIE model's per-kernel-class parameters on aiesimulator per-kernel
     cycle logs (see pytest_tinyaccel/costmodel/aie/calibrate.py)
 
+python -m pytest_tinyaccel.costmodel gemmini-fit CSV -o gemmini_timing.toml
+    fit the Gemmini timing constants on per-layer FireSim measurements and write
+    them with their held-out error (see pytest_tinyaccel/costmodel/gemmini_fit.py)
+
 python -m pytest_tinyaccel.costmodel [cost] MODELS... [--target aie|gemmini] [--dtype int8|fp32]
     cost ONNX models and print cycles, latency, throughput, efficiency and
     resources; for int8 pass the quantized model to `aie` (it costs the graph it
@@ -25,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         from .aie.calibrate import main as calibrate_main
 
         return calibrate_main(argv[1:])
+    if argv and argv[0] == "gemmini-fit":
+        from .gemmini_fit import main as fit_main
+
+        return fit_main(argv[1:])
     if argv and argv[0] == "cost":
         argv = argv[1:]
     return cost(argv)
