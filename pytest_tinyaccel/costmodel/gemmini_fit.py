@@ -168,7 +168,8 @@ def fit(rows: list[Row], template: Timing | None = None, start: dict[str, float]
         timing = _with(template, np.exp(x))
         return np.log(predict(rows, timing)) - measured
 
-    result = least_squares(residuals, x0, loss="soft_l1", f_scale=0.2)
+    bounds = (math.log(FLOOR * 1e-4), math.log(1e7))  # keeps every constant finite while searching
+    result = least_squares(residuals, np.clip(x0, *bounds), loss="soft_l1", f_scale=0.2, bounds=bounds)
     return _with(template, np.exp(result.x))
 
 
@@ -269,7 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         "held_out_under_10M_macs": error_stats([outside[i] for i in small], [measured[i] for i in small]),
     }
     header = f"Gemmini timing constants, fitted by: {timing.source['command']}\n"
-    header += "See pytest_tinyaccel/costmodel/gemmini_timing.py."
+    header += "See pytest_tinyaccel/costmodel/gemmini_timing.py for what each constant is.\n"
+    header += "[memory]: the SoC the FireSim runs used, an LLC of 4 MiB (the FireSim build\n"
+    header += "firesim_rocket_singlecore_16pe4kdummygemmini_nofirstlayer_no_nic_l2_llc4mb_ddr3 named in\n"
+    header += "charleshong3/firesim-dosa deploy/built-hwdb-entries, revision 989eb97) and an L2 of 512 KiB\n"
+    header += "(ASSUMPTION: Chipyard's default inclusive L2; the build name does not give its size)."
     write_timing(timing, args.output, header)
     print(f"wrote {args.output}: {timing.describe_error()}")
     return 0
