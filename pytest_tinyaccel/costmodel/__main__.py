@@ -12,7 +12,8 @@ python -m pytest_tinyaccel.costmodel [cost] MODELS... [--target aie|gemmini] [--
     cost ONNX models and print cycles, latency, throughput, efficiency and
     resources; for int8 pass the quantized model to `aie` (it costs the graph it
     is given) and the float model to `gemmini`. `--trace DIR` writes a Chrome
-    trace per row. Gemmini runs ZigZag (cached in --cache-dir).
+    trace per row. Gemmini: the library-tiling model (`--gemmini-timing zigzag`:
+    ZigZag, cached in --cache-dir).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def cost(argv: list[str]) -> int:
     parser.add_argument("--device", default="vck190", help="aie device: vck190 (default) or aie-ml")
     parser.add_argument("--calibration", help="aie calibration file (default: the shipped one)")
     parser.add_argument("--cache-dir", type=Path, default=Path(".tinyaccel-cache") / "zigzag")
+    parser.add_argument("--gemmini-timing", choices=["library", "zigzag"], default="library")
     parser.add_argument("--trace", type=Path, help="write Chrome traces into this folder")
     args = parser.parse_args(argv)
     from tabulate import tabulate
@@ -57,7 +59,7 @@ def cost(argv: list[str]) -> int:
     for model in args.models:
         label = model.parent.name if model.stem == "model" else model.stem
         for target in args.target or ["gemmini", "aie"]:
-            if target == "gemmini" and zigzag_unavailable():
+            if target == "gemmini" and args.gemmini_timing == "zigzag" and zigzag_unavailable():
                 print(f"gemmini: {zigzag_unavailable()}", file=sys.stderr)
                 continue
             for dtype in args.dtype or ["int8", "fp32"]:
@@ -69,7 +71,7 @@ def cost(argv: list[str]) -> int:
                 else:
                     from .gemmini import gemmini_perf
 
-                    perf = gemmini_perf(model, dtype, cache_dir=args.cache_dir)
+                    perf = gemmini_perf(model, dtype, cache_dir=args.cache_dir, timing=args.gemmini_timing)
                 elapsed = time.perf_counter() - t0
                 ideal = perf.extra.get("ideal_cycles")
                 rows.append(
