@@ -83,7 +83,8 @@ def gemmini_perf(
         return _zigzag_perf(model, prepared, sha, dtype, cfg, cache_dir, hardware)
     fitted = load_timing(constants)
     costs = {n.name: _library_cost(n, prepared, cfg, fitted) for n in prepared.nodes if n.is_matrix}
-    simulator = f"tinyaccel emulator + {MODEL} (predicted, {cfg.name}; {fitted.describe_error()})"
+    # no "; " inside: the report splits a section's simulators on it
+    simulator = f"tinyaccel emulator + {MODEL} on {cfg.name} (predicted: {fitted.describe_error(cfg)})"
     extra = {
         "timing": {
             "figure": "predicted",
@@ -91,7 +92,7 @@ def gemmini_perf(
             "configuration": cfg.describe(),
             "configuration_source": cfg.source,
             "constants": fitted.path,
-            "error": fitted.error,
+            "error": fitted.error if fitted.measured_on(cfg) else {},
         }
     }
     return compose(prepared, costs, cfg, simulator, extra)

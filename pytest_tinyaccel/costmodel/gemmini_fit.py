@@ -259,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         "sha256": hashlib.sha256(args.csv.read_bytes()).hexdigest(),
         "rows": len(rows),
         "shapes": len({r.shape for r in rows}),
+        "array_dims": sorted({r.config.dim for r in rows}),
+        "input_bytes": sorted({r.config.input_bytes for r in rows}),
         "method": "soft-L1 least squares of log(predicted / measured), SciPy",
         "command": f"python -m pytest_tinyaccel.costmodel gemmini-fit {args.csv} -o {args.output}",
     }

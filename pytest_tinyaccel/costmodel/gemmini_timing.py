@@ -57,14 +57,20 @@ class Timing:
     """Median/p90 |error| (as factors) in sample and held out, against what."""
     path: str = ""
 
-    def describe_error(self) -> str:
+    def measured_on(self, config: GemminiConfig) -> bool:
+        """True when the fit's measurements ran on this array size and element width."""
+        dims, widths = self.source.get("array_dims"), self.source.get("input_bytes")
+        return bool(dims and widths and config.dim in dims and config.input_bytes in widths)
+
+    def describe_error(self, config: GemminiConfig | None = None) -> str:
         held = self.error.get("held_out", {})
+        if config is not None and held and not self.measured_on(config):
+            return f"error not measured on a {config.dim}x{config.dim} array of {config.input_bytes}-byte elements"
         if not held:
             return "error not measured"
-        return (
-            f"held-out median |error| x{held['median']:.2f}, p90 x{held['p90']:.2f} vs "
-            f"{self.error.get('against', 'measurements')} ({held.get('rows', '?')} layers)"
-        )
+        against = str(self.error.get("against", "measurements")).split(" ")[0]
+        rows = held.get("rows", "?")
+        return f"held-out median |error| x{held['median']:.2f}, p90 x{held['p90']:.2f} over {rows} {against} layers"
 
 
 def load_timing(path: str | Path | None = None) -> Timing:
