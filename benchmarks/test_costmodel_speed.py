@@ -1,6 +1,6 @@
 """Cost models cold: one model and dtype per fresh process, no cache (target: 10 s each).
 
-Gemmini (ZigZag per layer) takes the float model; the AIE model takes the model
+Gemmini (its ZigZag timing, per layer) takes the float model; the AIE model takes the model
 the target runs (the quantized one for int8). ZigZag's import (about a second)
 is timed apart: the figure is the cost model's own work.
 """
@@ -22,9 +22,9 @@ TARGET_S = 10.0
 COLD = """
 import json, sys, time
 from pytest_tinyaccel.costmodel import aie_perf, gemmini_perf
-from pytest_tinyaccel.costmodel.zigzag_runner import _import_zigzag
-t0 = time.perf_counter(); _import_zigzag(); t1 = time.perf_counter()
-gemmini = gemmini_perf(sys.argv[1], sys.argv[3]); t2 = time.perf_counter()
+from pytest_tinyaccel.costmodel.zigzag_runner import load_stages
+t0 = time.perf_counter(); load_stages(); t1 = time.perf_counter()
+gemmini = gemmini_perf(sys.argv[1], sys.argv[3], timing="zigzag"); t2 = time.perf_counter()
 aie = aie_perf(sys.argv[2], sys.argv[3]); t3 = time.perf_counter()
 print(json.dumps({"import": t1 - t0, "gemmini": t2 - t1, "aie": t3 - t2, "cycles": [gemmini.cycles, aie.cycles]}))
 """

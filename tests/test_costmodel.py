@@ -183,7 +183,7 @@ def test_cache_hit_does_not_run_zigzag(tiny_costs, monkeypatch):
         raise AssertionError("ZigZag ran despite a cache hit")
 
     monkeypatch.setattr(zigzag_runner, "_evaluate", boom)
-    monkeypatch.setattr(zigzag_runner, "_import_zigzag", boom)
+    monkeypatch.setattr(zigzag_runner, "load_stages", boom)
     hit = zigzag_runner.run_zigzag(model, hardware_file("gemmini", "int8"), "int8", cache)
     assert hit.cached
     assert hit.layers == first.layers
@@ -197,12 +197,12 @@ def test_cache_hit_does_not_run_zigzag(tiny_costs, monkeypatch):
 
 @needs_zigzag
 def test_gemmini_perf(tiny_costs, tmp_path):
-    from pytest_tinyaccel.costmodel.gemmini import SIMULATOR, gemmini_perf
+    from pytest_tinyaccel.costmodel.gemmini import SIMULATOR_ZIGZAG, gemmini_perf
     from pytest_tinyaccel.costmodel.trace import write_trace
 
     model, cache, first = tiny_costs
-    perf = gemmini_perf(model, "int8", cache_dir=cache)
-    assert isinstance(perf, Perf) and perf.simulator == SIMULATOR
+    perf = gemmini_perf(model, "int8", cache_dir=cache, timing="zigzag")
+    assert isinstance(perf, Perf) and perf.simulator == SIMULATOR_ZIGZAG
     assert perf.extra["zigzag_cached"]
     assert 0 < perf.efficiency <= 1
     zz_total = sum(layer.cycles for layer in first.layers.values())
@@ -233,7 +233,7 @@ def test_mlperf_kws_reference_model_with_dequantize_weights(tmp_path):
     original = onnx.load(str(path))
     assert "DequantizeLinear" in {n.op_type for n in original.graph.node}
     names = {n.name for n in original.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")}
-    perf = gemmini_perf(path, "int8", cache_dir=tmp_path)
+    perf = gemmini_perf(path, "int8", cache_dir=tmp_path, timing="zigzag")
     zz_layers = [layer for layer in perf.layers if layer.extra.get("rule") == "zigzag"]
     assert {layer.name for layer in zz_layers} == names
     assert all(layer.cycles > 0 for layer in zz_layers)
@@ -306,11 +306,11 @@ def test_conv1d_is_costed_as_a_2d_conv_of_height_one():
 def test_conv1d_and_lstm_get_zigzag_costs(tmp_path):
     from pytest_tinyaccel.costmodel.gemmini import gemmini_perf
 
-    one, two = (gemmini_perf(conv1d_model(d), "int8", cache_dir=tmp_path) for d in (False, True))
+    one, two = (gemmini_perf(conv1d_model(d), "int8", cache_dir=tmp_path, timing="zigzag") for d in (False, True))
     cycles = {layer.name: layer.cycles for layer in one.layers if layer.extra["rule"] == "zigzag"}
     assert cycles == {layer.name: layer.cycles for layer in two.layers if layer.extra["rule"] == "zigzag"}
     assert set(cycles) == {"c1", "c2"} and all(c > 0 for c in cycles.values())
-    perf = gemmini_perf(lstm_model(), "int8", cache_dir=tmp_path)
+    perf = gemmini_perf(lstm_model(), "int8", cache_dir=tmp_path, timing="zigzag")
     lstm = next(layer for layer in perf.layers if layer.name == "lstm")
     assert lstm.extra["rule"] == "zigzag" and lstm.macs == 8 * (5 + 6) * 4 * 6 and lstm.cycles > 0
 

@@ -4,9 +4,12 @@
 graph: the model mapped to compute and data-movement kernels on a device
 described as data (default: VCK190, first-generation AI Engine), per-kernel
 cycles from a calibration fitted on aiesimulator logs (`python -m
-pytest_tinyaccel.costmodel calibrate`). `gemmini` composes ZigZag (zigzag-dse
-3.9.1, the `zigzag` extra) per-layer cycles on the descriptions in `hardware/`
-sequentially; `trace` writes Chrome traces. Nothing here imports pytest or a
+pytest_tinyaccel.costmodel calibrate`). `gemmini` composes per-layer cycles
+sequentially: by default predicted from the tiling Gemmini's own library picks on a
+configuration file (`gemmini_config`, `gemmini_tiling`, `gemmini_timing`; constants
+fitted on FireSim runs by `gemmini_fit`), or ZigZag's (zigzag-dse 3.9.1, the `zigzag`
+extra; `zigzag_runner`, `zigzag_stages`) on the descriptions in `hardware/`; `trace`
+writes Chrome traces. Nothing here imports pytest or a
 target module, and ZigZag, PyYAML and SciPy are imported only where used, so
 importing this package is cheap:
 

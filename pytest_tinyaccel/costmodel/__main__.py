@@ -4,11 +4,16 @@ python -m pytest_tinyaccel.costmodel calibrate LOGS... -o calibration.toml
     fit the AIE model's per-kernel-class parameters on aiesimulator per-kernel
     cycle logs (see pytest_tinyaccel/costmodel/aie/calibrate.py)
 
+python -m pytest_tinyaccel.costmodel gemmini-fit CSV -o gemmini_timing.toml
+    fit the Gemmini timing constants on per-layer FireSim measurements and write
+    them with their held-out error (see pytest_tinyaccel/costmodel/gemmini_fit.py)
+
 python -m pytest_tinyaccel.costmodel [cost] MODELS... [--target aie|gemmini] [--dtype int8|fp32]
     cost ONNX models and print cycles, latency, throughput, efficiency and
     resources; for int8 pass the quantized model to `aie` (it costs the graph it
     is given) and the float model to `gemmini`. `--trace DIR` writes a Chrome
-    trace per row. Gemmini runs ZigZag (cached in --cache-dir).
+    trace per row. Gemmini: the library-tiling model (`--gemmini-timing zigzag`:
+    ZigZag, cached in --cache-dir).
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         from .aie.calibrate import main as calibrate_main
 
         return calibrate_main(argv[1:])
+    if argv and argv[0] == "gemmini-fit":
+        from .gemmini_fit import main as fit_main
+
+        return fit_main(argv[1:])
     if argv and argv[0] == "cost":
         argv = argv[1:]
     return cost(argv)
@@ -38,6 +47,7 @@ def cost(argv: list[str]) -> int:
     parser.add_argument("--device", default="vck190", help="aie device: vck190 (default) or aie-ml")
     parser.add_argument("--calibration", help="aie calibration file (default: the shipped one)")
     parser.add_argument("--cache-dir", type=Path, default=Path(".tinyaccel-cache") / "zigzag")
+    parser.add_argument("--gemmini-timing", choices=["library", "zigzag"], default="library")
     parser.add_argument("--trace", type=Path, help="write Chrome traces into this folder")
     args = parser.parse_args(argv)
     from tabulate import tabulate
@@ -49,7 +59,7 @@ def cost(argv: list[str]) -> int:
     for model in args.models:
         label = model.parent.name if model.stem == "model" else model.stem
         for target in args.target or ["gemmini", "aie"]:
-            if target == "gemmini" and zigzag_unavailable():
+            if target == "gemmini" and args.gemmini_timing == "zigzag" and zigzag_unavailable():
                 print(f"gemmini: {zigzag_unavailable()}", file=sys.stderr)
                 continue
             for dtype in args.dtype or ["int8", "fp32"]:
@@ -61,7 +71,7 @@ def cost(argv: list[str]) -> int:
                 else:
                     from .gemmini import gemmini_perf
 
-                    perf = gemmini_perf(model, dtype, cache_dir=args.cache_dir)
+                    perf = gemmini_perf(model, dtype, cache_dir=args.cache_dir, timing=args.gemmini_timing)
                 elapsed = time.perf_counter() - t0
                 ideal = perf.extra.get("ideal_cycles")
                 rows.append(
