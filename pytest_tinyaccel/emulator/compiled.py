@@ -1,15 +1,21 @@
 """The emulator's loops that NumPy cannot run in one pass, compiled by numba.
 
 A 3x3 depthwise convolution in NumPy is 17 element-wise passes over its
-output (no fused multiply-add ufunc, no per-channel dot product), and a
-requantization is five (bias, scale, round, saturate, zero point); compiled,
-each is one pass. The arithmetic is the NumPy formulation's, operation for
+output (no fused multiply-add ufunc, no per-channel dot product), a
+requantization five (bias, scale, round, saturate, zero point), an im2col a
+padded copy and a strided one; compiled, each is one pass, and a depthwise
+convolution finishes each output row (bias, activation or requantization)
+while it is in cache. The arithmetic is the NumPy formulation's, operation for
 operation: float32 stays float32, every product and sum is rounded as NumPy
 rounds it, and nothing is contracted into a fused multiply-add (numba's
-default), so the results are bit-identical. Compiled code is cached on disk
-next to this file or in the user's cache folder (numba's `cache=True`), so only
-the first run on a machine pays the compilation; where numba finds no writable
-place for it, every process compiles again (about 1.5 s).
+default), so the results are bit-identical. The loops are written for the
+compiler's vectorizer (contiguous inner loops over channels or whole rows),
+for whatever vector unit the machine has: numba compiles for the host CPU.
+
+Compiled code is cached on disk next to this file or in the user's cache
+folder (numba's `cache=True`), so only the first run on a machine pays the
+compilation; where numba finds no writable place for it, every process
+compiles again (a few seconds).
 """
 
 from __future__ import annotations
@@ -20,8 +26,12 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+COPY, BIAS, BIAS_RELU, RELU, REQUANTIZE, REQUANTIZE_HALF_AWAY = range(6)
+"""How `finish` turns accumulators into outputs: as they are (cast to the output type); + bias; + bias
+then Relu; Relu; requantized with ties to even; requantized with ties away from zero."""
 
-def _compiled(function: Callable[..., None]) -> Any:
+
+def _compiled(function: Callable[..., Any]) -> Any:
     """`function` compiled, with the code cached on disk; without the cache where numba has no
     writable place for it (a read-only install and no user cache folder)."""
     try:
@@ -31,46 +41,78 @@ def _compiled(function: Callable[..., None]) -> Any:
 
 
 @_compiled
-def depthwise_conv(
-    src: np.ndarray,
-    offset: float,
-    taps: np.ndarray,
-    strides: tuple[int, int],
-    pads: tuple[int, int],
-    dilations: tuple[int, int],
-    multiplier: int,
+def finish(
     acc: np.ndarray,
+    bias: np.ndarray,
+    scale: np.ndarray,
+    bounds: tuple[float, float, float],
+    mode: int,
+    out: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """acc[n, y, x, c] = sum of (src[n, iy, ix, c // multiplier] - offset) * taps[i, j, c] over the taps (i, j)
-    whose input pixel iy = y*SH - top + i*DH, ix = x*SW - left + j*DW lies inside `src` (the padding is 0).
+    """out[r, c] from the accumulator acc[r, c] (both (R, M), C-contiguous), per `mode` (see `COPY` ...).
 
-    `src` is NHWC, `taps` (KH, KW, M), `acc` (NB, OH, OW, M) in the accumulation type; the sum runs in
-    row-major tap order.
+    BIAS/BIAS_RELU/RELU: acc + bias[c] in the accumulator's float type, then max(., 0) as np.maximum
+    (NaN stays NaN, -0 becomes +0). REQUANTIZE: clip(round(float32(acc + bias[c]) * scale[c]), low,
+    high) + zero point, `bounds` = (zero point, low, high), the low/high bounds of the output type
+    minus the zero point. `acc` holds exact integers and `bias` float64 integers, so their sum is
+    exact in float64 and rounds to float32 as MLAS's int32 -> float32 conversion does (nearest, ties
+    to even); `scale` is float32 and the multiply a float32 multiply. Ties round to even (np.rint), or
+    away from zero (in float64, where x + 0.5 is exact for every float32 x). `bias` and `scale` have
+    one value per channel M (`scale` is read only to requantize).
     """
-    nb, oh, ow, m = acc.shape
-    h, w = src.shape[1], src.shape[2]
-    kh, kw = taps.shape[0], taps.shape[1]
-    (sh, sw), (top, left), (dh, dw) = strides, pads, dilations
-    for n in range(nb):
-        for y in range(oh):
-            for x in range(ow):
-                out = acc[n, y, x]
-                out[:] = 0
-                for i in range(kh):
-                    iy = y * sh - top + i * dh
-                    if iy < 0 or iy >= h:
-                        continue
-                    for j in range(kw):
-                        ix = x * sw - left + j * dw
-                        if ix < 0 or ix >= w:
-                            continue
-                        row, weights = src[n, iy, ix], taps[i, j]
-                        if multiplier == 1:
-                            for c in range(m):
-                                out[c] += (row[c] - offset) * weights[c]
-                        else:
-                            for c in range(m):
-                                out[c] += (row[c // multiplier] - offset) * weights[c]
+    rows, m = acc.shape
+    repeat = max(1, min(rows, 256 // max(1, m)))  # the per-channel values repeated: a long inner loop
+    flat_acc, flat_out = acc.reshape(rows * m), out.reshape(rows * m)
+    _finish_rows(flat_acc, _tile(bias, repeat), _tile(scale, repeat), bounds, mode, flat_out, 0)
+
+
+@_compiled
+def _tile(values: np.ndarray, repeat: int) -> np.ndarray:  # pragma: no cover - compiled
+    """`values` (1-D) repeated `repeat` times, end to end."""
+    m = values.shape[0]
+    out = np.empty(m * repeat, values.dtype)
+    for k in range(repeat):
+        out[k * m : (k + 1) * m] = values
+    return out
+
+
+@_compiled
+def _finish_rows(
+    acc: np.ndarray,
+    bias: np.ndarray,
+    scale: np.ndarray,
+    bounds: tuple[float, float, float],
+    mode: int,
+    out: np.ndarray,
+    out_at: Any,
+) -> None:  # pragma: no cover - compiled
+    """`finish` of flat rows: acc (1-D, whole rows) into out[out_at:] (1-D); `bias` and `scale` the
+    per-channel values tiled to a whole number L of rows, applied in blocks of L (the last one shorter).
+
+    Indices are unsigned (numba then adds no negative-index wrap-around, and the loops vectorize)."""
+    size, block = np.uint64(acc.shape[0]), np.uint64(bias.shape[0])
+    zp, lo, hi = np.float32(bounds[0]), np.float32(bounds[1]), np.float32(bounds[2])
+    zero = np.float32(0)
+    for start in range(np.uint64(0), size, block):
+        at = np.uint64(out_at) + start
+        for c in range(min(block, size - start)):
+            v = acc[start + c]
+            if mode == COPY:
+                out[at + c] = v
+            elif mode == BIAS:
+                out[at + c] = v + bias[c]
+            elif mode == BIAS_RELU:
+                v = v + bias[c]
+                out[at + c] = v if v > zero or v != v else zero
+            elif mode == RELU:
+                out[at + c] = v if v > zero or v != v else zero
+            elif mode == REQUANTIZE:
+                value = np.rint(np.float32(v + bias[c]) * scale[c])
+                out[at + c] = min(max(value, lo), hi) + zp
+            else:
+                v64 = np.float64(np.float32(v + bias[c]) * scale[c])
+                value = np.float32(np.trunc(v64 + np.copysign(0.5, v64)))
+                out[at + c] = min(max(value, lo), hi) + zp
 
 
 @_compiled
@@ -84,23 +126,165 @@ def requantize(
     half_away: bool,
     out: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """out[r, c] = clip(round(float32(acc[r, c] + bias[c]) * scale[c]), low, high) + zero_point.
+    """out[r, c] = clip(round(float32(acc[r, c] + bias[c]) * scale[c]), low, high) + zero_point: `finish`
+    in mode REQUANTIZE (ties to even) or REQUANTIZE_HALF_AWAY."""
+    finish(acc, bias, scale, (zero_point, low, high), REQUANTIZE_HALF_AWAY if half_away else REQUANTIZE, out)
 
-    `acc` (R, M) holds exact integers and `bias` (M,) float64 integers, so their sum is exact in float64
-    and rounds to float32 as MLAS's int32 -> float32 conversion does (nearest, ties to even); `scale`
-    (M,) is float32 and the multiply a float32 multiply. Ties round to even (np.rint), or away from
-    zero with `half_away` (in float64, where x + 0.5 is exact for every float32 x). `low`/`high` are
-    the output type's bounds minus the zero point.
+
+@_compiled
+def depthwise_conv(
+    src: np.ndarray,
+    offset: Any,
+    taps: np.ndarray,
+    strides: tuple[int, int],
+    pads: tuple[int, int],
+    dilations: tuple[int, int],
+    multiplier: int,
+    bias: np.ndarray,
+    scale: np.ndarray,
+    bounds: tuple[float, float, float],
+    mode: int,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Depthwise convolution, each output row finished as `finish(..., mode)` as soon as it is summed.
+
+    The accumulator acc[n, y, x, c] = sum of (src[n, iy, ix, c // multiplier] - offset) * taps[i, j, c]
+    over the taps (i, j), iy = y*SH - top + i*DH, ix = x*SW - left + j*DW, added in row-major tap
+    order to 0 in the type of `taps` (the accumulation type; `offset` is a scalar of it); a tap in the
+    padding adds the product of 0 and its weight, which changes no sum as long as the weights are
+    finite (the caller's check: 0 * inf is NaN). `src` is NHWC and C-contiguous, `taps` (KH, KW, M),
+    `out` (N, OH, OW, M) C-contiguous.
+
+    Each sample is first converted (minus the offset, in the accumulation type, each input channel
+    repeated `multiplier` times, zero-bordered) into SW planes of padded columns cx = q*SW + p (plane
+    p, column q), so that a tap reads consecutive columns whatever the stride: one contiguous loop
+    over a whole output row (every x, every channel) against the tap's weights repeated along the
+    row, all nine taps of a 3x3 kernel in one loop.
     """
-    rows, m = acc.shape
-    zp, lo, hi = np.float32(zero_point), np.float32(low), np.float32(high)
-    for r in range(rows):
-        source, target = acc[r], out[r]
-        for c in range(m):
-            value = np.float32(np.float64(source[c]) + bias[c]) * scale[c]
-            if half_away:
-                v64 = np.float64(value)
-                value = np.float32(np.trunc(v64 + np.copysign(0.5, v64)))
+    nb, oh, ow, m = out.shape
+    kh, kw = taps.shape[0], taps.shape[1]
+    (sh, sw), (dh, dw) = strides, dilations
+    rows, width = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1  # padded input read
+    columns, length = (width + sw - 1) // sw, ow * m
+    planes = np.zeros((sw, rows, columns * m), taps.dtype)
+    tiled = np.empty((kh, kw, length), taps.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            tiled[i, j] = _tile(taps[i, j], ow)
+    bias_row, scale_row = _tile(bias, ow), _tile(scale, ow)
+    row = np.empty(length, taps.dtype)
+    flat_planes, flat_out = planes.reshape(planes.size), out.reshape(out.size)
+    starts = np.empty((kh, kw), np.uint64)  # where each tap's row of pixels starts in flat_planes
+    for n in range(nb):
+        _planes(src[n], offset, multiplier, pads, planes)
+        for y in range(oh):
+            for i in range(kh):
+                for j in range(kw):
+                    plane, column = (j * dw) % sw, (j * dw) // sw
+                    starts[i, j] = ((plane * rows + y * sh + i * dh) * columns + column) * m
+            if kh == 3 and kw == 3:
+                _nine_taps(flat_planes, starts, tiled, row)
             else:
-                value = np.rint(value)
-            target[c] = min(max(value, lo), hi) + zp
+                for t in range(length):
+                    row[t] = 0
+                for i in range(kh):
+                    for j in range(kw):
+                        _add_tap(row, flat_planes, starts[i, j], tiled[i, j])
+            _finish_rows(row, bias_row, scale_row, bounds, mode, flat_out, (n * oh + y) * length)
+
+
+@_compiled
+def _add_tap(row: np.ndarray, pixels: np.ndarray, start: Any, weights: np.ndarray) -> None:  # pragma: no cover
+    """row[t] += pixels[start + t] * weights[t] for every t of `row`."""
+    for t in range(np.uint64(row.shape[0])):
+        row[t] += pixels[start + t] * weights[t]
+
+
+@_compiled
+def _nine_taps(
+    pixels: np.ndarray, starts: np.ndarray, weights: np.ndarray, row: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """row[t] = 0 + the nine products pixels[starts[i, j] + t] * weights[i, j, t], added in row-major
+    tap order (the sums of nine `_add_tap`s on a zeroed row, in one pass)."""
+    s0, s1, s2 = starts[0, 0], starts[0, 1], starts[0, 2]
+    s3, s4, s5 = starts[1, 0], starts[1, 1], starts[1, 2]
+    s6, s7, s8 = starts[2, 0], starts[2, 1], starts[2, 2]
+    w0, w1, w2 = weights[0, 0], weights[0, 1], weights[0, 2]
+    w3, w4, w5 = weights[1, 0], weights[1, 1], weights[1, 2]
+    w6, w7, w8 = weights[2, 0], weights[2, 1], weights[2, 2]
+    for t in range(np.uint64(row.shape[0])):
+        v = row.dtype.type(0) + pixels[s0 + t] * w0[t]
+        v += pixels[s1 + t] * w1[t]
+        v += pixels[s2 + t] * w2[t]
+        v += pixels[s3 + t] * w3[t]
+        v += pixels[s4 + t] * w4[t]
+        v += pixels[s5 + t] * w5[t]
+        v += pixels[s6 + t] * w6[t]
+        v += pixels[s7 + t] * w7[t]
+        v += pixels[s8 + t] * w8[t]
+        row[t] = v
+
+
+@_compiled
+def _planes(
+    image: np.ndarray, offset: Any, multiplier: int, pads: tuple[int, int], planes: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """planes[cx % SW, iy + top, (cx // SW) * M + c] = image[iy, ix, c // multiplier] - offset, cx = ix + left,
+    for the pixels that fit (see `depthwise_conv`); the border is left as it is (zero)."""
+    h, w, channels = image.shape
+    sw, rows = planes.shape[0], planes.shape[1]
+    m = channels * multiplier
+    columns = planes.shape[2] // m
+    top, left = pads
+    flat = planes.reshape(planes.size)
+    for iy in range(min(h, rows - top)):
+        for ix in range(min(w, columns * sw - left)):
+            pixel = image[iy, ix]
+            cx = ix + left
+            at = np.uint64((((cx % sw) * rows + iy + top) * columns + cx // sw) * m)
+            if multiplier == 1:
+                for c in range(np.uint64(m)):
+                    flat[at + c] = pixel[c] - offset
+            else:
+                for c in range(channels):
+                    value = pixel[c] - offset
+                    for k in range(multiplier):
+                        flat[at + np.uint64(c * multiplier + k)] = value
+
+
+@_compiled
+def im2col(
+    src: np.ndarray,
+    start: int,
+    offset: Any,
+    strides: tuple[int, int],
+    pads: tuple[int, int],
+    dilations: tuple[int, int],
+    cols: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """cols[n, y, x, i, j, c] = src[start + n, iy, ix, c] - offset where iy = y*SH - top + i*DH,
+    ix = x*SW - left + j*DW lies inside `src`, else 0 (the padding is the real value 0).
+
+    `src` is NHWC and C-contiguous, `cols` (NB, OH, OW, KH, KW, C) C-contiguous in the accumulation
+    type, of which `offset` is a scalar.
+    """
+    nb, oh, ow, kh, kw, c = cols.shape
+    h, w = src.shape[1], src.shape[2]
+    (sh, sw), (top, left), (dh, dw) = strides, pads, dilations
+    flat_src, flat_cols = src.reshape(src.size), cols.reshape(cols.size)
+    at = np.uint64(0)
+    for n in range(nb):
+        for y in range(oh):
+            for x in range(ow):
+                for i in range(kh):
+                    iy = y * sh - top + i * dh
+                    for j in range(kw):
+                        ix = x * sw - left + j * dw
+                        if iy < 0 or iy >= h or ix < 0 or ix >= w:
+                            for k in range(np.uint64(c)):
+                                flat_cols[at + k] = 0
+                        else:
+                            pixel = np.uint64((((start + n) * h + iy) * w + ix) * c)
+                            for k in range(np.uint64(c)):
+                                flat_cols[at + k] = flat_src[pixel + k] - offset
+                        at += np.uint64(c)

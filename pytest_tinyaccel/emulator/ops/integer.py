@@ -208,17 +208,11 @@ def _conv_integer(ctx: BuildContext) -> Kernel:
             group,
             np.float64,
             offset=xzp.astype(np.float64),
-            epilogue=_to_int32,
-            out_dtype=np.int32,
+            out_dtype=np.int32,  # the exact float64 accumulator, as int32
         )
         return [_from_2d(acc, win.rank)]
 
     return run
-
-
-def _to_int32(acc: Value, out: Value) -> None:
-    """Epilogue of ConvInteger: the exact float64 accumulator, as int32."""
-    np.copyto(out, acc, casting="unsafe")
 
 
 @register("DynamicQuantizeLinear", requantizes=True)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import accumulation as A
 from .. import kernels as K
-from ..conv import Epilogue, conv2d
+from ..conv import Finish, conv2d
 from .core import (
     _I8,
     _MS,
@@ -82,9 +82,14 @@ def _acc_dtype(xq: QParams, w_int: Value, out_axis: int, depthwise: bool = False
     below 2^24, whatever order BLAS adds them in; larger layers use float64
     (exact below 2^53), larger depthwise ones int32.
     """
-    if K.accumulator_bound(_x_abs_max(xq), w_int, out_axis) < _F32_EXACT:
+    if _acc_bound(xq, w_int, out_axis) < _F32_EXACT:
         return np.float32
     return np.int32 if depthwise else np.float64
+
+
+def _acc_bound(xq: QParams, w_int: Value, out_axis: int) -> float:
+    """The largest magnitude a partial sum of the layer's integer products can reach."""
+    return K.accumulator_bound(_x_abs_max(xq), w_int, out_axis)
 
 
 def _add_bias(acc: Value, bias: Value) -> Value:
@@ -96,28 +101,28 @@ def _add_bias(acc: Value, bias: Value) -> Value:
     return out
 
 
-def _requantizer(scale: Value, yq: QParams, rounding: str, bias: Value | None, channels: int) -> Epilogue:
+def _requantizer(
+    scale: Value, yq: QParams, rounding: str, bias: Value | None, channels: int, acc_bound: float = _F32_EXACT
+) -> Finish:
     """An epilogue: the accumulator plus the int32 bias, requantized into the output in one compiled pass,
-    bit for bit `_add_bias` and then `K.requantize` (`compiled.requantize`).
+    bit for bit `_add_bias` and then `K.requantize` (`compiled.finish`).
 
     `scale` (float32) and `bias` hold one value, or one per output channel: the last axis of the
     accumulator chunks, which are C-contiguous. `rounding` is one of `K.ROUNDING_MODES` (`Graph.load`
-    checks every node's rule).
+    checks every node's rule). When no accumulator (at most `acc_bound`) plus bias can reach 2^24, the
+    sum is exact in float32 and the bias is kept as float32 (a float32 accumulator is then added in
+    float32, twice as many lanes as float64).
     """
-    from ..compiled import requantize  # numba's import, on first use
+    from ..compiled import REQUANTIZE, REQUANTIZE_HALF_AWAY
 
     scales = np.ascontiguousarray(np.broadcast_to(scale.astype(np.float32).reshape(-1), (channels,)))
     biases = np.zeros(channels) if bias is None else np.broadcast_to(bias.astype(np.float64).reshape(-1), (channels,))
-    biases = np.ascontiguousarray(biases)
+    if acc_bound + float(np.abs(biases).max(initial=0.0)) < _F32_EXACT:
+        biases = biases.astype(np.float32)
     info, zero_point = np.iinfo(yq.dtype), int(yq.zero_point)
     bounds = (float(zero_point), float(info.min - zero_point), float(info.max - zero_point))
-    half_away = rounding == "half_away"
-
-    def run(acc: Value, out: Value) -> None:
-        rows = out.reshape(-1, channels)  # a view: `out` is C-contiguous
-        requantize(acc.reshape(-1, channels), biases, scales, *bounds, half_away, rows)
-
-    return run
+    mode = REQUANTIZE_HALF_AWAY if rounding == "half_away" else REQUANTIZE
+    return Finish(mode, np.ascontiguousarray(biases), scales, bounds)
 
 
 @register("QLinearConv", requantizes=True)
@@ -138,11 +143,12 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
         wq.zero_point.reshape(-1, *([1] * (w.ndim - 1))) if wq.zero_point.size > 1 else wq.zero_point.reshape(()),
         np.float64,
     )
+    acc_bound = _acc_bound(xq, w_int, 0)
     acc_dtype = _acc_dtype(xq, w_int, 0, depthwise)
     b = None if bias is None else bias.astype(np.int32).reshape(-1)
     # ONNX Runtime: output_scale[i] = x_scale * w_scale[i] / y_scale, in float32 (one per output channel).
     scale = (xq.scale * wq.scale / yq.scale).astype(np.float32).reshape(-1)
-    requantize = _requantizer(scale, yq, ctx.rounding, b, m)
+    requantize = _requantizer(scale, yq, ctx.rounding, b, m, acc_bound)
     w_int = _as_2d(w_int.astype(acc_dtype), win.rank)
     offset = xq.zero_point.astype(acc_dtype)
     rounding = ctx.rounding
@@ -205,6 +211,7 @@ def _qgemm(ctx: BuildContext) -> Kernel:
     )
     b_int = _int_operand(b, b_zp)
     b_int = b_int.T if tb else b_int
+    acc_bound = _acc_bound(aq, b_int, 1)
     acc_dtype = _acc_dtype(aq, b_int, 1)
     b_int = np.ascontiguousarray(b_int.astype(acc_dtype))
     # ONNX Runtime: output_scale[i] = alpha * a_scale * b_scale[i] (/ y_scale), float32 left to right.
@@ -215,7 +222,9 @@ def _qgemm(ctx: BuildContext) -> Kernel:
     c_int = None if c is None else c.astype(np.int32)
     ta = bool(a["transA"])
     bias_rows = c_int is not None and c_int.ndim > 1  # added to the accumulator first; a vector: in the epilogue
-    requantize = None if yq is None else _requantizer(scale, yq, ctx.rounding, None if bias_rows else c_int, n)
+    requantize = (
+        None if yq is None else _requantizer(scale, yq, ctx.rounding, None if bias_rows else c_int, n, acc_bound)
+    )
     b_raw = b.T if tb else b
     saturating = A.saturates(ctx.accumulation, aq.dtype, b.dtype) and A.gemm_can_saturate(b_raw)
     ctx.saturating = saturating

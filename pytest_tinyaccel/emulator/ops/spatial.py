@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-import numpy as np
 from onnx import NodeProto, helper
 
 from .. import kernels as K
-from ..conv import Epilogue, conv2d
+from ..conv import bias_relu, conv2d
 from .core import (
     _MS,
     BuildContext,
@@ -125,7 +124,6 @@ def _conv(ctx: BuildContext) -> Kernel:
         _check_rank(ctx, x, win)
         x2, w2 = _as_2d(x, win.rank), _as_2d(w, win.rank)
         dtype = x.dtype
-        bias = None if b is None else b.astype(dtype)
         y = conv2d(
             x2,
             w2.astype(dtype, copy=False),
@@ -134,7 +132,7 @@ def _conv(ctx: BuildContext) -> Kernel:
             win.dilations,
             group,
             dtype.type,
-            epilogue=_bias_relu(bias, relu) if bias is not None or relu else None,
+            epilogue=bias_relu(b, relu, w.shape[0], dtype),
         )
         return [_from_2d(y, win.rank)]
 
@@ -155,19 +153,6 @@ def _fused_conv(ctx: BuildContext) -> Kernel:
     del node.attribute[:]
     node.attribute.extend(a for a in ctx.node.attribute if a.name not in ("activation", "activation_params"))
     return _conv(replace(ctx, node=node, activation="Relu"))
-
-
-def _bias_relu(bias: Value | None, relu: bool) -> Epilogue:
-    """Conv's epilogue: + bias, then (fused) Relu, as the separate ops compute them."""
-
-    def run(acc: Value, out: Value) -> None:
-        if bias is not None:
-            np.add(acc, bias, out=out)
-            acc = out
-        if relu:
-            np.maximum(acc, np.zeros((), acc.dtype), out=out)
-
-    return run
 
 
 def _pool_attrs(ctx: BuildContext, extra: dict[str, Any]) -> tuple[Window, dict[str, Any]]:
