@@ -272,14 +272,22 @@ def im2col(
     h, w = src.shape[1], src.shape[2]
     (sh, sw), (top, left), (dh, dw) = strides, pads, dilations
     flat_src, flat_cols = src.reshape(src.size), cols.reshape(cols.size)
+    span = np.uint64(kw * c)  # one kernel row of a window: contiguous in `src` when DW is 1
     at = np.uint64(0)
     for n in range(nb):
         for y in range(oh):
             for x in range(ow):
                 for i in range(kh):
                     iy = y * sh - top + i * dh
+                    first = x * sw - left
+                    if dw == 1 and 0 <= iy < h and first >= 0 and first + kw <= w:
+                        pixel = np.uint64((((start + n) * h + iy) * w + first) * c)
+                        for k in range(span):
+                            flat_cols[at + k] = flat_src[pixel + k] - offset
+                        at += span
+                        continue
                     for j in range(kw):
-                        ix = x * sw - left + j * dw
+                        ix = first + j * dw
                         if iy < 0 or iy >= h or ix < 0 or ix >= w:
                             for k in range(np.uint64(c)):
                                 flat_cols[at + k] = 0
@@ -288,3 +296,47 @@ def im2col(
                             for k in range(np.uint64(c)):
                                 flat_cols[at + k] = flat_src[pixel + k] - offset
                         at += np.uint64(c)
+
+
+@_compiled
+def pixel_sums(x: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """out[n, c] = the sum of the integers x[n, p, c] over p, exactly (int64 `out`)."""
+    nb, pixels, c = x.shape
+    for n in range(nb):
+        target = out[n]
+        for k in range(c):
+            target[k] = 0
+        for p in range(pixels):
+            row = x[n, p]
+            for k in range(c):
+                target[k] += row[k]
+
+
+@_compiled
+def quantize(
+    x: np.ndarray, scale: np.float32, bounds: tuple[float, float, float], half_away: bool, out: np.ndarray
+) -> bool:  # pragma: no cover - compiled
+    """out[t] = clip(round(x[t] / scale), low, high) + zero point, `bounds` = (zero point, low, high) as in
+    `finish`: `kernels.quantize_linear` with one scale and zero point, on flat arrays. Returns False
+    when some x[t] / scale is NaN, whose saturation NumPy leaves to the C cast (the output is then
+    not NumPy's; the loop runs on, so that it vectorizes)."""
+    zp, lo, hi = np.float32(bounds[0]), np.float32(bounds[1]), np.float32(bounds[2])
+    finite = True
+    for t in range(np.uint64(x.shape[0])):
+        value = np.float32(x[t] / scale)
+        finite &= value == value
+        if half_away:
+            v64 = np.float64(value)
+            value = np.float32(np.trunc(v64 + np.copysign(0.5, v64)))
+        else:
+            value = np.rint(value)
+        out[t] = min(max(value, lo), hi) + zp
+    return finite
+
+
+@_compiled
+def dequantize(x: np.ndarray, zero_point: np.float32, scale: np.float32, out: np.ndarray) -> None:  # pragma: no cover
+    """out[t] = (float32(x[t]) - zero_point) * scale in float32 (the subtraction exact for 8- and 16-bit x):
+    `kernels.dequantize_linear` with one scale and zero point, on flat arrays."""
+    for t in range(np.uint64(x.shape[0])):
+        out[t] = (np.float32(x[t]) - zero_point) * scale

@@ -159,6 +159,18 @@ def _taps(
             yield i, j, xp[:, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw, :]
 
 
+def empty_in_memory_order(x: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(out, flat x, flat out): a new array of x's shape and `dtype` laid out in memory as x is, and both
+    as 1-D views in memory order, for an element-wise compiled loop; None when x does not fill one
+    contiguous block (a strided view)."""
+    order = tuple(int(a) for a in np.argsort([-s for s in x.strides], kind="stable"))
+    inside = x.transpose(order)
+    if not inside.flags.c_contiguous:
+        return None
+    out = np.empty(inside.shape, dtype)
+    return out.transpose(np.argsort(order)), inside.reshape(-1), out.reshape(-1)
+
+
 def nhwc(x: np.ndarray) -> np.ndarray:
     """(N, C, H, W) -> (N, H, W, C) view: free when x already lies channels-last in memory.
 

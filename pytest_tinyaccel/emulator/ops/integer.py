@@ -68,7 +68,8 @@ def _quantize(ctx: BuildContext) -> Kernel:
         dtype = default if zp is None else _quant_type(ctx, np.dtype(zp.dtype))
         zero = np.zeros((), dtype) if zp is None else zp
         s = _per_axis(scale.astype(np.float32), x, axis, block)
-        return [K.quantize_linear(x, s, _per_axis(zero, x, axis, block), dtype, rounding)]
+        fast = _quantize_compiled(x, s, zero, dtype, rounding) if s.ndim == 0 and zero.size == 1 else None
+        return [K.quantize_linear(x, s, _per_axis(zero, x, axis, block), dtype, rounding) if fast is None else fast]
 
     return run
 
@@ -85,10 +86,41 @@ def _dequantize(ctx: BuildContext) -> Kernel:
         assert x is not None and scale is not None
         zero = np.zeros((), x.dtype) if zp is None else zp
         s = _per_axis(scale.astype(np.float32), x, axis, block)
+        if s.ndim == 0 and zero.size == 1 and scale.dtype == np.float32 and max(x.itemsize, zero.itemsize) <= 2:
+            y = _dequantize_compiled(x, s, zero)
+            if y is not None:
+                return [y]
         y = K.dequantize_linear(x, s, _per_axis(zero, x, axis, block))
         return [y.astype(scale.dtype, copy=False)]
 
     return run
+
+
+def _quantize_compiled(x: Value, scale: Value, zero: Value, dtype: np.dtype, rounding: str) -> Value | None:
+    """`K.quantize_linear` of float32 x with one scale and zero point in one compiled pass, in x's memory
+    order; None where that does not apply (another input type, a strided view, a NaN)."""
+    flat = K.empty_in_memory_order(x, dtype) if x.dtype == np.float32 and x.size else None
+    if flat is None:
+        return None
+    from ..compiled import quantize  # numba's import, on first use
+
+    out, source, target = flat
+    info, zp = np.iinfo(dtype), int(np.asarray(zero).reshape(()))
+    bounds = (float(zp), float(info.min - zp), float(info.max - zp))
+    return out if quantize(source, np.float32(scale), bounds, rounding == "half_away", target) else None
+
+
+def _dequantize_compiled(x: Value, scale: Value, zero: Value) -> Value | None:
+    """`K.dequantize_linear` of 8- or 16-bit x with one float32 scale and zero point in one compiled pass,
+    in x's memory order; None for a strided view."""
+    flat = K.empty_in_memory_order(x, np.dtype(np.float32)) if x.size else None
+    if flat is None:
+        return None
+    from ..compiled import dequantize  # numba's import, on first use
+
+    out, source, target = flat
+    dequantize(source, np.float32(np.asarray(zero).reshape(())), np.float32(scale), target)
+    return out
 
 
 def _runtime_qparams(scale: Value, zero_point: Value, rows: bool) -> QParams:

@@ -330,9 +330,25 @@ def _qlinear_gap(ctx: BuildContext) -> Kernel:
 def _global_avg_int(x: Value, axes: tuple[int, ...], xq: QParams, yq: QParams, rounding: str) -> Value:
     """MLAS QLinearGlobalAveragePool: int32 sum - zp*size, requantized by x_scale/(y_scale*size)."""
     size = int(np.prod([x.shape[a] for a in axes]))
-    acc = x.sum(axis=axes, keepdims=True, dtype=np.int64) - int(xq.zero_point) * size
+    acc = _pixel_sums(x, axes) - int(xq.zero_point) * size
     scale = np.asarray(xq.scale / (yq.scale * np.float32(size)), np.float32)
     return K.requantize(acc, scale, int(yq.zero_point), yq.dtype, rounding)
+
+
+def _pixel_sums(x: Value, axes: tuple[int, ...]) -> Value:
+    """The integers of x summed over `axes` (kept, with length 1), in int64: one compiled pass when the axes
+    left are the batch and the channels, and the channels lie last in memory (channels-last data)."""
+    kept = [a for a in range(x.ndim) if a not in axes]
+    if len(kept) == 2 and kept[0] == 0 and x.dtype.kind in "iu":
+        rows = np.moveaxis(x, kept[1], -1)
+        if rows.flags.c_contiguous:
+            from ..compiled import pixel_sums  # numba's import, on first use
+
+            n, c = x.shape[0], x.shape[kept[1]]
+            sums = np.empty((n, c), np.int64)
+            pixel_sums(rows.reshape(n, -1, c), sums)
+            return sums.reshape([n if a == 0 else (c if a == kept[1] else 1) for a in range(x.ndim)])
+    return x.sum(axis=axes, keepdims=True, dtype=np.int64)
 
 
 @register("QLinearAveragePool", domain=_MS, requantizes=True)
