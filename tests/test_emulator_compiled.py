@@ -20,7 +20,7 @@ from pytest_tinyaccel.emulator import kernels as K
 
 
 def _depthwise_numpy(src, offset, taps, strides, pads, dilations, multiplier, acc_dtype):
-    """The NumPy formulation: pad with zeros, then one multiply and one add per tap, in row-major tap order."""
+    """The NumPy formulation: pad with zeros, then one multiply and one add per tap to 0, in row-major tap order."""
     nb, h, w, _ = src.shape
     kh, kw, m = taps.shape
     (sh, sw), (top, left, bottom, right), (dh, dw) = strides, pads, dilations
@@ -28,12 +28,11 @@ def _depthwise_numpy(src, offset, taps, strides, pads, dilations, multiplier, ac
     x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
     oh = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
     ow = (w + left + right - dw * (kw - 1) - 1) // sw + 1
-    acc = None
+    acc = np.zeros((nb, oh, ow, m), x.dtype)  # the sum starts at 0 (+0, not -0)
     for i in range(kh):
         for j in range(kw):
             tap = x[:, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
-            product = tap * taps[i, j]
-            acc = product if acc is None else acc + product
+            acc = acc + tap * taps[i, j]
     return acc
 
 
@@ -151,3 +150,151 @@ def test_loops_compile_without_a_writable_cache_location() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[[2, 2]]"  # 1.5 and 2.5 round to even
+
+
+def _finish_numpy(acc, bias, scale, zero_point, mode, out_dtype):
+    """What each `compiled.finish` mode stands for, in NumPy steps."""
+    if mode == compiled.COPY:
+        return acc.astype(out_dtype)
+    if mode in (compiled.BIAS, compiled.BIAS_RELU, compiled.RELU):
+        value = acc if mode == compiled.RELU else np.add(acc, bias.astype(acc.dtype))
+        return value if mode == compiled.BIAS else np.maximum(value, np.zeros((), acc.dtype))
+    rounding = "half_away" if mode == compiled.REQUANTIZE_HALF_AWAY else "half_even"
+    return _requantize_numpy(acc, bias.astype(np.int64), scale, zero_point, rounding, out_dtype)
+
+
+MODES = [compiled.COPY, compiled.BIAS, compiled.BIAS_RELU, compiled.RELU]
+QUANTIZED = [compiled.REQUANTIZE, compiled.REQUANTIZE_HALF_AWAY]
+
+
+@settings(max_examples=120)
+@given(geometry=GEOMETRY, mode=st.sampled_from(MODES + QUANTIZED), seed=st.integers(0, 2**32 - 1))
+def test_depthwise_fused_epilogue_equals_the_sum_then_the_epilogue(geometry, mode, seed):
+    """Each output row finished inside the depthwise loop is the tap sum finished afterwards, for every
+    geometry (strides, dilations, pads, channel multiplier) and epilogue, float and integer."""
+    nb, h, w, c, mult, kh, kw, strides, dilations, pads = geometry
+    if h + pads[0] + pads[2] < dilations[0] * (kh - 1) + 1 or w + pads[1] + pads[3] < dilations[1] * (kw - 1) + 1:
+        return
+    rng = np.random.default_rng(seed)
+    m = c * mult
+    if mode in QUANTIZED:
+        src, offset = rng.integers(0, 256, (nb, h, w, c), dtype=np.uint8), 117
+        taps = rng.integers(-127, 128, (kh, kw, m)).astype(np.float32)
+        bias, scale = rng.integers(-(2**12), 2**12, m).astype(np.float64), rng.uniform(1e-4, 4e-3, m).astype(np.float32)
+        out_dtype, zero_point = np.dtype(np.uint8), 9
+    else:
+        src, offset = rng.standard_normal((nb, h, w, c)).astype(np.float32), 0
+        src.reshape(-1)[:: max(1, src.size // 3)] = -0.0  # zeros of both signs reach the Relu
+        taps = rng.standard_normal((kh, kw, m)).astype(np.float32)
+        bias, scale = rng.standard_normal(m).astype(np.float32), np.ones(m, np.float32)
+        out_dtype, zero_point = np.dtype(np.float32), 0
+    acc = _depthwise_numpy(src, offset, taps, strides, pads, dilations, mult, np.float32)
+    want = _finish_numpy(acc, bias, scale, zero_point, mode, out_dtype)
+    info = np.iinfo(out_dtype) if out_dtype.kind in "iu" else None
+    bounds = (float(zero_point), float(info.min - zero_point), float(info.max - zero_point)) if info else (0.0,) * 3
+    got = np.empty(want.shape, out_dtype)
+    compiled.depthwise_conv(
+        src, np.float32(offset), taps, strides, pads[:2], dilations, mult, bias, scale, bounds, mode, got
+    )
+    assert got.tobytes() == want.tobytes()  # bit for bit, the sign of zero included
+
+
+@settings(max_examples=100)
+@given(geometry=GEOMETRY, seed=st.integers(0, 2**32 - 1))
+def test_im2col_is_the_padded_strided_window_copy(geometry, seed):
+    """The compiled im2col against the NumPy formulation it replaces: zero padding, then a strided view
+    of every window, minus the zero point, in the accumulation type."""
+    from numpy.lib.stride_tricks import as_strided
+
+    nb, h, w, c, _, kh, kw, strides, dilations, pads = geometry
+    if h + pads[0] + pads[2] < dilations[0] * (kh - 1) + 1 or w + pads[1] + pads[3] < dilations[1] * (kw - 1) + 1:
+        return
+    src = np.random.default_rng(seed).integers(0, 256, (nb + 1, h, w, c), dtype=np.uint8)
+    padded = np.pad(
+        src[1:].astype(np.float32) - np.float32(5), ((0, 0), (pads[0], pads[2]), (pads[1], pads[3]), (0, 0))
+    )
+    oh = (h + pads[0] + pads[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
+    ow = (w + pads[1] + pads[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
+    s0, s1, s2, s3 = padded.strides
+    (sh, sw), (dh, dw) = strides, dilations
+    want = as_strided(padded, (nb, oh, ow, kh, kw, c), (s0, sh * s1, sw * s2, dh * s1, dw * s2, s3))
+    got = np.full(want.shape, np.nan, np.float32)
+    compiled.im2col(src, 1, np.float32(5), strides, pads[:2], dilations, got)  # from the second sample on
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_float_finish_modes_are_numpys_add_and_maximum(mode):
+    """Bias and Relu epilogues as np.add / np.maximum compute them: NaN stays NaN, -0 + 0 is +0,
+    max(-0, 0) is +0, and the channel values repeat along every row."""
+    acc = np.array([[-0.0, 0.0, np.nan, -1.5, 2.5], [np.inf, -np.inf, -0.0, 3.0, -2.0]] * 40, np.float32)
+    bias = np.array([0.0, -0.0, 1.0, 1.5, -2.5], np.float32)
+    want = _finish_numpy(acc, bias, None, 0, mode, acc.dtype)
+    got = np.empty_like(acc)
+    compiled.finish(acc, bias, np.ones(5, np.float32), (0.0, 0.0, 0.0), mode, got)
+    assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])
+@pytest.mark.parametrize("rounding", K.ROUNDING_MODES)
+def test_compiled_quantize_and_dequantize_are_the_numpy_kernels(dtype, rounding):
+    """One scale and zero point: `ops.integer`'s compiled QuantizeLinear/DequantizeLinear against
+    `K.quantize_linear`/`K.dequantize_linear`, ties, saturation and infinities included, in the
+    input's memory order (a channels-last tensor stays channels-last); a NaN falls back to NumPy."""
+    from pytest_tinyaccel.emulator.ops.integer import _dequantize_compiled, _quantize_compiled
+
+    rng = np.random.default_rng(3)
+    info = np.iinfo(dtype)
+    x = (rng.standard_normal((2, 5, 4, 7)) * info.max).astype(np.float32)
+    x.reshape(-1)[:6] = [2.5, -2.5, 0.5, -0.5, np.inf, -np.inf]  # ties at scale 1, beyond every bound
+    scale, zero = np.asarray(np.float32(1.0)), np.asarray(info.min // 3 + 5, dtype)
+    for tensor in (x, x.transpose(0, 3, 1, 2)):
+        want = K.quantize_linear(tensor, scale, zero, np.dtype(dtype), rounding)
+        got = _quantize_compiled(tensor, scale, zero, np.dtype(dtype), rounding)
+        assert got is not None and got.dtype == want.dtype and got.strides == want.strides
+        np.testing.assert_array_equal(got, want)
+        back, back_want = _dequantize_compiled(want, scale, zero), K.dequantize_linear(want, scale, zero)
+        assert back is not None and back.strides == back_want.strides
+        assert back.tobytes() == back_want.tobytes()
+    x.reshape(-1)[7] = np.nan
+    assert _quantize_compiled(x, scale, zero, np.dtype(dtype), rounding) is None
+    assert _quantize_compiled(x[:, ::2], scale, zero, np.dtype(dtype), rounding) is None  # not one block
+
+
+def test_pixel_sums_are_exact_integer_sums():
+    """QLinearGlobalAveragePool's compiled sums over channels-last pixels, against NumPy's int64 sum."""
+    from pytest_tinyaccel.emulator.ops.quant import _pixel_sums
+
+    x = np.random.default_rng(4).integers(0, 256, (3, 7, 5, 9), dtype=np.uint8)
+    for tensor, axes in (
+        (x.transpose(0, 3, 1, 2), (2, 3)),
+        (x, (1, 2)),
+        (np.ascontiguousarray(x.transpose(0, 3, 1, 2)), (2, 3)),
+    ):
+        want = tensor.sum(axis=axes, keepdims=True, dtype=np.int64)
+        got = _pixel_sums(tensor, axes)
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+
+
+def test_float16_convolution_goes_through_im2col_as_raw_bits():
+    """numba has no float16: a float16 convolution is copied into its columns as bits and finished by NumPy,
+    the same columns and the same GEMM as the NumPy formulation."""
+    from numpy.lib.stride_tricks import as_strided
+
+    from pytest_tinyaccel.emulator.conv import bias_relu, conv2d
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 6, 5)).astype(np.float16)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float16)
+    b = rng.standard_normal(4).astype(np.float16)
+    got = conv2d(
+        x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1, np.float16, epilogue=bias_relu(b, True, 4, np.dtype(np.float16))
+    )
+    padded = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    s0, s1, s2, s3 = padded.strides
+    cols = np.ascontiguousarray(as_strided(padded, (2, 6, 5, 3, 3, 3), (s0, s1, s2, s1, s2, s3)))
+    acc = np.matmul(cols.reshape(-1, 27), w.transpose(2, 3, 1, 0).reshape(27, 4)).reshape(2, 6, 5, 4)
+    want = np.maximum(np.add(acc, b), np.zeros((), np.float16)).transpose(0, 3, 1, 2)
+    assert got.dtype == np.float16
+    assert got.tobytes() == want.tobytes()

@@ -237,6 +237,13 @@ def _planes(
     columns = planes.shape[2] // m
     top, left = pads
     flat = planes.reshape(planes.size)
+    if sw == 1 and multiplier == 1 and left + w <= columns:  # whole input rows, each one contiguous run
+        source = image.reshape(image.size)
+        for iy in range(min(h, rows - top)):
+            at, start = np.uint64(((iy + top) * columns + left) * m), np.uint64(iy * w * m)
+            for t in range(np.uint64(w * m)):
+                flat[at + t] = source[start + t] - offset
+        return
     for iy in range(min(h, rows - top)):
         for ix in range(min(w, columns * sw - left)):
             pixel = image[iy, ix]
@@ -272,30 +279,30 @@ def im2col(
     h, w = src.shape[1], src.shape[2]
     (sh, sw), (top, left), (dh, dw) = strides, pads, dilations
     flat_src, flat_cols = src.reshape(src.size), cols.reshape(cols.size)
-    span = np.uint64(kw * c)  # one kernel row of a window: contiguous in `src` when DW is 1
-    at = np.uint64(0)
+    window, span = np.uint64(kh * kw * c), kw * c  # one window; one kernel row of it
     for n in range(nb):
         for y in range(oh):
-            for x in range(ow):
-                for i in range(kh):
-                    iy = y * sh - top + i * dh
+            for i in range(kh):
+                iy = y * sh - top + i * dh
+                at = np.uint64(((n * oh + y) * ow * kh + i) * span)  # window (y, x=0), kernel row i
+                line = np.uint64(((start + n) * h + iy) * w * c) if 0 <= iy < h else np.uint64(0)
+                for x in range(ow):
                     first = x * sw - left
-                    if dw == 1 and 0 <= iy < h and first >= 0 and first + kw <= w:
-                        pixel = np.uint64((((start + n) * h + iy) * w + first) * c)
-                        for k in range(span):
+                    if 0 <= iy < h and dw == 1 and first >= 0 and first + kw <= w:  # a contiguous run
+                        pixel = line + np.uint64(first * c)
+                        for k in range(np.uint64(span)):
                             flat_cols[at + k] = flat_src[pixel + k] - offset
-                        at += span
-                        continue
-                    for j in range(kw):
-                        ix = first + j * dw
-                        if iy < 0 or iy >= h or ix < 0 or ix >= w:
-                            for k in range(np.uint64(c)):
-                                flat_cols[at + k] = 0
-                        else:
-                            pixel = np.uint64((((start + n) * h + iy) * w + ix) * c)
-                            for k in range(np.uint64(c)):
-                                flat_cols[at + k] = flat_src[pixel + k] - offset
-                        at += np.uint64(c)
+                    else:
+                        for j in range(kw):
+                            ix, to = first + j * dw, at + np.uint64(j * c)
+                            if iy < 0 or iy >= h or ix < 0 or ix >= w:
+                                for k in range(np.uint64(c)):
+                                    flat_cols[to + k] = 0
+                            else:
+                                pixel = line + np.uint64(ix * c)
+                                for k in range(np.uint64(c)):
+                                    flat_cols[to + k] = flat_src[pixel + k] - offset
+                    at += window
 
 
 @_compiled
