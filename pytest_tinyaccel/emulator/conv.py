@@ -36,7 +36,7 @@ import numpy as np
 from .kernels import nchw, nhwc, pool_output_size
 
 _CHUNK_BYTES = 4 * 1024 * 1024
-"""Working-set budget of one chunk (im2col columns + accumulator); see the module docstring."""
+"""Working-set budget of one chunk (padded input + im2col columns + accumulator); see the module docstring."""
 
 
 def compiles(dtype: np.dtype | type[np.generic]) -> bool:
@@ -129,7 +129,11 @@ def conv2d(
         return nchw(out)
     item = np.dtype(dtype).itemsize
     pixels = oh * ow
-    per_sample = (pixels * cg * kh * kw * group + pixels * m) * item  # the im2col columns, the accumulator
+    # The im2col columns, the accumulator, and a padded copy of the input, which im2col no longer makes but
+    # which still sets the chunk: BLAS's float sums can depend on the number of rows of a product, and the
+    # same chunks keep float results bit for bit what they were.
+    padded = (h + pads[0] + pads[2]) * (wd + pads[1] + pads[3]) * c
+    per_sample = (padded + pixels * cg * kh * kw * group + pixels * m) * item
     step = max(1, min(n, _CHUNK_BYTES // max(1, per_sample)))
     run = _gemm_runner(source, zero, offset is None, w, geometry, (oh, ow), group, step)
     finish = epilogue if epilogue is not None or out.dtype == np.dtype(dtype) else _cast
