@@ -175,13 +175,17 @@ def depthwise_conv(
     row = np.empty(length, taps.dtype)
     flat_planes, flat_out = planes.reshape(planes.size), out.reshape(out.size)
     starts = np.empty((kh, kw), np.uint64)  # where each tap's row of pixels starts in flat_planes
+    first = np.empty((kh, kw), np.uint64)  # the same for output row 0 (a row further: SH * columns * M)
+    for i in range(kh):
+        for j in range(kw):
+            first[i, j] = ((((j * dw) % sw) * rows + i * dh) * columns + (j * dw) // sw) * m
     for n in range(nb):
         _planes(src[n], offset, multiplier, pads, planes)
         for y in range(oh):
+            down = np.uint64(y * sh * columns * m)
             for i in range(kh):
                 for j in range(kw):
-                    plane, column = (j * dw) % sw, (j * dw) // sw
-                    starts[i, j] = ((plane * rows + y * sh + i * dh) * columns + column) * m
+                    starts[i, j] = first[i, j] + down
             if kh == 3 and kw == 3:
                 _nine_taps(flat_planes, starts, tiled, row)
             else:
