@@ -72,7 +72,7 @@ RATIOS: list[tuple[str, str, str, float | None]] = [
         f"tinyaccel emulator / ONNX Runtime (1 thread), {model} {dtype}, same samples",
         f"emulator_{model}_{dtype}",
         f"ort_{model}_{dtype}",
-        3.0,
+        2.5,
     )
     for model, dtype in EMULATOR_CASES
 ]
