@@ -19,7 +19,7 @@ from pytest_tinyaccel.emulator import compiled
 from pytest_tinyaccel.emulator import kernels as K
 
 
-def _depthwise_numpy(src, offset, taps, strides, pads, dilations, multiplier, acc_dtype):
+def _depthwise_numpy(src, offset, taps, strides, pads, dilations, multiplier, acc_dtype, skip_padding=False):
     """The NumPy formulation: pad with zeros, then one multiply and one add per tap to 0, in row-major tap order."""
     nb, h, w, _ = src.shape
     kh, kw, m = taps.shape
@@ -28,11 +28,18 @@ def _depthwise_numpy(src, offset, taps, strides, pads, dilations, multiplier, ac
     x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
     oh = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
     ow = (w + left + right - dw * (kw - 1) - 1) // sw + 1
+    inside = np.pad(np.ones((1, h, w, 1), bool), ((0, 0), (top, bottom), (left, right), (0, 0)))
     acc = np.zeros((nb, oh, ow, m), x.dtype)  # the sum starts at 0 (+0, not -0)
     for i in range(kh):
         for j in range(kw):
-            tap = x[:, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
-            acc = acc + tap * taps[i, j]
+            window = (
+                slice(None),
+                slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+                slice(j * dw, j * dw + sw * (ow - 1) + 1, sw),
+            )
+            with np.errstate(invalid="ignore"):  # 0 * inf over the padding
+                total = acc + x[window] * taps[i, j]
+            acc = np.where(inside[window], total, acc) if skip_padding else total  # a skipped tap adds nothing
     return acc
 
 
@@ -297,4 +304,22 @@ def test_float16_convolution_goes_through_im2col_as_raw_bits():
     acc = np.matmul(cols.reshape(-1, 27), w.transpose(2, 3, 1, 0).reshape(27, 4)).reshape(2, 6, 5, 4)
     want = np.maximum(np.add(acc, b), np.zeros((), np.float16)).transpose(0, 3, 1, 2)
     assert got.dtype == np.float16
+    assert got.tobytes() == want.tobytes()
+
+
+@settings(max_examples=60)
+@given(geometry=GEOMETRY, seed=st.integers(0, 2**32 - 1))
+def test_depthwise_skips_the_padding_when_a_weight_is_not_finite(geometry, seed):
+    """With an infinite or NaN weight a padded pixel's 0 * weight would be NaN: the taps over the padding
+    are skipped instead, as ONNX Runtime's depthwise kernel does, bit for bit a sum without them."""
+    nb, h, w, c, mult, kh, kw, strides, dilations, pads = geometry
+    if h + pads[0] + pads[2] < dilations[0] * (kh - 1) + 1 or w + pads[1] + pads[3] < dilations[1] * (kw - 1) + 1:
+        return
+    rng = np.random.default_rng(seed)
+    src = rng.standard_normal((nb, h, w, c)).astype(np.float32)
+    taps = rng.standard_normal((kh, kw, c * mult)).astype(np.float32)
+    taps.reshape(-1)[rng.integers(0, taps.size, 2)] = [np.inf, np.nan]
+    want = _depthwise_numpy(src, 0, taps, strides, pads, dilations, mult, np.float32, skip_padding=True)
+    got = np.full(want.shape, -7.0, np.float32)
+    _depthwise(src, np.float32(0), taps, strides, pads[:2], dilations, mult, got)
     assert got.tobytes() == want.tobytes()

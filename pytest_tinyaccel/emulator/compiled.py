@@ -149,17 +149,18 @@ def depthwise_conv(
     """Depthwise convolution, each output row finished as `finish(..., mode)` as soon as it is summed.
 
     The accumulator acc[n, y, x, c] = sum of (src[n, iy, ix, c // multiplier] - offset) * taps[i, j, c]
-    over the taps (i, j), iy = y*SH - top + i*DH, ix = x*SW - left + j*DW, added in row-major tap
-    order to 0 in the type of `taps` (the accumulation type; `offset` is a scalar of it); a tap in the
-    padding adds the product of 0 and its weight, which changes no sum as long as the weights are
-    finite (the caller's check: 0 * inf is NaN). `src` is NHWC and C-contiguous, `taps` (KH, KW, M),
-    `out` (N, OH, OW, M) C-contiguous.
+    over the taps (i, j) whose input pixel iy = y*SH - top + i*DH, ix = x*SW - left + j*DW lies inside
+    `src` (a tap over the padding is skipped, as ONNX Runtime's depthwise kernel does), added in
+    row-major tap order to 0 in the type of `taps` (the accumulation type; `offset` is a scalar of
+    it). `src` is NHWC and C-contiguous, `taps` (KH, KW, M), `out` (N, OH, OW, M) C-contiguous.
 
     Each sample is first converted (minus the offset, in the accumulation type, each input channel
     repeated `multiplier` times, zero-bordered) into SW planes of padded columns cx = q*SW + p (plane
     p, column q), so that a tap reads consecutive columns whatever the stride: one contiguous loop
     over a whole output row (every x, every channel) against the tap's weights repeated along the
-    row, all nine taps of a 3x3 kernel in one loop.
+    row, all nine taps of a 3x3 kernel in one loop. With finite weights a padded pixel's product
+    (0 times the weight) changes no sum, so the taps run over whole rows; an infinite or NaN weight
+    (0 * inf is NaN) makes them skip the padding, each tap over its own range of rows and columns.
     """
     nb, oh, ow, m = out.shape
     kh, kw = taps.shape[0], taps.shape[1]
@@ -179,6 +180,13 @@ def depthwise_conv(
     for i in range(kh):
         for j in range(kw):
             first[i, j] = ((((j * dw) % sw) * rows + i * dh) * columns + (j * dw) // sw) * m
+    padding_free = np.isfinite(taps).all()
+    h, w, top, left = src.shape[1], src.shape[2], pads[0], pads[1]
+    lo, hi = np.zeros(kw, np.int64), np.zeros(kw, np.int64)  # tap j reads inside `src` for lo[j] <= x < hi[j]
+    for j in range(kw):
+        shift = j * dw - left
+        lo[j] = min(ow, max(0, -(shift // sw)))
+        hi[j] = max(lo[j], min(ow, (w - 1 - shift) // sw + 1)) if w - 1 - shift >= 0 else lo[j]
     for n in range(nb):
         _planes(src[n], offset, multiplier, pads, planes)
         for y in range(oh):
@@ -186,14 +194,19 @@ def depthwise_conv(
             for i in range(kh):
                 for j in range(kw):
                     starts[i, j] = first[i, j] + down
-            if kh == 3 and kw == 3:
+            if kh == 3 and kw == 3 and padding_free:
                 _nine_taps(flat_planes, starts, tiled, row)
             else:
                 for t in range(length):
                     row[t] = 0
                 for i in range(kh):
+                    iy = y * sh - top + i * dh
                     for j in range(kw):
-                        _add_tap(row, flat_planes, starts[i, j], tiled[i, j])
+                        if padding_free:
+                            _add_tap(row, flat_planes, starts[i, j], tiled[i, j])
+                        elif 0 <= iy < h and hi[j] > lo[j]:
+                            a, b = lo[j] * m, hi[j] * m
+                            _add_tap(row[a:b], flat_planes, starts[i, j] + np.uint64(a), tiled[i, j, a:b])
             _finish_rows(row, bias_row, scale_row, bounds, mode, flat_out, (n * oh + y) * length)
 
 
