@@ -14,8 +14,10 @@ for whatever vector unit the machine has: numba compiles for the host CPU.
 
 Compiled code is cached on disk next to this file or in the user's cache
 folder (numba's `cache=True`), so only the first run on a machine pays the
-compilation; where numba finds no writable place for it, every process
-compiles again (a few seconds).
+compilation (0.3-1.6 s of CPU per loop and argument types, about 4 s for kws
+int8's); where numba finds no writable place for it, every process compiles
+again. The buffers and tables are made with NumPy before the loops, which keeps
+what numba compiles small.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ def _compiled(function: Callable[..., Any]) -> Any:
         return njit(nogil=True)(function)
 
 
-@_compiled
 def finish(
     acc: np.ndarray,
     bias: np.ndarray,
@@ -48,7 +49,7 @@ def finish(
     bounds: tuple[float, float, float],
     mode: int,
     out: np.ndarray,
-) -> None:  # pragma: no cover - compiled
+) -> None:
     """out[r, c] from the accumulator acc[r, c] (both (R, M), C-contiguous), per `mode` (see `COPY` ...).
 
     BIAS/BIAS_RELU/RELU: acc + bias[c] in the accumulator's float type, then max(., 0) as np.maximum
@@ -56,24 +57,21 @@ def finish(
     high) + zero point, `bounds` = (zero point, low, high), the low/high bounds of the output type
     minus the zero point. `acc` holds exact integers and `bias` float64 integers, so their sum is
     exact in float64 and rounds to float32 as MLAS's int32 -> float32 conversion does (nearest, ties
-    to even); `scale` is float32 and the multiply a float32 multiply. Ties round to even (np.rint), or
+    to even); a float32 `bias` is added in float32, for sums known to stay below 2^24 (then exact
+    too). `scale` is float32 and the multiply a float32 multiply. Ties round to even (np.rint), or
     away from zero (in float64, where x + 0.5 is exact for every float32 x). `bias` and `scale` have
     one value per channel M (`scale` is read only to requantize).
     """
     rows, m = acc.shape
     repeat = max(1, min(rows, 256 // max(1, m)))  # the per-channel values repeated: a long inner loop
-    flat_acc, flat_out = acc.reshape(rows * m), out.reshape(rows * m)
-    _finish_rows(flat_acc, _tile(bias, repeat), _tile(scale, repeat), bounds, mode, flat_out, 0)
+    bias_rows, scale_rows = _tiled(bias, repeat), _tiled(scale, repeat)
+    _finish_rows(acc.reshape(rows * m), bias_rows, scale_rows, bounds, mode, out.reshape(rows * m), 0)
 
 
-@_compiled
-def _tile(values: np.ndarray, repeat: int) -> np.ndarray:  # pragma: no cover - compiled
-    """`values` (1-D) repeated `repeat` times, end to end."""
-    m = values.shape[0]
-    out = np.empty(m * repeat, values.dtype)
-    for k in range(repeat):
-        out[k * m : (k + 1) * m] = values
-    return out
+def _tiled(values: np.ndarray, repeat: int) -> np.ndarray:
+    """`values` (1-D) repeated `repeat` times end to end, a new writeable array (numba compiles a loop
+    again for a read-only argument)."""
+    return np.tile(np.asarray(values).reshape(-1), repeat)
 
 
 @_compiled
@@ -115,7 +113,6 @@ def _finish_rows(
                 out[at + c] = min(max(value, lo), hi) + zp
 
 
-@_compiled
 def requantize(
     acc: np.ndarray,
     bias: np.ndarray,
@@ -125,13 +122,12 @@ def requantize(
     high: float,
     half_away: bool,
     out: np.ndarray,
-) -> None:  # pragma: no cover - compiled
+) -> None:
     """out[r, c] = clip(round(float32(acc[r, c] + bias[c]) * scale[c]), low, high) + zero_point: `finish`
     in mode REQUANTIZE (ties to even) or REQUANTIZE_HALF_AWAY."""
     finish(acc, bias, scale, (zero_point, low, high), REQUANTIZE_HALF_AWAY if half_away else REQUANTIZE, out)
 
 
-@_compiled
 def depthwise_conv(
     src: np.ndarray,
     offset: Any,
@@ -145,7 +141,7 @@ def depthwise_conv(
     bounds: tuple[float, float, float],
     mode: int,
     out: np.ndarray,
-) -> None:  # pragma: no cover - compiled
+) -> None:
     """Depthwise convolution, each output row finished as `finish(..., mode)` as soon as it is summed.
 
     The accumulator acc[n, y, x, c] = sum of (src[n, iy, ix, c // multiplier] - offset) * taps[i, j, c]
@@ -161,32 +157,71 @@ def depthwise_conv(
     row, all nine taps of a 3x3 kernel in one loop. With finite weights a padded pixel's product
     (0 times the weight) changes no sum, so the taps run over whole rows; an infinite or NaN weight
     (0 * inf is NaN) makes them skip the padding, each tap over its own range of rows and columns.
+    The buffers are made here with NumPy; the compiled loops (`_depthwise_rows`) only compute.
     """
-    nb, oh, ow, m = out.shape
+    _, oh, ow, m = out.shape
+    h, w = src.shape[1], src.shape[2]
     kh, kw = taps.shape[0], taps.shape[1]
-    (sh, sw), (dh, dw) = strides, dilations
+    (sh, sw), (dh, dw), (top, left) = strides, dilations, pads
     rows, width = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1  # padded input read
-    columns, length = (width + sw - 1) // sw, ow * m
+    columns = (width + sw - 1) // sw
     planes = np.zeros((sw, rows, columns * m), taps.dtype)
-    tiled = np.empty((kh, kw, length), taps.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            tiled[i, j] = _tile(taps[i, j], ow)
-    bias_row, scale_row = _tile(bias, ow), _tile(scale, ow)
-    row = np.empty(length, taps.dtype)
+    tiled = np.tile(taps, (1, 1, ow))  # (KH, KW, OW * M): each tap's weights along a row
+    first = np.array(  # where tap (i, j) of output row 0 starts in the planes (a row further: SH * columns * M)
+        [[((((j * dw) % sw) * rows + i * dh) * columns + (j * dw) // sw) * m for j in range(kw)] for i in range(kh)],
+        np.uint64,
+    )
+    shifts = [j * dw - left for j in range(kw)]  # tap j reads inside `src` for lo[j] <= x < hi[j]
+    lo = np.array([min(ow, max(0, -(s // sw))) for s in shifts], np.int64)
+    hi = np.array([max(int(a), min(ow, (w - 1 - s) // sw + 1)) for a, s in zip(lo, shifts)], np.int64)
+    geometry = (sh, dh, top, h)
+    _depthwise_rows(
+        src,
+        offset,
+        multiplier,
+        pads,
+        planes,
+        tiled,
+        first,
+        lo,
+        hi,
+        geometry,
+        bool(np.isfinite(taps).all()),
+        _tiled(bias, ow),
+        _tiled(scale, ow),
+        bounds,
+        mode,
+        out,
+    )
+
+
+@_compiled
+def _depthwise_rows(
+    src: np.ndarray,
+    offset: Any,
+    multiplier: int,
+    pads: tuple[int, int],
+    planes: np.ndarray,
+    tiled: np.ndarray,
+    first: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    geometry: tuple[int, int, int, int],
+    padding_free: bool,
+    bias: np.ndarray,
+    scale: np.ndarray,
+    bounds: tuple[float, float, float],
+    mode: int,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """The loops of `depthwise_conv`: per sample the planes, per output row the taps and `finish`."""
+    nb, oh, ow, m = out.shape
+    kh, kw, length = tiled.shape
+    sh, dh, top, h = geometry
+    columns = planes.shape[2] // m
+    row = np.empty(length, tiled.dtype)
     flat_planes, flat_out = planes.reshape(planes.size), out.reshape(out.size)
     starts = np.empty((kh, kw), np.uint64)  # where each tap's row of pixels starts in flat_planes
-    first = np.empty((kh, kw), np.uint64)  # the same for output row 0 (a row further: SH * columns * M)
-    for i in range(kh):
-        for j in range(kw):
-            first[i, j] = ((((j * dw) % sw) * rows + i * dh) * columns + (j * dw) // sw) * m
-    padding_free = np.isfinite(taps).all()
-    h, w, top, left = src.shape[1], src.shape[2], pads[0], pads[1]
-    lo, hi = np.zeros(kw, np.int64), np.zeros(kw, np.int64)  # tap j reads inside `src` for lo[j] <= x < hi[j]
-    for j in range(kw):
-        shift = j * dw - left
-        lo[j] = min(ow, max(0, -(shift // sw)))
-        hi[j] = max(lo[j], min(ow, (w - 1 - shift) // sw + 1)) if w - 1 - shift >= 0 else lo[j]
     for n in range(nb):
         _planes(src[n], offset, multiplier, pads, planes)
         for y in range(oh):
@@ -207,7 +242,7 @@ def depthwise_conv(
                         elif 0 <= iy < h and hi[j] > lo[j]:
                             a, b = lo[j] * m, hi[j] * m
                             _add_tap(row[a:b], flat_planes, starts[i, j] + np.uint64(a), tiled[i, j, a:b])
-            _finish_rows(row, bias_row, scale_row, bounds, mode, flat_out, (n * oh + y) * length)
+            _finish_rows(row, bias, scale, bounds, mode, flat_out, (n * oh + y) * length)
 
 
 @_compiled
