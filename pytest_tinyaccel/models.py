@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, Field, at_least, check_value, validate
+from .config import ConfigError, Field, ManifestWarning, at_least, check_value, validate
 from .data import load_array
 from .errors import DataError
 from .margins import parse_margins
 from .modelfiles import load_inline, model_sha256
 from .quantinfo import Quantization, quantization
-from .runtime import output_specs
+from .runtime import load_onnx, output_specs
 
 MANIFEST = "model.toml"
 DTYPES = ("fp32", "int8")
@@ -367,7 +368,47 @@ def load_model(manifest: Path) -> Model:
             listed = ", ".join(map(repr, names))
             raise ConfigError(manifest, f'outputs."{name}"', f"{model.onnx_path.name} has no output {name!r}: {listed}")
     _ = model.scored_output  # an ambiguous scored output is a manifest error, raised now
+    _warn_unscored_logits(model)
     return model
+
+
+_NORMALIZERS = {"Softmax", "LogSoftmax", "Sigmoid", "QLinearSoftmax", "QLinearSigmoid", "ZipMap"}
+_PASS_THROUGH = {
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Identity",
+    "Transpose",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "Cast",
+}
+
+
+def _warn_unscored_logits(model: Model) -> None:
+    """A classifier whose scored output has no declared role is scored as probabilities; when no softmax
+    (or sigmoid) produces it, it is probably logits, and Top-5 would store raw scores: say so."""
+    if not model.is_classification or model.outputs.get(model.scored_output, {}).get("role"):
+        return
+    try:
+        graph = load_onnx(model.onnx_path).graph
+    except DataError:
+        return
+    producer = {o: n for n in graph.node for o in n.output}
+    node = producer.get(model.scored_output)
+    while node is not None and node.op_type in _PASS_THROUGH and node.input:
+        node = producer.get(node.input[0])
+    if node is None or node.op_type in _NORMALIZERS:
+        return
+    warnings.warn(
+        ManifestWarning(
+            f"{model.manifest_path}: output '{model.scored_output}' comes from a {node.op_type}, not a softmax, "
+            f"and declares no role, so it is scored as probabilities; if it holds logits, declare "
+            f'[outputs."{model.scored_output}"] role = "logits" (accuracy is the same, Top-5 probabilities are not)'
+        ),
+        stacklevel=2,
+    )
 
 
 def _quantization(path: Path) -> Quantization | None:

@@ -22,6 +22,13 @@ from pytest_tinyaccel.quantinfo import quantization
 GALLERY = REPO / "tests" / "data" / "exporters"
 
 
+def _top_level(manifest: Path, keys: str) -> None:
+    """Add top-level keys to a manifest (before its first table)."""
+    text = manifest.read_text()
+    cut = text.index("\n[") if "\n[" in text else len(text)
+    manifest.write_text(text[:cut].rstrip("\n") + "\n" + keys + text[cut:])
+
+
 def _copy(project: Project, name: str, manifest_edit: tuple[str, str] | None = None) -> Path:
     folder = project.path / "models" / name
     shutil.copytree(GALLERY / name, folder)
@@ -124,7 +131,7 @@ def test_a_float_model_int8_is_a_collection_error(tmp_path: Path) -> None:
     shutil.copytree(GALLERY / "torch_legacy", folder)
     shutil.copy(folder / "model.onnx", folder / "fake_int8.onnx")
     manifest = folder / "model.toml"
-    manifest.write_text(manifest.read_text() + 'model_int8 = "fake_int8.onnx"\n')
+    _top_level(manifest, 'model_int8 = "fake_int8.onnx"\n')
     with pytest.raises(ConfigError, match="key 'model_int8': fake_int8.onnx has no quantization nodes"):
         load_model(manifest)
 
@@ -134,7 +141,7 @@ def test_a_quantized_model_is_never_quantized_again(project: Project) -> None:
     model's own outputs (no fp32 case, nothing made by the quantizer)."""
     folder = _copy(project, "ort_qdq_tensor", ('dtypes = ["int8"]\nmodel_int8 = "model.onnx"\n', ""))
     np.save(folder / "X_calib.npy", np.load(folder / "X_test.npy")[:20])
-    (folder / "model.toml").write_text((folder / "model.toml").read_text() + 'calibration = "X_calib.npy"\n')
+    _top_level(folder / "model.toml", 'calibration = "X_calib.npy"\n')
     result = project.run("-m", "cpu", "--tinyaccel-update-golden", "--collect-only", "-q")
     ids = [line for line in result.outlines if "::" in line and "ort_qdq_tensor" in line]
     assert ids and all(line.endswith("-int8]") for line in ids)
