@@ -72,6 +72,19 @@ def check_options(options: Options, models_explicit: bool) -> None:
         )
 
 
+def check_selection(selection: Sequence[str], modes_of: dict[str, tuple[str, ...]]) -> None:
+    """--target tokens: each a mode, a target or a target:mode pair of the registered targets."""
+    modes = {m for target_modes in modes_of.values() for m in target_modes}
+    for token in selection:
+        target, _, mode = token.partition(":")
+        ok = (token in modes or token in modes_of) if not mode else mode in modes_of.get(target, ())
+        if not ok:
+            choices = sorted(modes) + sorted(modes_of) + [f"{n}:{m}" for n, ms in modes_of.items() for m in ms]
+            raise OptionError(
+                f"--target {token!r}: not a mode, target or target:mode; choose from {', '.join(choices)}"
+            )
+
+
 def check_output_path(option: str, path: Path, suffixes: Sequence[str] = ()) -> None:
     """A file the run will write at its end: fail now if it cannot be written."""
     if suffixes and path.suffix not in suffixes:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from . import hookspecs, report
+from . import hookspecs, output, report, views
 from .baseline import BaselineError
 from .cases import Case
 from .config import ConfigError
@@ -19,12 +19,14 @@ from .margins import DEFAULT_MARGINS, parse_margins
 from .options import OptionError, Options, check_options, check_output_path, check_space_form
 from .process import share_cores
 from .provenance import environment
+from .record import RunRecord
 from .session import TinyaccelSession
 from .targets.base import TargetError
 from .targets.registry import build_registry, configured_targets, entry_point_targets
-from .views import CaseView, UpgradeView
+from .views import CaseView, UpgradeReviewView
 
 SESSION = pytest.StashKey[TinyaccelSession]()
+HTML_SHOWN = pytest.StashKey[set[str]]()
 WORKER_KEY = "tinyaccel"
 
 
@@ -195,6 +197,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SESSION] = TinyaccelSession(_options(config), registry)
     except (BaselineError, ConfigError, OptionError) as exc:
         raise pytest.UsageError(str(exc)) from exc
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(RecordReports(config, config.stash[SESSION]), "tinyaccel-record")
 
 
 def _options(config: pytest.Config) -> Options:
@@ -260,20 +264,19 @@ def _cache_dir(config: pytest.Config) -> Path:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    session = config.stash[SESSION]
-    return session.header_lines()
+    return output.header_lines(config.stash[SESSION])
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     session = metafunc.config.stash[SESSION]
-    if "tinyaccel_upgrade" in metafunc.fixturenames:
+    if views.REVIEW_PARAM in metafunc.fixturenames:
         try:
-            pairs = session.goldens.upgrade_cases(session.models)
+            pairs = session.context.goldens.upgrade_cases(session.models)
         except ConfigError as exc:
             raise pytest.Collector.CollectError(f"malformed model manifest: {exc}") from exc
         params = [pytest.param((m, d), id=f"{m.name}-{d}", marks=pytest.mark.xdist_group(m.name)) for m, d in pairs]
         metafunc.parametrize(
-            "tinyaccel_upgrade",
+            views.REVIEW_PARAM,
             params
             or [
                 pytest.param(
@@ -286,7 +289,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 )
             ],
         )
-    if "tinyaccel_case" not in metafunc.fixturenames:
+    if views.CASE_PARAM not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("tinyaccel_task")
     task = marker.args[0] if marker else None
@@ -296,7 +299,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         raise pytest.Collector.CollectError(f"malformed model manifest: {exc}") from exc
     check = metafunc.definition.name.removeprefix("test_")
     params = [pytest.param(case, id=case.id, marks=_marks(case, reason, check)) for case, reason in cases]
-    if metafunc.definition.get_closest_marker("tinyaccel_baseline") and session.baseline is None:
+    if metafunc.definition.get_closest_marker("tinyaccel_baseline") and session.context.baseline is None:
         params = [
             pytest.param(
                 None,
@@ -308,8 +311,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             )
         ]
     if not params:
-        params = [pytest.param(None, id="no-cases", marks=pytest.mark.skip(reason=session.no_cases_reason(task)))]
-    metafunc.parametrize("tinyaccel_case", params)
+        reason = output.no_cases_reason(session, task)
+        params = [pytest.param(None, id="no-cases", marks=pytest.mark.skip(reason=reason))]
+    metafunc.parametrize(views.CASE_PARAM, params)
 
 
 def _marks(case: Case, skip: str | None, check: str) -> list[pytest.MarkDecorator]:
@@ -325,29 +329,37 @@ def _marks(case: Case, skip: str | None, check: str) -> list[pytest.MarkDecorato
 
 @pytest.fixture
 def tinyaccel(request: pytest.FixtureRequest, tinyaccel_case: Case) -> CaseView:
-    """The current case: its outcome (outputs, perf), golden, and the standard checks."""
-    return CaseView(request.config.stash[SESSION], tinyaccel_case, request.node.nodeid)
+    """One model x target x mode x dtype (a test per case, ids like ic-aie-hw_emu-int8):
+    `.case`, `.outcome` (outputs, `perf`, quality, profile `row`; built and run once),
+    `.golden`, and the standard checks (`check_golden()`, ...). A case that could not run
+    skips your test with the case's reason (its standard checks fail).
+
+        from pytest_tinyaccel.suite import *  # noqa: F401,F403
+
+        def test_fits_latency_budget(tinyaccel):
+            perf = tinyaccel.outcome.perf
+            assert perf.latency_ns is None or perf.latency_ns < 2e6
+    """
+    return views.case_view(request.config.stash[SESSION], tinyaccel_case, request.node.nodeid, request.function)
 
 
 @pytest.fixture
-def tinyaccel_review(request: pytest.FixtureRequest, tinyaccel_upgrade: tuple) -> UpgradeView:
-    """One model x dtype whose golden an older ONNX Runtime made: the upgrade review."""
-    model, dtype = tinyaccel_upgrade
-    return UpgradeView(request.config.stash[SESSION], model, dtype, request.node.nodeid)
+def tinyaccel_upgrade_review(request: pytest.FixtureRequest, tinyaccel_upgrade_review_case: tuple) -> UpgradeReviewView:
+    """One model x dtype whose golden an older ONNX Runtime made (or made with other int8
+    arithmetic): `.check()` compares the stored golden with the installed runtime's outputs.
+
+        def test_upgrade_review(tinyaccel_upgrade_review):
+            tinyaccel_upgrade_review.check()
+    """
+    model, dtype = tinyaccel_upgrade_review_case
+    return UpgradeReviewView(request.config.stash[SESSION], model, dtype, request.node.nodeid)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """With a pool or a cluster: submit every selected, runnable case now."""
+    """Note which cases have standard checks; with a pool or a cluster, submit every runnable case now."""
     state = session.config.stash.get(SESSION, None)
-    if state is None or state.remote is None:
-        return
-    cases: dict[str, Case] = {}
-    for item in session.items:
-        callspec = getattr(item, "callspec", None)
-        case = callspec.params.get("tinyaccel_case") if callspec else None
-        if isinstance(case, Case) and not item.get_closest_marker("skip"):
-            cases.setdefault(case.id, case)
-    state.prefetch(list(cases.values()))
+    if state is not None:
+        views.collected(state, session.items)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -358,11 +370,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Build the run record; an xdist worker sends it to the controller, which writes every report."""
     state = session.config.stash.get(SESSION, None)
     if state is None:
         return
+    record = views.finish(session.config, state)
     if hasattr(session.config, "workeroutput"):
-        session.config.workeroutput[WORKER_KEY] = state.export_state()
+        session.config.workeroutput[WORKER_KEY] = record.to_dict()
         return
     paths = list(session.config.getoption("tinyaccel_report"))
     save = session.config.getoption("tinyaccel_save_baseline")
@@ -370,17 +384,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         paths.append(save if save.endswith(".json") else save + ".json")
     env = environment(session.config.rootpath) if paths else {}
     for path in paths:
-        state.write_report(Path(path), env)
+        output.write_report(state, record, Path(path), env)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    """With pytest-html: the case's profile line and per-layer charts as an extra of its first test."""
+    """Tag the reports of the plugin's tests for the run record; with pytest-html, the case's profile
+    line and per-layer charts as an extra of its first test."""
     test_report = yield
+    views.tag(item, test_report)
     callspec = getattr(item, "callspec", None)
-    case = callspec.params.get("tinyaccel_case") if callspec else None
+    case = callspec.params.get(views.CASE_PARAM) if callspec else None
     if test_report.when == "call" and isinstance(case, Case) and item.config.pluginmanager.hasplugin("html"):
-        fragment = item.config.stash[SESSION].html_extra(case)
+        shown = item.config.stash.setdefault(HTML_SHOWN, set())
+        fragment = output.html_extra(item.config.stash[SESSION], case, shown)
         if fragment:
             from pytest_html import extras
 
@@ -388,27 +405,39 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return test_report
 
 
+class RecordReports:
+    """Every verdict pytest counts goes into the run record: registered where the terminal summary is
+    made (not on xdist workers, whose reports the controller sees); a plugin object because
+    pytest_runtest_logreport gets no config."""
+
+    def __init__(self, config: pytest.Config, session: TinyaccelSession) -> None:
+        self.config, self.session = config, session
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        views.log(self.config, self.session, report)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: list[str], session: Any) -> None:
     """pytest-html: the profiling tables under its summary."""
     state = session.config.stash.get(SESSION, None)
-    if state is not None and state.rows:
-        postfix.append(state.html_summary())
+    if state is not None and state.record.rows:
+        postfix.append(output.html_summary(state))
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    """pytest-xdist controller: gather the rows a worker produced."""
+    """pytest-xdist controller: merge the record a worker built."""
     state = getattr(node, "workeroutput", {}).get(WORKER_KEY)
     if state:
-        node.config.stash[SESSION].merge_state(state)
+        node.config.stash[SESSION].record.merge(RunRecord.from_dict(state))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     state = config.stash.get(SESSION, None)
     if state is None or hasattr(config, "workeroutput"):
         return
-    lines = state.summary_lines(config.getoption("tinyaccel_report"))
+    lines = output.summary_lines(state, state.record, config.getoption("tinyaccel_report"))
     if lines:
         terminalreporter.write_sep("=", "tinyaccel profile")
         for line in lines:

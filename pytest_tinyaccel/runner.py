@@ -23,11 +23,12 @@ from .cache import BuildCache, file_sha256
 from .cases import Case
 from .config import ConfigError
 from .errors import DataError
+from .errorstats import ErrorStats, error_stats
 from .goldens.store import Golden, GoldenError
 from .metrics import check_labels, quality
 from .models import Model
 from .perf import Perf
-from .report import ProfileRow
+from .record import BuildLog, ProfileRow
 from .runtime import create_session, dequantized, input_specs, output_specs, to_model_inputs
 from .targets.base import Build, RunResult, Target, TargetError
 
@@ -72,6 +73,11 @@ class Runner:
         self.results_reused: list[str] = []
         """Cases whose simulated outputs and figures came from the result cache."""
         self._dtype_models: dict[tuple[str, str], Path] = {}
+
+    def build_log(self) -> BuildLog:
+        """What this runner's caches did, for the run record."""
+        cache = self.cache
+        return BuildLog(cache.built, cache.reused, cache.failed, cache.repaired, self.results_reused)
 
     def dtype_model(self, model: Model, dtype: str) -> Path:
         """The ONNX file that defines `dtype`: the float model, or its int8 version
@@ -198,26 +204,19 @@ class Runner:
             samples=n if labelled else 0,
             agreement=_argmax_agreement(model, case.dtype, prediction, golden),
             loadgen=_loadgen(target, build, feed) if self.settings.loadgen else None,
+            error_stats=_error_stats(case, result.outputs, golden),
         )
         return Outcome(build, result.outputs, floats, perf, n, value, error, row, feed, _here())
 
 
 def run_case(
     settings: RunSettings, registry: dict[str, Target], case: Case, golden: Golden | None
-) -> tuple[Outcome, dict[str, list[str]]]:
+) -> tuple[Outcome, BuildLog]:
     """The unit of work an executor ships to another process or machine: build, run and score
     `case` there, and return its outcome with what the worker's build cache did."""
     runner = Runner(settings, registry)
     outcome = runner.run(case, golden)
-    cache = runner.cache
-    stats = {
-        "built": cache.built,
-        "reused": cache.reused,
-        "failed": cache.failed,
-        "repaired": cache.repaired,
-        "results_reused": runner.results_reused,
-    }
-    return outcome, stats
+    return outcome, runner.build_log()
 
 
 def _here() -> str:
@@ -299,6 +298,19 @@ def _argmax_agreement(model: Model, dtype: str, prediction: np.ndarray, golden: 
     if ours.shape != reference.shape:
         return None
     return float(np.mean(ours.reshape(len(ours), -1).argmax(1) == reference.reshape(len(reference), -1).argmax(1)))
+
+
+def _error_stats(case: Case, outputs: dict[str, np.ndarray], golden: Golden | None) -> dict[str, ErrorStats]:
+    """Per output compared with the golden (not the ignored ones): the statistics teams compare across tools."""
+    expected = golden.outputs.get(case.dtype, {}) if golden is not None else {}
+    ndata = case.model.ndata
+    found = {}
+    for name, reference in expected.items():
+        if name in outputs and case.model.role(name) != "ignore":
+            stats = error_stats(outputs[name][:ndata], reference)
+            if stats is not None:
+                found[name] = stats
+    return found
 
 
 def _validate_outputs(case: Case, onnx_path: Path, outputs: dict[str, np.ndarray], count: int) -> None:

@@ -784,7 +784,7 @@ CORPUS: list[Fault] = [
         "baseline-list",
         [write("base.json", "[1, 2, 3]")],
         ("--tinyaccel-baseline=base.json",),
-        "not a tinyaccel-profile/2 profile",
+        "not a tinyaccel-profile/3 profile",
         USAGE,
     ),
     Fault(
