@@ -25,8 +25,6 @@ from .record import OUTCOMES, STATUSES, CaseResult, ProfileRow, RunRecord
 JSON_FORMAT = "tinyaccel-profile/3"
 READABLE_FORMATS = ("tinyaccel-profile/2", JSON_FORMAT)
 """Saved profiles this version reads as baselines (format 2 has no statuses)."""
-SUFFIXES = (".csv", ".json", ".md", ".html")
-"""Every --tinyaccel-report format: the tables, then the page (report_html)."""
 MD_HEADERS = [
     "Use Case",
     "Dtype",

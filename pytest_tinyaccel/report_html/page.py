@@ -29,6 +29,7 @@ from ..report import (
     MARK_NOTE,
     MD_HEADERS,
     _sections,
+    extra_columns,
     fmt_accuracy,
     fmt_latency,
     fmt_resources,
@@ -110,7 +111,7 @@ def render_page(data: PageData, path: Path) -> str:
         f'<p class="summary" title="pytest\'s count of the plugin\'s tests">tests: {escape(summary(counts))}</p>',
         f"<p>{''.join(badges)}</p>",
         _run_section(data.environment),
-        _status_section(list(cases.values())),
+        _status_section(list(cases.values()), extra_columns(record)),
         _findings_section(record.findings, record.upgrade_notes),
         _baseline_section(data, rows) if data.baseline_path is not None else "",
         '<section id="profile"><h2>Profiling table</h2>',
@@ -212,21 +213,23 @@ def _status_of_outcome(outcome: str) -> str:
     return {"errors": "error"}.get(outcome, outcome)
 
 
-def _status_section(cases: list[CaseResult]) -> str:
-    """Every case (and upgrade review, and placeholder) with its status, failed and erroring first."""
+def _status_section(cases: list[CaseResult], extra: list[str]) -> str:
+    """Every case (and upgrade review, and placeholder) with its status, failed and erroring first;
+    then the columns of the pytest_tinyaccel_report_row hook."""
     if not cases:
         return ""
     out = [
         '<section id="cases-status"><h2>Cases</h2><table class="status"><thead><tr><th>Case</th><th>Status</th>'
-        + "".join(f"<th>{escape(k)}</th>" for k in OUTCOMES)
-        + "<th>Detail</th></tr></thead><tbody>"
+        + "".join(f"<th>{escape(k)}</th>" for k in (*OUTCOMES, "Detail", *extra))
+        + "</tr></thead><tbody>"
     ]
     for c in sort_cases(cases):
         counts = "".join(f'<td class="num" data-outcome="{k}">{c.counts[k]}</td>' for k in OUTCOMES)
+        columns = "".join(f"<td>{escape(c.extra.get(k, ''))}</td>" for k in extra)
         out.append(
             f'<tr class="status-{c.status}" data-case="{escape(c.subject)}" data-status="{c.status}">'
             f'<td>{escape(c.subject)}</td><td class="status">{escape(fmt_status(c))}</td>{counts}'
-            f"<td>{escape(c.detail)}</td></tr>"
+            f"<td>{escape(c.detail)}</td>{columns}</tr>"
         )
     out.append("</tbody></table></section>")
     return "\n".join(out)
