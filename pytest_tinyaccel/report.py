@@ -229,7 +229,26 @@ def markdown(record: RunRecord) -> str:
         if any(not cases[r.case_id].clean for r in group if r.case_id in cases):
             out += ["", MARK_NOTE]
         out.append("")
+    stats = error_table(record)
+    if stats:
+        out += ["## Error statistics against the golden", "", tabulate(stats, headers=STATS_HEADERS, tablefmt="github")]
+        out.append("")
     return "\n".join(out)
+
+
+STATS_HEADERS = ["Case", "Output", "Max abs error", "RMSE", "SQNR", "Cosine", "Within 1 LSB"]
+
+
+def error_table(record: RunRecord) -> list[list[str]]:
+    """Per case and output compared with the golden: the statistics teams compare across tools."""
+    table = []
+    for r in sort_rows(list(record.rows.values())):
+        for name, s in r.error_stats.items():
+            lsb = "-" if s.within_1lsb is None else f"{100 * s.within_1lsb:.2f}%"
+            table.append(
+                [r.case_id, name, f"{s.max_abs:.4g}", f"{s.rmse:.4g}", format_db(s.sqnr_db), f"{s.cosine:.6f}", lsb]
+            )
+    return table
 
 
 def _md_model_row(rows: list[ProfileRow], cases: dict[str, CaseResult], extra: list[str]) -> list[str]:

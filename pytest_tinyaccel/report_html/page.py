@@ -28,7 +28,9 @@ from ..report import (
     MARK,
     MARK_NOTE,
     MD_HEADERS,
+    STATS_HEADERS,
     _sections,
+    error_table,
     extra_columns,
     fmt_accuracy,
     fmt_latency,
@@ -117,6 +119,7 @@ def render_page(data: PageData, path: Path) -> str:
         '<section id="profile"><h2>Profiling table</h2>',
         profile_tables(rows, data.changes, {r.case_id for r in rows if _has_case_section(r)}, cases),
         "</section>",
+        _stats_section(record),
         _cases_section(rows, data, path.parent),
         _traces_section(data.traces, path.parent),
     ]
@@ -233,6 +236,28 @@ def _status_section(cases: list[CaseResult], extra: list[str]) -> str:
         )
     out.append("</tbody></table></section>")
     return "\n".join(out)
+
+
+def _stats_section(record: RunRecord) -> str:
+    """Per case and output: max abs error, RMSE, SQNR, cosine and the share within 1 LSB against the golden."""
+    table = error_table(record)
+    if not table:
+        return ""
+    head = "".join(f"<th>{escape(h)}</th>" for h in STATS_HEADERS)
+    body = "".join(
+        f'<tr data-case="{escape(row[0])}">'
+        + "".join(
+            f"<td>{escape(cell)}</td>" if i < 2 else f'<td class="num">{escape(cell)}</td>'
+            for i, cell in enumerate(row)
+        )
+        + "</tr>"
+        for row in table
+    )
+    return (
+        '<section id="error-stats"><h2>Error statistics against the golden</h2><p class="muted">Outputs on the '
+        "golden samples against ONNX Runtime's; SQNR = 10 log10(signal energy / error energy), inf when equal.</p>"
+        f'<table class="stats"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>'
+    )
 
 
 def _findings_section(findings: list[Finding], notes: list[str]) -> str:
