@@ -194,7 +194,11 @@ def terminal(record: RunRecord, baseline: dict[str, ProfileRow] | None = None) -
         headers = ["Model", "Dtype", "Status", "Latency", "Throughput (/s)", resources, "Efficiency"]
         headers += ["Accuracy", "SQNR", "Quality Target", "Argmax = golden", *extra_columns(record)]
         parts.append(tabulate(table, headers=headers))
-    unrun = [c for c in sort_cases(list(cases.values())) if c.row is None and c.status != "skipped"]
+    unrun = [
+        c
+        for c in sort_cases(list(cases.values()))
+        if c.kind == "case" and c.row is None and c.status not in ("passed", "skipped")
+    ]
     if unrun:
         parts.append(
             "no figures (the case did not run to the end):\n"

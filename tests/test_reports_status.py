@@ -140,6 +140,15 @@ def test_every_report_counts_the_mixed_run_as_pytest_does(project: Project) -> N
     assert status == "failed" and "RuntimeError: flaky simulator crashed" in detail
     assert statuses["ic-mix-hw_emu-fp32"][0] == "failed" and statuses["ic-flaky-sw_emu-fp32"][0] == "failed"
 
+    # cases without figures are listed under the terminal table with why; passing upgrade reviews are not
+    result.stdout.fnmatch_lines(["no figures (the case did not run to the end):", "  ic-flaky-hw_emu-fp32: failed*"])
+    listed = result.stdout.str().split("no figures (the case did not run to the end):")[1].split("tinyaccel tests:")[0]
+    assert sorted(line.split(":")[0].strip() for line in listed.strip().splitlines()) == [
+        "ic-flaky-hw_emu-fp32",
+        "ic-flaky-hw_emu-int8",
+        "ic-mix-hw_emu-int8",
+    ]
+
     # the user's own test never fails for a reason that belongs to the case's standard checks
     result.stdout.fnmatch_lines(["*SKIPPED*ic-mix-hw_emu-int8 could not run*mix refuses this model*"])
     assert "FAILED test_budget.py" not in result.stdout.str()
