@@ -23,12 +23,13 @@ from .cache import BuildCache, file_sha256
 from .cases import Case
 from .config import ConfigError
 from .errors import DataError
+from .errorstats import ErrorStats, error_stats
 from .goldens.store import Golden, GoldenError
 from .metrics import check_labels, quality
 from .modelfiles import model_sha256
 from .models import Model
 from .perf import Perf
-from .report import ProfileRow
+from .record import BuildLog, ProfileRow
 from .runtime import create_session, dequantized, input_specs, output_specs, to_model_inputs
 from .targets.base import Build, RunResult, Target, TargetError
 
@@ -73,6 +74,11 @@ class Runner:
         self.results_reused: list[str] = []
         """Cases whose simulated outputs and figures came from the result cache."""
         self._dtype_models: dict[tuple[str, str], Path] = {}
+
+    def build_log(self) -> BuildLog:
+        """What this runner's caches did, for the run record."""
+        cache = self.cache
+        return BuildLog(cache.built, cache.reused, cache.failed, cache.repaired, self.results_reused)
 
     def dtype_model(self, model: Model, dtype: str) -> Path:
         """The ONNX file that defines `dtype`: the float model, or its int8 version
@@ -181,9 +187,9 @@ class Runner:
         quantization_note = onnx_path.parent / QUANTIZATION_NOTE
         if case.dtype != "fp32" and quantization_note.is_file():
             perf.simulator += "; " + quantization_note.read_text().strip()
-        arithmetic = target.int8_arithmetic(build) if case.dtype != "fp32" else None
-        if golden is not None and arithmetic in golden.variants.get(case.dtype, {}):
-            perf.simulator += f"; int8 goldens checked against their {arithmetic} outputs"
+        reference, made_by = golden_reference(golden, case, target, build)
+        if made_by:
+            perf.simulator += f"; int8 goldens checked against their {target.int8_arithmetic(build)} outputs"
         if self.settings.trace_dir is not None and perf.layers:
             from .costmodel.trace import write_trace
 
@@ -203,28 +209,21 @@ class Runner:
             resource_columns=target.resource_columns,
             accuracy=value,
             samples=n if labelled else 0,
-            agreement=_argmax_agreement(model, case.dtype, prediction, golden),
+            agreement=_argmax_agreement(model, prediction, reference),
             loadgen=_loadgen(target, build, feed) if self.settings.loadgen else None,
+            error_stats=_error_stats(case, result.outputs, reference),
         )
         return Outcome(build, result.outputs, floats, perf, n, value, error, row, feed, _here())
 
 
 def run_case(
     settings: RunSettings, registry: dict[str, Target], case: Case, golden: Golden | None
-) -> tuple[Outcome, dict[str, list[str]]]:
+) -> tuple[Outcome, BuildLog]:
     """The unit of work an executor ships to another process or machine: build, run and score
     `case` there, and return its outcome with what the worker's build cache did."""
     runner = Runner(settings, registry)
     outcome = runner.run(case, golden)
-    cache = runner.cache
-    stats = {
-        "built": cache.built,
-        "reused": cache.reused,
-        "failed": cache.failed,
-        "repaired": cache.repaired,
-        "results_reused": runner.results_reused,
-    }
-    return outcome, stats
+    return outcome, runner.build_log()
 
 
 def _here() -> str:
@@ -300,18 +299,40 @@ def _loadgen(target: Target, build: Build, feed: dict[str, np.ndarray]) -> dict[
     }
 
 
-def _argmax_agreement(model: Model, dtype: str, prediction: np.ndarray, golden: Golden | None) -> float | None:
+def golden_reference(
+    golden: Golden | None, case: Case, target: Target, build: Build
+) -> tuple[dict[str, np.ndarray], str | None]:
+    """The golden outputs a case is compared with: for int8, those of the arithmetic the target follows where the
+    golden keeps them apart (with what made them), else the main ones ({} without a golden for the dtype)."""
+    if golden is None or case.dtype not in golden.outputs:
+        return {}, None
+    return golden.expected(case.dtype, target.int8_arithmetic(build) if case.dtype != "fp32" else None)
+
+
+def _argmax_agreement(model: Model, prediction: np.ndarray, expected: dict[str, np.ndarray]) -> float | None:
     """Share of golden samples whose argmax equals ONNX Runtime's: the gate that
     matters when a fixed-point target cannot meet float tolerances."""
-    if not model.is_classification or golden is None or not golden.outputs.get(dtype):
+    if not model.is_classification:
         return None
-    reference = golden.outputs[dtype].get(model.scored_output)
+    reference = expected.get(model.scored_output)
     if reference is None:
         return None
     ours = prediction[: len(reference)]
     if ours.shape != reference.shape:
         return None
     return float(np.mean(ours.reshape(len(ours), -1).argmax(1) == reference.reshape(len(reference), -1).argmax(1)))
+
+
+def _error_stats(case: Case, outputs: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> dict[str, ErrorStats]:
+    """Per output compared with the golden (not the ignored ones): the statistics teams compare across tools."""
+    ndata = case.model.ndata
+    found = {}
+    for name, reference in expected.items():
+        if name in outputs and case.model.role(name) != "ignore":
+            stats = error_stats(outputs[name][:ndata], reference)
+            if stats is not None:
+                found[name] = stats
+    return found
 
 
 def _validate_outputs(case: Case, onnx_path: Path, outputs: dict[str, np.ndarray], count: int) -> None:

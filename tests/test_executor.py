@@ -1,7 +1,8 @@
 """Builds and runs on a local process pool and on a real Dask cluster (a scheduler and two
-workers started here as separate processes on the loopback address): the same reports as a
-serial run, the work done in the worker processes, and a worker killed mid-run turns into a
-retry or a clear failure, never a hang."""
+workers started here as separate processes on the loopback address, in a folder of their
+own, so a project's conftest.py is not importable there): the same reports as a serial
+run, the work done in the worker processes, targets defined in a conftest shipped to the
+workers, and a worker killed mid-run turns into a retry or a clear failure, never a hang."""
 
 from __future__ import annotations
 
@@ -70,8 +71,11 @@ def _wait_for_port(port: int, timeout: float) -> None:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
-    """A Dask scheduler and two single-threaded workers (no nanny: a killed worker stays dead)."""
+    """A Dask scheduler and two single-threaded workers (no nanny: a killed worker stays dead), started
+    in their own folder: like workers on other machines, they cannot import the project's conftest."""
     port = _free_port()
+    elsewhere = tmp_path / "workers"
+    elsewhere.mkdir()
     logs = open(tmp_path / "cluster.log", "wb")  # noqa: SIM115
     procs = [
         subprocess.Popen(
@@ -88,6 +92,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]
             ],
             stdout=logs,
             stderr=logs,
+            cwd=elsewhere,
         )
     ]
     try:
@@ -108,6 +113,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]
                     ],
                     stdout=logs,
                     stderr=logs,
+                    cwd=elsewhere,
                 )
             )
         from distributed import Client
@@ -200,3 +206,19 @@ def test_killed_worker_is_a_retry_or_a_clear_failure(project: Project, cluster, 
     lines = [line for line in output.splitlines() if line.startswith("FAILED")]
     assert all("could not run this case" in line or "KilledWorker" in line for line in lines), output
     assert run.returncode == 0 or lines, output  # rescheduled on the other worker, or a clear failure
+
+
+def test_conftest_target_runs_on_workers_that_cannot_import_the_conftest(project: Project, cluster) -> None:
+    """The target class lives in the project's conftest.py; the workers run elsewhere and cannot import
+    it, so the executor sends the class by value with each task."""
+    address, _ = cluster
+    project.add_model("ic")
+    project.pytester.makeconftest(SLOW_TARGET.replace("time.sleep(1.0)", "pass"))
+    from distributed import Client
+
+    with Client(address, timeout=60) as client:
+        found = client.run(lambda: __import__("importlib.util").util.find_spec("conftest") is None)
+    assert found and all(found.values()), found  # no worker can import a module named conftest
+    result = project.run("-m", "slow", "-p", "no:cacheprovider", f"--tinyaccel-executor=dask://{address}")
+    result.assert_outcomes(passed=6)
+    assert "could not run this case" not in result.stdout.str()

@@ -1,4 +1,4 @@
-"""The hls4ml target's ONNX normalisation (targets/hls4ml_onnx.py): what it makes explicit, folds
+"""The hls4ml target's ONNX normalisation (targets/hls4ml/normalise.py): what it makes explicit, folds
 and lifts keeps the model's function (ONNX Runtime gives the same outputs before and after);
 refusals name the op, the node and why; the worker matches the design's outputs to the ONNX
 outputs by name and its process group dies with the pytest process that started it."""
@@ -22,7 +22,7 @@ from gallery import GALLERY, IR_VERSION, OPSET
 from helpers import alive
 from onnx import TensorProto, helper, numpy_helper
 
-from pytest_tinyaccel.targets.hls4ml_onnx import attribute, normalise, refusals
+from pytest_tinyaccel.targets.hls4ml.normalise import attribute, normalise, refusals
 
 HLS4ML_OPS = {"Conv", "Relu", "MatMul", "Add", "Softmax", "Concat", "Flatten", "MaxPool", "Resize", "Transpose"}
 """A stand-in for hls4ml's handler table (the worker passes hls4ml's own)."""
@@ -172,7 +172,7 @@ def test_design_outputs_are_matched_to_onnx_outputs_by_name() -> None:
     Dense: 'dense_out' holds 'reg.value' although the design lists it second."""
     from qonnx.core.modelwrapper import ModelWrapper
 
-    from pytest_tinyaccel.targets.hls4ml_worker import StageError, match_outputs
+    from pytest_tinyaccel.targets.hls4ml.build import StageError, match_outputs
 
     nodes = [
         helper.make_node("Softmax", ["x"], ["class.prob"], name="soft", axis=1),
@@ -203,7 +203,7 @@ from pytest_tinyaccel.process import run_process
 child = Path(sys.argv[1])
 child.write_text('''
 import subprocess, sys, time
-from pytest_tinyaccel.targets.hls4ml_worker import die_with_parent
+from pytest_tinyaccel.targets.hls4ml.worker import die_with_parent
 die_with_parent()
 compiler = subprocess.Popen(["sleep", "600"])  # what the worker starts: g++, the HLS tool
 open(sys.argv[1], "w").write(f"{compiler.pid}")

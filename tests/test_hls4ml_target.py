@@ -436,7 +436,7 @@ def _design(fail_at: int | None = None):
 
 @pytest.mark.parametrize("jobs", [1, 3, 50])
 def test_c_simulation_shares_samples_between_processes_and_keeps_their_order(tmp_path: Path, jobs: int) -> None:
-    from pytest_tinyaccel.targets.hls4ml_worker import _simulate_in_parallel
+    from pytest_tinyaccel.targets.hls4ml.worker import _simulate_in_parallel
 
     x = np.arange(40 * 4, dtype=np.float32).reshape(40, 4)
     out = np.lib.format.open_memmap(tmp_path / "output_0.npy", mode="w+", dtype=np.float32, shape=(40, 2))
@@ -449,7 +449,8 @@ def test_c_simulation_shares_samples_between_processes_and_keeps_their_order(tmp
 
 
 def test_c_simulation_process_that_fails_fails_the_run(tmp_path: Path) -> None:
-    from pytest_tinyaccel.targets.hls4ml_worker import StageError, _simulate_in_parallel
+    from pytest_tinyaccel.targets.hls4ml.build import StageError
+    from pytest_tinyaccel.targets.hls4ml.worker import _simulate_in_parallel
 
     x = np.arange(10 * 4, dtype=np.float32).reshape(10, 4)
     out = np.lib.format.open_memmap(tmp_path / "output_0.npy", mode="w+", dtype=np.float32, shape=(10, 2))
@@ -478,7 +479,7 @@ def _fake_build(folder: Path, failing: str | None) -> str:
 @needs_hls4ml
 @pytest.mark.parametrize("failing", [None, "firmware/myproject.cpp", "myproject_bridge.cpp"])
 def test_build_script_compiles_design_and_bridge_side_by_side(tmp_path: Path, failing: str | None) -> None:
-    from pytest_tinyaccel.targets.hls4ml_worker import side_by_side
+    from pytest_tinyaccel.targets.hls4ml.build import side_by_side
 
     script = side_by_side(_fake_build(tmp_path, failing))
     assert script is not None, "hls4ml's build_lib.sh no longer has its two compilations on consecutive lines"
@@ -495,7 +496,7 @@ def test_build_script_compiles_design_and_bridge_side_by_side(tmp_path: Path, fa
 
 
 def test_build_script_of_another_shape_runs_as_it_is() -> None:
-    from pytest_tinyaccel.targets.hls4ml_worker import side_by_side
+    from pytest_tinyaccel.targets.hls4ml.build import side_by_side
 
     assert side_by_side("set -e\n${CC} -c a.cpp -o a.o\necho\n${CC} -c b.cpp -o b.o\n") is None
     assert side_by_side("set -e\n${CC} -c a.cpp -o a.o\n") is None

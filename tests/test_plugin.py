@@ -223,6 +223,7 @@ def test_report_files(project: Project) -> None:
     assert fake_header == [
         "Use Case",
         "Dtype",
+        "Status",
         "Latency (cycles or ns)",
         "Throughput (instances/s)",
         "Resource Utilization (Kernels/Buffers/Stream/PLIO/GMIO)",
@@ -230,12 +231,14 @@ def test_report_files(project: Project) -> None:
         "Quality Target",
         "Model",
     ]
-    assert cpu_header[4] == "Resource Utilization"  # each target declares its own columns; cpu has none
+    assert cpu_header[5] == "Resource Utilization"  # each target declares its own columns; cpu has none
     assert "## cpu hw: ONNX Runtime" in md and "## fake sw_emu: fakesim" in md
     assert "fp32 <br/> int8" in md and "1000 cycles <br/> 1000 cycles" in md and "3/4/5/1/2 <br/> 3/4/5/1/2" in md
+    assert "passed <br/> passed" in md and "**Tests:** 12 passed, 6 skipped" in md
     assert "[ResNet (digits)](https://github.com/mlcommons/tiny/" in md
     data = json.loads((project.path / "out" / "profile.json").read_text())
-    assert data["format"] == "tinyaccel-profile/2"
+    assert data["format"] == "tinyaccel-profile/3"
+    assert data["summary"] == {"passed": 12, "failed": 0, "skipped": 6, "errors": 0, "xfailed": 0, "xpassed": 0}
     assert {"onnxruntime", "onnx", "numpy", "python", "machine", "cpu"} <= set(data["environment"])
     rows = {(r["target"], r["mode"], r["dtype"]): r for r in data["rows"]}
     assert set(rows) == {
@@ -256,15 +259,18 @@ def test_report_files(project: Project) -> None:
         "GMIO": 2,
     }
     csv_lines = (project.path / "out" / "profile.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("model,target,mode,dtype,") and "resources.Kernels" in csv_lines[0]
-    assert len(csv_lines) == 5
+    assert csv_lines[0].startswith("case,status,detail,passed,failed,skipped,errors,xfailed,xpassed,model,target,")
+    assert "resources.Kernels" in csv_lines[0] and "probs.sqnr_db" in csv_lines[0]
+    assert len(csv_lines) == 1 + 6  # the four cases that ran and the two fake hw_emu ones, skipped
 
 
 def test_bad_report_suffix_is_reported(project: Project) -> None:
     project.add_model("ic")
     result = project.run("-m", "cpu", "-k", "golden and fp32", "--tinyaccel-report", "out/profile.xlsx")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--tinyaccel-report out/profile.xlsx: the suffix must be one of .csv, .json, .md*"])
+    result.stderr.fnmatch_lines(
+        ["*argument --tinyaccel-report: out/profile.xlsx: the suffix must be one of .csv, .json, .md, .html"]
+    )
 
 
 def test_second_run_reuses_every_build_and_cache_clear_empties_it(project: Project) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .hls4ml import FixedPoint, integer_bits
-from .hls4ml_onnx import normalise
+from .normalise import normalise
+from .settings import FixedPoint, integer_bits
 
 CHANNELS_LAST = "qonnx.custom_op.channels_last"
 
@@ -54,7 +54,7 @@ def _attr(node, name: str, default: Any = None) -> Any:
 
 
 def load_clean(path: Path, batch: int = 1):
-    """The model normalised at a fixed batch (hls4ml_onnx.normalise), through `qonnx_clean`."""
+    """The model normalised at a fixed batch (normalise.normalise), through `qonnx_clean`."""
     return qonnx_clean(normalise(path, batch))
 
 
@@ -249,7 +249,7 @@ def calibration_ranges(onnx_path: Path, calibration: np.ndarray) -> dict[str, tu
     import qonnx.core.onnx_exec as oxe
 
     model = load_clean(onnx_path, batch=len(calibration))
-    name = model.graph.input[0].name  # its shape may differ from the data's by unit axes (hls4ml_onnx.lift_1d)
+    name = model.graph.input[0].name  # its shape may differ from the data's by unit axes (normalise.lift_1d)
     feed = {name: calibration.astype(np.float32).reshape(model.get_tensor_shape(name))}
     context = oxe.execute_onnx(model, feed, return_full_exec_context=True)
     return {
