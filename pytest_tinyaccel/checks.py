@@ -26,7 +26,7 @@ from .models import Model
 from .options import Options
 from .record import Finding, Top5Sample
 from .runner import USER_ERRORS, Outcome, golden_reference
-from .targets.base import Target
+from .targets.base import Target, TargetUnsupported
 
 
 @dataclass
@@ -58,16 +58,27 @@ class CheckContext:
         return " ".join([f"pytest '{nodeid}'", *self.options.path_args, "--tinyaccel-update-golden"])
 
 
-def could_not_run(case: Case, check: str, error: BaseException, said_before: bool) -> Finding:
+def could_not_run(case: Case, check: str, error: BaseException, said_before: bool, strict: bool) -> Finding:
     """A case whose build or run stopped with an error a user can act on: said in full by the
-    case's first failed check; later checks point there."""
+    case's first failed check; later checks point there. A model the target cannot run at all is
+    a skip naming what it lacks and the manifest key that says so (a failure when `strict`)."""
     if not isinstance(error, USER_ERRORS):
         raise error  # a crash: pytest shows the traceback
+    if isinstance(error, TargetUnsupported) and not strict:
+        return Finding(case.id, check, f"{error}; {unsupported_hint(case)}", skipped=True)
     if said_before:
         first = str(error).splitlines()[0]
         message = f"{case.id}: {first[:200]}\n  (the full message is in this case's first failed check)"
         return Finding(case.id, check, message)
     return Finding(case.id, check, f"{case.id}: {error}")
+
+
+def unsupported_hint(case: Case) -> str:
+    """How to say in the manifest that a target does not run a model, or fail such cases instead."""
+    return (
+        f'to record it, set [targets.{case.target}] skip = "<why>" in {case.model.dir.name}/model.toml; '
+        "to fail on it, tinyaccel_strict_support = true"
+    )
 
 
 def current_golden(ctx: CheckContext, case: Case, check: str, nodeid: str) -> golden_store.Golden | Finding:
@@ -138,6 +149,15 @@ def accuracy(case: Case, outcome: Outcome) -> Finding | None:
         return Finding(case.id, "accuracy", outcome.quality_error or f"{model.name} has no labelled test set", True)
     if outcome.quality is None:
         return Finding(case.id, "accuracy", f"{case.id}: {outcome.quality_error}")
+    if model.quality_target is None:
+        measured = format_quality(model.metric, outcome.quality)
+        return Finding(
+            case.id,
+            "accuracy",
+            f"{model.manifest_path} gives no quality_target: {measured} on the first {outcome.samples} test samples "
+            "is reported, not gated; set quality_target to gate it",
+            True,
+        )
     if outcome.quality < model.quality_target:
         return Finding(
             case.id,

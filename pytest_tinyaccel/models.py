@@ -74,7 +74,7 @@ _SCHEMA: dict[str, Field] = {
     "use_case": Field(str),
     "task": Field(str, choices=tuple(METRICS)),
     "metric": Field(str),
-    "quality_target": Field(float, check=_fraction),
+    "quality_target": Field(float, None, check=_fraction),
     "dtypes": Field(list, list(DTYPES), check=_dtypes),
     "ndata": Field(int, 10, check=at_least(1)),
     "samples": Field(int, 1000, check=at_least(1)),
@@ -139,7 +139,8 @@ class Model:
     use_case: str
     task: str
     metric: str
-    quality_target: float
+    quality_target: float | None
+    """None: accuracy is measured and reported, not gated (no target given)."""
     dtypes: tuple[str, ...]
     ndata: int
     samples: int
@@ -279,25 +280,35 @@ class Model:
 
 
 def discover(models_dir: Path) -> list[Path]:
-    """Manifests directly under `models_dir/<name>/`, sorted by name. A folder there without
-    one is an error, not a silently smaller suite (hidden and `_`-prefixed folders are skipped)."""
+    """The manifest of every folder directly under `models_dir/<name>/`, sorted by name, whether it
+    exists or not: a folder without one fails to load, not a silently smaller suite (hidden and
+    `_`-prefixed folders are skipped)."""
     if not models_dir.is_dir():
         return []
-    found = []
-    for folder in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-        if not (folder / MANIFEST).is_file():
-            raise ConfigError(
-                folder,
-                MANIFEST,
-                f"the model folder has no {MANIFEST}; add one (README: Adding a model) "
-                f"or move the folder out of {models_dir.name}/",
-            )
-        found.append(folder / MANIFEST)
-    return found
+    folders = sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    return [folder / MANIFEST for folder in folders]
+
+
+def listed_dtypes(manifest: Path) -> tuple[str, ...]:
+    """The dtypes a manifest lists, read as far as it can be read (every dtype when it cannot)."""
+    try:
+        listed = tomllib.loads(manifest.read_text(encoding="utf-8")).get("dtypes")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return DTYPES
+    if isinstance(listed, list) and listed and all(d in DTYPES for d in listed):
+        return tuple(dict.fromkeys(listed))
+    return DTYPES
 
 
 def load_model(manifest: Path) -> Model:
     """Parse and validate one manifest; raises ConfigError naming the file and the key."""
+    if not manifest.is_file():
+        raise ConfigError(
+            manifest.parent,
+            MANIFEST,
+            f"the model folder has no {MANIFEST}; add one (README: Adding a model) "
+            f"or move the folder out of {manifest.parent.parent.name}/",
+        )
     try:
         raw = tomllib.loads(manifest.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

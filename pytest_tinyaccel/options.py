@@ -53,6 +53,8 @@ class Options:
     upgrade_tolerance: float = 0.01
     trace_dir: Path | None = None
     loadgen: bool = False
+    strict_support: bool = False
+    """A model a target cannot run fails its cases instead of skipping them."""
     executor: str = "local"
     """Where cases build and run: local, processes[:N] or dask://HOST:PORT (executor.py)."""
     path_args: tuple[str, ...] = ()

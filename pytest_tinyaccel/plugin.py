@@ -13,7 +13,7 @@ import pytest
 
 from . import hookspecs, options, output, views
 from .baseline import BaselineError
-from .cases import Case
+from .cases import BrokenCase, Case
 from .config import ConfigError
 from .margins import DEFAULT_MARGINS
 from .options import OptionError, Options, check_options, check_output_path, check_space_form
@@ -112,7 +112,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="measured targets (cpu, command targets in hw mode): latency = MLPerf LoadGen SingleStream "
         "p90, throughput = Offline samples/s (needs the loadgen extra)",
     )
+    group.addoption(
+        "--tinyaccel-strict-support",
+        dest="tinyaccel_strict_support",
+        action="store_true",
+        help="a model a target cannot run (unsupported ops or types) fails its cases instead of skipping them",
+    )
     parser.addini("tinyaccel_executor", "where builds and runs happen (see --tinyaccel-executor)", default="local")
+    parser.addini(
+        "tinyaccel_strict_support",
+        "fail, not skip, the cases a target cannot run (see above)",
+        type="bool",
+        default=False,
+    )
 
     group = parser.getgroup("tinyaccel reports", "pytest-tinyaccel: reports, traces and pre-merge gating")
     group.addoption(
@@ -231,6 +243,7 @@ def _options(config: pytest.Config) -> Options:
         else upgrade,
         trace_dir=Path(trace).resolve() if trace else None,
         loadgen=config.getoption("tinyaccel_loadgen"),
+        strict_support=config.getoption("tinyaccel_strict_support") or bool(config.getini("tinyaccel_strict_support")),
         # xdist workers run locally: each already is a separate process, and prefetching there would
         # submit every case on every worker.
         executor="local" if hasattr(config, "workerinput") else executor,
@@ -322,8 +335,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(views.CASE_PARAM, params)
 
 
-def _marks(case: Case, skip: str | None, check: str) -> list[pytest.MarkDecorator]:
+def _marks(case: Case | BrokenCase, skip: str | None, check: str) -> list[pytest.MarkDecorator]:
     """The target's marker, the xdist group, and a skip or a strict expected failure from the manifest."""
+    if isinstance(case, BrokenCase):
+        marks = [getattr(pytest.mark, case.target), pytest.mark.xdist_group(case.broken.folder)]
+        return [*marks, pytest.mark.skip(reason=skip)] if skip else marks
     marks = [getattr(pytest.mark, case.target), pytest.mark.xdist_group(case.model.name)]
     xfail = case.model.xfail_reason(case.target, case.dtype, check)
     if skip:

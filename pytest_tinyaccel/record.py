@@ -44,7 +44,7 @@ class ProfileRow:
     architecture: str
     link: str
     metric: str
-    quality_target: float
+    quality_target: float | None
     perf: Perf
     resource_columns: tuple[str, ...] = ()
     """The target's resource columns, in order (its section header)."""
@@ -173,12 +173,15 @@ class CaseResult:
         if wanted is None:
             skipped = [t for t in self.tests if t.outcome == "skipped"]
             return skipped[0].message if self.status == "skipped" and skipped else ""
-        parts = []
+        by_message: dict[str, list[str]] = {}  # checks that say the same thing are named together, once
         for t in self.tests:
             if t.outcome == wanted:
                 where = f" ({t.when})" if t.outcome == "errors" else ""
-                parts.append(f"{t.check}{where}: {t.message}" if t.message else f"{t.check}{where}")
-        return "; ".join(dict.fromkeys(parts))
+                by_message.setdefault(t.message, []).append(f"{t.check}{where}")
+        return "; ".join(
+            f"{', '.join(dict.fromkeys(checks))}: {message}" if message else ", ".join(dict.fromkeys(checks))
+            for message, checks in by_message.items()
+        )
 
     @property
     def counts(self) -> dict[str, int]:

@@ -122,7 +122,7 @@ def fmt_accuracy(row: ProfileRow) -> str:
 
 
 def fmt_target(row: ProfileRow) -> str:
-    return format_quality(row.metric, row.quality_target)
+    return "-" if row.quality_target is None else format_quality(row.metric, row.quality_target)
 
 
 def fmt_sqnr(row: ProfileRow) -> str:

@@ -6,15 +6,17 @@ read outcomes from here.
 
 from __future__ import annotations
 
+import warnings
+
 from .baseline import Baseline
-from .cases import Case
+from .cases import BrokenCase, BrokenModel, Case
 from .checks import CheckContext
 from .config import ConfigError
 from .errors import DataError
 from .executor import Future, Remote, make_executor
 from .goldens import store as golden_store
 from .goldens.keeper import GoldenKeeper
-from .models import Model, discover, load_model
+from .models import Model, discover, listed_dtypes, load_model
 from .options import OptionError, Options, check_selection
 from .record import RunRecord
 from .runner import Outcome, Runner, RunSettings, run_case
@@ -53,48 +55,70 @@ class TinyaccelSession:
         """Cases whose error a failed check has said in full."""
         self.checked: set[str] = set()
         """Cases whose standard checks were collected (they report a case that could not run)."""
-        self._models: list[Model] | ConfigError | None = None
+        self._models: list[Model] | None = None
+        self.broken: list[BrokenModel] = []
+        """Model folders whose manifest cannot be used (filled with `models`)."""
+        self.warnings: list[Warning] = []
+        """What loading the manifests warned about, for pytest to show once collection runs."""
         self._outcomes: dict[str, Outcome | BaseException] = {}
         self._availability: dict[tuple[str, str], str | None] = {}
 
     @property
     def models(self) -> list[Model]:
-        """Every model folder, validated; a manifest error is raised on every access, never cached away."""
+        """Every model folder whose manifest is valid; the others are in `broken`, each with its problem,
+        so that one run reports every manifest error and the valid models still run."""
         if self._models is None:
-            try:
-                models = [load_model(path) for path in discover(self.options.models_dir)]
-                names = [m.name for m in models]
-                dup = sorted({n for n in names if names.count(n) > 1})
-                if dup:
-                    folders = ", ".join(f"{m.dir.name}/ ({m.name})" for m in models if m.name in dup)
-                    raise ConfigError(
-                        self.options.models_dir, "name", f"model names must be unique; {folders} share a name"
-                    )
-                self._models = models
-            except ConfigError as exc:
-                self._models = exc
-        if isinstance(self._models, ConfigError):
-            raise self._models
+            models, self.broken = [], []
+            for path in discover(self.options.models_dir):
+                try:
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always")
+                        models.append(load_model(path))
+                    self.warnings += [w.message for w in caught if isinstance(w.message, Warning)]
+                except ConfigError as exc:
+                    self.broken.append(BrokenModel(path.parent.name, exc, listed_dtypes(path)))
+            names = [m.name for m in models]
+            for model in [m for m in models if names.count(m.name) > 1]:
+                folders = ", ".join(f"{m.dir.name}/" for m in models if m.name == model.name)
+                problem = f"model names must be unique; {folders} share the name {model.name!r}"
+                error = ConfigError(model.manifest_path, "name", problem)
+                self.broken.append(BrokenModel(model.dir.name, error, model.dtypes))
+            self._models = [m for m in models if names.count(m.name) == 1]
         return self._models
 
-    def cases(self, task: str | None = None) -> list[tuple[Case, str | None]]:
-        """Every selected case with its skip reason (None = runnable)."""
-        sel, dtypes = self.options.selection, self.options.dtypes
-        found = []
+    def cases(self, task: str | None = None) -> list[tuple[Case | BrokenCase, str | None]]:
+        """Every selected case with its skip reason (None = runnable), then the cases of broken manifests
+        (whatever the task: a broken manifest's task is unknown)."""
+        found: list[tuple[Case | BrokenCase, str | None]] = []
         for model in self.models:
-            if task and model.task != task:
-                continue
-            for name, target in sorted(self.registry.items()):
-                for mode in target.modes:
-                    if sel and not any(t in (mode, name, f"{name}:{mode}") for t in sel):
-                        continue
-                    if (name, mode) not in self._availability:
-                        self._availability[(name, mode)] = target.availability(mode)
-                    for dtype in model.dtypes:
-                        if not dtypes or dtype in dtypes:
-                            reason = model.skip_reason(name) or self._availability[(name, mode)]
-                            found.append((Case(model, name, mode, dtype), reason))
+            if not task or model.task == task:
+                found += [
+                    (Case(model, name, mode, dtype), model.skip_reason(name) or reason)
+                    for name, mode, reason in self._selected_modes()
+                    for dtype in self._selected(model.dtypes)
+                ]
+        for broken in self.broken:
+            found += [
+                (BrokenCase(broken, name, mode, dtype), reason)
+                for name, mode, reason in self._selected_modes()
+                for dtype in self._selected(broken.dtypes)
+            ]
         return found
+
+    def _selected_modes(self) -> list[tuple[str, str, str | None]]:
+        """(target, mode, why it cannot run here or None) of every selected target mode."""
+        sel, found = self.options.selection, []
+        for name, target in sorted(self.registry.items()):
+            for mode in target.modes:
+                if sel and not any(t in (mode, name, f"{name}:{mode}") for t in sel):
+                    continue
+                if (name, mode) not in self._availability:
+                    self._availability[(name, mode)] = target.availability(mode)
+                found.append((name, mode, self._availability[(name, mode)]))
+        return found
+
+    def _selected(self, dtypes: tuple[str, ...]) -> list[str]:
+        return [d for d in dtypes if not self.options.dtypes or d in self.options.dtypes]
 
     def prefetch(self, cases: list[Case]) -> None:
         """With a pool or a cluster: submit every case now (those already run are not resubmitted)."""

@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NoReturn
 
 import pytest
 
 from . import checks
-from .cases import Case
+from .cases import BrokenCase, Case
 from .goldens import store as golden_store
 from .models import Model
 from .record import Finding, RunRecord, TestResult
@@ -64,7 +65,8 @@ class CaseView:
             return result
         said = self.case.id in self.session.reported
         self.session.reported.add(self.case.id)
-        stop(self.session, checks.could_not_run(self.case, check, result, said))
+        strict = self.session.options.strict_support
+        stop(self.session, checks.could_not_run(self.case, check, result, said, strict))
 
     def check_golden(self) -> None:
         outcome = self._outcome("golden")
@@ -83,10 +85,12 @@ class CaseView:
         report(self.session, checks.baseline(self.session.context, self.case, self._outcome("baseline")))
 
 
-def case_view(session: TinyaccelSession, case: Case, nodeid: str, function: Any) -> CaseView:
+def case_view(session: TinyaccelSession, case: Case | BrokenCase, nodeid: str, function: Any) -> CaseView:
     """The `tinyaccel` fixture. A user's own test on a case that could not run is skipped with the
     case's reason when the case's standard checks report it, and errors with it otherwise: it never
     fails for a reason that belongs to another test."""
+    if isinstance(case, BrokenCase):  # an error at setup: the manifest, not a check, is what is wrong
+        pytest.fail(f"malformed model manifest: {case.broken.error}", pytrace=False)
     view = CaseView(session, case, nodeid)
     if getattr(function, "__module__", None) == SUITE:
         return view
@@ -119,6 +123,9 @@ class UpgradeReviewView:
 def collected(session: TinyaccelSession, items: list[pytest.Item]) -> None:
     """After collection: note which cases have standard checks, and submit every runnable case
     to a pool or cluster."""
+    for warning in session.warnings:  # manifests are read before pytest collects warnings: said here, once
+        warnings.warn(warning, stacklevel=1)
+    session.warnings.clear()
     cases: dict[str, Case] = {}
     for item in items:
         callspec = getattr(item, "callspec", None)
@@ -142,7 +149,9 @@ def tag(item: pytest.Item, test_report: pytest.TestReport) -> None:
     check = getattr(item, "originalname", item.name).removeprefix("test_")
     if CASE_PARAM in params:
         value = params[CASE_PARAM]
-        subject, kind = (value.id, "case") if isinstance(value, Case) else (f"{check}[{callspec.id}]", "placeholder")
+        subject, kind = (
+            (value.id, "case") if isinstance(value, Case | BrokenCase) else (f"{check}[{callspec.id}]", "placeholder")
+        )
     elif REVIEW_PARAM in params:
         value = params[REVIEW_PARAM]
         subject, kind = (

@@ -174,3 +174,59 @@ def test_quantizer_pre_processing_failure_falls_back_and_says_so(project: Projec
         "quantized without ONNX Runtime's pre-processing (with it, quantization failed: RuntimeError: Only an"
         in (project.path / "p.md").read_text()
     )
+
+
+# ----------------------------------------------------------------------------- what a target cannot run
+
+
+def test_ops_a_target_lacks_skip_its_cases_with_one_line_naming_them(project: Project) -> None:
+    """skl2onnx's ai.onnx.ml ops run on cpu; the emulators skip the model with the ops and the manifest key."""
+    _copy(project, "skl_tensor")
+    result = project.run(
+        "-m", "cpu or aie", "--target", "cpu,sw_emu", "-k", "golden", "--tinyaccel-update-golden", "-rs"
+    )
+    result.assert_outcomes(passed=2, skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED*aie cannot run skl_tensor (fp32): the emulator has no kernel for *Scaler (ai.onnx.ml) x1*; to "
+            'record it, set [[]targets.aie[]] skip = "<why>" in skl_tensor/model.toml; to fail on it, '
+            "tinyaccel_strict_support = true"
+        ]
+    )
+
+
+def test_strict_support_fails_what_a_target_cannot_run(project: Project) -> None:
+    _copy(project, "skl_tensor")
+    with open(project.path / "pyproject.toml", "a") as handle:
+        handle.write("\n[tool.pytest.ini_options]\ntinyaccel_strict_support = true\n")
+    result = project.run("-m", "aie", "--target", "sw_emu", "-k", "golden and fp32", "--tinyaccel-update-golden")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*aie cannot run skl_tensor (fp32): the emulator has no kernel for*"])
+
+
+# ----------------------------------------------------------------------------- manifests for real data
+
+
+def test_without_a_quality_target_accuracy_is_reported_not_gated(project: Project) -> None:
+    folder = _copy(project, "torch_legacy", ("quality_target = 0.8\n", ""))
+    result = project.run("-m", "cpu", "-k", "accuracy and fp32", "-rs", "--tinyaccel-report=p.md")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"SKIPPED*{folder / 'model.toml'} gives no quality_target: *% (Top 1) on the first 200 test samples is "
+            "reported, not gated; set quality_target to gate it"
+        ]
+    )
+    assert "% (Top 1, n=200)" in (project.path / "p.md").read_text()
+
+
+def test_logits_without_a_role_get_a_warning(project: Project) -> None:
+    _copy(project, "torch_legacy", ('\n[outputs.logits]\nrole = "logits"\n', ""))
+    result = project.run("-m", "cpu", "-k", "golden and fp32", "--tinyaccel-update-golden")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ManifestWarning: *torch_legacy/model.toml: output 'logits' comes from a Gemm, not a softmax, and "
+            "declares no role, so it is scored as probabilities; if it holds logits, declare *"
+        ]
+    )

@@ -307,7 +307,8 @@ def test_malformed_manifest_is_a_collection_error(project: Project, old: str, ne
     else:
         project.append_manifest("ic", new)
     result = project.run("-m", "cpu")
-    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert set(outcomes(result)) == {"errors"}  # the model's cases error: the manifest is what is wrong
     result.stdout.fnmatch_lines([f"*malformed model manifest: *models/ic/model.toml: key '{key}': *{problem}*"])
     assert "Traceback" not in result.stdout.str()
 
@@ -316,8 +317,27 @@ def test_invalid_toml_is_a_collection_error(project: Project) -> None:
     project.add_model("ic")
     project.manifest("ic").write_text("use_case = \n")
     result = project.run()
-    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*models/ic/model.toml: key '(syntax)': not valid TOML*"])
+
+
+def test_every_broken_manifest_is_reported_in_one_run_and_the_other_models_run(project: Project) -> None:
+    """Two broken manifests, one valid model: each broken one errors its own cases (ids as its cases would
+    have had, so -m and -k select them), the valid model passes, and the run fails."""
+    project.add_model("ic")
+    project.add_model("ad")
+    project.add_model("kws")
+    project.edit_manifest("ad", "ndata = 10", "ndata = 0")
+    project.manifest("kws").write_text("use_case = \n")
+    result = project.run("-m", "cpu", "-k", "golden")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert outcomes(result) == {"passed": 2, "errors": 4}
+    text = result.stdout.str()
+    assert "ERROR test_suite.py::test_golden[ad-cpu-hw-fp32]" in text and "test_golden[kws-cpu-hw-int8]" in text
+    result.stdout.fnmatch_lines(
+        ["*models/ad/model.toml: key 'ndata': must be at least 1*", "*models/kws/model.toml: key '(syntax)'*"],
+        consecutive=False,
+    )
 
 
 def test_pickled_npy_is_refused(project: Project) -> None:

@@ -28,6 +28,12 @@ class TargetError(Exception):
     """A build or run failed for a reason the user can act on (message says how)."""
 
 
+class TargetUnsupported(TargetError):
+    """The target cannot run this model at all (ops, types or layers it does not support): the case is a
+    skip with the reason, not a failure, unless the run is strict about support. The message is one line
+    that names what is unsupported."""
+
+
 @dataclass
 class Build:
     """A finished build: its folder and what it was built from."""

@@ -21,6 +21,6 @@ from . import (  # noqa: F401  (importing registers the ops)
     shape,
     spatial,
 )
-from .core import REGISTRY, BuildContext, Kernel, OpSpec, lookup_op, supported_ops
+from .core import REGISTRY, BuildContext, Kernel, OpSpec, lookup_op, supported_ops, unsupported_ops
 
-__all__ = ["REGISTRY", "BuildContext", "Kernel", "OpSpec", "lookup_op", "supported_ops"]
+__all__ = ["REGISTRY", "BuildContext", "Kernel", "OpSpec", "lookup_op", "supported_ops", "unsupported_ops"]
