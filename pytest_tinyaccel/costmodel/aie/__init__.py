@@ -47,4 +47,4 @@ def aie_perf(
     dev = load_device(device)
     cal = calibration if isinstance(calibration, calibration_mod.Calibration) else calibration_mod.load(calibration)
     graph = load_graph(model, dtype)
-    return perf(map_graph(graph, dev), dev, cal, {"model_sha256": graph.sha256, "dtype": graph.dtype})
+    return perf(map_graph(graph, dev), dev, cal, graph, {"model_sha256": graph.sha256, "dtype": graph.dtype})
