@@ -93,7 +93,8 @@ def _spread(total: float, n: int) -> np.ndarray:
 
 
 def _plan(node: Node, ptok: list[int], inferences: int, gmio: float, plio: float) -> _Plan:
-    fills = min(MAX_FILL_STEPS, max(1, max(ptok, default=1))) if node.fill > 0 else 0
+    has_fill = any(p.kind == FILL for p in node.inputs)
+    fills = min(MAX_FILL_STEPS, max(1, max(ptok, default=1))) if has_fill else 0
     steps = min(MAX_STEPS, max(node.tokens, 1))
     compute = max(node.own - node.fill - node.call, 0.0)
     cost1 = np.concatenate([_spread(node.fill, fills), _spread(compute, steps)])
