@@ -80,14 +80,6 @@ def perf(mapping: Mapping, device: Device, cal: Calibration, graph: ModelGraph, 
                 },
             )
         )
-    gmio = sum(1 for k in mapping.kernels if k.streamed_weight_bytes)
-    resources = {
-        "Kernels": len(mapping.kernels),
-        "Buffers": sum(k.buffers for k in mapping.kernels),
-        "Stream": sum(len(k.preds) for k in mapping.kernels) + mapping.plio + gmio,
-        "PLIO": mapping.plio,
-        "GMIO": gmio,
-    }
     busiest = max(timing, key=lambda n: timing[n].own) if timing else None
     overall = errors.get("all")
     return Perf(
@@ -96,7 +88,7 @@ def perf(mapping: Mapping, device: Device, cal: Calibration, graph: ModelGraph, 
         clock_hz=device.clock_hz,
         latency_ns=latency / device.clock_hz * 1e9 if latency else None,
         throughput=device.clock_hz / tl.interval if tl.interval else None,
-        resources=resources,
+        resources=resources(mapping),
         efficiency=ideal_latency / latency if latency and ideal_latency else None,
         layers=layers,
         extra={
@@ -121,6 +113,18 @@ def perf(mapping: Mapping, device: Device, cal: Calibration, graph: ModelGraph, 
             **(extra or {}),
         },
     )
+
+
+def resources(mapping: Mapping) -> dict[str, int]:
+    """Kernels/Buffers/Stream/PLIO/GMIO of the mapping."""
+    gmio = sum(1 for k in mapping.kernels if k.streamed_weight_bytes)
+    return {
+        "Kernels": len(mapping.kernels),
+        "Buffers": sum(k.buffers for k in mapping.kernels),
+        "Stream": sum(len(k.preds) for k in mapping.kernels) + mapping.plio + gmio,
+        "PLIO": mapping.plio,
+        "GMIO": gmio,
+    }
 
 
 def simulator_name(device: Device, error: dict | None = None) -> str:
