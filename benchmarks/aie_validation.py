@@ -45,17 +45,23 @@ from pytest_tinyaccel.costmodel.aie.schedule import ERRORS, schedule  # noqa: E4
 
 SHARED = ROOT.parent / "shared"
 
-# Published aiesimulator latencies (cycles), onnx2versal's MLPerf Tiny table: KWS, IC and VWW
-# at the revision of the per-kernel logs (392b325), AD at the later revision (its 392b325 AD
-# figures are 20-1000x slower than that revision's own logged Gemm kernels run).
+# Published aiesimulator latencies (cycles), onnx2versal's MLPerf Tiny table (docs/md/profile.md):
+# KWS, IC and VWW at the revision of the per-kernel logs (392b325), AD at the later revision
+# (f5803c1, 2023-08-18: batch 1, the 640-wide layers in 8 GMIO-streamed column chunks; its
+# 392b325 AD figures are 20-1000x slower than that revision's own logged Gemm kernels run).
+# The last field is the 8-bit weight type of the graph that was measured (onnx2versal
+# requantizes the float model with its own python/quantize_onnx.py): KWS int8 as its log
+# prints it (TTPARAM int8_t); IC int8 likewise (uint8_t); VWW and AD int8 were added to the
+# table (844b98b, 2023-07-30; f5803c1) after that script switched to weight_type=QUInt8
+# (c111858, 2023-07-24).
 PUBLISHED = {
-    ("KWS DS-CNN", "fp32"): ("kws_ref_model_float32.onnx", 839_599, "392b325"),
-    ("KWS DS-CNN", "int8"): ("kws_ref_model_int8.onnx", 402_772, "392b325"),
-    ("IC ResNet-8", "fp32"): ("pretrainedResnet_float.onnx", 1_028_165, "392b325"),
-    ("IC ResNet-8", "int8"): ("pretrainedResnet_quant.onnx", 763_915, "392b325"),
-    ("AD autoencoder", "fp32"): ("ad01_fp32.onnx", 28_453, "later"),
-    ("AD autoencoder", "int8"): ("ad01_int8.onnx", 4_625, "later"),
-    ("VWW MobileNet", "int8"): ("vww_96_int8.onnx", 2_249_859, "392b325 (= later)"),
+    ("KWS DS-CNN", "fp32"): ("kws_ref_model_float32.onnx", 839_599, "392b325", None),
+    ("KWS DS-CNN", "int8"): ("kws_ref_model_int8.onnx", 402_772, "392b325", "int8"),
+    ("IC ResNet-8", "fp32"): ("pretrainedResnet_float.onnx", 1_028_165, "392b325", None),
+    ("IC ResNet-8", "int8"): ("pretrainedResnet_quant.onnx", 763_915, "392b325", "uint8"),
+    ("AD autoencoder", "fp32"): ("ad01_fp32.onnx", 28_453, "f5803c1", None),
+    ("AD autoencoder", "int8"): ("ad01_int8.onnx", 4_625, "f5803c1", "uint8"),
+    ("VWW MobileNet", "int8"): ("vww_96_int8.onnx", 2_249_859, "844b98b (= later)", "uint8"),
 }
 MODELS = ("model", "floor", "per_class")
 
@@ -107,11 +113,11 @@ def mlperf(models: Path) -> list[list[str]]:
     rows = []
     cal = cal_mod.load()
     device = load_device()
-    for (name, dtype), (onnx_file, published, revision) in PUBLISHED.items():
+    for (name, dtype), (onnx_file, published, revision, weights) in PUBLISHED.items():
         path = models / onnx_file
         if not path.is_file():
             continue
-        perf = aie_perf(path, dtype)
+        perf = aie_perf(path, dtype, weights=weights)
         mapping = map_graph(load_graph(path, dtype), device)
         peak = device.peak_macs_per_cycle[mapping.dtype]
         cycles = {  # today's per-class rule: calibrated cycles, at least the streamed weights' time

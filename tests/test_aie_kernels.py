@@ -24,7 +24,16 @@ def test_trip_counts_follow_the_template_arguments_exactly():
     w = templates.work("QLinearConvHx4PktStream", tuple("h,a,7,16,5,16,1,1,1,64,64,3,3,64".split(",")))
     assert w.kind == "dwconv" and w.dtype == "int8" and w.tokens == 64 * 5
     assert w.levels["vec"][0] == 64 * 5 * 1  # 16 output bytes a vector
-    assert w.levels["mac"][0] == 64 * 5 * 1 * 3  # a mac16 per kernel row, one channel per group
+    # one channel per group: a weight unpack and three (kernel rows) 32-byte loads and mac16s
+    assert w.levels["chan"] == (64 * 5 * 1, 4.0) and w.levels["cgroup"][0] == 0  # no channel loop left
+    # unsigned weights (TTPARAM uint8_t) add a msc16 to every kernel row: another loop body
+    u = templates.work("QLinearConvHx4PktStream", tuple("h,h,7,16,5,16,1,1,1,64,64,3,3,64".split(",")))
+    assert u.levels["chan"] == (64 * 5 * 1, 7.0) and u.family == "dwconv.int8.uint8w" and w.family == "dwconv.int8"
+    # 64 input channels: the channel loop pays its first loads' latency once per output vector
+    big = templates.work("QLinearConv1x1Stream", tuple("h,a,16,16,8,16,2,2,1,32,64,1,1,1".split(",")))
+    vec = 64 * 8 * 2  # stride 2: 8 output bytes a vector
+    assert big.levels["chan"] == (vec * 16, 2.0) and big.levels["cgroup"] == (vec * 2, templates.LOAD_TO_USE + 1)
+    assert big.levels["spill"] == (vec, templates.STORE_TO_LOAD) and big.family == "conv1x1.int8"
     assert w.inputs[0].kind == FILL and w.inputs[0].words == 64 * 7 * 16 / 4  # read whole before computing
     assert w.weight_words == 64 * 16 / 4 and w.out_words == 64 * 5 * 16 / 4
     # stride 2 halves the output vectors' width: 4 floats a vector, 3 vectors for 12 columns
@@ -61,8 +70,17 @@ def test_constants_fit_the_isolated_runs_and_refit_without_one():
     without = levels.fit_groups(frozenset({runs[0].shape}))
     assert without["conv.fp32"].runs == 2 and without["conv.fp32"].s != conv.s
     # a vector MAC never issues faster than a cycle, whatever the scale
+    w = templates.work("QgemmStream", ("h", "a", "1", "64", "16"))
+    assert levels.own_cycles(w, {"gemm.int8": levels.Constants(1e-3, 1, "fitted")}) >= w.levels["mac"][0]
+    # the channel loops of int8 convolutions are counted from their body, never scaled: every
+    # isolated run has one input channel, so no run constrains them
     w = templates.work("QLinearConvHx4Stream", tuple("h,a,10,16,8,16,1,1,1,64,64,3,3,1".split(",")))
-    assert levels.own_cycles(w) >= w.levels["mac"][0]
+    tiny = {"conv.int8": levels.Constants(1e-3, 1, "fitted")}
+    counted = sum(w.levels[k][0] * w.levels[k][1] for k in levels.COUNTED_LEVELS if k in w.levels)
+    assert counted <= levels.own_cycles(w, tiny) < counted + 100
+    # unsigned-weight runs fit their own scale; a group without runs takes its signed group's
+    assert fitted["conv1x1.int8.uint8w"].runs == 2
+    assert levels.constants_for("conv.int8.uint8w", fitted).source == "from conv.int8"
 
 
 def _node(name, own, preds, kind=STREAM, tokens=16, words=1600.0, out_window=False, buffered=False):

@@ -147,11 +147,30 @@ def test_qoperator_and_qdq_graphs_map_like_the_float_graph(quantized):
 
 def test_int8_timing_comes_from_the_graph_that_runs(quantized):
     from_quantized = aie_perf(quantized["QOperator"], "int8")
-    from_float = aie_perf(quantized["float"], "int8")
+    from_float = aie_perf(quantized["float"], "int8", weights="int8")  # the quantized model's weight type
     ops = {layer.op for layer in from_quantized.layers}
     assert {"quantize", "dequantize"} <= ops and not {"quantize", "dequantize"} & {k.op for k in from_float.layers}
     assert from_quantized.cycles > from_float.cycles
     assert aie_perf(quantized["float"], "fp32").cycles > from_float.cycles  # 8 fp32 vs 128 int8 MACs/cycle
+
+
+def test_the_weight_type_of_the_graph_picks_the_convolutions_loop_body(quantized, tmp_path):
+    signed = load_graph(quantized["QOperator"], "int8")
+    assert signed.weight_type == "int8" and load_graph(quantized["QDQ"], "int8").weight_type == "int8"
+    # a float graph costed as int8 is quantized as onnx2versal does: unsigned weights
+    assert load_graph(quantized["float"], "int8").weight_type == "uint8"
+    unsigned_path = tmp_path / "uint8w.onnx"
+    calib = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    quantize_model(quantized["float"], unsigned_path, calib, {**QUANT, "weight_type": "uint8"})
+    assert load_graph(unsigned_path, "int8").weight_type == "uint8"
+    # unsigned weights add a msc16 per kernel row: the same graph, slower convolutions
+    as_int8, as_uint8 = (aie_perf(unsigned_path, "int8", weights=w) for w in ("int8", "uint8"))
+    convs = [(a, b) for a, b in zip(as_int8.layers, as_uint8.layers, strict=True) if a.op.startswith("conv")]
+    assert convs and all(b.extra["template"] == a.extra["template"] for a, b in convs)
+    assert all(b.extra["own_cycles"] > a.extra["own_cycles"] for a, b in convs)
+    assert as_uint8.cycles > as_int8.cycles
+    with pytest.raises(ValueError, match="weights must be 'int8' or 'uint8'"):
+        aie_perf(unsigned_path, "int8", weights="int4")
 
 
 def test_a_layer_too_big_for_one_window_is_split_with_its_broadcast_and_concat_tree():
@@ -182,7 +201,8 @@ def test_weights_that_do_not_fit_are_streamed_over_gmio_at_the_stream_rate():
     fp32 = aie_perf(dense_model(640, 128), "fp32")
     parts = [layer for layer in fp32.layers if layer.op == "gemm"]
     assert len(parts) == device.max_parts and fp32.resources["GMIO"] == len(parts)
-    for part in parts:  # 640 x 16 fp32 weights each, streamed at onnx2versal's GMIO rate before it can end
+    assert GMIO_WORDS_PER_CYCLE == 1.0  # a 32-bit stream word a cycle: the NoC does not throttle to the QoS request
+    for part in parts:  # 640 x 16 fp32 weights each, streamed a word a cycle before it can end
         assert part.extra["weights"] == "gmio"
         assert part.extra["end"] >= 640 * 16 / GMIO_WORDS_PER_CYCLE
     int8 = aie_perf(dense_model(640, 128), "int8")

@@ -47,11 +47,18 @@ def aie_perf(
     device: str = "vck190",
     calibration: str | Path | calibration_mod.Calibration | None = None,
     cache_dir: str | Path | None = None,
+    weights: str | None = None,
 ) -> Perf:
     """Timing and resources of `model` (the model the target runs: quantized for int8)
     on `device` with `calibration` (default: the shipped VCK190 calibration).
+    `weights` ('int8' | 'uint8') overrides the 8-bit weight type read from the model (a
+    flow that requantizes the model with its own quantizer).
     `cache_dir` is accepted for the cost-model interface; this model needs no cache."""
     dev = load_device(device)
     cal = calibration if isinstance(calibration, calibration_mod.Calibration) else calibration_mod.load(calibration)
     graph = load_graph(model, dtype)
+    if weights is not None:
+        if weights not in ("int8", "uint8"):
+            raise ValueError(f"weights must be 'int8' or 'uint8', not {weights!r}")
+        graph.weight_type = weights
     return perf(map_graph(graph, dev), dev, cal, graph, {"model_sha256": graph.sha256, "dtype": graph.dtype})

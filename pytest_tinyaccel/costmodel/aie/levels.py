@@ -84,6 +84,12 @@ rate of the tile's one vector unit (AM009, "AI Engine Tile Architecture": a VLIW
 bundle carries one vector instruction), whatever the fitted scale."""
 
 
+COUNTED_LEVELS = frozenset({"chan", "cgroup", "spill", "wstream"})
+"""Levels whose cost per trip is counted from the loop body and never scaled: the channel
+loops of the int8 convolutions (qlinearconv.cc), whose isolated runs all have one input
+channel, so no run constrains them (the scale is fitted on the other levels)."""
+
+
 def counted(w: Work) -> tuple[float, float]:
     """(call cost, the other levels' cycles) at the counted costs."""
     call = w.levels.get("call", (0.0, 0.0))
@@ -93,7 +99,7 @@ def counted(w: Work) -> tuple[float, float]:
 def scaled(w: Work, s: float) -> float:
     """The levels other than the call at scale `s`, vector levels at least a cycle a trip."""
     return sum(
-        trips * (max(s * cost, 1.0) if level in VECTOR_LEVELS else s * cost)
+        trips * (cost if level in COUNTED_LEVELS else max(s * cost, 1.0) if level in VECTOR_LEVELS else s * cost)
         for level, (trips, cost) in w.levels.items()
         if level != "call"
     )
@@ -139,14 +145,16 @@ def fit_groups(exclude: frozenset[str] = frozenset(), path: Path = ISOLATED) -> 
 
 
 def constants_for(family: str, fitted: dict[str, Constants]) -> Constants:
-    """The group's constants, else the same class in the other dtype, else the counted costs."""
+    """The group's constants, else its group without the last variant (`conv.int8.uint8w` ->
+    `conv.int8`), else the same class in the other dtype, else the counted costs."""
     if family in fitted:
         return fitted[family]
     kind, dtype, *variant = family.split(".")
-    other = ".".join([kind, "fp32" if dtype == "int8" else "int8", *variant])
-    if other in fitted:
-        c = fitted[other]
-        return Constants(c.s, 0, f"from {other}")
+    candidates = [".".join([kind, dtype, *variant[:n]]) for n in range(len(variant) - 1, -1, -1)]
+    candidates.append(".".join([kind, "fp32" if dtype == "int8" else "int8", *variant]))
+    for other in candidates:
+        if other in fitted:
+            return Constants(fitted[other].s, 0, f"from {other}")
     return Constants(1.0, 0, "counted")
 
 

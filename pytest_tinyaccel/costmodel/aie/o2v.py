@@ -28,12 +28,12 @@ def assign(mapping: Mapping, graph: ModelGraph) -> dict[str, tuple[str, tuple[st
     out: dict[str, tuple[str, tuple[str, ...]] | None] = {}
     for k in mapping.kernels:
         layer = layers.get(k.layer)
-        found = None if layer is None else _one(k, layer, dt, tt, mapping)
+        found = None if layer is None else _one(k, layer, dt, tt, mapping, graph.weight_type)
         out[k.name] = (found[0], tuple(str(x) for x in found[1])) if found else None
     return out
 
 
-def _one(k: Kernel, layer: Layer, dt: str, tt: str, mapping: Mapping) -> tuple[str, list] | None:
+def _one(k: Kernel, layer: Layer, dt: str, tt: str, mapping: Mapping, wtype: str) -> tuple[str, list] | None:
     i = k.info
     if k.kind == "pad":
         c, h, w, top, bottom, left = (int(i[x]) for x in ("c", "h", "w", "top", "bottom", "left"))
@@ -41,7 +41,7 @@ def _one(k: Kernel, layer: Layer, dt: str, tt: str, mapping: Mapping) -> tuple[s
         name = "Pad2DStreamInt8" if dt == "int8" else "Pad2DStreamFloat"
         return name, [tt, c, h, w, _pad_w(w, dt), top, bottom, left, right]
     if k.kind in ("conv", "conv1x1", "dwconv"):
-        return _conv(k, layer, dt)
+        return _conv(k, layer, dt, "h" if wtype == "uint8" else "a")
     if k.kind == "split":
         return _split(k, layer, dt, tt, mapping)
     if k.kind == "concat" and "rows" in i:
@@ -51,7 +51,7 @@ def _one(k: Kernel, layer: Layer, dt: str, tt: str, mapping: Mapping) -> tuple[s
     if k.kind == "gemm":
         rows, kk, n = int(i["rows"]), int(i["k"]), int(i["n"])
         if dt == "int8":
-            return "QgemmStream", ["h", "a", rows, up(kk, 16), up(n, 16)]
+            return "QgemmStream", ["h", "h" if wtype == "uint8" else "a", rows, up(kk, 16), up(n, 16)]
         vector = kk % 4 == 0 and n % 4 == 0
         return ("GemmReluMKKN" if vector else "GemmReluScalarMKKN"), [rows, kk, n, 1]
     if k.kind == "pool":
@@ -59,7 +59,7 @@ def _one(k: Kernel, layer: Layer, dt: str, tt: str, mapping: Mapping) -> tuple[s
     return _single(k, layer, dt, tt)
 
 
-def _conv(k: Kernel, layer: Layer, dt: str) -> tuple[str, list]:
+def _conv(k: Kernel, layer: Layer, dt: str, wt: str) -> tuple[str, list]:
     _, c, _, _ = layer.in_shape
     _, m, _, ow = layer.out_shape
     kh, kw = layer.attrs["kernel"]
@@ -74,7 +74,7 @@ def _conv(k: Kernel, layer: Layer, dt: str) -> tuple[str, list]:
             name = "QLinearConvHx4PktStream" if pkt else "QLinearConvHx4Stream"
         else:
             name = "QLinearConvHx6x8bitStream"
-        return name, ["h", "a", rows_in, in_w, ow, up(ow, 16), sh, sw, 1, c, m, kh, kw, group]
+        return name, ["h", wt, rows_in, in_w, ow, up(ow, 16), sh, sw, 1, c, m, kh, kw, group]
     if kh == kw == 1:
         name = "Conv1x1ReluPktStream" if pkt else "Conv1x1ReluStream"
     elif kw <= 4:

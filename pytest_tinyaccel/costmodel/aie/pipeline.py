@@ -6,8 +6,8 @@ the constants fitted on isolated runs (levels.py). A kernel with no onnx2versal
 template (the broadcast feeding matrix-product parts: a window shared by the parts, no
 kernel of its own; an element-wise op the flow has no kernel for) is costed by the
 per-class calibration instead, as a window-in, window-out kernel, and says so.
-Weights that do not fit a tile stream in every inference over GMIO at the device's
-stream rate; graph inputs arrive over a 64-bit PLIO at the PL clock.
+Weights that do not fit a tile stream in every inference over GMIO, a word a cycle; graph
+inputs arrive over a 64-bit PLIO at the PL clock.
 """
 
 from __future__ import annotations
@@ -25,9 +25,12 @@ from .tokensim import Node, Timeline, simulate
 PLIO_BITS = 64
 PL_CLOCK_HZ = 500e6
 """onnx2versal's PLIO: adf::plio_64_bits at aiecompiler --pl-freq=500 (its Makefile)."""
-GMIO_WORDS_PER_CYCLE = 500e6 / 4 / 1.25e9
-"""onnx2versal's weight GMIO: input_gmio::create(name, 64, 500): 500 MB/s, in 32-bit words
-per 1.25 GHz cycle (its python/generator_cpp.py)."""
+GMIO_WORDS_PER_CYCLE = 1.0
+"""A weight GMIO port delivers a 32-bit stream word a cycle (the shim DMA's MM2S channel into
+the tile's 32-bit stream port). onnx2versal requests 500 MB/s (input_gmio::create(name, 64,
+500), python/generator_cpp.py), but that is a NoC QoS request: "the NoC does not rate-limit
+traffic based on the QoS specification" (PG313, Quality of Service). The published AD fp32
+figure (28,453 cycles for two layers of 8 x 10,240 streamed weight words) needs >= 0.7 a cycle."""
 INFERENCES = 3
 """Inferences simulated back to back: the first is the latency, the last two the steady state."""
 

@@ -28,6 +28,7 @@ WINDOW, STREAM, FILL = "window", "stream", "fill"
 stream the kernel copies whole into local memory before computing (PktStream kernels)."""
 
 _TYPES = {"f": "fp32", "float": "fp32", "float_t": "fp32", "a": "int8", "h": "int8"}
+_UNSIGNED = frozenset({"h", "uint8_t", "unsigned char"})
 _TYPES |= {"int8_t": "int8", "uint8_t": "int8", "signed char": "int8", "unsigned char": "int8"}
 
 
@@ -60,12 +61,17 @@ class Work:
     """Weights streamed in every inference (GMIO in onnx2versal's conv graphs)."""
     macs: float = 0.0
     notes: list[str] = field(default_factory=list)
+    variant: str = ""
+    """Another loop body of the same template: 'uint8w' when unsigned weights add a msc16."""
 
     @property
     def family(self) -> str:
-        """Which fitted constants apply: the class and dtype (logs.classify's key), and
-        `.scalar` for the scalar implementations (another loop body altogether)."""
-        return f"{self.kind}.{self.dtype}" + (".scalar" if "Scalar" in self.template else "")
+        """Which fitted constants apply: the loop body's class and dtype (logs.classify's key,
+        but a 1x1 template is a 1x1 loop nest whatever its stride), then `.scalar` for the
+        scalar implementations and the variant (other loop bodies)."""
+        kind = "conv1x1" if "Conv1x1" in self.template else self.kind
+        scalar = ".scalar" if "Scalar" in self.template else ""
+        return f"{kind}.{self.dtype}{scalar}" + (f".{self.variant}" if self.variant else "")
 
 
 def ints(args: tuple[str, ...] | list[str]) -> list[int]:
@@ -75,6 +81,11 @@ def ints(args: tuple[str, ...] | list[str]) -> list[int]:
 
 def dtype_of(token: str) -> str:
     return _TYPES.get(token.strip(), "fp32")
+
+
+def signedness(token: str) -> str:
+    """'uint8' for an unsigned 8-bit template type (typeid name `h`), else 'int8'."""
+    return "uint8" if token.strip() in _UNSIGNED else "int8"
 
 
 def words(elems: float, dtype: str) -> float:
@@ -118,24 +129,50 @@ def _conv_fp32(t: str, a: list[int]) -> Work:
     return Work(t, kind, "fp32", lv, rows, [port], rows * out_w_pad, False, b * m * ckk, macs)
 
 
-def _conv_int8(t: str, a: list[int]) -> Work:
+LOAD_TO_USE = 7.0
+"""Cycles from issuing a vector load to using its data: the AGU has the address in E2 and
+the loaded data reaches the core in E7 (UG1702, "Enabling AI Engine Pipeline")."""
+STORE_TO_LOAD = 6.0 + LOAD_TO_USE
+"""A vector stored to data memory and read back: the store unit sends the data in E5 or E6
+(UG1702, same section), then a load's latency."""
+
+
+def _conv_int8(t: str, a: list[int], wtype: str) -> Work:
+    """The QLinearConv*Stream loop nests (qlinearconv.cc at 392b325): per output channel m
+    the CKK weights are read from the weight stream, then per output row and 16-column vector
+    the channel loop accumulates, then one requantizing MAC and a 16-byte stream write."""
     inp_h, inp_w, _, out_w_pad, sh, sw, b, c, m, kh, kw, group = a[:12]
     out_h = (inp_h - kh) // sh + 1
     cpm = c // group
     rows = b * m * out_h
     vec = rows * math.ceil(out_w_pad / (16 // sw))
+    # MAC_ROW is one mac16, and a second vector op (msc16 with the weight zero point) when
+    # the weights are unsigned (TTPARAM uint8_t); qlinearconv.cc's Hx6x8bit path has no msc16
+    ops = 2 if wtype == "uint8" and "Hx6x8bit" not in t else 1
     lv: dict[str, tuple[float, float]] = {"call": (1, 60.0), "m": (b * m, 12.0), "row": (rows, 4.0)}
-    lv["vec"] = (vec, 10.0 if sw == 1 else 14.0)  # requantize, 16 bytes out (stride 2: two put_ms)
-    if "1x1" in t:  # a mac16 per two channels, two 16-byte loads through one pointer
+    # with a channel loop inside it, the w loop is not software-pipelined: the latencies of
+    # the channel loop's first loads and of stride 2's trip through memory are exposed per
+    # vector; without one (a single channel, or fewer than 16 for 1x1) they are hidden
+    looped = cpm >= 16 if "1x1" in t else cpm > 1
+    lv["vec"] = (vec, 10.0 if sw == 1 or looped else 14.0)  # requantize, 16 bytes out
+    if sw == 2 and looped:  # the 16 results go through memory ((int *) &tmp) to two put_ms
+        lv["spill"] = (vec, STORE_TO_LOAD)
+    if "1x1" in t:  # per channel pair: two 16-byte loads through in_ptr, MAC_ROW; per 16: a weight unpack
         ckk = up(cpm, 16)
-        lv["mac"] = (vec * math.ceil(cpm / 2), 2.0)
-    elif "Hx6x8bit" in t:
+        lv["chan"] = (vec * (cpm // 2), max(2.0, ops))
+        lv["cgroup"] = (vec * math.ceil(cpm / 16) if looped else 0, LOAD_TO_USE + 1.0)  # + the unpack
+        lv["mac"] = (vec * (cpm % 2), max(1.0, ops))  # the odd channel: one load, MAC_ROW
+    elif "Hx6x8bit" in t:  # per kernel row: a weight load (ckk_row_ptr), a data load (in_ptr), a mac16
         ckk = cpm * kh * 16
-        lv["mac"] = (vec * cpm * kh, 2.0)  # a weight load and a mac16 per kernel row
-    else:  # Hx4: a mac16 (4 taps) and a 32-byte load per kernel row
+        lv["chan"] = (vec * cpm, float(kh))
+        lv["cgroup"] = (vec if looped else 0, LOAD_TO_USE)  # the pipelined channel loop's fill
+    else:  # Hx4: per 4 kernel rows a weight load and unpack; per kernel row a 32-byte load and MAC_ROW
         ckk = cpm * up(kh * kw, 16)
-        lv["mac"] = (vec * cpm * kh, 1.0)
-    lv["wload"] = (b * m * ckk / 16, 1.0)
+        lv["chan"] = (vec * cpm, float(max(kh * ops + kh // 4 + 1, kh)))
+        lv["cgroup"] = (vec if looped else 0, LOAD_TO_USE)  # the pipelined channel loop's fill
+    # per m, readincr_v16 copies the CKK weights from the weight stream before computing:
+    # 16 bytes are four 32-bit stream words, a word a cycle (not overlapped with the MACs)
+    lv["wstream"] = (b * m * ckk / 16, 4.0)
     inp = b * c * inp_h * inp_w
     port = Port(inp / 4, WINDOW)
     if "Pkt" in t:
@@ -143,7 +180,9 @@ def _conv_int8(t: str, a: list[int]) -> Work:
         port = Port(inp / 4, FILL)
     macs = b * m * out_h * out_w_pad * cpm * kh * kw
     kind = conv_class(c, group, kh, kw, sh)
-    return Work(t, kind, "int8", lv, rows, [port], rows * out_w_pad / 4, False, b * m * ckk / 4, macs)
+    out = Work(t, kind, "int8", lv, rows, [port], rows * out_w_pad / 4, False, b * m * ckk / 4, macs)
+    out.variant = "uint8w" if ops == 2 else ""
+    return out
 
 
 # ----- matrix products --------------------------------------------------------------------------
@@ -277,7 +316,7 @@ TEMPLATES: dict[str, Callable[[str, tuple[str, ...]], Work]] = {
     **{n: _plain(_conv_fp32) for n in ("ConvHx4ReluStream", "ConvHx4ReluPktStream", "ConvHx8ReluStream")},
     **{n: _plain(_conv_fp32) for n in ("Conv1x1ReluStream", "Conv1x1ReluPktStream")},
     **{
-        n: _plain(_conv_int8, 2)
+        n: lambda t, args: _conv_int8(t, ints(args[2:]), signedness(args[1]))
         for n in (
             "QLinearConvHx4Stream",
             "QLinearConvHx4PktStream",

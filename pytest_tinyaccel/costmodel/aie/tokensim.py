@@ -9,7 +9,9 @@ call's fixed cost on the first. A step
 * waits for the input rows it reads: a stream in proportion (step j of S reads up to
   row ceil((j+1)/S x rows) of its producer), a window all of them before the first
   step (the kernel starts when its window is full), a fill step its share of rows;
-* waits for streamed weights (GMIO) at `gmio_words_per_cycle` and for graph input at
+* waits for streamed weights (GMIO: at most `gmio_words_per_cycle` since cycle 0, and
+  no faster than that during the step, a stream FIFO being far smaller than the weights)
+  and for graph input at
   the PLIO rate, both sources that start at cycle 0;
 * takes at least its port floor: each stream port moves one 32-bit word a cycle;
 * cannot finish while its consumer is more than a FIFO behind (backpressure:
@@ -107,6 +109,8 @@ def _plan(node: Node, ptok: list[int], inferences: int, gmio: float, plio: float
             floor[fills:] = np.maximum(floor[fills:], port.words / steps)
     if not node.out_window:
         floor[fills:] = np.maximum(floor[fills:], node.out_words / steps)
+    if node.weight_words:  # the weight stream holds a FIFO, not the weights: read as computed
+        floor[fills:] = np.maximum(floor[fills:], node.weight_words / steps / gmio)
     cost1 = np.maximum(cost1, floor)
     n1 = len(cost1)
     needs = []
@@ -128,8 +132,8 @@ def _plan(node: Node, ptok: list[int], inferences: int, gmio: float, plio: float
     emit = np.maximum.accumulate(emit)
     gmio_ready = np.zeros(n1 * inferences)
     if node.weight_words:
-        share = np.zeros(n1)
-        share[fills:] = np.arange(1, steps + 1) / steps * node.weight_words
+        share = np.zeros(n1)  # weights delivered before the step starts; its own come during it
+        share[fills:] = np.arange(0, steps) / steps * node.weight_words
         gmio_ready = np.concatenate([(share + i * node.weight_words) / gmio for i in range(inferences)])
         gmio_ready[np.concatenate([np.arange(n1) < fills] * inferences)] = 0.0
     return _Plan(
@@ -153,7 +157,7 @@ def simulate(
     *,
     inferences: int = 1,
     plio_words_per_cycle: float = 0.8,
-    gmio_words_per_cycle: float = 0.1,
+    gmio_words_per_cycle: float = 1.0,
     fifo_words: float = 32.0,
     max_passes: int = 200,
 ) -> Timeline:
