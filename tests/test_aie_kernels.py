@@ -128,6 +128,22 @@ g,DequantizeLinear,"h,1,64,64",810,870
 """A concat whose second input was never logged, and a template the model does not know."""
 
 
+PARTS = """graph,kernel,template_args,start,end
+g,Pad2DStreamInt8,"h,64,25,5,16,1,1,1,10",30,50000
+g,QLinearConvHx4PktStream,"h,a,7,16,5,16,1,1,1,64,64,3,3,64",90,53200
+g,QLinearConvHx4PktStream,"h,a,7,16,5,16,1,1,1,64,64,3,3,64",91,53400
+g,ConcatInt8Stream,"h,64,80,80,160",30,53410
+"""
+"""A layer in two packet-stream parts joined by a concat (as onnx2versal's KWS int8 log)."""
+
+
+def test_every_part_of_a_layer_reads_the_layers_input_and_feeds_the_concat():
+    g = loggraph.rebuild(read_csv(PARTS))
+    assert g.preds[1] == g.preds[2] == [0]  # both parts read the pad (through the split that does not log)
+    assert sorted(g.preds[3]) == [1, 2]  # the concat reads both parts, not one part and the pad
+    assert len(g.virtual) == 1 and g.virtual[0].startswith("split@")
+
+
 def test_validation_runs_on_a_log_with_missing_producers_and_an_unknown_kernel(tmp_path, capsys):
     kernels = read_csv(LOG)
     results, graphs = validate.compare(kernels, shape_out=True)

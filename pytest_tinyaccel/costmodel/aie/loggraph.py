@@ -57,8 +57,9 @@ def rebuild(kernels: list[LogKernel], fitted: dict[str, levels.Constants] | None
     unread: list[int] = []
     preds: dict[int, list[int]] = {}
     for i in order:
-        if anchor[i] != i:
+        if anchor[i] != i:  # a later part of a layer: its first part's input; its output is read too
             preds[i] = preds.get(anchor[i], [])
+            unread.append(i)
             continue
         w = works[i]
         n_in = len(w.inputs) if w is not None else 1
