@@ -12,8 +12,10 @@ unit-test graph; never an in-graph log), minimising the relative error of
 (stream ports at the unit test's 64-bit PLIO rate; a window is filled before the
 kernel's timer starts). One scale, not a constant per level: the isolated runs are
 one to four small shapes per group, too few to separate the levels (an affine fit
-put a 1,400-cycle call cost on int8 convolutions). A group with no run takes the
-other dtype's constants of the same class, else the counted costs (s = 1).
+put a 1,400-cycle call cost on int8 convolutions). Levels no run constrains (the channel
+loops of int8 convolutions, `COUNTED_LEVELS`) keep their counted cost. A group with no run
+takes its signed-weight group's constants (unsigned weights), else the other dtype's, else
+the counted costs (s = 1).
 `fit_groups(exclude=...)` refits without some runs: the leave-one-shape-out check of
 benchmarks/aie_validation.py.
 """
@@ -145,16 +147,17 @@ def fit_groups(exclude: frozenset[str] = frozenset(), path: Path = ISOLATED) -> 
 
 
 def constants_for(family: str, fitted: dict[str, Constants]) -> Constants:
-    """The group's constants, else its group without the last variant (`conv.int8.uint8w` ->
-    `conv.int8`), else the same class in the other dtype, else the counted costs."""
-    if family in fitted:
-        return fitted[family]
+    """The group's constants, else for unsigned weights (`.uint8w`) its signed group's, else
+    the same class in the other dtype (a scalar body only from a scalar body), else the
+    counted costs."""
     kind, dtype, *variant = family.split(".")
-    candidates = [".".join([kind, dtype, *variant[:n]]) for n in range(len(variant) - 1, -1, -1)]
-    candidates.append(".".join([kind, "fp32" if dtype == "int8" else "int8", *variant]))
-    for other in candidates:
-        if other in fitted:
-            return Constants(fitted[other].s, 0, f"from {other}")
+    other = "fp32" if dtype == "int8" else "int8"
+    base = [v for v in variant if v != "uint8w"]
+    candidates = [family, ".".join([kind, dtype, *base]), ".".join([kind, other, *base])]
+    for i, name in enumerate(dict.fromkeys(candidates)):
+        if name in fitted:
+            c = fitted[name]
+            return c if i == 0 else Constants(c.s, 0, f"from {name}")
     return Constants(1.0, 0, "counted")
 
 
