@@ -30,6 +30,7 @@ from .modelfiles import model_sha256
 from .models import Model
 from .perf import Perf
 from .record import BuildLog, ProfileRow
+from .runnable import needs_unwrapping, unwrap
 from .runtime import create_session, dequantized, input_specs, output_specs, to_model_inputs
 from .targets.base import Build, RunResult, Target, TargetError
 
@@ -81,15 +82,15 @@ class Runner:
         return BuildLog(cache.built, cache.reused, cache.failed, cache.repaired, self.results_reused)
 
     def dtype_model(self, model: Model, dtype: str) -> Path:
-        """The ONNX file that defines `dtype`: the float model, or its int8 version
-        (the author's, or ONNX Runtime's static quantization, cached)."""
+        """The ONNX file that defines `dtype`: the float model (runnable.py: with ZipMap outputs unwrapped),
+        or its int8 version (the author's, or ONNX Runtime's static quantization of it, cached)."""
         key = (model.name, dtype)
         if key not in self._dtype_models:
             input_specs(model.onnx_path)  # a corrupt model fails here, with its name, before any tool sees it
             if dtype == "fp32":
-                path = model.onnx_path
+                path = self._runnable(model, model.onnx_path)
             elif model.int8_onnx_path is not None:
-                path = model.int8_onnx_path
+                path = self._runnable(model, model.int8_onnx_path)
             else:
                 import onnxruntime
 
@@ -99,11 +100,21 @@ class Runner:
                     "settings": model.quantization,
                     "onnxruntime": onnxruntime.__version__,
                 }
-                create_session(model.onnx_path)  # the float model must load in ONNX Runtime before it is quantized
-                folder = self.cache.get("quantized", model.name, parts, lambda d: _quantize(model, d / "model.onnx"))
+                source = self._runnable(model, model.onnx_path)
+                create_session(source)  # the float model must load in ONNX Runtime before it is quantized
+                folder = self.cache.get(
+                    "quantized", model.name, parts, lambda d: _quantize(model, source, d / "model.onnx")
+                )
                 path = folder / "model.onnx"
             self._dtype_models[key] = path
         return self._dtype_models[key]
+
+    def _runnable(self, model: Model, path: Path) -> Path:
+        """`path`, or its copy with ZipMap outputs unwrapped into tensors (cached by content)."""
+        if not needs_unwrapping(path):
+            return path
+        parts = {"model_sha256": model_sha256(path), "unwrap": RUNNABLE_VERSION}
+        return self.cache.get("runnable", model.name, parts, lambda d: unwrap(path, d / "model.onnx")) / "model.onnx"
 
     def _simulate(
         self, target: Target, build: Build, case: Case, feed: dict[str, np.ndarray]
@@ -257,17 +268,19 @@ def _inputs_digest(feed: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+RUNNABLE_VERSION = 1
+"""Bumped when `runnable.unwrap` changes what it writes."""
 QUANTIZATION_NOTE = "quantization-note.txt"
 """Beside a quantized model: how its quantization left ONNX Runtime's recommended path (the report says it)."""
 
 
-def _quantize(model: Model, dst: Path) -> None:
-    """ONNX Runtime's static quantization, its failures said in one sentence."""
+def _quantize(model: Model, source: Path, dst: Path) -> None:
+    """ONNX Runtime's static quantization of the model's runnable form, its failures said in one sentence."""
     from .quantize import quantize_model
 
     calibration = model.load_calibration()
     try:
-        note = quantize_model(model.onnx_path, dst, calibration, model.quantization)
+        note = quantize_model(source, dst, calibration, model.quantization)
     except DataError:
         raise
     except Exception as exc:  # onnx / onnxruntime raise many types here

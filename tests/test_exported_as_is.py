@@ -230,3 +230,15 @@ def test_logits_without_a_role_get_a_warning(project: Project) -> None:
             "declares no role, so it is scored as probabilities; if it holds logits, declare *"
         ]
     )
+
+
+def test_zipmap_probabilities_are_unwrapped_into_a_tensor(project: Project) -> None:
+    """skl2onnx's default ZipMap output (a sequence of {class: probability} maps) is read as the probability
+    tensor it wraps: golden, accuracy and Top-5 run on cpu in both dtypes."""
+    _copy(project, "skl_zipmap")
+    result = project.run("-m", "cpu", "--tinyaccel-update-golden")
+    result.assert_outcomes(passed=6)
+    golden = json.loads((project.path / "golden" / "skl_zipmap" / "golden.json").read_text())
+    assert set(golden["dtypes"]["fp32"]["outputs"]) == {"output_label", "output_probability"}
+    probabilities = np.load(project.path / "golden" / "skl_zipmap" / "fp32.1.npy")
+    assert probabilities.shape == (10, 10) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)

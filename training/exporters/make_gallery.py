@@ -63,6 +63,7 @@ def write_folder(name: str, files: dict[str, np.ndarray], manifest: str) -> Path
 CALIBRATED = 'calibration = "X_calib.npy"'
 LOGITS = '\n[outputs.logits]\nrole = "logits"\n'
 SKL_OUTPUTS = '\n[outputs.probabilities]\nrole = "probabilities"\n\n[outputs.label]\nrole = "ignore"\n'
+ZIPMAP_OUTPUTS = '\n[outputs.output_probability]\nrole = "probabilities"\n\n[outputs.output_label]\nrole = "ignore"\n'
 PRE_QUANTIZED = 'dtypes = ["int8"]\nmodel_int8 = "model.onnx"'
 
 
@@ -275,7 +276,7 @@ def sklearn_models(xtr, ytr, xte, yte) -> None:
                 "scaler + MLP",
                 0.93,
                 CALIBRATED,
-                SKL_OUTPUTS if options else "",
+                SKL_OUTPUTS if options else ZIPMAP_OUTPUTS,
             ),
         )
         model = to_onnx(
