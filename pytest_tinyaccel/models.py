@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, Field, ManifestWarning, at_least, check_value, validate
+from .config import ConfigError, Field, at_least, check_value, validate
 from .data import load_array
 from .errors import DataError
 from .margins import parse_margins
-from .modelfiles import load_inline, model_sha256
-from .quantinfo import Quantization, quantization
-from .runtime import load_onnx, output_specs
+from .modelfiles import model_sha256
+from .modelkinds import prequantized, warn_unscored_logits
+from .runtime import output_specs
 
 MANIFEST = "model.toml"
 DTYPES = ("fp32", "int8")
@@ -332,7 +331,7 @@ def load_model(manifest: Path) -> Model:
             v[key] = _resolve(manifest, key, v[key])
         elif key == "y_test":
             v[key] = None  # no labels: accuracy is skipped, not faked
-    bits = _prequantized(manifest, raw, v)
+    bits = prequantized(manifest, raw, v)
     if "int8" in v["dtypes"] and v["model_int8"] is None and v["calibration"] is None:
         raise ConfigError(
             manifest,
@@ -379,89 +378,10 @@ def load_model(manifest: Path) -> Model:
             listed = ", ".join(map(repr, names))
             raise ConfigError(manifest, f'outputs."{name}"', f"{model.onnx_path.name} has no output {name!r}: {listed}")
     _ = model.scored_output  # an ambiguous scored output is a manifest error, raised now
-    _warn_unscored_logits(model)
-    return model
-
-
-_NORMALIZERS = {"Softmax", "LogSoftmax", "Sigmoid", "QLinearSoftmax", "QLinearSigmoid", "ZipMap"}
-_PASS_THROUGH = {
-    "Reshape",
-    "Flatten",
-    "Squeeze",
-    "Unsqueeze",
-    "Identity",
-    "Transpose",
-    "QuantizeLinear",
-    "DequantizeLinear",
-    "Cast",
-}
-
-
-def _warn_unscored_logits(model: Model) -> None:
-    """A classifier whose scored output has no declared role is scored as probabilities; when no softmax
-    (or sigmoid) produces it, it is probably logits, and Top-5 would store raw scores: say so."""
-    if not model.is_classification or model.outputs.get(model.scored_output, {}).get("role"):
-        return
-    try:
-        graph = load_onnx(model.onnx_path).graph
-    except DataError:
-        return
-    producer = {o: n for n in graph.node for o in n.output}
-    node = producer.get(model.scored_output)
-    while node is not None and node.op_type in _PASS_THROUGH and node.input:
-        node = producer.get(node.input[0])
-    if node is None or node.op_type in _NORMALIZERS:
-        return
-    warnings.warn(
-        ManifestWarning(
-            f"{model.manifest_path}: output '{model.scored_output}' comes from a {node.op_type}, not a softmax, "
-            f"and declares no role, so it is scored as probabilities; if it holds logits, declare "
-            f'[outputs."{model.scored_output}"] role = "logits" (accuracy is the same, Top-5 probabilities are not)'
-        ),
-        stacklevel=2,
+    warn_unscored_logits(
+        model.onnx_path, model.manifest_path, model.scored_output, model.is_classification, model.outputs
     )
-
-
-def _quantization(path: Path) -> Quantization | None:
-    try:
-        return quantization(load_inline(path))
-    except (DataError, ValueError):  # an unreadable model fails its cases, with its own message
-        return None
-
-
-def _prequantized(manifest: Path, raw: dict[str, Any], v: dict[str, Any]) -> str:
-    """A `model` that is already quantized defines the int8 case as it is (never quantized again) and has no
-    fp32 case; a `model_int8` must be quantized. Fills in dtypes and model_int8; returns the int8 bit widths."""
-    found = _quantization(v["model"])
-    if found:
-        name = v["model"].name
-        if "dtypes" in raw and "fp32" in v["dtypes"]:
-            raise ConfigError(
-                manifest,
-                "dtypes",
-                f"{name} is already quantized ({found.describe()}): it has no float version to run as fp32; set "
-                'dtypes = ["int8"], or give the float model as `model` and this one as `model_int8`',
-            )
-        if v["model_int8"] is not None and v["model_int8"] != v["model"]:
-            raise ConfigError(
-                manifest,
-                "model_int8",
-                f"`model` ({name}) is already quantized ({found.describe()}); leave model_int8 out, or give the "
-                "float model as `model`",
-            )
-        v["dtypes"], v["model_int8"] = ["int8"], v["model"]
-        return found.label
-    if v["model_int8"] is None:
-        return ""
-    int8 = _quantization(v["model_int8"])
-    if int8 is not None and not int8:
-        raise ConfigError(
-            manifest,
-            "model_int8",
-            f"{v['model_int8'].name} has no quantization nodes (QuantizeLinear, QLinear*, QONNX Quant ...): it "
-            "computes in float, so it cannot be the int8 model; quantize it, or leave model_int8 out",
-        )
-    return int8.label if int8 else ""
+    return model
 
 
 def _output_names(onnx_path: Path) -> list[str]:
