@@ -149,12 +149,14 @@ def run_qonnx(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> dict[str, 
     spec = next((v for v in copy.graph.input if v.name == name), None)
     if spec is None:
         raise DataError(f"{_name(model)} has no input named {name!r}")
+    if not len(x):
+        raise DataError(f"no samples to run {_name(model)} on")
     dims = spec.type.tensor_type.shape.dim
     fixed = dims[0].dim_value if dims and dims[0].HasField("dim_value") else 0
     step = fixed or len(x)
-    if not fixed:
-        wrapper = wrapper.transform(modules.ChangeBatchSize(step))
     try:
+        if not fixed:
+            wrapper = wrapper.transform(modules.ChangeBatchSize(step))
         wrapper = wrapper.transform(modules.InferShapes())
         chunks = []
         for start in range(0, len(x), step):

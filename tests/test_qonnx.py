@@ -319,6 +319,52 @@ def test_qcdq_form_of_brevitas_qonnx_is_brevitas_qcdq(tmp_path) -> None:
 PER_CHANNEL = np.linspace(0.05, 0.2, 4, dtype=np.float32)
 
 
+def conv_net() -> onnx.ModelProto:
+    """x -> Quant (int8) -> Conv with 4-bit weights, one scale per output channel, float bias -> Relu -> Quant
+    (uint8): the QONNX form of a quantized convolution layer, dynamic batch."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32)
+    constants = {
+        "w": w,
+        "b": rng.normal(0, 0.1, 8).astype(np.float32),
+        "w_scale": (np.abs(w).reshape(8, -1).max(1) / 7).astype(np.float32).reshape(8, 1, 1, 1),
+        "x_scale": np.float32(0.02),
+        "y_scale": np.float32(0.05),
+        "zero": np.float32(0),
+        "bits8": np.float32(8),
+        "bits4": np.float32(4),
+    }
+    nodes = [
+        helper.make_node("Quant", ["x", "x_scale", "zero", "bits8"], ["xq"], domain=QONNX, signed=1, narrow=0),
+        helper.make_node("Quant", ["w", "w_scale", "zero", "bits4"], ["wq"], domain=QONNX, signed=1, narrow=1),
+        helper.make_node("Conv", ["xq", "wq", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Quant", ["r", "y_scale", "zero", "bits8"], ["y"], domain=QONNX, signed=0, narrow=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "conv_net",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 8, 8])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(QONNX, 1)])
+
+
+@needs_qonnx
+def test_a_per_channel_4_bit_convolution_goes_to_onnx_runtime_and_the_emulator_follows_bit_for_bit() -> None:
+    model = conv_net()
+    route = qonnx_route(model)
+    assert (route.golden, route.bits, [b.layer for b in route.layers]) == ("onnxruntime", "w4a8", ["conv"])
+    x = np.random.default_rng(1).normal(0, 1, (16, 3, 8, 8)).astype(np.float32)
+    golden = run_session(create_session(route.model.SerializeToString()), {"x": x})["y"]
+    graph = Graph.load(route.model, qdq=route.qdq)
+    assert graph.fused == ("conv",)  # ONNX Runtime's QLinearConv
+    assert_bit_exact(graph.run({"x": x})["y"], golden, "emulator on the QCDQ form")
+    # and on the QONNX form as written, the emulator is qonnx's executor bit for bit
+    assert_bit_exact(Graph.load(model).run({"x": x})["y"], run_qonnx(model, {"x": x})["y"], "QONNX form")
+
+
 @needs_qonnx
 def test_onnx_runtimes_golden_and_qonnxs_executor_agree_on_every_class() -> None:
     """Not bit for bit: ONNX Runtime quantizes the first Gemm's float bias to int32 (QGemm) where qonnx's executor
@@ -415,9 +461,20 @@ def test_route_errors_are_clear(monkeypatch) -> None:
     float_model, _ = _gallery("torch_legacy")
     with pytest.raises(DataError, match="has no QONNX node"):
         qonnx_route(float_model)
+
     monkeypatch.setitem(sys.modules, "qonnx.core.modelwrapper", None)  # qonnx not installed
     with pytest.raises(DataError, match=r"need the qonnx package .*pip install -c constraints.txt -e \"\.\[hls4ml\]\""):
         qonnx_route(_gallery("brevitas_qonnx")[0])
+
+
+@needs_qonnx
+def test_run_qonnx_errors_are_clear() -> None:
+    with pytest.raises(DataError, match="no samples to run"):
+        run_qonnx(conv_net(), {"x": np.zeros((0, 3, 8, 8), np.float32)})
+    with pytest.raises(DataError, match="has no input named 'image'"):
+        run_qonnx(conv_net(), {"image": np.zeros((1, 3, 8, 8), np.float32)})
+    with pytest.raises(DataError, match=r"qonnx's executor failed on model 'conv_net': \w+"):
+        run_qonnx(conv_net(), {"x": np.zeros((2, 3, 9, 9), np.float32)})  # not the declared 8 x 8
 
 
 # ----------------------------------------------------------------------------- bit widths of any quantized graph
