@@ -14,6 +14,7 @@ from . import (  # noqa: F401  (importing registers the ops)
     indexing,
     integer,
     normalization,
+    qonnx_ops,
     quant,
     recurrent,
     reduce,

@@ -124,10 +124,11 @@ def _conv(ctx: BuildContext) -> Kernel:
         assert x is not None and w is not None
         _check_rank(ctx, x, win)
         x2, w2 = _as_2d(x, win.rank), _as_2d(w, win.rank)
-        dtype = x.dtype
+        # float16 is computed in float32 and rounded once at the end (the compiled loops have no float16)
+        dtype = np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
         bias = None if b is None else b.astype(dtype)
         y = conv2d(
-            x2,
+            x2.astype(dtype, copy=False),
             w2.astype(dtype, copy=False),
             win.strides,
             win.pads_for(x2.shape[2:], w2.shape[2:]),
@@ -136,7 +137,7 @@ def _conv(ctx: BuildContext) -> Kernel:
             dtype.type,
             epilogue=_bias_relu(bias, relu) if bias is not None or relu else None,
         )
-        return [_from_2d(y, win.rank)]
+        return [_from_2d(y, win.rank).astype(x.dtype, copy=False)]
 
     return run
 
