@@ -30,7 +30,7 @@ from .modelfiles import model_sha256
 from .models import Model
 from .perf import Perf
 from .record import BuildLog, ProfileRow
-from .runnable import needs_unwrapping, unwrap
+from .runnable import make_runnable, needs_changes
 from .runtime import create_session, dequantized, input_specs, output_specs, to_model_inputs
 from .targets.base import Build, RunResult, Target, TargetError
 
@@ -110,11 +110,17 @@ class Runner:
         return self._dtype_models[key]
 
     def _runnable(self, model: Model, path: Path) -> Path:
-        """`path`, or its copy with ZipMap outputs unwrapped into tensors (cached by content)."""
-        if not needs_unwrapping(path):
+        """`path`, or its runnable form (runnable.py: ZipMap unwrapped, QONNX as QCDQ), cached by content."""
+        if not needs_changes(path):
             return path
-        parts = {"model_sha256": model_sha256(path), "unwrap": RUNNABLE_VERSION}
-        return self.cache.get("runnable", model.name, parts, lambda d: unwrap(path, d / "model.onnx")) / "model.onnx"
+        parts = {"model_sha256": model_sha256(path), "runnable": RUNNABLE_VERSION}
+
+        def produce(folder: Path) -> None:
+            note = make_runnable(path, folder / "model.onnx")
+            if note:
+                (folder / RUNNABLE_NOTE).write_text(note + "\n")
+
+        return self.cache.get("runnable", model.name, parts, produce) / "model.onnx"
 
     def _simulate(
         self, target: Target, build: Build, case: Case, feed: dict[str, np.ndarray]
@@ -195,9 +201,9 @@ class Runner:
             except ValueError as exc:
                 error = f"{model.metric} cannot be computed: {exc}"
         perf = result.perf or Perf(simulator=target.simulator(case.mode))
-        quantization_note = onnx_path.parent / QUANTIZATION_NOTE
-        if case.dtype != "fp32" and quantization_note.is_file():
-            perf.simulator += "; " + quantization_note.read_text().strip()
+        for note in (onnx_path.parent / QUANTIZATION_NOTE, onnx_path.parent / RUNNABLE_NOTE):
+            if note.is_file():
+                perf.simulator += "; " + note.read_text().strip()
         reference, made_by = golden_reference(golden, case, target, build)
         if made_by:
             perf.simulator += f"; int8 goldens checked against their {target.int8_arithmetic(build)} outputs"
@@ -268,8 +274,10 @@ def _inputs_digest(feed: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-RUNNABLE_VERSION = 1
-"""Bumped when `runnable.unwrap` changes what it writes."""
+RUNNABLE_VERSION = 2
+"""Bumped when `runnable.make_runnable` changes what it writes."""
+RUNNABLE_NOTE = "runnable-note.txt"
+"""Beside a runnable model: what was done to the user's model to run it (the report says it)."""
 QUANTIZATION_NOTE = "quantization-note.txt"
 """Beside a quantized model: how its quantization left ONNX Runtime's recommended path (the report says it)."""
 

@@ -242,3 +242,47 @@ def test_zipmap_probabilities_are_unwrapped_into_a_tensor(project: Project) -> N
     assert set(golden["dtypes"]["fp32"]["outputs"]) == {"output_label", "output_probability"}
     probabilities = np.load(project.path / "golden" / "skl_zipmap" / "fp32.1.npy")
     assert probabilities.shape == (10, 10) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- QONNX
+
+
+def _qonnx_at(project: Project, activation_bits: float | None = None) -> Path:
+    """brevitas_qonnx, its activation quantizers at `activation_bits` where given (more than 8 bits: beyond
+    what ONNX's quantization ops hold, so qonnx's executor makes the golden)."""
+    folder = _copy(project, "brevitas_qonnx")
+    if activation_bits is not None:
+        model = onnx.load(str(folder / "model.onnx"))
+        for tensor in model.graph.initializer:
+            if tensor.name == "/inp/act_quant/export_handler/Constant_2_output_0":
+                tensor.CopyFrom(onnx.numpy_helper.from_array(np.array(activation_bits, np.float32), tensor.name))
+        onnx.save(model, str(folder / "model.onnx"))
+    return folder
+
+
+def test_a_qonnx_model_runs_in_its_qcdq_form_on_every_target(project: Project) -> None:
+    """w4a8: qonnx's QuantToQCDQ expresses it, ONNX Runtime makes the golden, the emulators follow it."""
+    _qonnx_at(project)
+    result = project.run(
+        "-m", "cpu or aie or gemmini", "--target", "sw_emu,cpu", "--tinyaccel-update-golden", "--tinyaccel-report=p.md"
+    )
+    result.assert_outcomes(passed=9)
+    assert "QONNX model (w4a8) run in its QCDQ form (qonnx's QuantToQCDQ)" in (project.path / "p.md").read_text()
+
+
+def test_a_qonnx_model_beyond_8_bits_gets_its_golden_from_qonnxs_executor(project: Project) -> None:
+    """12-bit activations: the golden is qonnx's executor, the emulators run the Quant nodes bit-exact, and the
+    cpu target (ONNX Runtime has no Quant kernel) skips with the reason."""
+    _qonnx_at(project, 12)
+    result = project.run(
+        "-m", "cpu or aie or gemmini", "--target", "sw_emu,cpu", "-k", "golden", "--tinyaccel-update-golden", "-rs"
+    )
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED*cpu cannot run brevitas_qonnx (int8): ONNX Runtime has no kernel for QONNX's Quant (its golden "
+            "comes from qonnx's executor)*"
+        ]
+    )
+    meta = json.loads((project.path / "golden" / "brevitas_qonnx" / "golden.json").read_text())
+    assert meta["dtypes"]["int8"]["arithmetics"]["exact"].startswith("qonnx's executor")
