@@ -291,7 +291,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("tinyaccel_task")
     task = marker.args[0] if marker else None
     try:
-        cases = session.cases(task)
+        cases = [
+            (case, reason or session.registry[case.target].case_availability(case.model, case.dtype, case.mode))
+            for case, reason in session.cases(task)
+        ]
     except ConfigError as exc:
         raise pytest.Collector.CollectError(f"malformed model manifest: {exc}") from exc
     check = metafunc.definition.name.removeprefix("test_")
