@@ -23,6 +23,7 @@ import os
 import random
 import re
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -66,15 +67,14 @@ def _stem(key: str) -> str:
 
 def _dask_lock(key: str) -> Any | None:
     """A cluster-wide lock when this code runs inside a Dask worker, else None."""
-    try:
-        from distributed import Lock, get_worker
-    except ImportError:
+    distributed = sys.modules.get("distributed")  # a Dask worker has it imported; nothing else needs it
+    if distributed is None:
         return None
     try:
-        get_worker()
+        distributed.get_worker()
     except ValueError:  # not in a worker
         return None
-    return Lock(f"tinyaccel-lease:{key}")
+    return distributed.Lock(f"tinyaccel-lease:{key}")
 
 
 class _Slot:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from helpers import GOLDEN, MODELS, Project
 
-# Short timeouts, generous for a loaded 2-core machine: a healthy answer takes milliseconds.
-TIMEOUTS = "timeout = 3\ninfer_timeout = 4\n"
+TIMEOUT = 4.0
+"""Seconds a command may take: generous for a loaded 2-core machine, where a healthy answer takes
+milliseconds (a board that is meant to fail gets less, to keep the tests short)."""
 
 LEASES_CONFTEST = """
 import json, os
@@ -58,8 +59,8 @@ class SimBoard:
 class Boards:
     """Start simulated boards in a pytester project; stop them (by pid) at the end."""
 
-    def __init__(self, project: Project) -> None:
-        self.project = project
+    def __init__(self, project: Project, cache: Path) -> None:
+        self.project, self.cache = project, cache
         self.path = project.path
         self.boards: list[SimBoard] = []
         self.tables: list[str] = []
@@ -67,7 +68,7 @@ class Boards:
     def start(self, label: str, models: list[str], *args: str, port: str | None = None) -> SimBoard:
         link, log = self.path / f"{label}.port", self.path / f"{label}.served.jsonl"
         cmd = [sys.executable, "-m", "pytest_tinyaccel.targets.dut.simboard", "--name", label, "--link", str(link)]
-        cmd += ["--log", str(log), "--time-scale", "0", *args]
+        cmd += ["--log", str(log), "--time-scale", "0", "--cache", str(self.cache), *args]
         for model in models:
             cmd += ["--model", str(MODELS / model)]
         out = open(self.path / f"{label}.out", "wb")  # noqa: SIM115 (closed with the process)
@@ -86,11 +87,11 @@ class Boards:
                     raise RuntimeError(f"simulated board {board.label} did not start: {output}")
                 time.sleep(0.05)
 
-    def configure(self, label: str, port: str, models: list[str], extra: str = "") -> None:
+    def configure(self, label: str, port: str, models: list[str], extra: str = "", timeout: float = TIMEOUT) -> None:
         """A board table in the project's pyproject.toml."""
         self.tables.append(
             f'[tool.tinyaccel.targets.dut.boards.{label}]\nport = "{port}"\nmodels = {json.dumps(models)}\n'
-            f"{TIMEOUTS}{extra}"
+            f"timeout = {timeout}\ninfer_timeout = 15\n{extra}"
         )
 
     def write_pyproject(self, settings: str = "") -> None:

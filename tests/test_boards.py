@@ -5,7 +5,11 @@ have (absent, slow, garbage, silence, reset, unplugged) a skip or a clear failur
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +17,8 @@ import numpy as np
 import pytest
 from boards import LEASES_CONFTEST, Boards, assert_exclusive, copy_model, lease_records
 from helpers import Project
+
+from pytest_tinyaccel.leases import lease
 
 pytest.importorskip("serial", reason="the board extra is not installed (pip install -e '.[board]')")
 pytest.importorskip("filelock", reason="the board extra is not installed (pip install -e '.[board]')")
@@ -22,8 +28,8 @@ SAMPLES = ("--tinyaccel-samples", "30")
 
 
 @pytest.fixture
-def boards(project: Project) -> Iterator[Boards]:
-    sims = Boards(project)
+def boards(project: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Boards]:
+    sims = Boards(project, tmp_path_factory.getbasetemp() / "simboard-cache")  # int8 models made once
     try:
         yield sims
     finally:
@@ -59,19 +65,37 @@ def test_pool_of_two_boards_under_xdist(project: Project, boards: Boards) -> Non
         assert row["perf"]["latency_ns"] == pytest.approx(extra["device_us"] * 1e3 / 10)
 
 
+CLUSTER = """
+from distributed import LocalCluster
+
+with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+    print(cluster.scheduler_address, flush=True)
+    input()  # until the test closes stdin
+"""
+
+
 def test_pool_of_two_boards_on_a_dask_cluster(project: Project, boards: Boards) -> None:
-    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    # distributed is not imported here: after that, this process could not run pytest in-process any more
+    if importlib.util.find_spec("distributed") is None:
+        pytest.skip("the dask extra is not installed (pip install -e '.[dask]')")
     started = _pool_of_two(project, boards)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        address = cluster.scheduler_address.removeprefix("tcp://")
+    cluster = subprocess.Popen(  # a LocalCluster of worker processes, in a process of its own
+        [sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert cluster.stdout is not None
+        address = cluster.stdout.readline().strip().removeprefix("tcp://")
         result = project.pytester.runpytest_subprocess(
             "-m", "dut", *SAMPLES, f"--tinyaccel-executor=dask://{address}", "-p", "no:cacheprovider"
         )
+    finally:
+        cluster.communicate("\n", timeout=60)
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes["passed"] == 3 * 2 + 2, result.stdout.str()
     result.stdout.fnmatch_lines([f"tinyaccel: builds and runs on the Dask scheduler at {address} (2 workers)*"])
     records = lease_records(project)
     assert {r["lease"]["kind"] for r in records} == {"Dask lock + file lock"}
+    assert {r["pid"] for r in records}.isdisjoint({os.getpid()})  # the cases ran in the cluster's workers
     assert_exclusive(records, started)
 
 
@@ -109,9 +133,9 @@ def test_outputs_and_accuracy_equal_the_emulator(project: Project, boards: Board
 
 FAULTS = {
     # label: simulated board switches, and what the failure says
-    "slow": (["--fault", "slow", "--delay", "8", "--fault-after", "6"], "silent: no complete answer within 3 s"),
+    "slow": (["--fault", "slow", "--delay", "4", "--fault-after", "6"], "silent: no complete answer within 1.5 s"),
     "garbage": (["--fault", "garbage", "--fault-after", "6"], "garbage: answered bytes that are not protocol text"),
-    "silence": (["--fault", "silence", "--fault-after", "6"], "silent: no complete answer within 3 s"),
+    "silence": (["--fault", "silence", "--fault-after", "6"], "silent: no complete answer within 1.5 s"),
     "resets": (["--fault", "reset", "--fault-after", "6", "--fault-count", "9"], "rebooted again instead of answering"),
     "unplug": (["--fault", "disconnect", "--fault-after", "6"], "did not come back within 3 s"),
 }
@@ -125,7 +149,7 @@ def test_every_fault_is_a_clear_failure_and_the_run_goes_on(project: Project, bo
     for label, (switches, _) in FAULTS.items():
         copy_model(project, "ic", f"ic_{label}")
         faulty.append(boards.start(label, ["ic"], *switches))
-        boards.configure(label, str(faulty[-1].link), [f"ic_{label}"])
+        boards.configure(label, str(faulty[-1].link), [f"ic_{label}"], timeout=1.5)
     for label, switches in {"reset": ["--fault", "reset", "--fault-after", "6"], "replug": ["--replug", "0.3"]}.items():
         copy_model(project, "ic", f"ic_{label}")  # a fault the one retry gets past
         extra = ["--fault", "disconnect", "--fault-after", "6"] if label == "replug" else []
@@ -151,8 +175,6 @@ def test_every_fault_is_a_clear_failure_and_the_run_goes_on(project: Project, bo
     assert "reset: rebooted while answering" in records["ic_reset"]["retry"]
     assert "disconnected" in records["ic_replug"]["retry"]
     assert result.parseoutcomes() == {"passed": 3, "failed": len(FAULTS), "skipped": 1}
-    from pytest_tinyaccel.leases import lease
-
     for board in faulty:  # every lease was released, the dead boards' too
         with lease([str(Path(board.link).resolve())], 0.5, "test", folder=project.path / "locks") as held:
             assert held.waited_s < 0.5

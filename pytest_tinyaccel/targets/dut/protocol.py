@@ -101,13 +101,12 @@ def _decode(raw: bytes, command: str) -> str:
 
 
 class Session:
-    """Commands and answers over one open link; `boot_ok` while the connection is being made
-    (a board may reboot when its port opens)."""
+    """Commands and answers over one open link; `handshake` first."""
 
     def __init__(self, link: Link, timeout: float) -> None:
         self.link, self.timeout = link, timeout
         self._buffer = b""
-        self.boot_ok = True
+        self.boot_ok = False
         self.last_command = ""
 
     def _line(self, command: str, deadline: float, limit: float) -> tuple[str, int]:
@@ -133,11 +132,14 @@ class Session:
     def _send(self, command: str) -> None:
         self._io(command, lambda: self.link.write((command + TERMINATOR).encode("ascii")))
 
-    def command(self, command: str, timeout: float | None = None) -> list[tuple[str, int]]:
+    def command(
+        self, command: str, timeout: float | None = None, expect: re.Pattern[str] | None = None
+    ) -> list[tuple[str, int]]:
         """Send `command%`; the answer's lines (with the host clock of each) up to `m-ready`.
 
-        While connecting (`boot_ok`), a board that boots ignores what it was sent: after its
-        boot banner the command is sent again, once."""
+        An answer without a line matching `expect` is a late answer to an earlier command (a
+        slow board's): it is passed over. While connecting (`boot_ok`), a board that boots
+        ignores what it was sent: after its boot banner the command is sent again, once."""
         self.last_command = command
         limit = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
@@ -163,6 +165,9 @@ class Session:
                         self._send(command)
                         resend = False
                     continue
+                if expect is not None and not any(expect.match(text) for text, _ in lines):
+                    lines.clear()
+                    continue
                 return lines
             if line.startswith("e-"):
                 raise BoardFault("refused", command, f"refused it: {line}")
@@ -174,13 +179,20 @@ class Session:
         while self.link.read(quiet):
             pass
 
+    def handshake(self) -> str:
+        """Start a connection: forget what the board printed before, then `name` (a board that
+        reboots as its port opens is waited for)."""
+        self.drain()
+        self.boot_ok = True
+        try:
+            return self.name()
+        finally:
+            self.boot_ok = False
+
     def name(self) -> str:
         """The board's `name%` answer, e.g. `dut-[unspecified]`."""
-        for line, _ in self.command("name"):
-            match = _NAME.match(line)
-            if match:
-                return match.group(1)
-        raise BoardFault("garbage", "name", "answered without an m-name line")
+        lines = self.command("name", expect=_NAME)
+        return next(m.group(1) for line, _ in lines if (m := _NAME.match(line)))
 
     def profile(self) -> dict[str, str]:
         """`profile%`: the firmware version and the model it carries (e.g. ic01)."""

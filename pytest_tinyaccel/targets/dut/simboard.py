@@ -67,9 +67,9 @@ class Carried:
         return np.concatenate([np.asarray(outputs[o.name], dtype=np.float64).ravel() for o in self.io.outputs])
 
 
-def load_carried(source: Path, encoding: str, workdir: Path) -> Carried:
-    """A model folder (or its model.toml: quantized as the plugin does) or an int8 .onnx file."""
-    from ...costmodel.layergraph import prepare_model
+def load_carried(source: Path, encoding: str, cache: Path, macs: int | None = None) -> Carried:
+    """A model folder (or its model.toml: quantized as the plugin does, kept in `cache`) or an int8
+    .onnx file (then `macs`, unless it is a float model)."""
     from ...emulator import Graph
 
     if source.suffix == ".onnx":
@@ -79,14 +79,38 @@ def load_carried(source: Path, encoding: str, workdir: Path) -> Carried:
 
         model = load_model(source if source.suffix == ".toml" else source / "model.toml")
         name, float_model = model.name, model.onnx_path
-        int8 = model.int8_onnx_path or workdir / f"{model.name}.int8.onnx"
-        if model.int8_onnx_path is None:
-            from ...quantize import quantize_model
+        int8 = model.int8_onnx_path or _quantized(model, cache)
+    carried = Carried(name, Graph.load(int8, qdq="ort"), analyse(int8), encoding, macs or _macs(float_model))
+    carried.infer(bytes(carried.nbytes))  # initialized before it answers, as firmware sets up its interpreter
+    return carried
 
-            quantize_model(model.onnx_path, int8, model.load_calibration(), model.quantization)
-    graph, _ = prepare_model(float_model)
-    macs = sum(node.macs for node in graph.nodes)
-    return Carried(name, Graph.load(int8, qdq="ort"), analyse(int8), encoding, macs)
+
+def _macs(float_model: Path) -> int:
+    from ...costmodel.layergraph import prepare_model
+
+    try:
+        graph, _ = prepare_model(float_model)
+    except ValueError as exc:
+        raise SystemExit(f"simboard: {float_model}: give --macs (the MACs of one inference): {exc}") from exc
+    return sum(node.macs for node in graph.nodes)
+
+
+def _quantized(model: Any, cache: Path) -> Path:
+    """The model's int8 version, made once per model, calibration and settings (like the plugin's)."""
+    import onnxruntime
+
+    from ...cache import atomic_path, file_sha256
+    from ...quantize import quantize_model
+
+    calibration = file_sha256(model.calibration_path) if model.calibration_path else ""
+    parts = [model.sha256, calibration, json.dumps(model.quantization, sort_keys=True)]
+    key = hashlib.sha256("|".join([*parts, onnxruntime.__version__]).encode()).hexdigest()[:16]
+    path = cache / f"{model.name}-{key}.onnx"
+    if not path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            quantize_model(model.onnx_path, tmp, model.load_calibration(), model.quantization)
+    return path
 
 
 class Firmware:
@@ -297,6 +321,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--replug", type=float, help="disconnect: come back after this many seconds")
     parser.add_argument("--seed", type=int, default=0, help="garbage: random seed")
     parser.add_argument("--log", help="append what it served and every violation it saw here (JSON lines)")
+    parser.add_argument("--macs", type=int, help="MACs of one inference (default: counted on the float model)")
+    parser.add_argument("--cache", type=Path, help="keep int8 versions of models here (default: a temporary folder)")
     return parser.parse_args(argv)
 
 
@@ -305,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tinyaccel-simboard-") as tmp:
-        models = [load_carried(source, args.input, Path(tmp)) for source in args.model]
+        models = [load_carried(source, args.input, args.cache or Path(tmp), args.macs) for source in args.model]
         board = Board(Firmware(args.name, models, args), args)
         try:
             while board.serve() == "unplugged" and args.replug is not None:

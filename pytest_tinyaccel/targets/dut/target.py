@@ -60,9 +60,7 @@ class BoardRun:
 
         session = Session(SerialLink(self.board.port, self.board.baud), self.board.timeout)
         self.session = session
-        session.drain()
-        self.name = session.name()
-        session.boot_ok = False
+        self.name = session.handshake()
         self.profile = session.profile()
         return session
 
