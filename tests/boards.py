@@ -62,6 +62,7 @@ class Boards:
     def __init__(self, project: Project, cache: Path) -> None:
         self.project, self.cache = project, cache
         self.path = project.path
+        self.base = (project.path / "pyproject.toml").read_text()
         self.boards: list[SimBoard] = []
         self.tables: list[str] = []
 
@@ -97,7 +98,7 @@ class Boards:
     def write_pyproject(self, settings: str = "") -> None:
         pyproject = self.path / "pyproject.toml"
         head = f'[tool.tinyaccel.targets.dut]\nlock_dir = "{self.path / "locks"}"\nreconnect_timeout = 3\n{settings}'
-        pyproject.write_text(pyproject.read_text() + "\n" + head + "\n" + "\n".join(self.tables))
+        pyproject.write_text(self.base + "\n" + head + "\n" + "\n".join(self.tables))
         self.wait()
 
     def stop(self) -> None:

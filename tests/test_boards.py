@@ -194,3 +194,17 @@ def test_a_malformed_board_table_names_the_key(project: Project, boards: Boards)
     result = project.run("-m", "dut")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "[tool.tinyaccel.targets.dut]: key 'boards.b.input': 'hex' is not one of" in result.stderr.str()
+
+
+def test_boards_in_a_manifest(project: Project, boards: Boards) -> None:
+    project.add_model("ic")
+    board = boards.start("bench", ["ic"])
+    project.append_manifest("ic", f'[targets.dut.boards.bench]\nport = "{board.link}"\ntimeout = 4')
+    boards.write_pyproject()
+    result = project.run("-m", "dut", "--tinyaccel-dtype=int8", "--tinyaccel-samples=12", "-k", "golden")
+    assert result.parseoutcomes()["passed"] == 1, result.stdout.str()
+    assert len([e for e in board.served() if e["event"] == "infer"]) == 12 + 1  # the samples, then the latency run
+    boards.configure("bench", "/dev/ttyACM7", ["kws"])  # the same label on another port in pyproject.toml
+    boards.write_pyproject()
+    result = project.run("-m", "dut", "--collect-only")
+    result.stdout.fnmatch_lines(["*ic/model.toml: key 'targets.dut.boards.bench.port': * use another label*"])

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import select
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -330,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stopped like Ctrl-C: its port link goes too
     with tempfile.TemporaryDirectory(prefix="tinyaccel-simboard-") as tmp:
         models = [load_carried(source, args.input, args.cache or Path(tmp), args.macs) for source in args.model]
         board = Board(Firmware(args.name, models, args), args)

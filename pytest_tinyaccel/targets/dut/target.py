@@ -187,7 +187,8 @@ class DutTarget(Target):
                 f"no board carrying {build.model.name} is connected any more (unplugged since collection)"
             )
         case = case_id(build.model.name, self.name, build.mode, build.dtype)
-        holder = f"{case} ({os.environ.get('PYTEST_XDIST_WORKER', 'main')})"
+        xdist = os.environ.get("PYTEST_XDIST_WORKER")
+        holder = f"{case} (xdist {xdist})" if xdist else case
         folder = self.settings["lock_dir"]
         try:
             with lease(
@@ -197,19 +198,19 @@ class DutTarget(Target):
                 folder=Path(folder).expanduser() if folder else None,
             ) as held:
                 board = next(b for b in boards if b.key == held.key)
-                worker = BoardRun(board, io, self.settings)
+                on_board = BoardRun(board, io, self.settings)
                 try:
-                    results, latency, host_s = worker.run(inputs[io.input_name])
-                    outputs, exact = _outputs(io, results, board)
+                    results, latency, host_s = on_board.run(inputs[io.input_name])
+                    outputs, exact = _outputs(io, results)
                 except ValueError as exc:
-                    raise TargetError(f"board {board.where()} ({worker.name}): {exc}") from exc
+                    raise TargetError(f"board {board.where()} ({on_board.name}): {exc}") from exc
         except LeaseTimeout as exc:
             raise TargetError(f"{case}: {exc}") from exc
-        perf = _perf(build, board, worker, latency, held.to_dict(), host_s / len(results), exact)
+        perf = _perf(build, board, on_board, latency, held.to_dict(), host_s / len(results), exact)
         return RunResult(outputs, perf)
 
 
-def _outputs(io: BoardIO, results: list[Inference], board: Board) -> tuple[dict[str, np.ndarray], bool]:
+def _outputs(io: BoardIO, results: list[Inference]) -> tuple[dict[str, np.ndarray], bool]:
     decoded = [io.decode(r.values) for r in results]
     outputs = {o.name: np.stack([d[0][o.name] for d in decoded]) for o in io.outputs}
     return outputs, all(d[1] for d in decoded)
@@ -229,7 +230,7 @@ def _perf(
     host_ns = latency.host_ns / n if latency.host_ns is not None else None
     parts = [PROTOCOL, f"{build.model.name} {build.dtype} on {board.label} ({run.name})"]
     if host_ns is not None:
-        parts[-1] += f", host view {host_ns / 1e3:.4g} us/inference"
+        parts[-1] += f", host view {_duration(host_ns)}/inference"
     if device_us is None:
         parts.append(f"{board.label} printed no m-lap-us timestamps (firmware in energy mode?): latency not measured")
     if run.retry is not None:
@@ -254,3 +255,7 @@ def _perf(
             "retry": run.retry,
         },
     )
+
+
+def _duration(ns: float) -> str:
+    return f"{ns / 1e6:.3g} ms" if ns >= 1e6 else f"{ns / 1e3:.3g} us"
