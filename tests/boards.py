@@ -56,17 +56,14 @@ class SimBoard:
         return [json.loads(line) for line in self.log.read_text().splitlines()]
 
 
-class Boards:
-    """Start simulated boards in a pytester project; stop them (by pid) at the end."""
+class SimBoards:
+    """Simulated boards started in `folder`; stopped (by pid) at the end."""
 
-    def __init__(self, project: Project, cache: Path) -> None:
-        self.project, self.cache = project, cache
-        self.path = project.path
-        self.base = (project.path / "pyproject.toml").read_text()
+    def __init__(self, folder: Path, cache: Path) -> None:
+        self.path, self.cache = folder, cache
         self.boards: list[SimBoard] = []
-        self.tables: list[str] = []
 
-    def start(self, label: str, models: list[str], *args: str, port: str | None = None) -> SimBoard:
+    def start(self, label: str, models: list[str], *args: str) -> SimBoard:
         link, log = self.path / f"{label}.port", self.path / f"{label}.served.jsonl"
         cmd = [sys.executable, "-m", "pytest_tinyaccel.targets.dut.simboard", "--name", label, "--link", str(link)]
         cmd += ["--log", str(log), "--time-scale", "0", "--cache", str(self.cache), *args]
@@ -88,19 +85,6 @@ class Boards:
                     raise RuntimeError(f"simulated board {board.label} did not start: {output}")
                 time.sleep(0.05)
 
-    def configure(self, label: str, port: str, models: list[str], extra: str = "", timeout: float = TIMEOUT) -> None:
-        """A board table in the project's pyproject.toml."""
-        self.tables.append(
-            f'[tool.tinyaccel.targets.dut.boards.{label}]\nport = "{port}"\nmodels = {json.dumps(models)}\n'
-            f"timeout = {timeout}\ninfer_timeout = 15\n{extra}"
-        )
-
-    def write_pyproject(self, settings: str = "") -> None:
-        pyproject = self.path / "pyproject.toml"
-        head = f'[tool.tinyaccel.targets.dut]\nlock_dir = "{self.path / "locks"}"\nreconnect_timeout = 3\n{settings}'
-        pyproject.write_text(self.base + "\n" + head + "\n" + "\n".join(self.tables))
-        self.wait()
-
     def stop(self) -> None:
         for board in self.boards:
             if board.process.poll() is None:
@@ -110,6 +94,29 @@ class Boards:
             except subprocess.TimeoutExpired:
                 board.process.kill()
                 board.process.wait(timeout=10)
+
+
+class Boards(SimBoards):
+    """Simulated boards in a pytester project, and the project's board tables."""
+
+    def __init__(self, project: Project, cache: Path) -> None:
+        super().__init__(project.path, cache)
+        self.base = (project.path / "pyproject.toml").read_text()
+        self.tables: list[str] = []
+
+    def configure(self, label: str, port: str, models: list[str], extra: str = "", timeout: float = TIMEOUT) -> None:
+        """A board table in the project's pyproject.toml."""
+        self.tables.append(
+            f'[tool.tinyaccel.targets.dut.boards.{label}]\nport = "{port}"\nmodels = {json.dumps(models)}\n'
+            f"timeout = {timeout}\ninfer_timeout = 15\n{extra}"
+        )
+
+    def write_pyproject(self, settings: str = "") -> None:
+        """The tables in pyproject.toml; then wait for the boards started here."""
+        pyproject = self.path / "pyproject.toml"
+        head = f'[tool.tinyaccel.targets.dut]\nlock_dir = "{self.path / "locks"}"\nreconnect_timeout = 2\n{settings}'
+        pyproject.write_text(self.base + "\n" + head + "\n" + "\n".join(self.tables))
+        self.wait()
 
 
 def copy_model(project: Project, source: str, name: str) -> None:
