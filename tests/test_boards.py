@@ -211,13 +211,31 @@ def test_a_malformed_board_table_names_the_key(project: Project, boards: Boards)
     assert "[tool.tinyaccel.targets.dut]: key 'boards.b.input': 'hex' is not one of" in result.stderr.str()
 
 
-def test_boards_in_a_manifest(project: Project, boards: Boards) -> None:
+BOARD_TEST = """
+import os
+import pytest
+from pathlib import Path
+from pytest_tinyaccel.leases import LeaseTimeout, lease
+
+def test_on_the_board(tinyaccel, tinyaccel_board):
+    assert tinyaccel.outcome.perf.extra["board"] == tinyaccel_board.label == "bench"
+    assert tinyaccel_board.name == "dut-[bench]"
+    assert "m-model-[ic]" in tinyaccel_board.command("profile")
+    with pytest.raises(LeaseTimeout, match="held by test_on_the_board.py::test_on_the_board"):
+        with lease([os.path.realpath(tinyaccel_board.port)], 0.2, "probe", folder=Path("locks").resolve()):
+            pass
+"""
+
+
+def test_boards_in_a_manifest_and_the_board_fixture(project: Project, boards: Boards) -> None:
     project.add_model("ic")
     board = boards.start("bench", ["ic"])
     project.append_manifest("ic", f'[targets.dut.boards.bench]\nport = "{board.link}"\ntimeout = 4')
     boards.write_pyproject()
-    result = project.run("-m", "dut", "--tinyaccel-dtype=int8", "--tinyaccel-samples=12", "-k", "golden")
-    assert result.parseoutcomes()["passed"] == 1, result.stdout.str()
+    project.pytester.makepyfile(test_on_the_board=BOARD_TEST)
+    args = ("-m", "dut", "--tinyaccel-dtype=int8", "--tinyaccel-samples=12", "-k", "golden or board")
+    result = project.run(*args)
+    assert result.parseoutcomes()["passed"] == 2, result.stdout.str()
     assert len([e for e in board.served() if e["event"] == "infer"]) == 12 + 1  # the samples, then the latency run
     boards.configure("bench", "/dev/ttyACM7", ["kws"])  # the same label on another port in pyproject.toml
     boards.write_pyproject()

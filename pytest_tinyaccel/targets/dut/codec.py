@@ -23,8 +23,6 @@ from typing import Any
 import numpy as np
 
 INPUTS = ("quantized", "float32")
-_INT_TYPES = {2: "uint8", 3: "int8"}
-"""ONNX TensorProto element types of 8-bit quantized tensors."""
 
 
 @dataclass
@@ -127,12 +125,13 @@ def _constant(inits: dict[str, Any], name: str) -> np.ndarray | None:
     return numpy_helper.to_array(inits[name]) if name in inits else None
 
 
-def _grid(node: Any, inits: dict[str, Any], value_type: int | None) -> Grid | None:
+def _grid(node: Any, inits: dict[str, Any]) -> Grid | None:
+    """The per-tensor quantization of a QuantizeLinear or DequantizeLinear with constant parameters."""
     scale = _constant(inits, node.input[1])
     zero = _constant(inits, node.input[2]) if len(node.input) > 2 and node.input[2] else None
     if scale is None or scale.size != 1 or (zero is not None and zero.size != 1):
         return None
-    dtype = str(zero.dtype) if zero is not None else _INT_TYPES.get(value_type or 2, "uint8")
+    dtype = str(zero.dtype) if zero is not None else "uint8"  # ONNX: no zero point means uint8
     if dtype not in ("uint8", "int8"):
         return None
     return Grid(float(scale.reshape(())), int(zero.reshape(())) if zero is not None else 0, dtype)
@@ -153,9 +152,9 @@ def analyse(path: Path) -> BoardIO:
     outputs = []
     for out in graph.output:
         node = producers.get(out.name)
-        grid = _grid(node, inits, None) if node is not None and node.op_type == "DequantizeLinear" else None
+        grid = _grid(node, inits) if node is not None and node.op_type == "DequantizeLinear" else None
         outputs.append(OutputSpec(out.name, _shape(out)[1:], grid))
-    return BoardIO(value.name, _shape(value)[1:], _grid(quantizer, inits, None) if quantizer else None, outputs)
+    return BoardIO(value.name, _shape(value)[1:], _grid(quantizer, inits) if quantizer else None, outputs)
 
 
 def _shape(value: Any) -> list[int]:

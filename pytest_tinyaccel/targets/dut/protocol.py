@@ -107,7 +107,6 @@ class Session:
         self.link, self.timeout = link, timeout
         self._buffer = b""
         self.boot_ok = False
-        self.last_command = ""
 
     def _line(self, command: str, deadline: float, limit: float) -> tuple[str, int]:
         """The next line and the host's clock when it arrived."""
@@ -140,7 +139,6 @@ class Session:
         An answer without a line matching `expect` is a late answer to an earlier command (a
         slow board's): it is passed over. While connecting (`boot_ok`), a board that boots
         ignores what it was sent: after its boot banner the command is sent again, once."""
-        self.last_command = command
         limit = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         self._send(command)

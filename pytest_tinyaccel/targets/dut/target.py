@@ -11,10 +11,11 @@ naming the board, the command and the sample. The lease is released however the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,6 +30,7 @@ from .codec import BoardIO, analyse
 from .protocol import BoardFault, Inference, Session
 
 if TYPE_CHECKING:
+    from ...leases import Lease
     from ...models import Model
 
 IO_FILE = "board.json"
@@ -174,21 +176,18 @@ class DutTarget(Target):
             raise TargetError(f"dut: {build.model.name} cannot go to a board: {exc}") from exc
         (build.dir / IO_FILE).write_text(json.dumps(io.to_dict()))
 
-    def run(self, build: Build, inputs: dict[str, np.ndarray]) -> RunResult:
+    @contextlib.contextmanager
+    def leased(self, model: Model, holder: str) -> Iterator[tuple[Board, Lease]]:
+        """Hold a connected board of `model`'s pool for the `with` block (TargetError when none is
+        present, or none becomes free within `lease_timeout`)."""
         from ...leases import LeaseTimeout, lease
 
-        io = BoardIO.from_dict(json.loads((build.dir / IO_FILE).read_text()))
         try:
-            boards = [b for b in self.pool(build.model) if b.present]
+            boards = [b for b in self.pool(model) if b.present]
         except ConfigError as exc:
             raise TargetError(str(exc)) from exc
         if not boards:
-            raise TargetError(
-                f"no board carrying {build.model.name} is connected any more (unplugged since collection)"
-            )
-        case = case_id(build.model.name, self.name, build.mode, build.dtype)
-        xdist = os.environ.get("PYTEST_XDIST_WORKER")
-        holder = f"{case} (xdist {xdist})" if xdist else case
+            raise TargetError(f"no board carrying {model.name} is connected any more (unplugged since collection)")
         folder = self.settings["lock_dir"]
         try:
             with lease(
@@ -197,15 +196,21 @@ class DutTarget(Target):
                 holder,
                 folder=Path(folder).expanduser() if folder else None,
             ) as held:
-                board = next(b for b in boards if b.key == held.key)
-                on_board = BoardRun(board, io, self.settings)
-                try:
-                    results, latency, host_s = on_board.run(inputs[io.input_name])
-                    outputs, exact = _outputs(io, results)
-                except ValueError as exc:
-                    raise TargetError(f"board {board.where()} ({on_board.name}): {exc}") from exc
+                yield next(b for b in boards if b.key == held.key), held
         except LeaseTimeout as exc:
-            raise TargetError(f"{case}: {exc}") from exc
+            raise TargetError(f"{holder}: {exc}") from exc
+
+    def run(self, build: Build, inputs: dict[str, np.ndarray]) -> RunResult:
+        io = BoardIO.from_dict(json.loads((build.dir / IO_FILE).read_text()))
+        case = case_id(build.model.name, self.name, build.mode, build.dtype)
+        xdist = os.environ.get("PYTEST_XDIST_WORKER")
+        with self.leased(build.model, f"{case} (xdist {xdist})" if xdist else case) as (board, held):
+            on_board = BoardRun(board, io, self.settings)
+            try:
+                results, latency, host_s = on_board.run(inputs[io.input_name])
+                outputs, exact = _outputs(io, results)
+            except ValueError as exc:
+                raise TargetError(f"board {board.where()} ({on_board.name}): {exc}") from exc
         perf = _perf(build, board, on_board, latency, held.to_dict(), host_s / len(results), exact)
         return RunResult(outputs, perf)
 
