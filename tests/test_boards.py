@@ -132,7 +132,8 @@ def test_outputs_and_accuracy_equal_the_emulator(project: Project, boards: Board
     _pool_of_two(project, boards, pool)
     project.pytester.makepyfile(test_outputs=OUTPUTS_TEST)
     args = ("--target", "dut:hw,aie:sw_emu", "--tinyaccel-dtype", "int8", "--tinyaccel-samples", "40")
-    result = project.run(*args, "--tinyaccel-report=r.json")
+    # in a process of its own: the emulator's numba types cannot be registered twice in this one
+    result = project.pytester.runpytest_subprocess(*args, "--tinyaccel-report=r.json")
     outcomes = result.parseoutcomes()
     assert outcomes["passed"] >= 2 * (3 * 2 + 2) + 2 * 3 and "failed" not in outcomes, result.stdout.str()
     rows = {(r["model"], r["target"]): r for r in json.loads((project.path / "r.json").read_text())["rows"]}
@@ -241,3 +242,18 @@ def test_boards_in_a_manifest_and_the_board_fixture(project: Project, boards: Bo
     boards.write_pyproject()
     result = project.run("-m", "dut", "--collect-only")
     result.stdout.fnmatch_lines(["*ic/model.toml: key 'targets.dut.boards.bench.port': * use another label*"])
+
+
+def test_a_case_that_finds_no_free_board_fails_naming_the_holder(project: Project, boards: Boards) -> None:
+    project.add_model("ic")
+    port = project.path / "busy-board"
+    port.write_text("")  # present: the case waits for its lease before it opens the port
+    boards.configure("busy", str(port), ["ic"])
+    boards.write_pyproject("lease_timeout = 0.5\n")
+    with lease([str(port)], 1, "another team's run", folder=project.path / "locks"):
+        result = project.run("-m", "dut", "--tinyaccel-dtype=int8", "-k", "golden")
+    assert result.parseoutcomes()["failed"] == 1
+    said = (
+        "ic-dut-hw-int8: no device of the pool became free within 0.5 s (*busy-board: held by another team's run (pid*"
+    )
+    result.stdout.fnmatch_lines([said])

@@ -198,7 +198,7 @@ class DutTarget(Target):
             ) as held:
                 yield next(b for b in boards if b.key == held.key), held
         except LeaseTimeout as exc:
-            raise TargetError(f"{holder}: {exc}") from exc
+            raise TargetError(str(exc)) from exc
 
     def run(self, build: Build, inputs: dict[str, np.ndarray]) -> RunResult:
         io = BoardIO.from_dict(json.loads((build.dir / IO_FILE).read_text()))
