@@ -120,8 +120,8 @@ class BoardRun:
 
     def run(self, x: np.ndarray) -> tuple[list[Inference], Inference, float]:
         """Every sample's inference, the latency run, and the host's seconds for the samples."""
-        self._step(lambda _: None, "connect")
         try:
+            self._step(lambda _: None, "connect")
             started = time.monotonic()
             results = [self._step(self._sample(s), f"sample {i + 1} of {len(x)}") for i, s in enumerate(x)]
             host_s = time.monotonic() - started
