@@ -93,7 +93,10 @@ class TinyaccelSession:
         for model in self.models:
             if not task or model.task == task:
                 found += [
-                    (Case(model, name, mode, dtype), model.skip_reason(name) or reason)
+                    (
+                        Case(model, name, mode, dtype),
+                        model.skip_reason(name) or reason or self.registry[name].case_availability(model, dtype, mode),
+                    )
                     for name, mode, reason in self._selected_modes()
                     for dtype in self._selected(model.dtypes)
                 ]

@@ -10,7 +10,7 @@ from helpers import REPO
 from packaging.requirements import Requirement
 from tools.lock_diff import differences, locked_versions
 
-INSTALL = 'pip install -c constraints.txt -e ".[test,zigzag,loadgen,hls4ml,dev,report,dask]"'
+INSTALL = 'pip install -c constraints.txt -e ".[test,zigzag,loadgen,hls4ml,dev,report,dask,board]"'
 
 
 def _normal(name: str) -> str:

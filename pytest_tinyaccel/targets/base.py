@@ -95,6 +95,11 @@ class Target:
         """None if `mode` can run on this machine, else the reason (shown as a skip)."""
         return None
 
+    def case_availability(self, model: Model, dtype: str, mode: str) -> str | None:
+        """None if this model in this dtype can run in `mode` here, else the reason (a skip):
+        for targets whose devices carry only some models (a board flashed with one)."""
+        return None
+
     def simulator(self, mode: str) -> str:
         """Which simulator or device produces results for `mode` (report header)."""
         return f"{self.name} {mode}"
