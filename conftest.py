@@ -6,9 +6,8 @@
   locally with the same examples; elsewhere it explores new ones each run.
 - pytester's in-process runs remove, afterwards, every module an inner run
   imported; NumPy's C extensions (numpy.fft, which scikit-learn imports) cannot
-  be imported twice in one process, nor can numba's boxing module (numba imports
-  it at its first compile; a second import registers its types twice), so what
-  the plugin imports lazily is imported here, once, before any test.
+  be imported twice in one process, so what the plugin imports lazily is
+  imported here, once, before any test (numba's registries: tests/conftest.py).
 - `pytest -m aie --target hw_emu` from here runs the bundled suite
   (tests/test_models.py) on the aie target: the unit tests carry no target
   marker, so a target marker selects exactly the bundled model cases.
@@ -16,7 +15,6 @@
 
 import os
 
-import numba.core.boxing  # noqa: F401  (see above)
 import onnxruntime  # noqa: F401  (see above)
 import sklearn.metrics  # noqa: F401
 from hypothesis import settings
