@@ -94,20 +94,24 @@ def _quantize_twin(build: Build, twin: Path) -> None:
 def quantization_parameters(proto: onnx.ModelProto, skip_fixed: bool = False) -> set[tuple[str, str]]:
     """Every (scale, zero point) pair the graph's nodes read, as value strings: a float constant input
     followed by an integer constant of the same shape. `skip_fixed`: without the output scales ONNX
-    Runtime fixes (FIXED_OUTPUT_SCALES)."""
+    Runtime fixes (FIXED_OUTPUT_SCALES), wherever they are read."""
     inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    fixed = {
+        n.input[3] for n in proto.graph.node if skip_fixed and n.op_type in FIXED_OUTPUT_SCALES and len(n.input) > 3
+    }
     found = set()
     for node in proto.graph.node:
-        names = list(node.input)
-        if skip_fixed and node.op_type in FIXED_OUTPUT_SCALES:
-            names = names[:3]
-        for scale, zero in _pairs(names, inits):
+        for scale, zero in _pairs(list(node.input), inits, fixed):
             found.add((repr(scale.astype(np.float32).ravel().tolist()), repr(zero.ravel().tolist())))
     return found
 
 
-def _pairs(names: list[str], inits: dict[str, np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _pairs(
+    names: list[str], inits: dict[str, np.ndarray], skipped: set[str]
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for first, second in zip(names, names[1:], strict=False):
+        if first in skipped:
+            continue
         scale, zero = inits.get(first), inits.get(second)
         if scale is None or zero is None or scale.dtype.kind != "f" or zero.dtype.kind not in "iu":
             continue

@@ -176,6 +176,7 @@ class Hls4mlTarget(Target):
                 options["build_timeout"] or DEFAULT_BUILD_TIMEOUT[build.mode],
                 f"hls4ml build of {model.name} ({build.dtype}, {build.mode})",
                 error_file=build.dir / ERROR,
+                refused=f"hls4ml cannot convert {model.name} ({build.dtype})",
             )
         except TargetError:
             # The cache wipes a failed build's folder: keep the log next to it.
@@ -249,9 +250,12 @@ class Hls4mlTarget(Target):
     # ----- subprocesses ------------------------------------------------------------------
 
     @staticmethod
-    def _call(argv: list[str], cwd: Path, log: Path, timeout: float, what: str, error_file: Path) -> None:
+    def _call(
+        argv: list[str], cwd: Path, log: Path, timeout: float, what: str, error_file: Path, refused: str = ""
+    ) -> None:
         """Run the worker (pytest_tinyaccel.process: own process group, killed on timeout), its
-        output to `log`; a failure is a TargetError with the worker's reason and the log's tail."""
+        output to `log`; a failure is a TargetError with the worker's reason and the log's tail, a
+        model hls4ml cannot convert a one-line TargetUnsupported starting with `refused`."""
         try:
             result = run_process(argv, cwd, dict(os.environ, PYTHONUNBUFFERED="1"), timeout, log, kill_grace=5.0)
         except StartError as exc:
@@ -269,7 +273,7 @@ class Hls4mlTarget(Target):
             error = json.loads(error_file.read_text())
             stage = error["stage"]
             if stage == UNSUPPORTED:  # one line, no log: what hls4ml cannot convert, by op type
-                raise TargetUnsupported(f"{what}: {UNSUPPORTED}: {error['message']}")
+                raise TargetUnsupported(f"{refused or what}: {error['message']}")
             reason = f"{stage} failed: {error['message']}"
         if reason is None:
             reason = (
