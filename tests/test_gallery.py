@@ -35,6 +35,10 @@ REFUSED = {
     ),
 }
 """(target, model) -> the one-line reason every check of the case skips with."""
+REFUSED_INT8 = ("hls4ml",)
+"""Targets that skip every gallery model in int8: hls4ml takes the int8 model's own quantization through its
+QONNX front end, which cannot convert these (nonzero input zero points, residual connections, a pool scale
+ONNX Runtime's QDQ format lacks, 1-D convolutions; docs/hls4ml.md, "dtype int8")."""
 OUTCOME = re.compile(r"^(PASSED|FAILED|ERROR) test_suite\.py::test_(\w+)\[(\S+)\]")
 
 
@@ -74,16 +78,21 @@ def test_gallery_on_every_target(project: Project, selection: str) -> None:
         checks = CHECKS if entry.task == "classification" else CHECKS[:2]
         for mode in MODES[target]:
             for dt in dtypes:
+                refused = (target, name) in REFUSED or (dt == "int8" and target in REFUSED_INT8)
                 for check in checks:
-                    if (target, name) not in REFUSED:  # refused: skipped, with the reason (below)
+                    if not refused:  # refused: skipped, with the reason (below)
                         expected[(check, f"{name}-{target}-{mode}-{dt}")] = "PASSED"
     assert found == expected, result.stdout.str()[-4000:]
     for refused_target, name in REFUSED:
         if refused_target == target:
             result.stdout.fnmatch_lines([f"SKIPPED*{REFUSED[(target, name)]}"])
+    if target in REFUSED_INT8 and "int8" in dtypes:
+        for name in GALLERY:
+            result.stdout.fnmatch_lines([f"SKIPPED*hls4ml cannot convert {name} (int8): *; to record it, set*"])
     rows = {(r["model"], r["mode"], r["dtype"]): r for r in json.loads(report.read_text())["rows"]}
     # Accuracy reads the declared output ('class.prob', the second): 100 % of the labels are its argmax.
-    assert rows[("two_heads", MODES[target][0], dtypes[0])]["accuracy"] >= 0.95
+    if ("two_heads", MODES[target][0], dtypes[0]) in rows:
+        assert rows[("two_heads", MODES[target][0], dtypes[0])]["accuracy"] >= 0.95
     for (model, mode, _), row in rows.items():
         if mode == "hw_emu":  # every layer costed, Conv1D and LSTM as matrix layers
             layers = {layer["name"]: layer for layer in row["perf"]["layers"]}

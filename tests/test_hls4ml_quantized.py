@@ -86,8 +86,8 @@ def test_an_authors_qoperator_model_is_refused_in_one_line(tmp_path: Path) -> No
     message = str(refused.value)
     assert "\n" not in message
     assert message.startswith(
-        "hls4ml reads quantized models as QONNX, and qonnx cannot convert ONNX Runtime's QOperator format of "
-        "model_int8.onnx ("
+        "hls4ml cannot convert torch_legacy (int8): hls4ml reads quantized models as QONNX, and qonnx cannot "
+        "convert ONNX Runtime's QOperator format of model_int8.onnx ("
     )
     assert "QLinearConv x2" in message
     assert message.endswith(
@@ -177,3 +177,28 @@ def test_what_hls4mls_qonnx_front_end_cannot_convert_is_refused(tmp_path: Path, 
     ]
     assert refusals(_cleaned(EXPORTERS / "brevitas_qcdq" / "model.onnx")) == []
     assert refusals(_cleaned(EXPORTERS / "brevitas_qonnx" / "model.onnx")) == []
+
+
+def test_a_qdq_twin_without_the_goldens_scales_and_a_quantized_1d_network_are_refused(tmp_path: Path) -> None:
+    """ONNX Runtime's QOperator model gives the pool its own output scale, its QDQ model does not (the
+    gallery's dw_separable); a quantized Conv1D network is not lifted to 2-D (kws_conv1d)."""
+    from gallery import GALLERY, write
+
+    from pytest_tinyaccel.targets.hls4ml.quantized import per_axis_refusals
+
+    folder = write(tmp_path / "models", GALLERY["dw_separable"])
+    model = load_model(folder / "model.toml")
+    qop = tmp_path / "qop.onnx"
+    quantize_model(model.onnx_path, qop, model.load_calibration(), model.quantization)
+    with pytest.raises(TargetUnsupported) as refused:
+        int8_route(_build(folder, qop, tmp_path))
+    assert str(refused.value).startswith(
+        "hls4ml cannot convert dw_separable (int8): ONNX Runtime's QDQ quantization of dw_separable lacks 1 scale(s) "
+        "of its QOperator int8 model, the golden (e.g. scale ["
+    )
+    assert str(refused.value).endswith('[quantization] format = "QDQ" makes the QDQ model the golden')
+    folder = write(tmp_path / "models", GALLERY["kws_conv1d"])
+    model = load_model(folder / "model.toml")
+    qdq = tmp_path / "kws_qdq.onnx"
+    quantize_model(model.onnx_path, qdq, model.load_calibration(), {**model.quantization, "format": "QDQ"})
+    assert per_axis_refusals(normalise(qdq))[0].startswith("1-D convolution or pool x")

@@ -70,13 +70,29 @@ def match_outputs(model, hls_model) -> list[int]:
     names = [o.name for o in model.graph.output]
     found: dict[int, int] = {}
     for position, var in enumerate(hls_model.outputs):
-        owners = [i for i, name in enumerate(names) if var in _fusable_chain(model, name)]
+        held = _quant_output(model, var)
+        owners = [i for i, name in enumerate(names) if held in _fusable_chain(model, name)]
         if len(owners) != 1 or owners[0] in found:
             raise StageError(
                 "hls4ml conversion", f"cannot tell which ONNX output the HLS design's output {var!r} holds"
             )
         found[owners[0]] = position
     return [found[i] for i in range(len(names))]
+
+
+QUANT_LAYER_SUFFIXES = ("_rescale", "_act", "_scale")
+"""hls4ml names the layers it makes of a QONNX Quant node '<node>' '<node>_scale', '<node>_act' and
+'<node>_rescale' (hls4ml's quant_opt.py); an output variable so named holds the Quant's output."""
+
+
+def _quant_output(model, var: str) -> str:
+    """The ONNX tensor hls4ml's output variable `var` holds: `var` itself, or the output of the Quant
+    node whose layers it names (QUANT_LAYER_SUFFIXES)."""
+    for suffix in QUANT_LAYER_SUFFIXES:
+        node = next((n for n in model.graph.node if n.name == var.removesuffix(suffix)), None)
+        if var.endswith(suffix) and node is not None and node.op_type == "Quant":
+            return node.output[0]
+    return var
 
 
 def _fusable_chain(model, tensor: str, depth: int = 3) -> list[str]:

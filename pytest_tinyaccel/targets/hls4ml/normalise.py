@@ -112,7 +112,9 @@ def normalise(path: Path, batch: int = 1) -> onnx.ModelProto:
         node.name = node.name or f"{node.op_type}_{index}"
     explicit_attributes(proto)
     explicit_resize_inputs(proto)
-    if reduce_mean_to_global_pool(proto) | lift_1d(proto):
+    quantized = qonnx or any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in proto.graph.node)
+    # A quantized 1-D network is not lifted (its weights come through DequantizeLinear): refused instead.
+    if reduce_mean_to_global_pool(proto) | (not quantized and lift_1d(proto)):
         proto = infer_shapes(proto, qonnx)
     return proto
 

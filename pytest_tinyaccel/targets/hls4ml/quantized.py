@@ -163,9 +163,15 @@ def flatten_input(model: Any) -> bool:
 
 
 def per_axis_refusals(proto: Any) -> list[str]:
-    """Per-channel scales, refused before conversion: qonnx's QCDQToQuant multiplies a per-axis scale
+    """Refused before conversion: per-channel scales (qonnx's QCDQToQuant multiplies a per-axis scale
     into its weights without reshaping it first, and hls4ml moves a per-channel scale below a Conv only
-    when the Conv has no bias."""
+    when the Conv has no bias) and 1-D convolutions (a quantized graph is not lifted to 2-D, and qonnx's
+    channels-last conversion loops on 1-D networks, normalise.lift_1d)."""
+    from .normalise import WINDOWED, shapes_of
+
+    shapes = shapes_of(proto)
+    one_d = sum(1 for node in proto.graph.node if node.op_type in WINDOWED and len(shapes.get(node.input[0], [])) == 3)
+    found = [f"1-D convolution or pool x{one_d}: a quantized 1-D network is not converted"] if one_d else []
     inits = {t.name: t for t in proto.graph.initializer}
     count = sum(
         1
@@ -175,9 +181,11 @@ def per_axis_refusals(proto: Any) -> list[str]:
         and node.input[1] in inits
         and int(np.prod(inits[node.input[1]].dims)) > 1
     )
-    if not count:
-        return []
-    return [f"per-channel scale x{count}: qonnx's QCDQToQuant and hls4ml's QONNX front end take per-tensor scales"]
+    if count:
+        found.append(
+            f"per-channel scale x{count}: qonnx's QCDQToQuant and hls4ml's QONNX front end take per-tensor scales"
+        )
+    return found
 
 
 def refusals(model: Any) -> list[str]:

@@ -7,7 +7,8 @@ hls4ml takes quantized networks through its QONNX front end (worker side: quanti
 - the plugin's own int8 model, which ONNX Runtime writes in its QOperator format by default
   (QLinearConv ...: integer ops that qonnx has no conversion for): its QDQ twin, quantized by ONNX
   Runtime from the same float model, calibration set and settings (only the format differs), checked
-  here to carry every scale and zero point of the QOperator model;
+  here to carry every scale and zero point of the QOperator model (refused in one line when it does
+  not: ONNX Runtime gives QLinearAveragePool an output scale of its own, its QDQ format does not);
 - an author's own QOperator model: refused in one line (nothing to make a QDQ twin from).
 
 Main process; no hls4ml or qonnx import.
@@ -63,17 +64,19 @@ def int8_route(build: Build) -> Int8Route:
     if model.int8_onnx_path is not None:
         listed = ", ".join(f"{op} x{found.ops[op]}" for op in integer)
         raise TargetUnsupported(
-            f"hls4ml reads quantized models as QONNX, and qonnx cannot convert ONNX Runtime's QOperator format "
-            f"of {model.int8_onnx_path.name} ({listed}): give the int8 model in QDQ format "
-            "(quantize_static(..., quant_format=QuantFormat.QDQ)) or QONNX"
+            f"hls4ml cannot convert {model.name} (int8): hls4ml reads quantized models as QONNX, and qonnx "
+            f"cannot convert ONNX Runtime's QOperator format of {model.int8_onnx_path.name} ({listed}): "
+            "give the int8 model in QDQ format (quantize_static(..., quant_format=QuantFormat.QDQ)) or QONNX"
         )
     twin = build.dir / QDQ_TWIN
     _quantize_twin(build, twin)
     missing = missing_parameters(build.onnx_path, twin)
     if missing:
-        raise TargetError(
-            f"the QDQ twin of {model.name}'s int8 model lacks {len(missing)} of its scales and zero points "
-            f"(e.g. {missing[0]}), so an hls4ml design of it would not implement the golden's quantization"
+        raise TargetUnsupported(
+            f"hls4ml cannot convert {model.name} (int8): ONNX Runtime's QDQ quantization of {model.name} lacks "
+            f"{len(missing)} scale(s) of its QOperator int8 model, the golden (e.g. scale {missing[0][0]}, zero "
+            f"point {missing[0][1]}), so hls4ml would not implement the golden's quantization; "
+            '[quantization] format = "QDQ" makes the QDQ model the golden'
         )
     return Int8Route(twin, "qdq", f"QDQ twin{bits} as QONNX (qonnx QCDQToQuant), hls4ml's QONNX front end")
 
