@@ -2,10 +2,11 @@
 logs its name and turns its exceptions into a `StageError` naming it, which the target shows
 as "<stage> failed: ...".
 
-    normalise_and_refuse   the float ONNX model in the form qonnx and hls4ml read; what they
-                           cannot convert is refused here (normalise.refusals)
-    clean_up               qonnx's clean-up and channels-last rewrites, and (int8) the 8-bit
-                           formats' calibration ranges, computed beside it in a forked process
+    normalise_and_refuse   the ONNX model in the form qonnx and hls4ml read (a quantized one as
+                           QONNX, quantized.to_qonnx); what they cannot convert is refused here
+                           (normalise.refusals)
+    clean_up               qonnx's clean-up and channels-last rewrites; for a quantized model, what
+                           hls4ml's QONNX front end mis-converts is refused here (quantized.refusals)
     convert                hls4ml's configuration and conversion; the HLS C++ written
     check_shapes           the design's inputs and outputs against the ONNX model's
     compile_library        g++ through hls4ml's build_lib.sh (its two compilations side by side)
@@ -15,12 +16,10 @@ as "<stage> failed: ...".
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import importlib
 import json
 import math
-import multiprocessing
 import subprocess
 import sys
 import time
@@ -32,16 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from . import quantized
 from .normalise import normalise, refusals
-from .prepare import (
-    calibration_ranges,
-    cap_onnx_ir_version,
-    eight_bit_config,
-    fixed_type,
-    layout_ops_to_channels_last,
-    pools_to_channels_last,
-    qonnx_clean,
-)
+from .prepare import cap_onnx_ir_version, fixed_type, layout_ops_to_channels_last, pools_to_channels_last, qonnx_clean
 from .settings import UNSUPPORTED, parse_fixed
 
 SOFTMAX_INPUT_INTEGER_BITS = 4
@@ -78,13 +70,29 @@ def match_outputs(model, hls_model) -> list[int]:
     names = [o.name for o in model.graph.output]
     found: dict[int, int] = {}
     for position, var in enumerate(hls_model.outputs):
-        owners = [i for i, name in enumerate(names) if var in _fusable_chain(model, name)]
+        held = _quant_output(model, var)
+        owners = [i for i, name in enumerate(names) if held in _fusable_chain(model, name)]
         if len(owners) != 1 or owners[0] in found:
             raise StageError(
                 "hls4ml conversion", f"cannot tell which ONNX output the HLS design's output {var!r} holds"
             )
         found[owners[0]] = position
     return [found[i] for i in range(len(names))]
+
+
+QUANT_LAYER_SUFFIXES = ("_rescale", "_act", "_scale")
+"""hls4ml names the layers it makes of a QONNX Quant node '<node>' '<node>_scale', '<node>_act' and
+'<node>_rescale' (hls4ml's quant_opt.py); an output variable so named holds the Quant's output."""
+
+
+def _quant_output(model, var: str) -> str:
+    """The ONNX tensor hls4ml's output variable `var` holds: `var` itself, or the output of the Quant
+    node whose layers it names (QUANT_LAYER_SUFFIXES)."""
+    for suffix in QUANT_LAYER_SUFFIXES:
+        node = next((n for n in model.graph.node if n.name == var.removesuffix(suffix)), None)
+        if var.endswith(suffix) and node is not None and node.op_type == "Quant":
+            return node.output[0]
+    return var
 
 
 def _fusable_chain(model, tensor: str, depth: int = 3) -> list[str]:
@@ -104,13 +112,7 @@ def _fusable_chain(model, tensor: str, depth: int = 3) -> list[str]:
 # ----- hls4ml configuration -----------------------------------------------------------------
 
 
-def hls_config(
-    model,
-    spec: dict[str, Any],
-    backend: str,
-    ranges: dict[str, tuple[float, float]] | None = None,
-    calibrated: dict[str, str] | None = None,
-) -> dict[str, Any]:
+def hls_config(model, spec: dict[str, Any], backend: str) -> dict[str, Any]:
     import hls4ml
 
     options = spec["options"]
@@ -126,8 +128,8 @@ def hls_config(
     layers = config["LayerName"]
     for value in model.graph.input:
         layers.setdefault(value.name, {})["Precision"] = {"result": spec["input_precision"]}
-    if ranges is not None and calibrated is not None:
-        calibrated.update(eight_bit_config(config, model, ranges, precision.width))
+    if spec.get("quantized"):
+        quantized.hls_precisions(config)
     table = options["softmax_table_size"]
     for node in model.graph.node:
         if node.op_type != "Softmax":
@@ -160,7 +162,7 @@ def hls_config(
 
 @dataclass
 class Cleaned:
-    """The model after qonnx's clean-up, with the ONNX interface and the 8-bit calibration."""
+    """The model after qonnx's clean-up, with the ONNX interface."""
 
     model: Any
     """qonnx's ModelWrapper."""
@@ -168,8 +170,6 @@ class Cleaned:
     outputs: list[Any]
     """The original model's graph inputs (without initializers) and outputs, in ONNX order."""
     rewrites: int
-    ranges: dict[str, tuple[float, float]] | None
-    calibrated: dict[str, str] | None
 
 
 @dataclass
@@ -213,38 +213,44 @@ def build(build_dir: Path) -> None:
 
 
 def normalise_and_refuse(spec: dict[str, Any]) -> Any:
-    """The normalised ONNX model; a StageError (UNSUPPORTED) naming what hls4ml cannot convert."""
+    """The normalised ONNX model (QONNX for a quantized one); a StageError (UNSUPPORTED) naming, one
+    line per op type, what hls4ml cannot convert."""
     with _stage("ONNX normalisation"):
         # The module, not the function hls4ml.converters re-exports under the same name.
         handlers = importlib.import_module("hls4ml.converters.onnx_to_hls")
         normalised = normalise(Path(spec["onnx"]))
-        refused = refusals(normalised, set(handlers.get_supported_onnx_layers()))
-    if refused:
-        raise StageError(UNSUPPORTED, "; ".join(refused))
+    if spec.get("quantized"):
+        _refuse(quantized.per_axis_refusals(normalised))
+        with _stage("QDQ to QONNX (qonnx QCDQToQuant)"):
+            normalised = quantized.to_qonnx(normalised).model
+    refused = refusals(normalised, set(handlers.get_supported_onnx_layers()))
+    _refuse(refused)
     return normalised
 
 
-def clean_up(spec: dict[str, Any], normalised: Any) -> Cleaned:
-    """qonnx's clean-up and the channels-last rewrites; for int8, the calibration ranges, computed in
-    a forked process beside the clean-up (the two slowest Python steps, independent of each other)."""
-    with contextlib.ExitStack() as stack:
-        calibration = None
-        if spec.get("calibration"):
-            with _stage("calibration of the 8-bit formats"):
-                calibration = _start_calibration(spec, stack)
-        with _stage("qonnx clean-up"):
-            import onnx
+def _refuse(refused: list[str]) -> None:
+    if refused:
+        for line in refused:
+            print(f"[tinyaccel] {UNSUPPORTED}: {line}", flush=True)
+        raise StageError(UNSUPPORTED, "; ".join(refused))
 
-            original = onnx.load(spec["onnx"], load_external_data=False)
-            initializers = {t.name for t in original.graph.initializer}
-            inputs = [v for v in original.graph.input if v.name not in initializers]
-            model = qonnx_clean(normalised)
-            rewrites = layout_ops_to_channels_last(model) + pools_to_channels_last(model)
-        cleaned = Cleaned(model, inputs, list(original.graph.output), rewrites, None, None)
-        if calibration is not None:
-            with _stage("calibration of the 8-bit formats"):
-                cleaned.ranges, cleaned.calibrated = calibration.result(), {}
-    return cleaned
+
+def clean_up(spec: dict[str, Any], normalised: Any) -> Cleaned:
+    """qonnx's clean-up and the channels-last rewrites; a quantized model is refused here when hls4ml's
+    QONNX front end would convert it into a wrong design (quantized.refusals)."""
+    with _stage("qonnx clean-up"):
+        import onnx
+
+        original = onnx.load(spec["onnx"], load_external_data=False)
+        initializers = {t.name for t in original.graph.initializer}
+        inputs = [v for v in original.graph.input if v.name not in initializers]
+        model = qonnx_clean(normalised)
+        rewrites = layout_ops_to_channels_last(model) + pools_to_channels_last(model)
+        if spec.get("quantized"):
+            rewrites += quantized.flatten_input(model)
+    if spec.get("quantized"):
+        _refuse(quantized.refusals(model))
+    return Cleaned(model, inputs, list(original.graph.output), rewrites)
 
 
 def convert(build_dir: Path, spec: dict[str, Any], backend: str, cleaned: Cleaned) -> Design:
@@ -253,7 +259,7 @@ def convert(build_dir: Path, spec: dict[str, Any], backend: str, cleaned: Cleane
 
     options = spec["options"]
     with _stage("hls4ml conversion"):
-        config = hls_config(cleaned.model, spec, backend, cleaned.ranges, cleaned.calibrated)
+        config = hls_config(cleaned.model, spec, backend)
         kwargs: dict[str, Any] = {
             "output_dir": str(build_dir / "hls"),
             "project_name": spec["project"],
@@ -344,7 +350,7 @@ def describe(
         "rewrites": cleaned.rewrites,
         "layers": design.layers,
         "seconds": seconds,
-        "calibrated_formats": cleaned.calibrated,
+        "quantized": spec.get("quantized"),
     }
 
 
@@ -431,14 +437,3 @@ def call_library(lib_path: Path, function: str, sizes_in: list[int], sizes_out: 
     fn.restype = None
     fn.argtypes = [ctypes.c_void_p] * (len(sizes_in) + len(sizes_out))
     return fn
-
-
-def _start_calibration(spec: dict[str, Any], stack: contextlib.ExitStack) -> concurrent.futures.Future:
-    """The 8-bit formats' calibration ranges (qonnx's clean-up at the calibration batch, then its
-    executor), computed in a forked process: it runs beside this process's own clean-up at batch 1,
-    the two slowest Python steps of an int8 build and independent of each other."""
-    pool = stack.enter_context(
-        concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-    )
-    data = np.load(spec["calibration"], allow_pickle=False)[: spec["calibration_samples"]]
-    return pool.submit(calibration_ranges, Path(spec["onnx"]), data)

@@ -2,9 +2,10 @@
 
 `sw_emu` is hls4ml's bit-accurate C simulation (the design compiled with g++);
 `hw_emu` adds C synthesis and C/RTL co-simulation with Vitis or Vivado HLS when
-one is on PATH, for latency, interval, clock and resources. int8 is an 8-bit
-hls4ml design calibrated per layer, not ONNX Runtime's quantized graph, which
-hls4ml cannot read.
+one is on PATH, for latency, interval, clock and resources. int8 goes through
+hls4ml's QONNX front end with the int8 model's own quantization (route.py): a
+QONNX model as it is, a QDQ one converted by qonnx, the plugin's QOperator model
+as its QDQ twin from the same calibration.
 
 Builds and runs happen in a worker subprocess (worker.py, its build stages in build.py), because
 the compiled library calls exit(1) on a missing weight file and a compiler or
@@ -25,7 +26,6 @@ import re
 import shutil
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,16 +33,17 @@ import numpy as np
 
 from ...perf import Perf
 from ...process import StartError, run_process, tail_text
-from ..base import Build, RunResult, Target, TargetError
+from ..base import Build, RunResult, Target, TargetError, TargetUnsupported
+from .route import int8_route
 from .settings import (
     DEFAULT_BUILD_TIMEOUT,
     INSTALL_HINT,
     NOT_IN_KEY,
+    QUANTIZED_FLOAT,
     UNSUPPORTED,
     calibrated_input,
     compiler_version,
     find_hls_tool,
-    int8_default,
     option_atol,
     package_version,
     parse_fixed,
@@ -62,7 +63,7 @@ LOG_TAIL_LINES = 40
 
 class Hls4mlTarget(Target):
     name = "hls4ml"
-    version = "2"  # 2: normalised ONNX, outputs matched by name
+    version = "3"  # 2: normalised ONNX, outputs matched by name; 3: int8 through QONNX
     modes = ("sw_emu", "hw_emu")
 
     def __init__(self, **settings: Any) -> None:
@@ -81,19 +82,13 @@ class Hls4mlTarget(Target):
         """The default tolerance derived from the model's effective precision (docs/hls4ml.md)."""
         return {"atol": option_atol(self.options(model), dtype)}
 
-    def _input_precision(self, model: Model, options: dict[str, Any], dtype: str) -> tuple[str, str]:
-        int8 = dtype == "int8"
-        base = parse_fixed(int8_default(options["int8_width"]) if int8 else options["precision"])
+    def _input_precision(self, model: Model, options: dict[str, Any], precision: str) -> tuple[str, str]:
+        base = parse_fixed(precision)
         if options["input_precision"] != "auto":
-            chosen = parse_fixed(options["input_precision"])
-            if int8:
-                chosen = replace(chosen, width=base.width, integer=min(chosen.integer, base.width))
-            return str(chosen), "input_precision setting"
+            return options["input_precision"], "input_precision setting"
         if model.calibration_path is None:
             return str(base), "precision (the model has no calibration set)"
         data = np.asarray(model.load_calibration(), dtype=np.float64)
-        if int8 and data.size and float(np.min(data)) >= 0:
-            base = replace(base, signed=False)  # like a uint8 input: one more bit for values >= 0
         try:
             return str(
                 calibrated_input(base, float(np.max(np.abs(data))) if data.size else 0.0)
@@ -147,30 +142,21 @@ class Hls4mlTarget(Target):
     def build(self, build: Build) -> None:
         model = build.model
         options = self.options(model)
-        int8 = build.dtype == "int8"
-        precision = int8_default(options["int8_width"]) if int8 else options["precision"]
-        input_precision, input_source = self._input_precision(model, options, build.dtype)
         spec: dict[str, Any] = {
-            # hls4ml reads the float model; int8 is an 8-bit fixed-point build of it (docs/hls4ml.md).
-            "onnx": str(model.onnx_path),
+            "onnx": str(build.onnx_path),
             "model": model.name,
             "dtype": build.dtype,
             "mode": build.mode,
             "options": options,
-            "precision": precision,
-            "input_precision": input_precision,
-            "input_precision_source": input_source,
+            "precision": options["precision"],
             "project": _project_name(model.name),
-            "label": (f"{options['int8_width']}-bit fixed point calibrated per layer" if int8 else precision),
+            "label": options["precision"],
         }
-        if int8:
-            if model.calibration_path is None:
-                raise TargetError(
-                    f"{model.name}: an int8 hls4ml build calibrates its per-layer 8-bit formats on the "
-                    f"model's calibration set; {model.manifest_path} names none ('calibration' key)"
-                )
-            spec["calibration"] = str(model.calibration_path)
-            spec["calibration_samples"] = int(model.quantization.get("calibration_samples", 200))
+        if build.dtype == "int8":
+            route = int8_route(build)  # TargetUnsupported: a quantized model qonnx cannot read
+            spec.update(onnx=str(route.onnx), quantized=route.kind, precision=QUANTIZED_FLOAT, label=route.label)
+        chosen, source = self._input_precision(model, options, spec["precision"])
+        spec.update(input_precision=chosen, input_precision_source=source)
         if build.mode == "hw_emu":
             tool = find_hls_tool()
             if tool is None:
@@ -190,6 +176,7 @@ class Hls4mlTarget(Target):
                 options["build_timeout"] or DEFAULT_BUILD_TIMEOUT[build.mode],
                 f"hls4ml build of {model.name} ({build.dtype}, {build.mode})",
                 error_file=build.dir / ERROR,
+                refused=f"hls4ml cannot convert {model.name} ({build.dtype})",
             )
         except TargetError:
             # The cache wipes a failed build's folder: keep the log next to it.
@@ -245,7 +232,7 @@ class Hls4mlTarget(Target):
                 "backend",
                 "softmax",
                 "rewrites",
-                "calibrated_formats",
+                "quantized",
             )
         }
         extra["build_seconds"] = meta.get("seconds")
@@ -263,9 +250,12 @@ class Hls4mlTarget(Target):
     # ----- subprocesses ------------------------------------------------------------------
 
     @staticmethod
-    def _call(argv: list[str], cwd: Path, log: Path, timeout: float, what: str, error_file: Path) -> None:
+    def _call(
+        argv: list[str], cwd: Path, log: Path, timeout: float, what: str, error_file: Path, refused: str = ""
+    ) -> None:
         """Run the worker (pytest_tinyaccel.process: own process group, killed on timeout), its
-        output to `log`; a failure is a TargetError with the worker's reason and the log's tail."""
+        output to `log`; a failure is a TargetError with the worker's reason and the log's tail, a
+        model hls4ml cannot convert a one-line TargetUnsupported starting with `refused`."""
         try:
             result = run_process(argv, cwd, dict(os.environ, PYTHONUNBUFFERED="1"), timeout, log, kill_grace=5.0)
         except StartError as exc:
@@ -282,7 +272,9 @@ class Hls4mlTarget(Target):
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             error = json.loads(error_file.read_text())
             stage = error["stage"]
-            reason = f"{stage}: {error['message']}" if stage == UNSUPPORTED else f"{stage} failed: {error['message']}"
+            if stage == UNSUPPORTED:  # one line, no log: what hls4ml cannot convert, by op type
+                raise TargetUnsupported(f"{refused or what}: {error['message']}")
+            reason = f"{stage} failed: {error['message']}"
         if reason is None:
             reason = (
                 f"the worker was killed by signal {result.signal_name}"
