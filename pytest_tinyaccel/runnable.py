@@ -24,6 +24,7 @@ from onnx import helper
 from .errors import DataError
 from .modelfiles import load_inline
 from .qonnx_route import is_qonnx, qonnx_route
+from .runtime import load_onnx
 
 ML_DOMAIN = "ai.onnx.ml"
 
@@ -35,8 +36,8 @@ def zipmap_outputs(model: onnx.ModelProto) -> list[str]:
 
 
 def needs_changes(path: Path) -> bool:
-    """Whether `path` runs as it is (False) or through `make_runnable`."""
-    model = onnx.load(str(path), load_external_data=False)
+    """Whether `path` runs as it is (False) or through `make_runnable` (DataError if it is no ONNX model)."""
+    model = load_onnx(path)
     return bool(zipmap_outputs(model)) or is_qonnx(model)
 
 
