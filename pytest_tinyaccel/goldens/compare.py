@@ -47,7 +47,7 @@ def describe_mismatch(
         g64, e64 = np.float64(obtained[idx]), np.float64(expected[idx])
         abs_err = np.abs(g64 - e64) if g64 != e64 else np.float64(0.0)  # an equal infinity included
         with np.errstate(divide="ignore", invalid="ignore"):
-            rel_err = abs_err / np.abs(e64)
+            rel_err = abs_err / np.abs(e64) if abs_err != 0 else np.float64(0.0)  # an exact zero matches
         rows.append([list(map(int, idx)), f"{g64:.7g}", f"{e64:.7g}", f"{abs_err:.3g}", f"{rel_err:.3g}"])
     lines = [
         f"output '{name}' differs from the ONNX Runtime golden (atol={atol:g}, rtol={rtol:g})",
@@ -128,8 +128,11 @@ class _Scan:
         if got.dtype.kind in "fc":
             self.nan += int(np.count_nonzero(np.isnan(got)))
         self.abs_err.add(err)
+        rel = buffers.limit[: got.size]
         with np.errstate(divide="ignore", invalid="ignore"):
-            self.rel_err.add(np.divide(err, scale, out=buffers.limit[: got.size]))
+            np.divide(err, scale, out=rel)
+        rel[err == 0] = 0.0  # an exact match has no relative error, an exact zero included (0/0 is not nan here)
+        self.rel_err.add(rel)
         ranked = np.where(np.isnan(err), np.inf, err) if self.abs_err.nan else err
         self._keep(ranked, start)
 
