@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from helpers import Project
+from hypothesis import Phase, settings
 
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> Project:
     """A throw-away pytester project; copy bundled models in with `project.add_model`."""
     return Project(pytester)
+
+
+if os.environ.get("TINYACCEL_MUTATION"):
+    # Mutation testing (tests/mutation/run.py) runs the same examples every time and reports the
+    # first failing one as it is: shrinking it would cost seconds per killed mutant.
+    settings.register_profile(
+        "mutation", derandomize=True, deadline=None, database=None, phases=(Phase.explicit, Phase.generate)
+    )
+    settings.load_profile("mutation")

@@ -4,6 +4,8 @@ worst elements, chunk by chunk) and `compare_top5` / `topk` (the Top-5 reference
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -194,6 +196,24 @@ def test_integer_outputs_must_match_exactly_with_the_default_tolerance(dtype):
         assert "max abs error: 255" in message
 
 
+def test_int8_minimum_matches_itself():
+    """|-128| in float64 is 128: in int8 it would wrap to -128 and make the limit negative."""
+    exp = np.array([-128, 127, 0], np.int8)
+    assert describe_mismatch("y", exp.copy(), exp, 1e-5, 1e-3) is None
+    assert describe_mismatch("y", exp.astype(np.int32), exp.astype(np.int32), 0.0, 0.1) is None
+
+
+def test_nan_inf_and_zeros_raise_no_numpy_warning():
+    """A user's run shows no RuntimeWarning from the comparison, whatever the outputs hold."""
+    exp = np.array([0.0, np.inf, -np.inf, 1.0, 0.0, np.nan])
+    got = np.array([0.0, np.inf, 1.0, np.nan, 2.0, 1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        message = describe_mismatch("y", got, exp, 0.0, 0.0)
+        assert describe_mismatch("y", exp[:2], exp[:2], 0.0, 0.0) is None
+    assert "mismatched elements: 4 / 6" in message
+
+
 def test_max_rel_error_skips_exact_zeros():
     """An exactly-zero element that matches (common in int8 probabilities) has no relative error:
     the message gives the largest finite one, not nan."""
@@ -223,6 +243,16 @@ def test_message_counts_and_the_worst_elements_by_index():
     ]
     assert parsed(message)[-1] == ["[1,2,3] -2 0 2 inf", "[0,1,2] 0.5 0 0.5 inf"]
     assert "index" in message and "obtained" in message and "expected" in message
+
+
+def test_the_table_shows_five_worst_elements_by_default_under_its_headers():
+    exp = np.zeros(8)
+    got = np.arange(1.0, 9.0)
+    message = describe_mismatch("y", got, exp, 0.0, 0.0)
+    lines = message.splitlines()
+    assert lines[3] == "  worst elements:"
+    assert lines[4].split() == ["index", "obtained", "expected", "abs", "err", "rel", "err"]
+    assert parsed(message)[-1] == [row(f"[{i}] {i + 1} 0 {i + 1} inf") for i in (7, 6, 5, 4, 3)]
 
 
 def test_worst_elements_across_chunks_keep_ties_in_index_order():
@@ -288,6 +318,18 @@ def test_top5_class_swap_is_accepted_only_between_classes_within_tolerance():
     outside = np.array([[0.2, 0.06, 0.6, 0.1, 0.0, 0.045]])
     assert compare_top5(REFERENCE, outside, 0.01, label)[0] == 0
     assert compare_top5(REFERENCE, outside, 0.004, label)[0] == 1
+
+
+def test_top5_tolerance_boundaries_are_inclusive():
+    """Differences of exactly `tolerance` (binary fractions: no rounding) are accepted, a hair more is not."""
+    reference = [[[0, 0.5], [1, 0.25], [2, 0.125], [3, 0.0625], [4, 0.03125]]]
+    probs = np.array([[0.75, 0.25, 0.125, 0.0625, 0.03125, 0.0]])
+    assert compare_top5(reference, probs, 0.25, label)[0] == 0
+    assert compare_top5(reference, probs, 0.25 - 2**-30, label)[0] == 1
+    # classes 0 and 1 exchanged: their reference probabilities are exactly 0.25 apart
+    swapped = np.array([[0.375, 0.5, 0.125, 0.0625, 0.03125, 0.0]])
+    assert compare_top5(reference, swapped, 0.25, label)[0] == 0
+    assert compare_top5(reference, swapped, 0.25 - 2**-30, label)[0] == 2
 
 
 def test_top5_counts_every_sample_and_shows_only_the_differing_ones():
