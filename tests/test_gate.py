@@ -235,6 +235,9 @@ def test_margins_from_a_string_and_from_a_table():
         ("throughput=fast%", "throughput", "'fast%' is not a number"),
         ("sqnr=xdB", "sqnr", "'x' is not a number"),
         ("accuracy=", "accuracy", "'' is not a number"),
+        ("accuracy", "accuracy", "'' is not a number"),
+        ("ns=10%=5%", "ns", "'10%=5%' is not a number"),
+        ("ns=10X%", "ns", "'10X%' is not a number"),
         ("ns=-1%", "ns", "margin must be a finite number and must not be negative, got '-1%'"),
         ("accuracy=inf", "accuracy", "margin must be a finite number and must not be negative, got 'inf'"),
         ("accuracy=nan", "accuracy", "margin must be a finite number and must not be negative, got 'nan'"),
@@ -249,7 +252,8 @@ def test_a_bad_margin_names_where_which_key_and_what_to_write(spec, key, problem
 def test_a_margin_spec_of_another_type_is_refused():
     with pytest.raises(ConfigError) as info:
         parse_margins(5, "model.toml")  # type: ignore[arg-type]
-    assert (info.value.key, info.value.problem) == (
+    assert (info.value.where, info.value.key, info.value.problem) == (
+        "model.toml",
         "max_regression",
         'expected a string like "ns=10%,accuracy=0.5" or a table, got 5',
     )
