@@ -192,13 +192,9 @@ def test_markdown_stacks_each_dtypes_own_figures_in_dtype_order(record):
 
 def test_markdown_opens_with_pytests_count_and_every_case_worst_first(record):
     text = report.markdown(record)
-    assert text.splitlines()[:5] == [
-        "# Profiling",
-        "",
-        "**Tests:** 5 passed, 2 failed, 1 skipped, 1 error",
-        "",
-        "## Cases",
-    ]
+    lines = text.splitlines()
+    assert lines[:6] == ["# Profiling", "", "**Tests:** 5 passed, 2 failed, 1 skipped, 1 error", "", "## Cases", ""]
+    assert cells(lines[6].strip("|"), r"\s*\|\s*") == ["Case", "Status", "Detail", "owner", "ticket"]
     assert md_rows(text, "Cases") == [
         ["ic-cpu-hw-int8", "error (budget setup)", "budget (setup): RuntimeError: no budget", "", ""],
         ["kws-aie-hw_emu-int8", "failed (golden)", "golden: output 'y' differs", "dsp", ""],

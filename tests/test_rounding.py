@@ -123,6 +123,13 @@ def test_quantize_linear_ties_per_mode_with_per_channel_zero_points(mode):
     assert expected[0].tolist() == ([0, 0, 0, 0, 2, 2] if mode == "half_even" else [0, 0, 0, 1, 2, 3])
 
 
+def test_quantize_linear_divides_in_float32_whatever_the_input_type():
+    """0.5 + 2^-40 is 0.5 in float32 (a tie, to 0) but above the tie in float64 (to 1)."""
+    x = np.array([0.5 + 2.0**-40, -0.5 - 2.0**-40], np.float64)
+    got = K.quantize_linear(x, np.float32(1.0), np.array(0, np.int8), np.dtype(np.int8), "half_even")
+    np.testing.assert_array_equal(got, [0, 0])
+
+
 def test_quantize_linear_saturates_int8_both_ways():
     x = np.array([-1000.0, -128.5, 126.5, 1000.0], np.float32)
     for mode, expected in (("half_even", [-128, -128, 126, 127]), ("half_away", [-128, -128, 127, 127])):
@@ -141,6 +148,12 @@ def test_dequantize_linear_subtracts_exactly_in_every_width():
     assert got.dtype == np.float32
     wide = K.dequantize_linear(np.array([-(2**31)], np.int32), np.float32(2.0), np.array(2**31 - 1, np.int32))
     assert wide[0] == np.float32(-(2.0**33))
+    # one side wider than 16 bits is enough for the int64 path
+    got = K.dequantize_linear(np.array([2**24 + 1], np.int32), np.float32(1.0), np.array(1, np.int8))
+    assert got[0] == np.float32(2**24)
+    # int64: the difference rounds to float32 once (through float64 it would round twice)
+    x = np.array([2**53 + 2**29 + 1], np.int64)
+    assert K.dequantize_linear(x, np.float32(1.0), np.array(0, np.int64))[0] == np.float32(2.0**53 + 2.0**30)
 
 
 def fused_reference(x: float, y: float, z: float) -> np.float32:
@@ -169,6 +182,18 @@ def test_fma32_rounds_once_where_float64_would_round_twice():
     np.testing.assert_array_equal(got, expected)
     naive = (xs.astype(np.float64) * ys + zs).astype(np.float32)
     assert (naive != got).sum() >= 4  # the double rounding is really exercised
+    # far apart in magnitude: the float64 sum drops the product's tail and lands on a midpoint, whose
+    # even neighbour lies below or above; and one at 2^54 where the sum's rounding error is exactly 1
+    near_one = (np.float32(1 + 2.0**-23), np.float32(1 - 2.0**-23))
+    hard = [
+        (np.float32(2.0**6) * near_one[0], near_one[1], np.float32(2.0**30 + 2.0**7)),
+        (np.float32(2.0**6) * near_one[0], -near_one[1], np.float32(2.0**30 + 2.0**8 + 2.0**7)),
+        (near_one[0], -near_one[1], np.float32(2.0**24 + 2)),
+        (np.float32(1321), np.float32(812825), np.float32(2.0**54)),  # 1321 * 812825 = 2^30 + 1
+    ]
+    for x, y, z in hard:
+        assert K.fma32(x, y, z) == fused_reference(float(x), float(y), float(z)), (x, y, z)
+        assert np.float32(np.float64(x) * np.float64(y) + np.float64(z)) != K.fma32(x, y, z)
     rng = np.random.default_rng(3)
     x, y, z = (rng.standard_normal(1000).astype(np.float32) for _ in range(3))
     np.testing.assert_array_equal(K.fma32(x, y, z), (x.astype(np.float64) * y + z).astype(np.float32))
