@@ -245,7 +245,7 @@ def test_erratum_tests_match_onnxruntime(name: str) -> None:
     assert DATA is not None
     model = onnx.load(str(DATA / name / "model.onnx"))
     ((inputs, expected),) = data_sets(DATA / name, model)
-    feed = {v.name: x for v, x in zip(model.graph.input, inputs)}
+    feed = {v.name: x for v, x in zip(model.graph.input, inputs, strict=False)}
     options = ort.SessionOptions()
     options.log_severity_level = 3
     want = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, feed)
