@@ -67,7 +67,7 @@ def test_totals_efficiency_and_resources():
     perf = compose(network(), COSTS, CFG, "sim", {"timing": {"figure": "predicted"}})
     total = 500 + math.ceil(501 / 8) + 120.5 + 1400 / 8
     assert perf.cycles == total and perf.simulator == "sim" and perf.clock_hz == 2e8
-    assert perf.latency_ns == pytest.approx(total / 2e8 * 1e9)
+    assert perf.latency_ns == total / 2e8 * 1e9
     assert perf.throughput == pytest.approx(2e8 / total)
     assert perf.efficiency == pytest.approx((5040 / 16) / total)
     # scratchpad: the largest weights + inputs of a matrix layer, capped at 1000 bytes; accumulator: outputs x 4 B
@@ -91,6 +91,29 @@ def test_working_sets_below_the_capacities_are_counted_in_whole_kib():
     perf = compose(small, {"m": MatrixCost(10.0)}, wide, "sim", {})
     assert perf.resources["Scratchpad KiB"] == math.ceil(700 * 4 / 1024) and perf.resources["Accumulator KiB"] == 1
     assert perf.layers[0].extra == {} and perf.efficiency == pytest.approx((64 / 16) / 10.0)
+
+
+def test_bytes_per_element_scale_the_working_sets_and_the_bus_traffic():
+    wide = GemminiConfig(**{**CFG.__dict__, "input_bytes": 4, "acc_bytes": 1, "sp_capacity_bytes": 10**6})
+    nodes = [
+        Layer("m", "MatMul", ["x", "w"], ["y"], 0, macs=64, weight_elems=600, input_elems=1000, output_elems=1025),
+        Layer("sm", "Softmax", ["y"], ["z"], 1, input_elems=10, output_elems=10),
+    ]
+    perf = compose(graph(nodes), {"m": MatrixCost(10.0)}, wide, "sim", {})
+    assert perf.resources["Scratchpad KiB"] == math.ceil((600 + 1000) * 4 / 1024)  # 6400 B
+    assert perf.resources["Accumulator KiB"] == 2  # 1025 B: a byte over one KiB
+    assert perf.layers[1].extra == {"rule": "bus", "bytes": 80} and perf.layers[1].cycles == 10.0
+    small = [Layer("m", "MatMul", ["x", "w"], ["y"], 0, macs=1, weight_elems=1024, input_elems=1, output_elems=1)]
+    perf = compose(graph(small), {"m": MatrixCost(0.5)}, GemminiConfig(**{**wide.__dict__, "input_bytes": 1}), "s", {})
+    assert perf.resources["Scratchpad KiB"] == 2  # 1025 B
+    assert perf.efficiency == pytest.approx((1 / 16) / 0.5)  # half a cycle still has an efficiency
+    assert perf.latency_ns == 0.5 / 2e8 * 1e9 and perf.throughput == 2e8 / 0.5
+
+
+def test_a_matrix_layer_of_no_cycles_has_no_efficiency():
+    free = graph([Layer("m", "MatMul", ["x", "w"], ["y"], 0, macs=64, weight_elems=1, input_elems=1, output_elems=1)])
+    perf = compose(free, {"m": MatrixCost(0.0)}, CFG, "sim", {})
+    assert (perf.cycles, perf.efficiency, perf.latency_ns, perf.throughput) == (0.0, None, None, None)
 
 
 def test_a_graph_with_no_cycles_has_no_latency_throughput_or_efficiency():
@@ -130,6 +153,11 @@ def test_a_grouped_convolution_is_group_calls_and_a_depthwise_one_a_single_call(
     node, g = conv("g", [1, 8, 6, 6], [12, 4, 3, 3], [1, 12, 4, 4], group=2)
     layer, calls = library_layer(node, g)
     assert calls == 2 and (layer.in_channels, layer.out_channels, layer.depthwise) == (4, 6, False)
+    assert type(layer.in_channels) is int and type(layer.out_channels) is int
+    node, g = conv("d2", [1, 2, 6, 6], [2, 1, 3, 3], [1, 2, 4, 4], group=2)  # the smallest depthwise
+    assert library_layer(node, g) == (library_layer(node, g)[0], 1) and library_layer(node, g)[0].depthwise
+    node, g = conv("one", [1, 1, 6, 6], [1, 1, 3, 3], [1, 1, 4, 4])  # one channel, group 1: a plain conv
+    assert library_layer(node, g)[0].depthwise is False
     node, g = conv("d", [1, 8, 6, 6], [8, 1, 3, 3], [1, 8, 4, 4], group=8)
     layer, calls = library_layer(node, g)
     assert calls == 1 and (layer.in_channels, layer.out_channels, layer.depthwise) == (8, 8, True)
@@ -152,6 +180,7 @@ def test_matrix_products_and_recurrent_layers_become_one_tiled_matmul():
     dense = Layer("fc", "Gemm", ["x", "w"], ["y"], 0, macs=3 * 64 * 10, out_channels=10, out_rows=3)
     layer, calls = library_layer(dense, graph([dense]))
     assert calls == 1 and (layer.kind, layer.in_channels, layer.out_channels, layer.out_rows) == ("matmul", 64, 10, 3)
+    assert type(layer.in_channels) is int
     odd = Layer("mm", "MatMul", ["x", "w"], ["y"], 0, macs=100, out_channels=0, out_rows=0)
     assert library_layer(odd, graph([odd]))[0].in_channels == 100  # no output shape known: one row, one column
     lstm = Layer("lstm", "LSTM", ["x", "w", "r"], ["y"], 0, macs=999, gemm_shape=(7, 24, 64), out_channels=16)

@@ -22,6 +22,9 @@ def test_top1_and_top5_accuracy_by_hand():
     assert quality("top1", PROBS, labels) == pytest.approx(1 / 3)
     assert quality("top5", PROBS, labels) == pytest.approx(2 / 3)  # 5 is outside the third sample's Top-5
     assert quality("top1", PROBS, np.array([[1], [0], [7]])) == 1.0  # labels as a column
+    assert quality("top1", PROBS, np.array([[1], [7], [0]])) == pytest.approx(1 / 3)  # each against its own sample
+    assert quality("top1", PROBS, np.array([2, 6, 0])) == 0.0  # every label second: not a Top-1 hit
+    assert quality("top5", PROBS, np.array([5, 3, 4])) == 0.0  # every label sixth: not a Top-5 hit
     assert quality("top5", PROBS.reshape(3, 2, 4), np.array([4, 2, 3])) == 1.0  # outputs flattened per sample
     assert quality("top1", PROBS, np.array([1.0, 0.0, 6.0])) == pytest.approx(2 / 3)
 
@@ -86,6 +89,8 @@ def test_auc_quality_of_a_reconstruction_and_of_a_score_output():
         ("top1", np.zeros((4, 3)), 3, "labels must be one value per sample, shape [N]; got [4, 3] (one-hot? store "
          "the class index: y.argmax(1))"),
         ("top1", np.zeros((4, 1)), 3, "labels must be one value per sample, shape [N]; got [4, 1]"),
+        ("top1", np.zeros((4, 2)), 3, "labels must be one value per sample, shape [N]; got [4, 2] (one-hot? store "
+         "the class index: y.argmax(1))"),
         ("top1", np.zeros((2, 2, 2)), 3, "labels must be one value per sample, shape [N]; got [2, 2, 2]"),
         ("top1", np.array([0.0, 1.5]), 3, "labels must be integers (class index, or 0/1 for anomaly); found "
          "non-integer values"),
