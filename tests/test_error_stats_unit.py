@@ -5,6 +5,7 @@ shape), and their JSON form and one-line description."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -133,3 +134,28 @@ def test_description_and_decibels():
         "max abs 2, RMSE 0.5, SQNR inf dB (exact), cosine 1, 98.8% within 1 LSB"
     )
     assert (format_db(math.inf), format_db(-3.04), format_db(-math.inf)) == ("inf dB (exact)", "-3.0 dB", "-inf dB")
+
+
+def test_small_tensors_have_a_cosine_too():
+    """Sums of squares below 1 are still a direction: only an all-zero side has none."""
+    s = error_stats(np.array([0.5, 0.0]), np.array([0.4, 0.1]))
+    assert s is not None and s.cosine == pytest.approx(0.2 / math.sqrt(0.25 * 0.17))
+    s = error_stats(np.array([0.3, 0.4]), np.array([0.0, 0.5]))
+    assert s is not None and s.cosine == pytest.approx(0.2 / math.sqrt(0.25 * 0.25))
+
+
+def test_integer_counts_within_one_lsb_add_up_over_chunks():
+    n = 3 * errorstats._CHUNK + 5
+    exp = np.zeros(n, np.int32)
+    got = exp.copy()
+    got[::7] = 3  # outside 1 LSB, in every chunk
+    s = error_stats(got, exp)
+    assert s is not None and s.within_1lsb == pytest.approx(1 - len(got[::7]) / n)
+
+
+def test_zeros_raise_no_numpy_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert error_stats(np.ones(3), np.zeros(3)).sqnr_db == -math.inf
+        assert math.isnan(error_stats(np.zeros(3), np.ones(3)).cosine)
+        assert error_stats(np.zeros(3), np.zeros(3)).sqnr_db == math.inf
