@@ -16,9 +16,14 @@ def project(pytester: pytest.Pytester) -> Project:
 
 
 if os.environ.get("TINYACCEL_MUTATION"):
-    # Mutation testing (tests/mutation/run.py) runs the same examples every time and reports the
+    # Mutation testing (tests/mutation/run.py) runs the same 25 examples every time and reports the
     # first failing one as it is: shrinking it would cost seconds per killed mutant.
     settings.register_profile(
-        "mutation", derandomize=True, deadline=None, database=None, phases=(Phase.explicit, Phase.generate)
+        "mutation",
+        derandomize=True,
+        deadline=None,
+        database=None,
+        max_examples=25,
+        phases=(Phase.explicit, Phase.generate),
     )
     settings.load_profile("mutation")
