@@ -138,6 +138,9 @@ def test_a_matching_infinity_adds_no_error_to_the_message():
     assert message is not None
     assert "max abs error: 2   max rel error: 2" in message
     assert parsed(message)[-1] == ["[1] 3 1 2 2", "[0] inf inf 0 0"]
+    message = describe_mismatch("y", np.array([-np.inf, 1.25, 1.0]), np.array([-np.inf, 1.0, 1.0]), 0.0, 0.0)
+    assert "max abs error: 0.25   max rel error: 0.25" in message  # the matched infinity's error is 0, not more
+    assert parsed(message)[-1] == ["[1] 1.25 1 0.25 0.25", "[0] -inf -inf 0 0", "[2] 1 1 0 0"]
 
 
 @pytest.mark.parametrize(
