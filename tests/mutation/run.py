@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import json
 import os
 import shutil
@@ -257,10 +258,13 @@ def report(result: Result, threshold: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("modules", nargs="*", help="modules of modules.toml (default: all)")
-    parser.add_argument("--ci", action="store_true", help="the subset CI runs (modules.toml: ci)")
+    parser.add_argument("--ci", action="store_true", help="the subset meant for CI (modules.toml: ci)")
     parser.add_argument("--no-run", action="store_true", help="report the last run's results again (equivalent.txt)")
-    parser.add_argument("--jobs", type=int, default=int(os.environ.get("TINYACCEL_MUTATION_JOBS", "2")))
-    scratch = os.environ.get("TINYACCEL_MUTATION_DIR") or Path(os.environ.get("TMPDIR", "/tmp")) / "tinyaccel-mutation"
+    jobs = int(os.environ.get("TINYACCEL_MUTATION_JOBS", "2"))
+    parser.add_argument("--jobs", type=int, default=jobs, help="mutants run at once (%(default)s)")
+    checkout = hashlib.sha256(str(REPO).encode()).hexdigest()[:8]  # two checkouts never share a scratch folder
+    default = Path(os.environ.get("TMPDIR", "/tmp")) / f"tinyaccel-mutation-{checkout}"
+    scratch = os.environ.get("TINYACCEL_MUTATION_DIR") or default
     parser.add_argument("--scratch", type=Path, default=Path(scratch), help="where mutmut works (%(default)s)")
     args = parser.parse_args(argv)
     modules, threshold, ci = load_modules()
