@@ -44,7 +44,9 @@ def _emulate(model: onnx.ModelProto, feed: dict[str, np.ndarray], **load) -> lis
 
 
 def _same(model, feed, atol=1e-5, rtol=1e-4, **load) -> None:
-    for got, want in zip(_emulate(model, feed, **load), _ort(model, feed)):
+    ours, theirs = _emulate(model, feed, **load), _ort(model, feed)
+    assert len(ours) == len(theirs), f"the emulator gives {len(ours)} outputs, ONNX Runtime {len(theirs)}"
+    for got, want in zip(ours, theirs, strict=True):
         assert got.shape == want.shape and got.dtype == want.dtype
         if want.dtype.kind in "iub":
             np.testing.assert_array_equal(got, want)
