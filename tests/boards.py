@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 from helpers import GOLDEN, MODELS, Project
@@ -142,7 +143,7 @@ def assert_exclusive(records: list[dict], boards: list[SimBoard]) -> None:
             for r in leases.values()
             if r["board"] == board.label
         )
-        for (_, end, _), (start, _, _) in zip(held, held[1:]):
+        for (_, end, _), (start, _, _) in pairwise(held):
             assert end <= start, f"two leases of {board.label} overlap: {held}"
         served = board.served()
         assert not [e for e in served if e["event"] == "violation"], served

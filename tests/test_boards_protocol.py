@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -161,7 +162,7 @@ def test_one_holder_at_a_time_across_processes(tmp_path: Path) -> None:
         proc.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0]
     spans = sorted(tuple(map(float, line.split())) for line in log.read_text().splitlines())
-    assert len(spans) == 12 and all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))
+    assert len(spans) == 12 and all(end <= start for (_, end), (start, _) in pairwise(spans))
 
 
 def test_a_pool_hands_out_the_free_device_and_names_holders_on_timeout(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ def one_node(
         "one_node",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
-        [numpy_helper.from_array(np.asarray(p), n) for n, p in zip(names, params)],
+        [numpy_helper.from_array(np.asarray(p), n) for n, p in zip(names, params, strict=True)],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(domain, version)])
 
@@ -309,7 +309,7 @@ def test_qcdq_form_of_brevitas_qonnx_is_brevitas_qcdq(tmp_path) -> None:
     ours_int = [v for v in ours.values() if v.dtype.kind in "iu"]
     theirs_int = [v for v in theirs.values() if v.dtype.kind in "iu"]
     assert len(ours_int) == len(theirs_int) == 2
-    for a, b in zip(ours_int, theirs_int):
+    for a, b in zip(ours_int, theirs_int, strict=True):
         np.testing.assert_array_equal(a, b)
     a = run_session(create_session(route.model.SerializeToString()), feed)
     b = run_session(create_session(GALLERY / "brevitas_qcdq" / "model.onnx"), feed)
