@@ -7,7 +7,7 @@
 - pytester's in-process runs remove, afterwards, every module an inner run
   imported; NumPy's C extensions (numpy.fft, which scikit-learn imports) cannot
   be imported twice in one process, so what the plugin imports lazily is
-  imported here, once, before any test.
+  imported here, once, before any test (numba's registries: tests/conftest.py).
 - `pytest -m aie --target hw_emu` from here runs the bundled suite
   (tests/test_models.py) on the aie target: the unit tests carry no target
   marker, so a target marker selects exactly the bundled model cases.

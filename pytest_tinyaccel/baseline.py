@@ -3,10 +3,12 @@ metric by metric, against the margins of `margins.py`."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .report import ProfileRow, load_json
+from .record import ProfileRow
+from .report import load_json
 
 
 class BaselineError(Exception):
@@ -21,12 +23,16 @@ class Change:
     now: float
     allowed: float
     higher_is_better: bool
+    output: str = ""
+    """For sqnr: the output it was measured on."""
 
     @property
     def delta(self) -> float:
-        """Relative change in % for latency/throughput, points for accuracy."""
+        """Relative change in % for latency/throughput, points for accuracy, dB for sqnr."""
         if self.metric == "accuracy":
             return 100 * (self.now - self.baseline)
+        if self.metric == "sqnr":
+            return 0.0 if self.now == self.baseline else self.now - self.baseline  # inf - inf is no change
         return 100 * (self.now - self.baseline) / self.baseline if self.baseline else 0.0
 
     @property
@@ -34,11 +40,20 @@ class Change:
         worse = -self.delta if self.higher_is_better else self.delta
         return worse > self.allowed + 1e-9
 
+    @property
+    def suffix(self) -> str:
+        """The unit of `delta` and `allowed`."""
+        return {"accuracy": " pts", "sqnr": " dB"}.get(self.metric, "%")
+
+    @property
+    def label(self) -> str:
+        return f"{self.metric} {self.output}" if self.output else self.metric
+
     def describe(self) -> str:
-        sign = f"{self.delta:+.2f}{' pts' if self.metric == 'accuracy' else '%'}"
-        allowed = f"{self.allowed:g}{' pts' if self.metric == 'accuracy' else '%'}"
+        sign = f"{self.delta:+.2f}{self.suffix}"
+        allowed = f"{self.allowed:g}{self.suffix}"
         return (
-            f"{self.metric}: baseline {_fmt(self.baseline, self.unit)}, now {_fmt(self.now, self.unit)} "
+            f"{self.label}: baseline {_fmt(self.baseline, self.unit)}, now {_fmt(self.now, self.unit)} "
             f"({sign}; allowed {allowed})"
         )
 
@@ -62,6 +77,12 @@ def compare(now: ProfileRow, base: ProfileRow, margins: dict[str, float]) -> lis
     if now.accuracy is not None and base.accuracy is not None:
         unit = "" if now.metric == "auc" else "%"
         changes.append(Change("accuracy", unit, base.accuracy, now.accuracy, margins["accuracy"], True))
+    if "sqnr" in margins:  # gated only when asked for (sqnr=1dB)
+        for name, stats in now.error_stats.items():
+            then = base.error_stats.get(name)
+            if then is not None and not math.isnan(then.sqnr_db):
+                db = -math.inf if math.isnan(stats.sqnr_db) else stats.sqnr_db  # NaN outputs: worse than any
+                changes.append(Change("sqnr", "dB", then.sqnr_db, db, margins["sqnr"], True, name))
     return changes
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .config import ConfigError
     from .models import Model
 
 
@@ -27,3 +28,28 @@ class Case:
     @property
     def id(self) -> str:
         return case_id(self.model.name, self.target, self.mode, self.dtype)
+
+
+@dataclass(frozen=True)
+class BrokenModel:
+    """A model folder whose manifest cannot be used, with the problem."""
+
+    folder: str
+    error: ConfigError
+    dtypes: tuple[str, ...]
+    """The dtypes its manifest lists where that much can be read, else every dtype."""
+
+
+@dataclass(frozen=True)
+class BrokenCase:
+    """A case of a model whose manifest cannot be used: its tests error with the manifest's problem (the
+    other models still run), under the ids and markers the case would have had, so `-m` and `-k` keep them."""
+
+    broken: BrokenModel
+    target: str
+    mode: str
+    dtype: str
+
+    @property
+    def id(self) -> str:
+        return case_id(self.broken.folder, self.target, self.mode, self.dtype)

@@ -21,6 +21,10 @@ class ConfigError(Exception):
         super().__init__(f"{where}: key '{key}': {problem}")
 
 
+class ManifestWarning(UserWarning):
+    """A manifest that works but probably does not say what its author means (pytest lists it)."""
+
+
 REQUIRED: Any = object()
 """Default of a field that must be given."""
 

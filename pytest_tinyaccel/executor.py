@@ -17,7 +17,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .config import ConfigError
@@ -65,9 +65,12 @@ class ProcessExecutor(Executor):
 
 class DaskExecutor(Executor):
     """An existing Dask distributed scheduler; its workers need the project installed and the
-    build cache folder at the same path (docs/running.md, "On a Dask cluster")."""
+    build cache folder at the same path (docs/running.md, "On a Dask cluster").
 
-    def __init__(self, address: str, timeout: float = 30.0) -> None:
+    Targets defined in a conftest.py cannot be imported on a worker (the conftest is not on its
+    path): each task travels as cloudpickle bytes with those modules pickled by value."""
+
+    def __init__(self, address: str, targets: Sequence[object] = (), timeout: float = 30.0) -> None:
         try:
             from distributed import Client
         except ImportError as exc:
@@ -81,10 +84,15 @@ class DaskExecutor(Executor):
             raise ConfigError(
                 "--tinyaccel-executor", f"dask://{address}", f"no Dask scheduler answers there ({exc})"
             ) from exc
+        ship_by_value(targets)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        import cloudpickle  # a dependency of distributed
+
+        # Dask pickles arguments by reference when it can; a conftest's class must go by value.
+        payload = cloudpickle.dumps((fn, args))
         # pure=False: the same case submitted twice is run twice, never silently deduplicated.
-        return self._client.submit(fn, *args, pure=False)
+        return self._client.submit(call_pickled, payload, pure=False)
 
     def describe(self) -> str:
         workers = len(self._client.scheduler_info().get("workers", {}))
@@ -128,27 +136,36 @@ class Remote:
         self.executor.close()
 
 
-def make_executor(spec: str) -> Executor | None:
-    """`local` -> None; `processes[:N]` -> ProcessExecutor; `dask://HOST:PORT` -> DaskExecutor."""
+def make_executor(spec: str, targets: Sequence[object] = ()) -> Executor | None:
+    """`local` -> None; `processes[:N]` -> ProcessExecutor; `dask://HOST:PORT` -> DaskExecutor
+    (which ships the `targets` defined in conftest files to its workers by value). The spec was
+    checked when the option was parsed (options.executor)."""
     if spec == "local":
         return None
-    if spec == "processes" or spec.startswith("processes:"):
-        count = spec.partition(":")[2] or str(os.cpu_count() or 1)
-        if not count.isdigit() or int(count) < 1:
-            raise ConfigError("--tinyaccel-executor", spec, "processes:N takes a positive number of processes")
-        return ProcessExecutor(int(count))
-    if spec.startswith("dask://"):
-        return DaskExecutor(spec.removeprefix("dask://"))
-    raise ConfigError("--tinyaccel-executor", spec, "use local, processes, processes:N or dask://HOST:PORT")
+    if spec.startswith("processes"):
+        return ProcessExecutor(int(spec.partition(":")[2] or os.cpu_count() or 1))
+    return DaskExecutor(spec.removeprefix("dask://"), targets)
 
 
-def ship_by_value(objects: list[object]) -> None:
-    """Targets defined in a conftest are not importable on a Dask worker: send their code along."""
-    try:
-        import cloudpickle
-    except ImportError:
-        return
-    for obj in objects:
-        module = sys.modules.get(type(obj).__module__)
-        if module is not None and not type(obj).__module__.startswith("pytest_tinyaccel"):
-            cloudpickle.register_pickle_by_value(module)
+def ship_by_value(targets: Sequence[object]) -> list[str]:
+    """Register the conftest modules that define `targets` (or their base classes) with cloudpickle,
+    so their classes are pickled by value; returns the module names."""
+    import cloudpickle
+
+    shipped = []
+    for target in targets:
+        for cls in type(target).__mro__:
+            module = sys.modules.get(cls.__module__)
+            path = getattr(module, "__file__", None) or ""
+            if module is not None and os.path.basename(path) == "conftest.py" and cls.__module__ not in shipped:
+                cloudpickle.register_pickle_by_value(module)
+                shipped.append(cls.__module__)
+    return shipped
+
+
+def call_pickled(payload: bytes) -> Any:
+    """On a Dask worker: unpickle a (function, arguments) task made by `DaskExecutor.submit` and run it."""
+    import pickle
+
+    fn, args = pickle.loads(payload)  # our own task, sent through the scheduler the user named
+    return fn(*args)

@@ -20,8 +20,8 @@ from .config import ConfigError, Field, at_least, check_value, validate
 from .data import load_array
 from .errors import DataError
 from .margins import parse_margins
-from .modelfiles import load_inline, model_sha256
-from .quantinfo import Quantization, quantization
+from .modelfiles import model_sha256
+from .modelkinds import prequantized, warn_unscored_logits
 from .runtime import output_specs
 
 MANIFEST = "model.toml"
@@ -73,7 +73,7 @@ _SCHEMA: dict[str, Field] = {
     "use_case": Field(str),
     "task": Field(str, choices=tuple(METRICS)),
     "metric": Field(str),
-    "quality_target": Field(float, check=_fraction),
+    "quality_target": Field(float, None, check=_fraction),
     "dtypes": Field(list, list(DTYPES), check=_dtypes),
     "ndata": Field(int, 10, check=at_least(1)),
     "samples": Field(int, 1000, check=at_least(1)),
@@ -138,7 +138,8 @@ class Model:
     use_case: str
     task: str
     metric: str
-    quality_target: float
+    quality_target: float | None
+    """None: accuracy is measured and reported, not gated (no target given)."""
     dtypes: tuple[str, ...]
     ndata: int
     samples: int
@@ -278,25 +279,35 @@ class Model:
 
 
 def discover(models_dir: Path) -> list[Path]:
-    """Manifests directly under `models_dir/<name>/`, sorted by name. A folder there without
-    one is an error, not a silently smaller suite (hidden and `_`-prefixed folders are skipped)."""
+    """The manifest of every folder directly under `models_dir/<name>/`, sorted by name, whether it
+    exists or not: a folder without one fails to load, not a silently smaller suite (hidden and
+    `_`-prefixed folders are skipped)."""
     if not models_dir.is_dir():
         return []
-    found = []
-    for folder in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-        if not (folder / MANIFEST).is_file():
-            raise ConfigError(
-                folder,
-                MANIFEST,
-                f"the model folder has no {MANIFEST}; add one (README: Adding a model) "
-                f"or move the folder out of {models_dir.name}/",
-            )
-        found.append(folder / MANIFEST)
-    return found
+    folders = sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    return [folder / MANIFEST for folder in folders]
+
+
+def listed_dtypes(manifest: Path) -> tuple[str, ...]:
+    """The dtypes a manifest lists, read as far as it can be read (every dtype when it cannot)."""
+    try:
+        listed = tomllib.loads(manifest.read_text(encoding="utf-8")).get("dtypes")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return DTYPES
+    if isinstance(listed, list) and listed and all(d in DTYPES for d in listed):
+        return tuple(dict.fromkeys(listed))
+    return DTYPES
 
 
 def load_model(manifest: Path) -> Model:
     """Parse and validate one manifest; raises ConfigError naming the file and the key."""
+    if not manifest.is_file():
+        raise ConfigError(
+            manifest.parent,
+            MANIFEST,
+            f"the model folder has no {MANIFEST}; add one (README: Adding a model) "
+            f"or move the folder out of {manifest.parent.parent.name}/",
+        )
     try:
         raw = tomllib.loads(manifest.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -320,7 +331,7 @@ def load_model(manifest: Path) -> Model:
             v[key] = _resolve(manifest, key, v[key])
         elif key == "y_test":
             v[key] = None  # no labels: accuracy is skipped, not faked
-    bits = _prequantized(manifest, raw, v)
+    bits = prequantized(manifest, raw, v)
     if "int8" in v["dtypes"] and v["model_int8"] is None and v["calibration"] is None:
         raise ConfigError(
             manifest,
@@ -367,49 +378,10 @@ def load_model(manifest: Path) -> Model:
             listed = ", ".join(map(repr, names))
             raise ConfigError(manifest, f'outputs."{name}"', f"{model.onnx_path.name} has no output {name!r}: {listed}")
     _ = model.scored_output  # an ambiguous scored output is a manifest error, raised now
+    warn_unscored_logits(
+        model.onnx_path, model.manifest_path, model.scored_output, model.is_classification, model.outputs
+    )
     return model
-
-
-def _quantization(path: Path) -> Quantization | None:
-    try:
-        return quantization(load_inline(path))
-    except (DataError, ValueError):  # an unreadable model fails its cases, with its own message
-        return None
-
-
-def _prequantized(manifest: Path, raw: dict[str, Any], v: dict[str, Any]) -> str:
-    """A `model` that is already quantized defines the int8 case as it is (never quantized again) and has no
-    fp32 case; a `model_int8` must be quantized. Fills in dtypes and model_int8; returns the int8 bit widths."""
-    found = _quantization(v["model"])
-    if found:
-        name = v["model"].name
-        if "dtypes" in raw and "fp32" in v["dtypes"]:
-            raise ConfigError(
-                manifest,
-                "dtypes",
-                f"{name} is already quantized ({found.describe()}): it has no float version to run as fp32; set "
-                'dtypes = ["int8"], or give the float model as `model` and this one as `model_int8`',
-            )
-        if v["model_int8"] is not None and v["model_int8"] != v["model"]:
-            raise ConfigError(
-                manifest,
-                "model_int8",
-                f"`model` ({name}) is already quantized ({found.describe()}); leave model_int8 out, or give the "
-                "float model as `model`",
-            )
-        v["dtypes"], v["model_int8"] = ["int8"], v["model"]
-        return found.label
-    if v["model_int8"] is None:
-        return ""
-    int8 = _quantization(v["model_int8"])
-    if int8 is not None and not int8:
-        raise ConfigError(
-            manifest,
-            "model_int8",
-            f"{v['model_int8'].name} has no quantization nodes (QuantizeLinear, QLinear*, QONNX Quant ...): it "
-            "computes in float, so it cannot be the int8 model; quantize it, or leave model_int8 out",
-        )
-    return int8.label if int8 else ""
 
 
 def _output_names(onnx_path: Path) -> list[str]:

@@ -77,9 +77,13 @@ def has_qdq(model: onnx.ModelProto) -> bool:
 
 
 def ort_optimized(model: onnx.ModelProto) -> OrtGraph:
-    """ONNX Runtime's optimized graph of `model` (see the module docstring); cached by content."""
+    """ONNX Runtime's optimized graph of `model` (see the module docstring); cached by content, each caller
+    gets its own copy of the graph (callers add outputs to it, for intermediates)."""
     data = model.SerializeToString()
-    return _optimized(hashlib.sha256(data).hexdigest(), data)
+    cached = _optimized(hashlib.sha256(data).hexdigest(), data)
+    copy = onnx.ModelProto()
+    copy.CopyFrom(cached.model)
+    return OrtGraph(copy, cached.integer_nodes)
 
 
 @lru_cache(maxsize=16)

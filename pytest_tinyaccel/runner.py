@@ -23,12 +23,14 @@ from .cache import BuildCache, file_sha256
 from .cases import Case
 from .config import ConfigError
 from .errors import DataError
+from .errorstats import ErrorStats, error_stats
 from .goldens.store import Golden, GoldenError
 from .metrics import check_labels, quality
 from .modelfiles import model_sha256
 from .models import Model
 from .perf import Perf
-from .report import ProfileRow
+from .record import BuildLog, ProfileRow
+from .runnable import make_runnable, needs_changes
 from .runtime import create_session, dequantized, input_specs, output_specs, to_model_inputs
 from .targets.base import Build, RunResult, Target, TargetError
 
@@ -74,16 +76,21 @@ class Runner:
         """Cases whose simulated outputs and figures came from the result cache."""
         self._dtype_models: dict[tuple[str, str], Path] = {}
 
+    def build_log(self) -> BuildLog:
+        """What this runner's caches did, for the run record."""
+        cache = self.cache
+        return BuildLog(cache.built, cache.reused, cache.failed, cache.repaired, self.results_reused)
+
     def dtype_model(self, model: Model, dtype: str) -> Path:
-        """The ONNX file that defines `dtype`: the float model, or its int8 version
-        (the author's, or ONNX Runtime's static quantization, cached)."""
+        """The ONNX file that defines `dtype`: the float model (runnable.py: with ZipMap outputs unwrapped),
+        or its int8 version (the author's, or ONNX Runtime's static quantization of it, cached)."""
         key = (model.name, dtype)
         if key not in self._dtype_models:
             input_specs(model.onnx_path)  # a corrupt model fails here, with its name, before any tool sees it
             if dtype == "fp32":
-                path = model.onnx_path
+                path = self._runnable(model, model.onnx_path)
             elif model.int8_onnx_path is not None:
-                path = model.int8_onnx_path
+                path = self._runnable(model, model.int8_onnx_path)
             else:
                 import onnxruntime
 
@@ -93,11 +100,27 @@ class Runner:
                     "settings": model.quantization,
                     "onnxruntime": onnxruntime.__version__,
                 }
-                create_session(model.onnx_path)  # the float model must load in ONNX Runtime before it is quantized
-                folder = self.cache.get("quantized", model.name, parts, lambda d: _quantize(model, d / "model.onnx"))
+                source = self._runnable(model, model.onnx_path)
+                create_session(source)  # the float model must load in ONNX Runtime before it is quantized
+                folder = self.cache.get(
+                    "quantized", model.name, parts, lambda d: _quantize(model, source, d / "model.onnx")
+                )
                 path = folder / "model.onnx"
             self._dtype_models[key] = path
         return self._dtype_models[key]
+
+    def _runnable(self, model: Model, path: Path) -> Path:
+        """`path`, or its runnable form (runnable.py: ZipMap unwrapped, QONNX as QCDQ), cached by content."""
+        if not needs_changes(path):
+            return path
+        parts = {"model_sha256": model_sha256(path), "runnable": RUNNABLE_VERSION}
+
+        def produce(folder: Path) -> None:
+            note = make_runnable(path, folder / "model.onnx")
+            if note:
+                (folder / RUNNABLE_NOTE).write_text(note + "\n")
+
+        return self.cache.get("runnable", model.name, parts, produce) / "model.onnx"
 
     def _simulate(
         self, target: Target, build: Build, case: Case, feed: dict[str, np.ndarray]
@@ -178,12 +201,12 @@ class Runner:
             except ValueError as exc:
                 error = f"{model.metric} cannot be computed: {exc}"
         perf = result.perf or Perf(simulator=target.simulator(case.mode))
-        quantization_note = onnx_path.parent / QUANTIZATION_NOTE
-        if case.dtype != "fp32" and quantization_note.is_file():
-            perf.simulator += "; " + quantization_note.read_text().strip()
-        arithmetic = target.int8_arithmetic(build) if case.dtype != "fp32" else None
-        if golden is not None and arithmetic in golden.variants.get(case.dtype, {}):
-            perf.simulator += f"; int8 goldens checked against their {arithmetic} outputs"
+        for note in (onnx_path.parent / QUANTIZATION_NOTE, onnx_path.parent / RUNNABLE_NOTE):
+            if note.is_file():
+                perf.simulator += "; " + note.read_text().strip()
+        reference, made_by = golden_reference(golden, case, target, build)
+        if made_by:
+            perf.simulator += f"; int8 goldens checked against their {target.int8_arithmetic(build)} outputs"
         if self.settings.trace_dir is not None and perf.layers:
             from .costmodel.trace import write_trace
 
@@ -203,28 +226,21 @@ class Runner:
             resource_columns=target.resource_columns,
             accuracy=value,
             samples=n if labelled else 0,
-            agreement=_argmax_agreement(model, case.dtype, prediction, golden),
+            agreement=_argmax_agreement(model, prediction, reference),
             loadgen=_loadgen(target, build, feed) if self.settings.loadgen else None,
+            error_stats=_error_stats(case, result.outputs, reference),
         )
         return Outcome(build, result.outputs, floats, perf, n, value, error, row, feed, _here())
 
 
 def run_case(
     settings: RunSettings, registry: dict[str, Target], case: Case, golden: Golden | None
-) -> tuple[Outcome, dict[str, list[str]]]:
+) -> tuple[Outcome, BuildLog]:
     """The unit of work an executor ships to another process or machine: build, run and score
     `case` there, and return its outcome with what the worker's build cache did."""
     runner = Runner(settings, registry)
     outcome = runner.run(case, golden)
-    cache = runner.cache
-    stats = {
-        "built": cache.built,
-        "reused": cache.reused,
-        "failed": cache.failed,
-        "repaired": cache.repaired,
-        "results_reused": runner.results_reused,
-    }
-    return outcome, stats
+    return outcome, runner.build_log()
 
 
 def _here() -> str:
@@ -258,17 +274,21 @@ def _inputs_digest(feed: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+RUNNABLE_VERSION = 2
+"""Bumped when `runnable.make_runnable` changes what it writes."""
+RUNNABLE_NOTE = "runnable-note.txt"
+"""Beside a runnable model: what was done to the user's model to run it (the report says it)."""
 QUANTIZATION_NOTE = "quantization-note.txt"
 """Beside a quantized model: how its quantization left ONNX Runtime's recommended path (the report says it)."""
 
 
-def _quantize(model: Model, dst: Path) -> None:
-    """ONNX Runtime's static quantization, its failures said in one sentence."""
+def _quantize(model: Model, source: Path, dst: Path) -> None:
+    """ONNX Runtime's static quantization of the model's runnable form, its failures said in one sentence."""
     from .quantize import quantize_model
 
     calibration = model.load_calibration()
     try:
-        note = quantize_model(model.onnx_path, dst, calibration, model.quantization)
+        note = quantize_model(source, dst, calibration, model.quantization)
     except DataError:
         raise
     except Exception as exc:  # onnx / onnxruntime raise many types here
@@ -300,18 +320,40 @@ def _loadgen(target: Target, build: Build, feed: dict[str, np.ndarray]) -> dict[
     }
 
 
-def _argmax_agreement(model: Model, dtype: str, prediction: np.ndarray, golden: Golden | None) -> float | None:
+def golden_reference(
+    golden: Golden | None, case: Case, target: Target, build: Build
+) -> tuple[dict[str, np.ndarray], str | None]:
+    """The golden outputs a case is compared with: for int8, those of the arithmetic the target follows where the
+    golden keeps them apart (with what made them), else the main ones ({} without a golden for the dtype)."""
+    if golden is None or case.dtype not in golden.outputs:
+        return {}, None
+    return golden.expected(case.dtype, target.int8_arithmetic(build) if case.dtype != "fp32" else None)
+
+
+def _argmax_agreement(model: Model, prediction: np.ndarray, expected: dict[str, np.ndarray]) -> float | None:
     """Share of golden samples whose argmax equals ONNX Runtime's: the gate that
     matters when a fixed-point target cannot meet float tolerances."""
-    if not model.is_classification or golden is None or not golden.outputs.get(dtype):
+    if not model.is_classification:
         return None
-    reference = golden.outputs[dtype].get(model.scored_output)
+    reference = expected.get(model.scored_output)
     if reference is None:
         return None
     ours = prediction[: len(reference)]
     if ours.shape != reference.shape:
         return None
     return float(np.mean(ours.reshape(len(ours), -1).argmax(1) == reference.reshape(len(reference), -1).argmax(1)))
+
+
+def _error_stats(case: Case, outputs: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> dict[str, ErrorStats]:
+    """Per output compared with the golden (not the ignored ones): the statistics teams compare across tools."""
+    ndata = case.model.ndata
+    found = {}
+    for name, reference in expected.items():
+        if name in outputs and case.model.role(name) != "ignore":
+            stats = error_stats(outputs[name][:ndata], reference)
+            if stats is not None:
+                found[name] = stats
+    return found
 
 
 def _validate_outputs(case: Case, onnx_path: Path, outputs: dict[str, np.ndarray], count: int) -> None:

@@ -32,6 +32,6 @@ def test_baseline(tinyaccel):
     tinyaccel.check_baseline()
 
 
-def test_upgrade_review(tinyaccel_review):
+def test_upgrade_review(tinyaccel_upgrade_review):
     """After an ONNX Runtime upgrade: the stored goldens against the new version's outputs."""
-    tinyaccel_review.check()
+    tinyaccel_upgrade_review.check()

@@ -256,7 +256,7 @@ def _balance(model: onnx.ModelProto, x: np.ndarray, spread: float = 4.0) -> None
     w, b = (numpy_helper.to_array(inits[name]) for name in gemm.input[1:3])
     scale = spread / max(float(logits.std()), 1e-6)
     b = (b - logits.mean(0)) * scale
-    for name, value in zip(gemm.input[1:3], (w * scale, b)):
+    for name, value in zip(gemm.input[1:3], (w * scale, b), strict=False):
         inits[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
 
 
@@ -277,7 +277,7 @@ def write(folder: Path, entry: GalleryModel, seed: int = 0) -> Path:
     session = _session(model)
     name = session.get_inputs()[0].name
     if entry.task == "classification":
-        outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {name: x})))
+        outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {name: x}), strict=False))
         probs = next(v for k, v in outputs.items() if "prob" in k)
         np.save(target / "y_test.npy", probs.argmax(1).astype(np.int64))
         metric, quality = "top1", 0.75

@@ -179,3 +179,16 @@ def require_qemu() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{QEMU} is not installed: .ci/run installs Debian's qemu-user package")
         pytest.skip(f"{QEMU} is not installed (apt-get install qemu-user); CI runs this test")
+
+
+def load_numba_registries() -> None:
+    """Load the modules numba otherwise imports on its first compilation in a process.
+
+    pytester's in-process runs drop every module imported during the run from sys.modules afterwards;
+    when a process's first numba compilation happens inside one, numba later imports those registry
+    modules again and refuses to register their types twice (KeyError: duplicate registration), which
+    breaks every compiled emulator loop for the rest of that xdist worker. conftest.py calls this first.
+    """
+    import numba
+
+    numba.njit(lambda a: a.sum())(np.zeros(2))  # a first compilation: the target's and the boxing registries

@@ -13,7 +13,6 @@ from pytest_tinyaccel.costmodel.__main__ import main
 from pytest_tinyaccel.costmodel.aie import aie_perf
 from pytest_tinyaccel.costmodel.aie import calibration as cal_mod
 from pytest_tinyaccel.costmodel.aie.calibrate import calibrate
-from pytest_tinyaccel.costmodel.aie.fit import fit
 from pytest_tinyaccel.costmodel.aie.logs import classify, exposed_cycles, read_csv, read_logs, read_simlog
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -115,9 +114,9 @@ def test_calibrate_command_on_written_logs_recovers_the_generating_parameters(tm
             assert ours.cycles(kind, dtype, features) == pytest.approx(expected, rel=0.1), k
     # classes the logs lack come from the shipped calibration, and say so
     assert ours.params["softmax.fp32"].fallback_from.startswith("onnx2versal_vck190:")
-    # the aie model takes it: the team's own kernels' timing
+    # the aie model takes it for the kernels that have no onnx2versal template, and says so
     model = Path(__file__).resolve().parents[1] / "models" / "ad" / "model.onnx"
-    assert aie_perf(model, "int8", calibration=out).cycles != aie_perf(model, "int8").cycles
+    assert aie_perf(model, "int8", calibration=out).extra["fallback_calibration"] == "ours"
 
 
 def test_calibrate_refuses_logs_without_known_kernels(tmp_path):
@@ -141,15 +140,19 @@ def test_shipped_calibration_is_what_its_recorded_command_makes():
 
 
 @needs_logs
-def test_held_out_resnet8_is_within_2x_of_published_aiesimulator_cycles():
-    """Fit on the KWS, jet-tagging and LeNet logs only; predict the MLPerf Tiny ResNet-8,
-    whose logs and published latencies (onnx2versal, the CSV's revision) were not fitted."""
-    found = read_logs([CSV])
-    rest = [s for s in found.samples if not s.graph.startswith("tiny_ic")]
-    held = fit(rest, name="without tiny_ic", device="vck190", peak_macs_per_cycle={"int8": 128, "fp32": 8})
-    assert "tiny_ic" not in str(held.params)  # nothing fitted on it
-    published = {"pretrainedResnet_float.onnx": 1_028_165, "pretrainedResnet_quant.onnx": 763_915}
-    for name, cycles in published.items():
-        dtype = "fp32" if "float" in name else "int8"
-        predicted = aie_perf(MLPERF / name, dtype, calibration=held).cycles
-        assert abs(math.log(predicted / cycles)) < math.log(2), (name, predicted, cycles)
+def test_the_model_uses_no_log_and_predicts_the_published_kws_and_resnet8_fp32_cycles():
+    """The loop-nest model's constants come from isolated kernel runs only, so MLPerf Tiny KWS
+    (int8, fp32) and ResNet-8 fp32, whose per-kernel logs and published latencies (onnx2versal,
+    the CSV's revision) it never saw, are held out. The other published figures and their
+    errors are in docs/aie-model.md."""
+    from pytest_tinyaccel.costmodel.aie import levels
+
+    assert all(not run.file.endswith(".csv") for run in levels.load_isolated()[0])
+    published = {
+        ("kws_ref_model_int8.onnx", "int8"): 402_772,
+        ("kws_ref_model_float32.onnx", "fp32"): 839_599,
+        ("pretrainedResnet_float.onnx", "fp32"): 1_028_165,
+    }
+    for (name, dtype), cycles in published.items():
+        predicted = aie_perf(MLPERF / name, dtype).cycles
+        assert abs(math.log(predicted / cycles)) < math.log(1.5), (name, predicted, cycles)

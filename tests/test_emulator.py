@@ -200,7 +200,7 @@ def _ort(path: Path, feed: dict[str, np.ndarray], optimize: bool = True) -> dict
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feed), strict=False))
 
 
 def _lsb(a: np.ndarray, b: np.ndarray) -> int:

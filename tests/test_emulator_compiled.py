@@ -323,3 +323,37 @@ def test_depthwise_skips_the_padding_when_a_weight_is_not_finite(geometry, seed)
     got = np.full(want.shape, -7.0, np.float32)
     _depthwise(src, np.float32(0), taps, strides, pads[:2], dilations, mult, got)
     assert got.tobytes() == want.tobytes()
+
+
+NUMBA_IN_PYTESTER = """
+import sys
+sys.path.insert(0, {tests!r})
+import numba
+if {preload}:
+    from helpers import load_numba_registries
+    load_numba_registries()
+saved = dict(sys.modules)
+numba.njit(lambda x: x + 1)(1)  # the process's first compilation, inside an in-process pytester run
+sys.modules.clear()
+sys.modules.update(saved)  # what pytester does after the run
+try:
+    numba.njit(lambda x: x * 2)(2)
+    print("ok")
+except KeyError as exc:
+    print("KeyError", exc)
+"""
+
+
+@pytest.mark.parametrize("preload", [True, False])
+def test_numba_registries_survive_pytesters_module_cleanup(preload: bool) -> None:
+    """Why conftest.py loads numba's registries first: without it, a first compilation inside an in-process
+    pytester run breaks numba for the rest of the process (the case without shows numba's behaviour)."""
+    from helpers import REPO
+
+    script = NUMBA_IN_PYTESTER.format(tests=str(REPO / "tests"), preload=preload)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    if preload:
+        assert done.stdout.strip() == "ok"
+    else:
+        assert done.stdout.startswith("KeyError") and "duplicate registration" in done.stdout

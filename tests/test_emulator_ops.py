@@ -44,7 +44,9 @@ def _emulate(model: onnx.ModelProto, feed: dict[str, np.ndarray], **load) -> lis
 
 
 def _same(model, feed, atol=1e-5, rtol=1e-4, **load) -> None:
-    for got, want in zip(_emulate(model, feed, **load), _ort(model, feed)):
+    ours, theirs = _emulate(model, feed, **load), _ort(model, feed)
+    assert len(ours) == len(theirs), f"the emulator gives {len(ours)} outputs, ONNX Runtime {len(theirs)}"
+    for got, want in zip(ours, theirs, strict=True):
         assert got.shape == want.shape and got.dtype == want.dtype
         if want.dtype.kind in "iub":
             np.testing.assert_array_equal(got, want)
@@ -221,6 +223,18 @@ def test_backend_api():
     np.testing.assert_array_equal(z, x + x)
     with pytest.raises(ValueError, match="takes 1 inputs"):
         rep.run([x, x])
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int64, np.uint64, np.float32])
+def test_topk_largest_orders_the_extremes_of_integer_types(dtype):
+    """The type's minimum and maximum, ties kept in index order: negating would wrap around for them."""
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else np.finfo(dtype)
+    x = np.array([[info.min, 3, info.max, 0, info.min, info.max, 1]], dtype=dtype)
+    node = helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=1)
+    (values, index) = EmulatorBackend.run_node(node, [x, np.array([7], np.int64)])
+    order = sorted(range(7), key=lambda j: (-float(x[0, j]), j))
+    np.testing.assert_array_equal(index[0], order)
+    np.testing.assert_array_equal(values[0], x[0, order])
 
 
 def test_unsupported_types_are_refused_at_load_by_name():

@@ -1,7 +1,9 @@
 """Builds and runs on a local process pool and on a real Dask cluster (a scheduler and two
-workers started here as separate processes on the loopback address): the same reports as a
-serial run, the work done in the worker processes, and a worker killed mid-run turns into a
-retry or a clear failure, never a hang."""
+workers started here as separate processes on the loopback address, in a folder of their
+own, so a project's conftest.py is not importable there): the same reports as a serial
+run, the work done in the worker processes, targets defined in a conftest shipped to the
+workers, and a worker killed mid-run turns into a retry (Dask's default) or, with no retry allowed,
+a clear failure, never a hang."""
 
 from __future__ import annotations
 
@@ -69,9 +71,21 @@ def _wait_for_port(port: int, timeout: float) -> None:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
-    """A Dask scheduler and two single-threaded workers (no nanny: a killed worker stays dead)."""
+def allowed_failures() -> int | None:
+    """How often the scheduler reschedules a task whose worker died (None: Dask's default, 3)."""
+    return None
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, allowed_failures: int | None) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    """A Dask scheduler and two single-threaded workers (no nanny: a killed worker stays dead), started
+    in their own folder: like workers on other machines, they cannot import the project's conftest."""
+    env = dict(os.environ)
+    if allowed_failures is not None:
+        env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = str(allowed_failures)
     port = _free_port()
+    elsewhere = tmp_path / "workers"
+    elsewhere.mkdir()
     logs = open(tmp_path / "cluster.log", "wb")  # noqa: SIM115
     procs = [
         subprocess.Popen(
@@ -88,6 +102,8 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]
             ],
             stdout=logs,
             stderr=logs,
+            cwd=elsewhere,
+            env=env,
         )
     ]
     try:
@@ -108,6 +124,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]
                     ],
                     stdout=logs,
                     stderr=logs,
+                    cwd=elsewhere,
                 )
             )
         from distributed import Client
@@ -169,7 +186,12 @@ def test_dask_cluster_runs_the_work_and_reports_match_serial(project: Project, c
     assert len(workers) == 2 and all(w.rsplit(":", 1)[1] != str(os.getpid()) for w in workers), workers
 
 
-def test_killed_worker_is_a_retry_or_a_clear_failure(project: Project, cluster, tmp_path: Path) -> None:
+@pytest.mark.parametrize("allowed_failures", [None, 0], ids=["retried", "not-retried"])
+def test_killed_worker_is_a_retry_or_a_clear_failure(
+    project: Project, cluster, tmp_path: Path, allowed_failures: int | None
+) -> None:
+    """Dask reschedules a task whose worker died: with its default the case runs again on the other
+    worker and passes; with no retry allowed the case fails, saying the cluster could not run it."""
     address, procs = cluster
     project.add_model("ic")
     project.pytester.makeconftest(SLOW_TARGET)
@@ -195,8 +217,29 @@ def test_killed_worker_is_a_retry_or_a_clear_failure(project: Project, cluster, 
     assert victim in {p.pid for p in procs[1:]}, "the case must run in a cluster worker"
     os.kill(victim, signal.SIGKILL)  # mid-run
     output, _ = run.communicate(timeout=240)
-    assert run.returncode in (0, 1), output
     assert "Traceback" not in output and "INTERNALERROR" not in output, output
     lines = [line for line in output.splitlines() if line.startswith("FAILED")]
-    assert all("could not run this case" in line or "KilledWorker" in line for line in lines), output
-    assert run.returncode == 0 or lines, output  # rescheduled on the other worker, or a clear failure
+    if allowed_failures is None:
+        assert run.returncode == 0 and not lines, output
+        assert " passed" in output.splitlines()[-1], output
+    else:
+        assert run.returncode == 1 and lines, output
+        failures = [part for part in output.split("\n_") if "[ic-slow-hw_emu-fp32] _" in part.split("\n")[0]]
+        assert len(failures) == len(lines), output  # one section per failed check (the summary lines are cut)
+        assert all("could not run this case: KilledWorker" in part for part in failures), output
+
+
+def test_conftest_target_runs_on_workers_that_cannot_import_the_conftest(project: Project, cluster) -> None:
+    """The target class lives in the project's conftest.py; the workers run elsewhere and cannot import
+    it, so the executor sends the class by value with each task."""
+    address, _ = cluster
+    project.add_model("ic")
+    project.pytester.makeconftest(SLOW_TARGET.replace("time.sleep(1.0)", "pass"))
+    from distributed import Client
+
+    with Client(address, timeout=60) as client:
+        found = client.run(lambda: __import__("importlib.util").util.find_spec("conftest") is None)
+    assert found and all(found.values()), found  # no worker can import a module named conftest
+    result = project.run("-m", "slow", "-p", "no:cacheprovider", f"--tinyaccel-executor=dask://{address}")
+    result.assert_outcomes(passed=6)
+    assert "could not run this case" not in result.stdout.str()

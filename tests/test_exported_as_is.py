@@ -22,6 +22,13 @@ from pytest_tinyaccel.quantinfo import quantization
 GALLERY = REPO / "tests" / "data" / "exporters"
 
 
+def _top_level(manifest: Path, keys: str) -> None:
+    """Add top-level keys to a manifest (before its first table)."""
+    text = manifest.read_text()
+    cut = text.index("\n[") if "\n[" in text else len(text)
+    manifest.write_text(text[:cut].rstrip("\n") + "\n" + keys + text[cut:])
+
+
 def _copy(project: Project, name: str, manifest_edit: tuple[str, str] | None = None) -> Path:
     folder = project.path / "models" / name
     shutil.copytree(GALLERY / name, folder)
@@ -124,7 +131,7 @@ def test_a_float_model_int8_is_a_collection_error(tmp_path: Path) -> None:
     shutil.copytree(GALLERY / "torch_legacy", folder)
     shutil.copy(folder / "model.onnx", folder / "fake_int8.onnx")
     manifest = folder / "model.toml"
-    manifest.write_text(manifest.read_text() + 'model_int8 = "fake_int8.onnx"\n')
+    _top_level(manifest, 'model_int8 = "fake_int8.onnx"\n')
     with pytest.raises(ConfigError, match="key 'model_int8': fake_int8.onnx has no quantization nodes"):
         load_model(manifest)
 
@@ -134,7 +141,7 @@ def test_a_quantized_model_is_never_quantized_again(project: Project) -> None:
     model's own outputs (no fp32 case, nothing made by the quantizer)."""
     folder = _copy(project, "ort_qdq_tensor", ('dtypes = ["int8"]\nmodel_int8 = "model.onnx"\n', ""))
     np.save(folder / "X_calib.npy", np.load(folder / "X_test.npy")[:20])
-    (folder / "model.toml").write_text((folder / "model.toml").read_text() + 'calibration = "X_calib.npy"\n')
+    _top_level(folder / "model.toml", 'calibration = "X_calib.npy"\n')
     result = project.run("-m", "cpu", "--tinyaccel-update-golden", "--collect-only", "-q")
     ids = [line for line in result.outlines if "::" in line and "ort_qdq_tensor" in line]
     assert ids and all(line.endswith("-int8]") for line in ids)
@@ -167,3 +174,115 @@ def test_quantizer_pre_processing_failure_falls_back_and_says_so(project: Projec
         "quantized without ONNX Runtime's pre-processing (with it, quantization failed: RuntimeError: Only an"
         in (project.path / "p.md").read_text()
     )
+
+
+# ----------------------------------------------------------------------------- what a target cannot run
+
+
+def test_ops_a_target_lacks_skip_its_cases_with_one_line_naming_them(project: Project) -> None:
+    """skl2onnx's ai.onnx.ml ops run on cpu; the emulators skip the model with the ops and the manifest key."""
+    _copy(project, "skl_tensor")
+    result = project.run(
+        "-m", "cpu or aie", "--target", "cpu,sw_emu", "-k", "golden", "--tinyaccel-update-golden", "-rs"
+    )
+    result.assert_outcomes(passed=2, skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED*aie cannot run skl_tensor (fp32): the emulator has no kernel for *Scaler (ai.onnx.ml) x1*; to "
+            'record it, set [[]targets.aie[]] skip = "<why>" in skl_tensor/model.toml; to fail on it, '
+            "tinyaccel_strict_support = true"
+        ]
+    )
+
+
+def test_strict_support_fails_what_a_target_cannot_run(project: Project) -> None:
+    _copy(project, "skl_tensor")
+    with open(project.path / "pyproject.toml", "a") as handle:
+        handle.write("\n[tool.pytest.ini_options]\ntinyaccel_strict_support = true\n")
+    result = project.run("-m", "aie", "--target", "sw_emu", "-k", "golden and fp32", "--tinyaccel-update-golden")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*aie cannot run skl_tensor (fp32): the emulator has no kernel for*"])
+
+
+# ----------------------------------------------------------------------------- manifests for real data
+
+
+def test_without_a_quality_target_accuracy_is_reported_not_gated(project: Project) -> None:
+    folder = _copy(project, "torch_legacy", ("quality_target = 0.8\n", ""))
+    result = project.run("-m", "cpu", "-k", "accuracy and fp32", "-rs", "--tinyaccel-report=p.md")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"SKIPPED*{folder / 'model.toml'} gives no quality_target: *% (Top 1) on the first 200 test samples is "
+            "reported, not gated; set quality_target to gate it"
+        ]
+    )
+    assert "% (Top 1, n=200)" in (project.path / "p.md").read_text()
+
+
+def test_logits_without_a_role_get_a_warning(project: Project) -> None:
+    _copy(project, "torch_legacy", ('\n[outputs.logits]\nrole = "logits"\n', ""))
+    result = project.run("-m", "cpu", "-k", "golden and fp32", "--tinyaccel-update-golden")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ManifestWarning: *torch_legacy/model.toml: output 'logits' comes from a Gemm, not a softmax, and "
+            "declares no role, so it is scored as probabilities; if it holds logits, declare *"
+        ]
+    )
+
+
+def test_zipmap_probabilities_are_unwrapped_into_a_tensor(project: Project) -> None:
+    """skl2onnx's default ZipMap output (a sequence of {class: probability} maps) is read as the probability
+    tensor it wraps: golden, accuracy and Top-5 run on cpu in both dtypes."""
+    _copy(project, "skl_zipmap")
+    result = project.run("-m", "cpu", "--tinyaccel-update-golden")
+    result.assert_outcomes(passed=6)
+    golden = json.loads((project.path / "golden" / "skl_zipmap" / "golden.json").read_text())
+    assert set(golden["dtypes"]["fp32"]["outputs"]) == {"output_label", "output_probability"}
+    probabilities = np.load(project.path / "golden" / "skl_zipmap" / "fp32.1.npy")
+    assert probabilities.shape == (10, 10) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- QONNX
+
+
+def _qonnx_at(project: Project, activation_bits: float | None = None) -> Path:
+    """brevitas_qonnx, its activation quantizers at `activation_bits` where given (more than 8 bits: beyond
+    what ONNX's quantization ops hold, so qonnx's executor makes the golden)."""
+    folder = _copy(project, "brevitas_qonnx")
+    if activation_bits is not None:
+        model = onnx.load(str(folder / "model.onnx"))
+        for tensor in model.graph.initializer:
+            if tensor.name == "/inp/act_quant/export_handler/Constant_2_output_0":
+                tensor.CopyFrom(onnx.numpy_helper.from_array(np.array(activation_bits, np.float32), tensor.name))
+        onnx.save(model, str(folder / "model.onnx"))
+    return folder
+
+
+def test_a_qonnx_model_runs_in_its_qcdq_form_on_every_target(project: Project) -> None:
+    """w4a8: qonnx's QuantToQCDQ expresses it, ONNX Runtime makes the golden, the emulators follow it."""
+    _qonnx_at(project)
+    result = project.run(
+        "-m", "cpu or aie or gemmini", "--target", "sw_emu,cpu", "--tinyaccel-update-golden", "--tinyaccel-report=p.md"
+    )
+    result.assert_outcomes(passed=9)
+    assert "QONNX model (w4a8) run in its QCDQ form (qonnx's QuantToQCDQ)" in (project.path / "p.md").read_text()
+
+
+def test_a_qonnx_model_beyond_8_bits_gets_its_golden_from_qonnxs_executor(project: Project) -> None:
+    """12-bit activations: the golden is qonnx's executor, the emulators run the Quant nodes bit-exact, and the
+    cpu target (ONNX Runtime has no Quant kernel) skips with the reason."""
+    _qonnx_at(project, 12)
+    result = project.run(
+        "-m", "cpu or aie or gemmini", "--target", "sw_emu,cpu", "-k", "golden", "--tinyaccel-update-golden", "-rs"
+    )
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED*cpu cannot run brevitas_qonnx (int8): ONNX Runtime has no kernel for QONNX's Quant (its golden "
+            "comes from qonnx's executor)*"
+        ]
+    )
+    meta = json.loads((project.path / "golden" / "brevitas_qonnx" / "golden.json").read_text())
+    assert meta["dtypes"]["int8"]["arithmetics"]["exact"].startswith("qonnx's executor")

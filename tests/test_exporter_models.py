@@ -63,6 +63,14 @@ def test_every_integer_tensor_is_bit_exact_with_onnx_runtimes_graph(name: str) -
         np.testing.assert_array_equal(ours[tensor], theirs[tensor], err_msg=tensor)
 
 
+def test_intermediates_leave_onnx_runtimes_graph_of_the_model_as_it_was() -> None:
+    """ONNX Runtime's graph is cached by content; reading intermediates (which adds graph outputs) must not
+    change the graph the emulator loads next in the same process."""
+    path, feed = _feed("ort_qdq_channel", 4)
+    ort_intermediates(path, feed)
+    assert Graph.load(path, qdq="ort").outputs == tuple(o.name for o in onnx.load(str(path)).graph.output)
+
+
 def test_brevitas_graph_is_what_onnx_runtime_makes_of_it() -> None:
     """The float bias of Brevitas's first Gemm is quantized by ONNX Runtime (level 1) and the group fused into
     QGemm (level 2); run as written, the graph differs from ONNX Runtime's result by a visible margin."""

@@ -11,6 +11,7 @@ import string
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from badinput import user_files
 from helpers import MODELS, Project
@@ -145,9 +146,16 @@ def test_golden_json_fields(golden_folder: Path, key: str, value: object) -> Non
     meta[key] = value
     path.write_text(json.dumps(meta))
     try:
-        store.load(golden_folder)
+        golden = store.load(golden_folder)
     except store.GoldenError as exc:
-        assert "golden" in str(exc).lower()
+        assert str(golden_folder) in str(exc) and "golden" in str(exc).lower()
+    else:  # loaded: as written, nothing substituted, and every field the plugin reads has its type
+        assert golden.meta[key] == value
+        for field, kind in (("model", str), ("ndata", int), ("layer_samples", int), ("dtypes", dict)):
+            assert isinstance(golden.meta[field], kind) and not isinstance(golden.meta[field], bool), field
+        assert golden.meta["format"] == store.FORMAT
+        assert golden.inputs.shape == (1, 2) and set(golden.outputs) == set(golden.meta["dtypes"])
+        assert all(isinstance(a, np.ndarray) for named in golden.outputs.values() for a in named.values())
     finally:
         path.write_text(original)
 
@@ -195,6 +203,15 @@ def test_option_values_end_to_end(pytester: pytest.Pytester, option: str, value:
     before = user_files(project.path, ("x.md", "x.json", value))
     result = project.run(f"{option}={value}", "-m", "cpu", "-k", "golden and fp32")
     output = result.stdout.str() + result.stderr.str()
-    assert result.ret in (0, 1, 2, 4, 5), output
+    if result.ret == pytest.ExitCode.USAGE_ERROR:  # refused up front, naming the option
+        assert option in output, output
+    elif option == "--tinyaccel-golden" and result.ret == pytest.ExitCode.TESTS_FAILED:
+        # a folder without this model's golden: the golden check fails and says so
+        outcomes = result.parseoutcomes()
+        assert "no golden at" in output and outcomes["failed"] == 1 and "passed" not in outcomes, output
+    elif result.ret == pytest.ExitCode.NO_TESTS_COLLECTED:  # a dtype the -k expression deselects
+        assert (option, value) == ("--tinyaccel-dtype", "int8"), output
+    else:  # accepted: the one golden check runs and passes
+        assert result.ret == pytest.ExitCode.OK and result.parseoutcomes()["passed"] == 1, output
     assert "Traceback" not in output and "INTERNALERROR" not in output, output
     assert user_files(project.path, ("x.md", "x.json", value)) == before

@@ -30,11 +30,15 @@ CHECKS = ("golden", "accuracy", "top5")
 MODES = {"cpu": ("hw",), "aie": ("sw_emu", "hw_emu"), "gemmini": ("sw_emu", "hw_emu"), "hls4ml": ("sw_emu",)}
 REFUSED = {
     ("hls4ml", "lstm_cls"): (
-        "hls4ml build of lstm_cls (*, sw_emu): unsupported by hls4ml: LSTM (node 'lstm'): hls4ml's ONNX front end "
-        "has no LSTM layer; Squeeze (node 'h_node'): hls4ml's ONNX front end has no Squeeze layer"
+        "hls4ml cannot convert lstm_cls (*): LSTM x1: hls4ml's ONNX front end has no LSTM layer; "
+        "Squeeze x1: hls4ml's ONNX front end has no Squeeze layer; to record it, set [[]targets.hls4ml[]] skip*"
     ),
 }
-"""(target, model) -> the refusal every check of the case fails with."""
+"""(target, model) -> the one-line reason every check of the case skips with."""
+REFUSED_INT8 = ("hls4ml",)
+"""Targets that skip every gallery model in int8: hls4ml takes the int8 model's own quantization through its
+QONNX front end, which cannot convert these (nonzero input zero points, residual connections, a pool scale
+ONNX Runtime's QDQ format lacks, 1-D convolutions; docs/hls4ml.md, "dtype int8")."""
 OUTCOME = re.compile(r"^(PASSED|FAILED|ERROR) test_suite\.py::test_(\w+)\[(\S+)\]")
 
 
@@ -74,18 +78,21 @@ def test_gallery_on_every_target(project: Project, selection: str) -> None:
         checks = CHECKS if entry.task == "classification" else CHECKS[:2]
         for mode in MODES[target]:
             for dt in dtypes:
+                refused = (target, name) in REFUSED or (dt == "int8" and target in REFUSED_INT8)
                 for check in checks:
-                    expected[(check, f"{name}-{target}-{mode}-{dt}")] = (
-                        "FAILED" if (target, name) in REFUSED else "PASSED"
-                    )
+                    if not refused:  # refused: skipped, with the reason (below)
+                        expected[(check, f"{name}-{target}-{mode}-{dt}")] = "PASSED"
     assert found == expected, result.stdout.str()[-4000:]
-    for (check, case), outcome in expected.items():
-        if outcome == "FAILED" and check == "accuracy":
-            name = case.split("-")[0]
-            result.stdout.fnmatch_lines([f"*{case}: {REFUSED[(target, name)]}*"])
+    for refused_target, name in REFUSED:
+        if refused_target == target:
+            result.stdout.fnmatch_lines([f"SKIPPED*{REFUSED[(target, name)]}"])
+    if target in REFUSED_INT8 and "int8" in dtypes:
+        for name in GALLERY:
+            result.stdout.fnmatch_lines([f"SKIPPED*hls4ml cannot convert {name} (int8): *; to record it, set*"])
     rows = {(r["model"], r["mode"], r["dtype"]): r for r in json.loads(report.read_text())["rows"]}
     # Accuracy reads the declared output ('class.prob', the second): 100 % of the labels are its argmax.
-    assert rows[("two_heads", MODES[target][0], dtypes[0])]["accuracy"] >= 0.95
+    if ("two_heads", MODES[target][0], dtypes[0]) in rows:
+        assert rows[("two_heads", MODES[target][0], dtypes[0])]["accuracy"] >= 0.95
     for (model, mode, _), row in rows.items():
         if mode == "hw_emu":  # every layer costed, Conv1D and LSTM as matrix layers
             layers = {layer["name"]: layer for layer in row["perf"]["layers"]}
@@ -105,7 +112,7 @@ def test_ambiguous_scored_output_is_a_collection_error_naming_the_outputs(projec
     manifest = models / "two_heads" / "model.toml"
     manifest.write_text(manifest.read_text().split("[outputs.")[0])
     result = project.run("-m", "cpu")
-    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [
             "*malformed model manifest: *two_heads/model.toml: key 'outputs': the model has outputs 'reg.value', "

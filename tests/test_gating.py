@@ -52,7 +52,7 @@ def test_save_baseline_then_5_percent_slower_fails_exactly_that_check(sim_projec
     saved = sim_project.run("-m", "sim", "--tinyaccel-save-baseline", "base.json")
     assert outcomes(saved) == {"passed": 6}
     data = json.loads((sim_project.path / "base.json").read_text())
-    assert data["format"] == "tinyaccel-profile/2" and {"onnxruntime", "machine", "python"} <= set(data["environment"])
+    assert data["format"] == "tinyaccel-profile/3" and {"onnxruntime", "machine", "python"} <= set(data["environment"])
     assert {r["perf"]["cycles"] for r in data["rows"]} == {100000.0}
 
     same = sim_project.run("-m", "sim", "--tinyaccel-baseline", "base.json")

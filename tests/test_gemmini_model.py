@@ -207,7 +207,7 @@ def test_fit_recovers_constants_that_made_the_cycles(tmp_path):
     rows = [csv_row(*shape, 1) for shape in shapes] + [csv_row(*shape, 1, 8128, 512) for shape in shapes]
     found, _ = read_rows(write_csv(tmp_path / "f.csv", rows))
     truth = load_timing()
-    for row, cycles in zip(found, predict(found, truth)):
+    for row, cycles in zip(found, predict(found, truth), strict=False):
         row.measured = cycles
     start = {name: value * 1.6 for name, value in truth.params.items()}
     fitted = fit(found, truth, start=start)

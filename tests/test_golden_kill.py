@@ -30,6 +30,8 @@ CHILD = textwrap.dedent(
         real_rename = os.rename
         def slow_rename(src, dst):
             real_rename(src, dst)
+            if ".old-" in str(dst):  # the golden just moved aside: the window between the two renames
+                print("between", flush=True)
             time.sleep(0.05)  # widen the window between the two renames of the switch
         store.os.rename = slow_rename
     meta = {"model": "m", "model_sha256": "a", "ndata": 2, "layer_samples": 0, "onnxruntime": "1", "onnx": "1",
@@ -83,14 +85,20 @@ def test_kill_at_any_instant_leaves_old_or_new(tmp_path: Path, portable: bool) -
         time.sleep(duration * (i + 0.5) / kills)  # spread over the whole update
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
-        if not folder.exists():
-            seen.add("between renames")  # the reader rolls the switch forward
         now = _value(folder)
         assert now in (old, new)
         seen.add("new" if now == new else "old")
     assert {"old", "new"} <= seen, f"kills never landed on both sides of the switch: {seen}"
-    if portable:
-        assert "between renames" in seen, "no kill landed between the two renames"
+    if portable:  # and one kill made to land between the renames, whatever the machine's load
+        old = _value(folder)
+        child = _update(folder, 99.0, portable)
+        assert child.stdout is not None
+        while child.stdout.readline().strip() != "between":
+            pass
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+        assert not folder.exists()  # killed between the renames: the golden is aside ...
+        assert _value(folder) in (old, 99.0)  # ... and a reader rolls the switch forward, complete
     last = _update(folder, 99.0, portable)
     assert last.wait(timeout=60) == 0
     assert _value(folder) == 99.0

@@ -1,7 +1,8 @@
-"""The hls4ml target's ONNX normalisation (targets/hls4ml_onnx.py): what it makes explicit, folds
-and lifts keeps the model's function (ONNX Runtime gives the same outputs before and after);
-refusals name the op, the node and why; the worker matches the design's outputs to the ONNX
-outputs by name and its process group dies with the pytest process that started it."""
+"""The hls4ml target's ONNX normalisation (targets/hls4ml/normalise.py): what it makes explicit, folds,
+lifts and rewrites (torch's ReduceMean pooling, initializers listed as inputs) keeps the model's function
+(ONNX Runtime gives the same outputs before and after); refusals name each op type once, with a count;
+the worker matches the design's outputs to the ONNX outputs by name and its process group dies with the
+pytest process that started it."""
 
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ from gallery import GALLERY, IR_VERSION, OPSET
 from helpers import alive
 from onnx import TensorProto, helper, numpy_helper
 
-from pytest_tinyaccel.targets.hls4ml_onnx import attribute, normalise, refusals
+from pytest_tinyaccel.targets.hls4ml.normalise import attribute, normalise, refusals
 
 HLS4ML_OPS = {"Conv", "Relu", "MatMul", "Add", "Softmax", "Concat", "Flatten", "MaxPool", "Resize", "Transpose"}
+EXPORTERS = Path(__file__).parent / "data" / "exporters"
 """A stand-in for hls4ml's handler table (the worker passes hls4ml's own)."""
 
 
@@ -144,16 +146,22 @@ def test_an_old_opset_is_converted(tmp_path: Path) -> None:
     assert next(o.version for o in normalised.opset_import if o.domain in ("", "ai.onnx")) >= 13
 
 
-def test_refusals_name_the_op_the_node_and_why(tmp_path: Path) -> None:
+def test_refusals_group_the_ops_by_type_with_a_count(tmp_path: Path) -> None:
     lstm = _normalise(GALLERY["lstm_cls"].build(np.random.default_rng(0)), tmp_path)
     assert refusals(lstm, HLS4ML_OPS) == [
-        "LSTM (node 'lstm'): hls4ml's ONNX front end has no LSTM layer",
-        "Squeeze (node 'h_node'): hls4ml's ONNX front end has no Squeeze layer",
+        "LSTM x1: hls4ml's ONNX front end has no LSTM layer",
+        "Squeeze x1: hls4ml's ONNX front end has no Squeeze layer",
+    ]
+    # 38 unsupported nodes (the torch CNN that motivated the grouping had one clause per node): 2 lines.
+    chain = [helper.make_node("Sin" if i % 2 else "Cos", [f"t{i}"], [f"t{i + 1}"]) for i in range(38)]
+    chain[0].input[0], chain[-1].output[0] = "x", "y"
+    lines = refusals(_normalise(_model(chain, {}, [4], [4]), tmp_path), HLS4ML_OPS)
+    assert lines == [
+        "Cos x19: hls4ml's ONNX front end has no Cos layer",
+        "Sin x19: hls4ml's ONNX front end has no Sin layer",
     ]
     three = _model([helper.make_node("Concat", ["x", "x", "x"], ["y"], name="cat", axis=1)], {}, [2, 3], [6, 3])
-    assert refusals(_normalise(three, tmp_path), HLS4ML_OPS) == [
-        "Concat (node 'cat'): hls4ml merges two tensors at a time, this node has 3"
-    ]
+    assert refusals(_normalise(three, tmp_path), HLS4ML_OPS) == ["Concat x1: hls4ml merges two tensors at a time"]
     volume = _model(
         [helper.make_node("Conv", ["x", "w"], ["y"], name="c3d", kernel_shape=[1, 1, 1])],
         {"w": np.ones((2, 1, 1, 1, 1), np.float32)},
@@ -161,9 +169,75 @@ def test_refusals_name_the_op_the_node_and_why(tmp_path: Path) -> None:
         [2, 2, 2, 2],
     )
     assert refusals(_normalise(volume, tmp_path), HLS4ML_OPS) == [
-        "Conv (node 'c3d'): hls4ml converts 1-D and 2-D convolutions and pools, not 3-D"
+        "Conv x1: hls4ml converts 1-D and 2-D convolutions and pools only"
     ]
     assert refusals(_normalise(GALLERY["upsample_ae"].build(np.random.default_rng(0)), tmp_path), HLS4ML_OPS) == []
+
+
+def _torch_gap(keepdims: int, opset: int) -> onnx.ModelProto:
+    """Conv -> Relu -> ReduceMean over H, W (torch's `x.mean((2, 3))`) -> Gemm, as torch writes it; opset 18
+    passes the axes as an input."""
+    rng = np.random.default_rng(keepdims)
+    axes_attr = {} if opset >= 18 else {"axes": [2, 3]}
+    mean_inputs = ["r", "axes"] if opset >= 18 else ["r"]
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("ReduceMean", mean_inputs, ["m"], name="/ReduceMean", keepdims=keepdims, **axes_attr),
+    ]
+    if keepdims:
+        nodes.append(helper.make_node("Flatten", ["m"], ["f"], axis=1))
+    nodes.append(helper.make_node("Gemm", ["f" if keepdims else "m", "fw", "fb"], ["y"], transB=1))
+    inits = {
+        "w": rng.normal(size=(4, 1, 3, 3)).astype(np.float32),
+        "b": rng.normal(size=4).astype(np.float32),
+        "fw": rng.normal(size=(3, 4)).astype(np.float32),
+        "fb": rng.normal(size=3).astype(np.float32),
+    }
+    if opset >= 18:
+        inits["axes"] = np.array([-2, -1], np.int64)
+    return _model(nodes, inits, [1, 6, 6], [3], opset=opset)
+
+
+@pytest.mark.parametrize(("keepdims", "opset"), [(0, 17), (1, 17), (0, 18), (1, 18)])
+def test_reduce_mean_over_height_and_width_becomes_global_average_pooling(
+    tmp_path: Path, keepdims: int, opset: int
+) -> None:
+    model = _torch_gap(keepdims, opset)
+    normalised = _normalise(model, tmp_path)
+    ops = [n.op_type for n in normalised.graph.node]
+    assert "ReduceMean" not in ops and "GlobalAveragePool" in ops
+    assert refusals(normalised, HLS4ML_OPS | {"GlobalAveragePool", "Gemm"}) == []
+    _same_function(model, normalised, np.random.default_rng(3).normal(size=(4, 1, 6, 6)).astype(np.float32))
+
+
+def test_reduce_mean_over_other_axes_is_left_alone_and_refused(tmp_path: Path) -> None:
+    over_channels = _model(
+        [helper.make_node("ReduceMean", ["x"], ["y"], axes=[1], keepdims=0)], {}, [4, 3, 3], [3, 3], opset=17
+    )
+    normalised = _normalise(over_channels, tmp_path)
+    assert [n.op_type for n in normalised.graph.node] == ["ReduceMean"]
+    assert refusals(normalised, HLS4ML_OPS) == ["ReduceMean x1: hls4ml's ONNX front end has no ReduceMean layer"]
+
+
+@pytest.mark.parametrize("name", ["torch_legacy", "torch_dynamo"])
+def test_the_torch_exporters_cnns_normalise_to_ops_hls4ml_converts(tmp_path: Path, name: str) -> None:
+    """torch's legacy exporter and its default (dynamo) one, weights in model.onnx.data."""
+    path = EXPORTERS / name / "model.onnx"
+    normalised = normalise(path)
+    assert refusals(normalised, HLS4ML_OPS | {"GlobalAveragePool", "Gemm"}) == []
+    _same_function(onnx.load(str(path)), normalised, np.load(EXPORTERS / name / "X_test.npy")[:5])
+
+
+def test_initializers_listed_as_graph_inputs_are_constants(tmp_path: Path) -> None:
+    """Brevitas lists the biases as graph inputs too: the batch rewrite used to give them a batch axis
+    ("Shape of initializer ... does not match. {1,32} != {5,32}")."""
+    path = EXPORTERS / "brevitas_qcdq" / "model.onnx"
+    listed = [v.name for v in onnx.load(str(path)).graph.input]
+    assert "fc1.bias" in listed
+    normalised = normalise(path)
+    assert [v.name for v in normalised.graph.input] == ["x"]
+    _same_function(onnx.load(str(path)), normalised, np.load(EXPORTERS / "brevitas_qcdq" / "X_test.npy")[:5])
 
 
 @pytest.mark.skipif(importlib.util.find_spec("qonnx") is None, reason="needs qonnx (the hls4ml extra)")
@@ -172,7 +246,7 @@ def test_design_outputs_are_matched_to_onnx_outputs_by_name() -> None:
     Dense: 'dense_out' holds 'reg.value' although the design lists it second."""
     from qonnx.core.modelwrapper import ModelWrapper
 
-    from pytest_tinyaccel.targets.hls4ml_worker import StageError, match_outputs
+    from pytest_tinyaccel.targets.hls4ml.build import StageError, match_outputs
 
     nodes = [
         helper.make_node("Softmax", ["x"], ["class.prob"], name="soft", axis=1),
@@ -203,7 +277,7 @@ from pytest_tinyaccel.process import run_process
 child = Path(sys.argv[1])
 child.write_text('''
 import subprocess, sys, time
-from pytest_tinyaccel.targets.hls4ml_worker import die_with_parent
+from pytest_tinyaccel.targets.hls4ml.worker import die_with_parent
 die_with_parent()
 compiler = subprocess.Popen(["sleep", "600"])  # what the worker starts: g++, the HLS tool
 open(sys.argv[1], "w").write(f"{compiler.pid}")

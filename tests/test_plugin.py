@@ -223,6 +223,7 @@ def test_report_files(project: Project) -> None:
     assert fake_header == [
         "Use Case",
         "Dtype",
+        "Status",
         "Latency (cycles or ns)",
         "Throughput (instances/s)",
         "Resource Utilization (Kernels/Buffers/Stream/PLIO/GMIO)",
@@ -230,12 +231,14 @@ def test_report_files(project: Project) -> None:
         "Quality Target",
         "Model",
     ]
-    assert cpu_header[4] == "Resource Utilization"  # each target declares its own columns; cpu has none
+    assert cpu_header[5] == "Resource Utilization"  # each target declares its own columns; cpu has none
     assert "## cpu hw: ONNX Runtime" in md and "## fake sw_emu: fakesim" in md
     assert "fp32 <br/> int8" in md and "1000 cycles <br/> 1000 cycles" in md and "3/4/5/1/2 <br/> 3/4/5/1/2" in md
+    assert "passed <br/> passed" in md and "**Tests:** 12 passed, 6 skipped" in md
     assert "[ResNet (digits)](https://github.com/mlcommons/tiny/" in md
     data = json.loads((project.path / "out" / "profile.json").read_text())
-    assert data["format"] == "tinyaccel-profile/2"
+    assert data["format"] == "tinyaccel-profile/3"
+    assert data["summary"] == {"passed": 12, "failed": 0, "skipped": 6, "errors": 0, "xfailed": 0, "xpassed": 0}
     assert {"onnxruntime", "onnx", "numpy", "python", "machine", "cpu"} <= set(data["environment"])
     rows = {(r["target"], r["mode"], r["dtype"]): r for r in data["rows"]}
     assert set(rows) == {
@@ -256,15 +259,18 @@ def test_report_files(project: Project) -> None:
         "GMIO": 2,
     }
     csv_lines = (project.path / "out" / "profile.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("model,target,mode,dtype,") and "resources.Kernels" in csv_lines[0]
-    assert len(csv_lines) == 5
+    assert csv_lines[0].startswith("case,status,detail,passed,failed,skipped,errors,xfailed,xpassed,model,target,")
+    assert "resources.Kernels" in csv_lines[0] and "probs.sqnr_db" in csv_lines[0]
+    assert len(csv_lines) == 1 + 6  # the four cases that ran and the two fake hw_emu ones, skipped
 
 
 def test_bad_report_suffix_is_reported(project: Project) -> None:
     project.add_model("ic")
     result = project.run("-m", "cpu", "-k", "golden and fp32", "--tinyaccel-report", "out/profile.xlsx")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--tinyaccel-report out/profile.xlsx: the suffix must be one of .csv, .json, .md*"])
+    result.stderr.fnmatch_lines(
+        ["*argument --tinyaccel-report: out/profile.xlsx: the suffix must be one of .csv, .json, .md, .html"]
+    )
 
 
 def test_second_run_reuses_every_build_and_cache_clear_empties_it(project: Project) -> None:
@@ -301,7 +307,8 @@ def test_malformed_manifest_is_a_collection_error(project: Project, old: str, ne
     else:
         project.append_manifest("ic", new)
     result = project.run("-m", "cpu")
-    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert set(outcomes(result)) == {"errors"}  # the model's cases error: the manifest is what is wrong
     result.stdout.fnmatch_lines([f"*malformed model manifest: *models/ic/model.toml: key '{key}': *{problem}*"])
     assert "Traceback" not in result.stdout.str()
 
@@ -310,8 +317,27 @@ def test_invalid_toml_is_a_collection_error(project: Project) -> None:
     project.add_model("ic")
     project.manifest("ic").write_text("use_case = \n")
     result = project.run()
-    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*models/ic/model.toml: key '(syntax)': not valid TOML*"])
+
+
+def test_every_broken_manifest_is_reported_in_one_run_and_the_other_models_run(project: Project) -> None:
+    """Two broken manifests, one valid model: each broken one errors its own cases (ids as its cases would
+    have had, so -m and -k select them), the valid model passes, and the run fails."""
+    project.add_model("ic")
+    project.add_model("ad")
+    project.add_model("kws")
+    project.edit_manifest("ad", "ndata = 10", "ndata = 0")
+    project.manifest("kws").write_text("use_case = \n")
+    result = project.run("-m", "cpu", "-k", "golden")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert outcomes(result) == {"passed": 2, "errors": 4}
+    text = result.stdout.str()
+    assert "ERROR test_suite.py::test_golden[ad-cpu-hw-fp32]" in text and "test_golden[kws-cpu-hw-int8]" in text
+    result.stdout.fnmatch_lines(
+        ["*models/ad/model.toml: key 'ndata': must be at least 1*", "*models/kws/model.toml: key '(syntax)'*"],
+        consecutive=False,
+    )
 
 
 def test_pickled_npy_is_refused(project: Project) -> None:

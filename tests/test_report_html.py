@@ -25,8 +25,8 @@ from pytest_tinyaccel.baseline import compare
 from pytest_tinyaccel.costmodel import zigzag_unavailable
 from pytest_tinyaccel.costmodel.trace import trace_events
 from pytest_tinyaccel.perf import LayerPerf, Perf
-from pytest_tinyaccel.report import ProfileRow
-from pytest_tinyaccel.report_html import Finding, PageData, Top5Sample, render_page
+from pytest_tinyaccel.record import Finding, ProfileRow, RunRecord, Top5Sample
+from pytest_tinyaccel.report_html import PageData, render_page
 from pytest_tinyaccel.report_html.charts import INSTALL_HINT, is_dataflow, layer_chart, timeline_chart
 
 needs_zigzag = pytest.mark.skipif(zigzag_unavailable() is not None, reason=str(zigzag_unavailable()))
@@ -85,6 +85,12 @@ def _row(model: str = "ic", mode: str = "hw_emu", layers: list[LayerPerf] | None
     )
 
 
+def _page(rows: list[ProfileRow], environment: dict[str, Any], findings: list[Finding] = (), **more: Any) -> PageData:
+    """A page of these rows (no tests ran: no statuses) and findings."""
+    record = RunRecord(rows={r.case_id: r for r in rows}, findings=list(findings))
+    return PageData(record, environment, **more)
+
+
 def _dataflow() -> list[LayerPerf]:
     return [
         LayerPerf("conv[0]", "Conv", cycles=600.0, start=0.0, extra={"tile": 0, "ideal_cycles": 400.0}),
@@ -97,7 +103,7 @@ def test_page_escapes_every_text_and_loads_nothing() -> None:
     row = _row(layers=_dataflow())
     row.use_case, row.architecture, row.link = "<script>alert(1)</script>", "Res<b>Net</b>", "javascript:alert(1)"
     row.perf.simulator = 'sim "quoted" <i>'
-    html = render_page(PageData([row], {"git_commit": "<abc>", "python": "3.11"}), Path("out/profile.html"))
+    html = render_page(_page([row], {"git_commit": "<abc>", "python": "3.11"}), Path("out/profile.html"))
     assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "javascript:" not in html and "Res&lt;b&gt;Net&lt;/b&gt;" in html
     assert "&lt;abc&gt;" in html
@@ -108,7 +114,7 @@ def test_page_escapes_every_text_and_loads_nothing() -> None:
 
 def test_profile_table_has_the_markdown_columns_and_links_each_case_to_its_charts() -> None:
     rows = [_row(layers=_dataflow()), _row(mode="sw_emu")]
-    html = render_page(PageData(rows, {}), Path("profile.html"))
+    html = render_page(_page(rows, {}), Path("profile.html"))
     for header in ("Use Case", "Dtype", "Latency (cycles or ns)", "Resource Utilization (Kernels)", "Quality Target"):
         assert f"<th>{header}</th>" in html
     assert html.count('<table class="profile">') == 2  # one per target and mode
@@ -119,7 +125,7 @@ def test_profile_table_has_the_markdown_columns_and_links_each_case_to_its_chart
 
 @needs_matplotlib
 def test_hw_emu_case_gets_a_layer_chart_with_the_bound_and_a_timeline_when_dataflow() -> None:
-    html = render_page(PageData([_row(layers=_dataflow(), extra={"ideal_cycles": 800.0})], {}), Path("p.html"))
+    html = render_page(_page([_row(layers=_dataflow(), extra={"ideal_cycles": 800.0})], {}), Path("p.html"))
     case = html[html.index('id="case-ic-aie-hw_emu-int8"') :]
     assert case.count('<figure class="chart"') == 2 and 'data-kind="timeline"' in case
     assert "800 cycles (ideal); the prediction is 1.25× the bound" in case
@@ -140,7 +146,7 @@ def test_without_matplotlib_the_page_keeps_its_tables_and_says_how_to_get_charts
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
-    html = render_page(PageData([_row(layers=_dataflow())], {}), Path("p.html"))
+    html = render_page(_page([_row(layers=_dataflow())], {}), Path("p.html"))
     assert '<table class="profile">' in html and "<svg" not in html
     assert escape(INSTALL_HINT) in html
 
@@ -149,7 +155,7 @@ def test_baseline_changes_every_metric_with_regressions_highlighted() -> None:
     base, now = _row(), _row(cycles=1100.0, throughput=1.2e6)
     now.perf.resources = {"Kernels": 3}
     changes = compare(now, base, {"cycles": 0.0, "ns": 25.0, "throughput": 25.0, "accuracy": 0.5})
-    data = PageData(
+    data = _page(
         [now, _row(model="kws")],
         {},
         baseline_path=Path("base.json"),
@@ -167,7 +173,7 @@ def test_baseline_changes_every_metric_with_regressions_highlighted() -> None:
 
 def test_failed_checks_show_the_first_diverging_layer_and_top5_side_by_side() -> None:
     golden = Finding(
-        "ic-aie-sw_emu-int8", "golden", "outputs differ\nfirst diverging layer: node 'conv1'", "node 'conv1'"
+        "ic-aie-sw_emu-int8", "golden", "outputs differ\nfirst diverging layer: node 'conv1'", where="node 'conv1'"
     )
     top5 = Finding(
         "ic-aie-sw_emu-int8",
@@ -176,9 +182,9 @@ def test_failed_checks_show_the_first_diverging_layer_and_top5_side_by_side() ->
         top5=[Top5Sample(3, [("cat", 0.9), ("dog", 0.1)], [("dog", 0.6), ("cat", 0.4)])],
         tolerance=0.01,
     )
-    same = Finding.from_dict(json.loads(json.dumps(top5.to_dict())))  # as it travels from an xdist worker
-    assert same == top5
-    html = render_page(PageData([_row()], {}, findings=[top5, golden]), Path("p.html"))
+    travelled = RunRecord.from_dict(json.loads(json.dumps(RunRecord(findings=[top5]).to_dict())))  # as from xdist
+    assert travelled.findings == [top5]
+    html = render_page(_page([_row()], {}, findings=[top5, golden]), Path("p.html"))
     assert '<p class="where">node &#x27;conv1&#x27;</p>' in html
     assert "<caption>sample 3</caption>" in html and "0.900000</td><td>cat</td>" in html
     assert "0.600000</td><td>dog</td>" in html and html.count('<tr class="bad">') == 2
@@ -214,7 +220,7 @@ def test_parallel_run_writes_the_serial_page(project: Project) -> None:
         pages[out] = (project.path / out / "profile.html").read_text()
     assert pages["parallel"] == pages["serial"]
     page = pages["serial"]
-    assert page.count('class="finding"') == 2 and "first diverging layer: node &#x27;k3&#x27;" in page
+    assert page.count('class="finding"') == 3 and "first diverging layer: node &#x27;k3&#x27;" in page
     assert '<td class="num bad">0.0% (Top 1, n=540)' in page  # below the quality target
     assert '<a href="traces/ic-flow-hw_emu-int8.json">' in page
     assert "0 regression(s) against the baseline" in page
@@ -272,7 +278,7 @@ def test_chromium_renders_the_page_of_a_real_run_without_console_errors(project:
     assert set(charts) == {c for c in rows if "hw_emu" in c}
     assert all(len(kinds) >= 1 and "layers" in kinds for kinds in charts.values()), charts
     assert "timeline" in charts["ic-flow-hw_emu-int8"] and "timeline" not in charts["ic-gemmini-hw_emu-int8"]
-    assert shown["findings"] == ["golden", "top5"] and shown["top5"] >= 1
+    assert shown["findings"] == ["accuracy", "golden", "top5"] and shown["top5"] >= 1
     assert shown["traces"] and all((project.path / link).is_file() for link in shown["traces"])
 
 

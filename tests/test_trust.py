@@ -84,15 +84,16 @@ def test_update_limited_to_one_dtype_keeps_the_other(project: Project) -> None:
     assert outcomes(project.run("-m", "cpu", "-k", "golden")) == {"passed": 2}
 
 
-def test_duplicate_names_fail_collection_at_normal_verbosity(project: Project) -> None:
+def test_duplicate_names_error_both_models_at_normal_verbosity(project: Project) -> None:
     project.add_model("ic")
     shutil.copytree(project.path / "models" / "ic", project.path / "models" / "digits")
     manifest = project.path / "models" / "digits" / "model.toml"
     manifest.write_text('name = "ic"\n' + manifest.read_text())
     for verbosity in ((), ("-q",), ("-v",)):
         result = project.run("-m", "cpu", *verbosity)
-        assert result.ret == 2, result.stdout.str()
-        result.stdout.fnmatch_lines(["*model names must be unique; digits/ (ic), ic/ (ic) share a name*"])
+        assert result.ret == 1, result.stdout.str()
+        assert outcomes(result) == {"errors": 12}  # 2 folders x 3 checks x 2 dtypes
+        result.stdout.fnmatch_lines(["*model names must be unique; digits/, ic/ share the name 'ic'*"])
 
 
 def test_missing_golden_says_how_with_the_users_options(project: Project) -> None:

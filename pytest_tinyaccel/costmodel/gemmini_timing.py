@@ -123,7 +123,7 @@ class LayerCycles:
             "execute": self.execute,
             "stores": self.stores,
             "tiles": self.tiles,
-            "tile": self.tile,
+            "tile_shape": self.tile,  # ("tile" in a layer's extra is an AIE tile index: traces, charts)
             "library_call": "tiled_matmul_auto" if self.kind == "matmul" else "tiled_conv_auto",
         }
 

@@ -50,9 +50,15 @@ optimized graph), so cached simulated results are not reused across the change."
 
 if TYPE_CHECKING:
     from .graph import Graph, Node, TensorInfo
-    from .ops import supported_ops
+    from .ops import supported_ops, unsupported_ops
 
-_LOADED_ON_USE = {"Graph": ".graph", "Node": ".graph", "TensorInfo": ".graph", "supported_ops": ".ops"}
+_LOADED_ON_USE = {
+    "Graph": ".graph",
+    "Node": ".graph",
+    "TensorInfo": ".graph",
+    "supported_ops": ".ops",
+    "unsupported_ops": ".ops",
+}
 """The graph and its op table (onnx and every kernel) load when first used, not when a
 target that may never run is registered: a `-m cpu` run does not pay for them."""
 
@@ -75,4 +81,5 @@ __all__ = [
     "UnsupportedTypeError",
     "first_divergence",
     "supported_ops",
+    "unsupported_ops",
 ]

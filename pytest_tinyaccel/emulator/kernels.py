@@ -19,7 +19,6 @@ from typing import Literal
 
 import numpy as np
 
-Rounding = Literal["half_even", "half_away"]
 ROUNDING_MODES: tuple[str, ...] = ("half_even", "half_away")
 
 # --------------------------------------------------------------------------- rounding

@@ -26,7 +26,8 @@ def describe_mismatch(
     """None when `obtained` is np.allclose to `expected`; else what differs and where.
 
     Element-wise in float64: abs err = |obtained - expected|, bad unless
-    abs err <= atol + rtol * |expected| (so NaN is bad). Integer tensors pass
+    abs err <= atol + rtol * |expected| (so NaN is bad); as in np.allclose, an
+    infinite expected value matches an equal infinity only. Integer tensors pass
     through the same rule, so with the default atol they must match exactly (a
     1-LSB error fails).
     """
@@ -44,9 +45,9 @@ def describe_mismatch(
     for flat in scan.worst_indices():
         idx = np.unravel_index(flat, obtained.shape)
         g64, e64 = np.float64(obtained[idx]), np.float64(expected[idx])
-        abs_err = np.abs(g64 - e64)
+        abs_err = np.abs(g64 - e64) if g64 != e64 else np.float64(0.0)  # an equal infinity included
         with np.errstate(divide="ignore", invalid="ignore"):
-            rel_err = abs_err / np.abs(e64)
+            rel_err = abs_err / np.abs(e64) if abs_err != 0 else np.float64(0.0)  # an exact zero matches
         rows.append([list(map(int, idx)), f"{g64:.7g}", f"{e64:.7g}", f"{abs_err:.3g}", f"{rel_err:.3g}"])
     lines = [
         f"output '{name}' differs from the ONNX Runtime golden (atol={atol:g}, rtol={rtol:g})",
@@ -74,12 +75,20 @@ class _Buffers:
         """Mismatches in a chunk; leaves |got - exp| in `err` and |exp| in `scale` (first `got.size` elements)."""
         n = got.size
         err, scale, limit, ok = self.err[:n], self.scale[:n], self.limit[:n], self.ok[:n]
-        np.subtract(got, exp, out=err, dtype=np.float64)
-        np.abs(err, out=err)
-        np.abs(exp, out=scale, dtype=np.float64)
-        np.multiply(scale, rtol, out=limit)
-        limit += atol
+        with np.errstate(invalid="ignore"):  # inf - inf, 0 * inf: handled below
+            np.subtract(got, exp, out=err, dtype=np.float64)
+            np.abs(err, out=err)
+            np.abs(exp, out=scale, dtype=np.float64)
+            np.multiply(scale, rtol, out=limit)
+            limit += atol
         np.less_equal(err, limit, out=ok)
+        if exp.dtype.kind in "fc":
+            # As np.allclose: an infinite expected value matches itself only (the limit atol + rtol * inf
+            # would accept any finite value, and inf - inf is nan); an equal infinity is no error.
+            inf = np.isinf(scale)
+            if inf.any():
+                ok[inf] = got[inf] == exp[inf]
+                err[inf & ok] = 0.0
         return n - int(np.count_nonzero(ok))
 
 
@@ -119,8 +128,11 @@ class _Scan:
         if got.dtype.kind in "fc":
             self.nan += int(np.count_nonzero(np.isnan(got)))
         self.abs_err.add(err)
+        rel = buffers.limit[: got.size]
         with np.errstate(divide="ignore", invalid="ignore"):
-            self.rel_err.add(np.divide(err, scale, out=buffers.limit[: got.size]))
+            np.divide(err, scale, out=rel)
+        rel[err == 0] = 0.0  # an exact match has no relative error, an exact zero included (0/0 is not nan here)
+        self.rel_err.add(rel)
         ranked = np.where(np.isnan(err), np.inf, err) if self.abs_err.nan else err
         self._keep(ranked, start)
 

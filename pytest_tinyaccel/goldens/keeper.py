@@ -18,10 +18,11 @@ import onnx
 from ..cache import file_lock
 from ..errors import DataError
 from ..metrics import format_quality, quality, topk
-from ..modelfiles import model_sha256
+from ..modelfiles import load_inline, model_sha256
 from ..models import Model
 from ..ortgraph import LEVEL as ORT_GRAPH_LEVEL
 from ..ortgraph import has_qdq, ort_optimized
+from ..qonnx_route import is_qonnx, run_qonnx
 from ..runtime import create_session, dequantized, int8_accumulation, run_session, to_model_inputs
 from . import store as golden_store
 from .arithmetic import arithmetics_differ, outputs_in
@@ -62,6 +63,9 @@ def _reference_outputs(
     made them), and the other arithmetic's outputs put in `variants` where they differ."""
     if dtype == "fp32":
         return run_session(create_session(path), feed)
+    if _qonnx_golden(path):  # QONNX that ONNX Runtime cannot run: qonnx's float executor, the same on every CPU
+        entry["arithmetics"] = dict.fromkeys((MAIN_ARITHMETIC, OTHER_ARITHMETIC), QONNX_EXECUTOR)
+        return run_qonnx(load_inline(path), feed)
     main = outputs_in(path, feed, MAIN_ARITHMETIC)
     entry["arithmetics"] = {MAIN_ARITHMETIC: main.made_by}
     if not arithmetics_differ(path):
@@ -78,6 +82,23 @@ def _reference_outputs(
     if integer_nodes:  # QDQ groups ONNX Runtime runs as integer kernels: what an emulator must follow
         entry["ort_graph"] = {"level": ORT_GRAPH_LEVEL, "integer_nodes": list(integer_nodes)}
     return main.outputs
+
+
+QONNX_EXECUTOR = "qonnx's executor (QONNX ops in NumPy float arithmetic; ONNX Runtime cannot run the model)"
+
+
+def _qonnx_golden(path: Path) -> bool:
+    """The model keeps QONNX nodes (qonnx could not express them for ONNX Runtime): qonnx's executor runs it."""
+    return is_qonnx(onnx.load(str(path), load_external_data=False))
+
+
+def _run(path: Path, x: np.ndarray, dtype: str) -> dict[str, np.ndarray]:
+    """The reference outputs of a dtype's model for inputs `x`: ONNX Runtime (int8: in the main arithmetic),
+    or qonnx's executor for a model that keeps QONNX nodes."""
+    feed = to_model_inputs(path, x)
+    if _qonnx_golden(path):
+        return run_qonnx(load_inline(path), feed)
+    return run_session(create_session(path, arithmetic=None if dtype == "fp32" else MAIN_ARITHMETIC), feed)
 
 
 def _arithmetics(entry: dict[str, Any]) -> list[str]:
@@ -178,7 +199,7 @@ class GoldenKeeper:
                         f"golden samples: no golden is written; check the model and the first ndata inputs"
                     )
             new.outputs[dtype] = out
-            if model.layer_samples:
+            if model.layer_samples and not _qonnx_golden(path):  # per-kernel goldens come from ONNX Runtime
                 new.layers[dtype] = ort_intermediates(path, {k: v[: model.layer_samples] for k, v in feed.items()})
             if dtype == "int8" and model.int8_onnx_path is None:
                 entry["quantization"] = model.quantization
@@ -285,7 +306,8 @@ class GoldenKeeper:
         if entry is None:
             return [f"{model.name}: the golden has no {dtype} outputs"], []
         path = self.dtype_model(model, dtype)
-        new = run_session(create_session(path), to_model_inputs(path, golden.inputs))
+        feed = to_model_inputs(path, golden.inputs)  # this CPU's ONNX Runtime, as the cpu target runs it
+        new = run_qonnx(load_inline(path), feed) if _qonnx_golden(path) else run_session(create_session(path), feed)
         expected, _ = golden.expected(dtype, int8_accumulation() if dtype != "fp32" else None)
         head = "; ".join(
             [f"{model.name} {dtype}: ONNX Runtime {meta['onnxruntime']} -> {ort_version()}"]
@@ -378,8 +400,7 @@ def ort_quality(model: Model, path: Path, dtype: str) -> dict[str, Any] | None:
         return None
     n = min(model.samples, len(y))
     x = model.load_x(n)
-    session = create_session(path, arithmetic=None if dtype == "fp32" else MAIN_ARITHMETIC)
-    out = model.scored(dequantized(path, run_session(session, to_model_inputs(path, x))))
+    out = model.scored(dequantized(path, _run(path, x, dtype)))
     try:
         value = quality(model.metric, out, y[:n], x.astype(np.float32), model.scored_role)
     except ValueError:

@@ -18,7 +18,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ..perf import LayerPerf, Perf
-from ..report import ProfileRow
+from ..record import ProfileRow
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

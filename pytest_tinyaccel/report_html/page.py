@@ -1,9 +1,11 @@
 """The HTML profile page: one self-contained file (inline CSS and SVG, no script, a
 Content-Security-Policy that forbids loading anything) that a reviewer opens from
-a CI artifact. It shows, in this order: failed checks (first diverging layer,
-Top-5 side by side), the change of every gated metric against the baseline, the
-profiling table per simulator section (the Markdown report's columns), per-case
-per-layer charts and timelines, the trace files of the run, and what it ran on.
+a CI artifact. It shows, in this order: pytest's count of the plugin's tests, what
+it ran on, every case with its status (failed and erroring cases first, coloured),
+failed checks (first diverging layer, Top-5 side by side), the change of every gated
+metric against the baseline, the profiling table per simulator section (the Markdown
+report's columns, with each case's status; figures of a case whose checks did not
+all pass are marked), per-case per-layer charts and timelines, and the trace files.
 
 Every text that comes from a model, a target or a message is escaped; links are
 relative (traces) or http(s) (a model's provenance), never resources to load.
@@ -21,20 +23,28 @@ from urllib.parse import quote, urlsplit
 
 from ..baseline import Change
 from ..cache import atomic_write_text
+from ..record import OUTCOMES, CaseResult, Finding, ProfileRow, RunRecord, Top5Sample
 from ..report import (
+    MARK,
+    MARK_NOTE,
     MD_HEADERS,
-    ProfileRow,
+    STATS_HEADERS,
     _sections,
+    error_table,
+    extra_columns,
     fmt_accuracy,
     fmt_latency,
     fmt_resources,
+    fmt_status,
     fmt_target,
     fmt_throughput,
     resource_header,
+    sort_cases,
     sort_rows,
+    summary,
 )
 from . import charts
-from .data import Finding, PageData, Top5Sample
+from .data import PageData
 
 SUFFIX = ".html"
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -57,6 +67,9 @@ CSS = """
 .tinyaccel svg{max-width:100%;height:auto}.tinyaccel .top5{display:inline-table;margin-right:16px}
 .tinyaccel dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px}.tinyaccel dt{color:#667085}
 .tinyaccel dd{margin:0}
+.tinyaccel .status-passed{background:#e3f4e8}.tinyaccel .status-failed{background:#fde2e1}
+.tinyaccel .status-error{background:#f9c9c6}.tinyaccel .status-xfailed,.tinyaccel .status-xpassed{background:#fff1c7}
+.tinyaccel .status-skipped{background:#eef0f3;color:#667085}.tinyaccel td.status{font-weight:600;white-space:nowrap}
 """
 ENV_LABELS = {
     "tinyaccel": "pytest-tinyaccel",
@@ -69,7 +82,11 @@ ENV_LABELS = {
     "machine": "machine",
     "cpu": "CPU",
 }
-CHECK_TITLES = {"golden": "outputs differ from the golden", "top5": "Top-5 differs from the reference"}
+CHECK_TITLES = {
+    "golden": "outputs differ from the golden",
+    "top5": "Top-5 differs from the reference",
+    "upgrade_review": "upgrade review",
+}
 
 
 def write_page(path: Path, data: PageData) -> None:
@@ -79,23 +96,30 @@ def write_page(path: Path, data: PageData) -> None:
 
 def render_page(data: PageData, path: Path) -> str:
     """The whole page as text."""
-    rows = sort_rows(data.rows)
+    record = data.record
+    rows = sort_rows(list(record.rows.values()))
+    cases = {c.subject: c for c in record.cases()}
     regressions = sum(c.regressed for changes in data.changes.values() for c in changes)
+    counts = record.counts()
     badges = [
-        _badge(f"{len(rows)} case(s)"),
-        _badge(f"{len(data.findings)} failed check(s)", bool(data.findings)),
+        f'<span class="badge status-{_status_of_outcome(k)}" data-outcome="{k}" data-count="{n}">{n} {escape(k)}</span>'
+        for k, n in counts.items()
+        if n
     ]
     if data.baseline_path is not None:
         badges.append(_badge(f"{regressions} regression(s) against the baseline", bool(regressions)))
     body = [
         "<h1>tinyaccel profile</h1>",
+        f'<p class="summary" title="pytest\'s count of the plugin\'s tests">tests: {escape(summary(counts))}</p>',
         f"<p>{''.join(badges)}</p>",
         _run_section(data.environment),
-        _findings_section(data.findings, data.notes),
+        _status_section(list(cases.values()), extra_columns(record)),
+        _findings_section(record.findings, record.upgrade_notes),
         _baseline_section(data, rows) if data.baseline_path is not None else "",
         '<section id="profile"><h2>Profiling table</h2>',
-        profile_tables(rows, data.changes, {r.case_id for r in rows if _has_case_section(r)}),
+        profile_tables(rows, data.changes, {r.case_id for r in rows if _has_case_section(r)}, cases),
         "</section>",
+        _stats_section(record),
         _cases_section(rows, data, path.parent),
         _traces_section(data.traces, path.parent),
     ]
@@ -108,9 +132,12 @@ def render_page(data: PageData, path: Path) -> str:
     )
 
 
-def profile_tables(rows: list[ProfileRow], changes: dict[str, list[Change]], linked: set[str]) -> str:
-    """One table per target and mode (the Markdown report's columns), one line per dtype;
-    with a baseline, each figure's change under it; dtypes link to their case's charts."""
+def profile_tables(
+    rows: list[ProfileRow], changes: dict[str, list[Change]], linked: set[str], cases: dict[str, CaseResult]
+) -> str:
+    """One table per target and mode (the Markdown report's columns), one line per dtype with
+    its case's status (coloured; figures of a case that did not pass marked); with a baseline,
+    each figure's change under it; dtypes link to their case's charts."""
     out = []
     for title, group in _sections(rows):
         headers = [resource_header(group) if h == "Resource Utilization" else h for h in MD_HEADERS]
@@ -120,28 +147,44 @@ def profile_tables(rows: list[ProfileRow], changes: dict[str, list[Change]], lin
         for _, grouped in groupby(group, key=lambda r: r.model):
             model_rows = list(grouped)
             for i, r in enumerate(model_rows):
-                moved = {c.metric: c for c in changes.get(r.case_id, [])}
-                latency = moved.get("cycles") or moved.get("ns")
-                dtype = _link(f"#{_anchor(r.case_id)}", r.dtype) if r.case_id in linked else escape(r.dtype)
-                below = r.accuracy is not None and r.accuracy < r.quality_target
-                cells = [
-                    f'<td class="num">{escape(fmt_latency(r))}{_delta(latency)}</td>',
-                    f'<td class="num">{escape(fmt_throughput(r))}{_delta(moved.get("throughput"))}</td>',
-                    f"<td>{escape(fmt_resources(r))}</td>",
-                    f'<td class="num{" bad" if below else ""}">{escape(fmt_accuracy(r))}'
-                    f"{_delta(moved.get('accuracy'))}</td>",
-                ]
-                span = f' rowspan="{len(model_rows)}"'
-                first = model_rows[0]
-                head = [f"<td{span}>{escape(first.use_case)}</td>"] if i == 0 else []
-                tail = [f"<td{span}>{escape(fmt_target(first))}</td>", f"<td{span}>{_model_name(first)}</td>"]
-                out.append(
-                    f'<tr data-case="{escape(r.case_id)}">'
-                    + "".join(head + [f"<td>{dtype}</td>"] + cells + (tail if i == 0 else []))
-                    + "</tr>"
-                )
+                out.append(_profile_row(r, i, model_rows, changes, r.case_id in linked, cases.get(r.case_id)))
         out.append("</tbody></table>")
+        if any(r.case_id in cases and not cases[r.case_id].clean for r in group):
+            out.append(f'<p class="muted">{escape(MARK_NOTE)}</p>')
     return "\n".join(out)
+
+
+def _profile_row(
+    r: ProfileRow,
+    i: int,
+    model_rows: list[ProfileRow],
+    changes: dict[str, list[Change]],
+    linked: bool,
+    case: CaseResult | None,
+) -> str:
+    moved = {c.metric: c for c in changes.get(r.case_id, [])}
+    latency = moved.get("cycles") or moved.get("ns")
+    dtype = _link(f"#{_anchor(r.case_id)}", r.dtype) if linked else escape(r.dtype)
+    below = r.accuracy is not None and r.quality_target is not None and r.accuracy < r.quality_target
+    mark = MARK if case is not None and not case.clean else ""
+    status = case.status if case is not None else "unknown"
+    cells = [
+        f'<td class="status status-{status}">{escape(fmt_status(case))}</td>',
+        f'<td class="num">{escape(fmt_latency(r))}{mark}{_delta(latency)}</td>',
+        f'<td class="num">{escape(fmt_throughput(r))}{mark}{_delta(moved.get("throughput"))}</td>',
+        f"<td>{escape(fmt_resources(r))}</td>",
+        f'<td class="num{" bad" if below else ""}">{escape(fmt_accuracy(r))}{mark if r.accuracy is not None else ""}'
+        f"{_delta(moved.get('accuracy'))}</td>",
+    ]
+    span = f' rowspan="{len(model_rows)}"'
+    first = model_rows[0]
+    head = [f"<td{span}>{escape(first.use_case)}</td>"] if i == 0 else []
+    tail = [f"<td{span}>{escape(fmt_target(first))}</td>", f"<td{span}>{_model_name(first)}</td>"]
+    return (
+        f'<tr data-case="{escape(r.case_id)}" data-status="{status}">'
+        + "".join(head + [f"<td>{dtype}</td>"] + cells + (tail if i == 0 else []))
+        + "</tr>"
+    )
 
 
 def case_fragment(row: ProfileRow, baseline: ProfileRow | None = None) -> str:
@@ -149,12 +192,15 @@ def case_fragment(row: ProfileRow, baseline: ProfileRow | None = None) -> str:
     missing = charts.unavailable()
     notice = f'<p class="notice">{escape(missing)}</p>' if missing else ""
     body = _case_body(row, baseline, None, charts_ok=not missing)
-    return f'<div class="tinyaccel"><style>{CSS}</style>{profile_tables([row], {}, set())}{notice}{body}</div>'
+    table = profile_tables([row], {}, set(), {})
+    return f'<div class="tinyaccel"><style>{CSS}</style>{table}{notice}{body}</div>'
 
 
-def tables_fragment(rows: list[ProfileRow], changes: dict[str, list[Change]]) -> str:
+def tables_fragment(record: RunRecord, changes: dict[str, list[Change]]) -> str:
     """The profiling tables alone, for another report (pytest-html's summary)."""
-    return f'<div class="tinyaccel"><style>{CSS}</style>{profile_tables(sort_rows(rows), changes, set())}</div>'
+    cases = {c.subject: c for c in record.cases()}
+    tables = profile_tables(sort_rows(list(record.rows.values())), changes, set(), cases)
+    return f'<div class="tinyaccel"><style>{CSS}</style>{tables}</div>'
 
 
 # ----- sections --------------------------------------------------------------------------
@@ -164,6 +210,54 @@ def _run_section(env: dict[str, object]) -> str:
     keys = [k for k in ENV_LABELS if k in env] + sorted(k for k in env if k not in ENV_LABELS)
     items = "".join(f"<dt>{escape(ENV_LABELS.get(k, k))}</dt><dd>{escape(_text(env[k]))}</dd>" for k in keys)
     return f'<section id="run"><h2>Run</h2><dl>{items}</dl></section>' if items else ""
+
+
+def _status_of_outcome(outcome: str) -> str:
+    return {"errors": "error"}.get(outcome, outcome)
+
+
+def _status_section(cases: list[CaseResult], extra: list[str]) -> str:
+    """Every case (and upgrade review, and placeholder) with its status, failed and erroring first;
+    then the columns of the pytest_tinyaccel_report_row hook."""
+    if not cases:
+        return ""
+    out = [
+        '<section id="cases-status"><h2>Cases</h2><table class="status"><thead><tr><th>Case</th><th>Status</th>'
+        + "".join(f"<th>{escape(k)}</th>" for k in (*OUTCOMES, "Detail", *extra))
+        + "</tr></thead><tbody>"
+    ]
+    for c in sort_cases(cases):
+        counts = "".join(f'<td class="num" data-outcome="{k}">{c.counts[k]}</td>' for k in OUTCOMES)
+        columns = "".join(f"<td>{escape(c.extra.get(k, ''))}</td>" for k in extra)
+        out.append(
+            f'<tr class="status-{c.status}" data-case="{escape(c.subject)}" data-status="{c.status}">'
+            f'<td>{escape(c.subject)}</td><td class="status">{escape(fmt_status(c))}</td>{counts}'
+            f"<td>{escape(c.detail)}</td>{columns}</tr>"
+        )
+    out.append("</tbody></table></section>")
+    return "\n".join(out)
+
+
+def _stats_section(record: RunRecord) -> str:
+    """Per case and output: max abs error, RMSE, SQNR, cosine and the share within 1 LSB against the golden."""
+    table = error_table(record)
+    if not table:
+        return ""
+    head = "".join(f"<th>{escape(h)}</th>" for h in STATS_HEADERS)
+    body = "".join(
+        f'<tr data-case="{escape(row[0])}">'
+        + "".join(
+            f"<td>{escape(cell)}</td>" if i < 2 else f'<td class="num">{escape(cell)}</td>'
+            for i, cell in enumerate(row)
+        )
+        + "</tr>"
+        for row in table
+    )
+    return (
+        '<section id="error-stats"><h2>Error statistics against the golden</h2><p class="muted">Outputs on the '
+        "golden samples against ONNX Runtime's; SQNR = 10 log10(signal energy / error energy), inf when equal.</p>"
+        f'<table class="stats"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>'
+    )
 
 
 def _findings_section(findings: list[Finding], notes: list[str]) -> str:
@@ -340,11 +434,11 @@ def _better(change: Change) -> bool:
 
 
 def _change(change: Change) -> str:
-    return f"{change.delta:+.2f}{' pts' if change.metric == 'accuracy' else '%'}"
+    return f"{change.delta:+.2f}{change.suffix}"
 
 
 def _allowed(change: Change) -> str:
-    return f"{change.allowed:g}{' pts' if change.metric == 'accuracy' else '%'}"
+    return f"{change.allowed:g}{change.suffix}"
 
 
 def _value(value: float, unit: str) -> str:

@@ -4,16 +4,18 @@ sw_emu runs the tinyaccel emulator (int8: integer arithmetic with round-half-to-
 even requantization and saturation, which the AI Engine's shift-round-saturate
 path can be configured for). hw_emu adds the kernel-level model of the AIE
 dataflow graph (`costmodel/aie/`): the model the target runs (the quantized graph
-for int8) mapped to compute and data-movement kernels, per-kernel cycles from a
-calibration fitted on aiesimulator logs, latency along the pipeline, throughput
-in steady state, the ideal bound beside it, Kernels/Buffers/Stream/PLIO/GMIO
-from the mapping. For aiesimulator/x86simulator themselves, configure a
+for int8) mapped to onnx2versal's compute and data-movement kernels, each kernel's
+own cycles from its loop nest (constants fitted on isolated kernel runs), the graph
+simulated row by row for latency and steady-state throughput, the ideal bound and
+the held-out error beside them, Kernels/Buffers/Stream/PLIO/GMIO from the mapping.
+For aiesimulator/x86simulator themselves, configure a
 `command` target.
 
 Settings (`[tool.tinyaccel.targets.aie]`), besides the emulator's:
 `device = "vck190"` (default: first-generation AI Engine, XCVC1902 at 1.25 GHz)
-or `"aie-ml"`; `calibration = "path/to/calibration.toml"` (default: the shipped
-one, fitted on onnx2versal's VCK190 kernel logs; make your own with
+or `"aie-ml"`; `calibration = "path/to/calibration.toml"` (the per-class calibration
+for kernels with no onnx2versal template; default: the shipped one, fitted on
+onnx2versal's VCK190 kernel logs; make your own with
 `python -m pytest_tinyaccel.costmodel calibrate`). A relative path is taken
 from the directory pytest runs in.
 """
@@ -46,7 +48,7 @@ def _calibration_problem(value: str) -> str | None:
 
 class AieTarget(EmulatedTarget):
     name = "aie"
-    version = "3"  # 3: LSTM/Conv1D costing
+    version = "4"  # 4: loop-nest kernels and token-level simulation
     resource_columns = ("Kernels", "Buffers", "Stream", "PLIO", "GMIO")
     emulation = "AI Engine int8 semantics"
     cost_model = "AIE dataflow model"

@@ -28,6 +28,12 @@ class TargetError(Exception):
     """A build or run failed for a reason the user can act on (message says how)."""
 
 
+class TargetUnsupported(TargetError):
+    """The target cannot run this model at all (ops, types or layers it does not support): the case is a
+    skip with the reason, not a failure, unless the run is strict about support. The message is one line
+    that names what is unsupported."""
+
+
 @dataclass
 class Build:
     """A finished build: its folder and what it was built from."""
@@ -87,6 +93,11 @@ class Target:
 
     def availability(self, mode: str) -> str | None:
         """None if `mode` can run on this machine, else the reason (shown as a skip)."""
+        return None
+
+    def case_availability(self, model: Model, dtype: str, mode: str) -> str | None:
+        """None if this model in this dtype can run in `mode` here, else the reason (a skip):
+        for targets whose devices carry only some models (a board flashed with one)."""
         return None
 
     def simulator(self, mode: str) -> str:

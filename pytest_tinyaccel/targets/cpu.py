@@ -19,8 +19,9 @@ import numpy as np
 
 from ..config import Field, at_least, validate
 from ..perf import Perf
-from ..runtime import arithmetic_config, create_session, fixed_batch, int8_accumulation, run_session
-from .base import Build, RunResult, Target, TargetError
+from ..qonnx_route import QONNX_DOMAINS
+from ..runtime import arithmetic_config, create_session, fixed_batch, int8_accumulation, load_onnx, run_session
+from .base import Build, RunResult, Target, TargetError, TargetUnsupported
 
 OPTIMIZED = "optimized.onnx"
 SETTINGS: dict[str, Field] = {
@@ -75,6 +76,12 @@ class CpuTarget(Target):
         try:
             ort.InferenceSession(str(build.onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own pybind exception types
+            qonnx = sorted({n.op_type for n in load_onnx(build.onnx_path).graph.node if n.domain in QONNX_DOMAINS})
+            if qonnx:  # a QONNX model qonnx could not express in ONNX's quantization ops
+                raise TargetUnsupported(
+                    f"cpu cannot run {build.model.name} ({build.dtype}): ONNX Runtime has no kernel for QONNX's "
+                    f"{', '.join(qonnx)} (its golden comes from qonnx's executor)"
+                ) from exc
             raise TargetError(f"ONNX Runtime cannot build {build.onnx_path.name}: {exc}") from exc
 
     def run(self, build: Build, inputs: dict[str, np.ndarray]) -> RunResult:

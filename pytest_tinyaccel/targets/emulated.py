@@ -19,7 +19,7 @@ import numpy as np
 from ..config import Field, validate
 from ..errors import DataError
 from ..perf import Perf
-from .base import Build, RunResult, Target, TargetError
+from .base import Build, RunResult, Target, TargetError, TargetUnsupported
 
 PERF_FILE = "perf.json"
 
@@ -113,7 +113,7 @@ class EmulatedTarget(Target):
         return self.accumulation(build)
 
     def _load(self, build: Build, accumulation: str | None = None):
-        from ..emulator import UnsupportedOpError
+        from ..emulator import UnsupportedOpError, UnsupportedTypeError
 
         try:
             return _graph(
@@ -122,8 +122,22 @@ class EmulatedTarget(Target):
                 self.settings["qdq"],
                 accumulation or self.accumulation(build),
             )
-        except (UnsupportedOpError, ValueError, DataError) as exc:
+        except (UnsupportedOpError, UnsupportedTypeError) as exc:
+            raise TargetUnsupported(self._refusal(build, exc)) from exc
+        except (ValueError, DataError) as exc:
             raise TargetError(f"{self.name}: {exc}") from exc
+
+    def _refusal(self, build: Build, error: Exception) -> str:
+        """One line: every op type of the model the emulator lacks, with counts, or the type it cannot hold."""
+        import onnx
+
+        from ..emulator import unsupported_ops
+
+        missing = unsupported_ops(onnx.load(str(build.onnx_path), load_external_data=False))
+        if not missing:
+            return f"{self.name} cannot run {build.onnx_path.name}: {str(error).splitlines()[0]}"
+        listed = ", ".join(f"{op} x{n}" for op, n in sorted(missing.items()))
+        return f"{self.name} cannot run {build.model.name} ({build.dtype}): the emulator has no kernel for {listed}"
 
     def build(self, build: Build) -> None:
         """Validate every node now (an unsupported op fails the build, naming op and node),

@@ -47,7 +47,7 @@ def _file_problem(kind: str):
 
 class GemminiTarget(EmulatedTarget):
     name = "gemmini"
-    version = "3"  # 3: timing from the library's tiling, fitted on FireSim
+    version = "4"  # 4: a layer's tile dimensions as extra["tile_shape"]
     resource_columns = ("PEs", "Layers", "Scratchpad KiB", "Accumulator KiB")
     emulation = "Gemmini int8 semantics"
     cost_model = "Gemmini library-tiling model"

@@ -61,11 +61,13 @@ def write_folder(name: str, files: dict[str, np.ndarray], manifest: str) -> Path
 
 
 CALIBRATED = 'calibration = "X_calib.npy"'
+LOGITS = '\n[outputs.logits]\nrole = "logits"\n'
 SKL_OUTPUTS = '\n[outputs.probabilities]\nrole = "probabilities"\n\n[outputs.label]\nrole = "ignore"\n'
+ZIPMAP_OUTPUTS = '\n[outputs.output_probability]\nrole = "probabilities"\n\n[outputs.output_label]\nrole = "ignore"\n'
 PRE_QUANTIZED = 'dtypes = ["int8"]\nmodel_int8 = "model.onnx"'
 
 
-def manifest(use_case: str, architecture: str, target: float, extra: str = "") -> str:
+def manifest(use_case: str, architecture: str, target: float, extra: str = "", outputs: str = LOGITS) -> str:
     return f"""
 use_case = "{use_case}"
 task = "classification"
@@ -78,7 +80,7 @@ samples = 200
 x_test = "X_test.npy"
 y_test = "y_test.npy"
 {extra}
-"""
+{outputs}"""
 
 
 def train(module, x: np.ndarray, y: np.ndarray, epochs: int) -> None:
@@ -246,7 +248,12 @@ def brevitas_models(xtr, ytr, xte, yte) -> None:
         manifest("Digits (Brevitas QONNX)", "MLP, 4-bit weights", 0.9, PRE_QUANTIZED),
     )
     export_qonnx(
-        net, torch.from_numpy(xte[:1]), export_path=str(folder / "model.onnx"), input_names=["x"], dynamo=False
+        net,
+        torch.from_numpy(xte[:1]),
+        export_path=str(folder / "model.onnx"),
+        input_names=["x"],
+        output_names=["logits"],
+        dynamo=False,
     )
 
 
@@ -264,8 +271,13 @@ def sklearn_models(xtr, ytr, xte, yte) -> None:
         folder = write_folder(
             name,
             data,
-            manifest(f"Digits (skl2onnx{', zipmap off' if options else ''})", "scaler + MLP", 0.93, CALIBRATED)
-            + (SKL_OUTPUTS if options else ""),
+            manifest(
+                f"Digits (skl2onnx{', zipmap off' if options else ''})",
+                "scaler + MLP",
+                0.93,
+                CALIBRATED,
+                SKL_OUTPUTS if options else ZIPMAP_OUTPUTS,
+            ),
         )
         model = to_onnx(
             pipe, flat_tr[:1], options={id(pipe.steps[-1][1]): options} if options else None, target_opset=17

@@ -86,6 +86,8 @@ class ModelGraph:
     inputs: list[str]
     outputs: list[str]
     sha256: str
+    weight_type: str = "int8"
+    """8-bit weight type of an int8 graph, 'int8' or 'uint8' (the kernels' TTPARAM)."""
 
 
 def load(model: str | Path | bytes | onnx.ModelProto, dtype: str) -> ModelGraph:
@@ -97,6 +99,7 @@ def load(model: str | Path | bytes | onnx.ModelProto, dtype: str) -> ModelGraph:
     if bad:
         raise ValueError(f"the AIE model does not cost dynamically quantized graphs (ops {bad})")
     quantized = bool(ops & (set(QOPERATOR) | {"QuantizeLinear", "QLinearConcat"}))
+    wtype = weight_type(proto) if quantized else "uint8"
     boundary = float_view(proto)
     graph = layergraph.analyse(layergraph.infer(proto))
     layergraph.check_costable(graph)
@@ -107,7 +110,27 @@ def load(model: str | Path | bytes | onnx.ModelProto, dtype: str) -> ModelGraph:
         inputs=list(graph.graph_inputs),
         outputs=list(graph.graph_outputs),
         sha256=layergraph.sha256_bytes(data),
+        weight_type=wtype,
     )
+
+
+WEIGHT_INPUTS = {"QLinearConv": 3, "QLinearMatMul": 3, "DequantizeLinear": 0}
+
+
+def weight_type(proto: onnx.ModelProto) -> str:
+    """'uint8' when the quantized weights (8-bit initializers read by QLinearConv/QLinearMatMul
+    or dequantized by a DequantizeLinear) are unsigned, else 'int8'. A float graph costed as
+    int8 is taken as onnx2versal quantizes it: python/quantize_onnx.py at 392b325 calls
+    quantize_static with weight_type=QUInt8, so its weights are unsigned."""
+    inits = {i.name: i.data_type for i in proto.graph.initializer}
+    types = [
+        inits[node.input[pos]]
+        for node in proto.graph.node
+        if node.op_type in WEIGHT_INPUTS and len(node.input) > WEIGHT_INPUTS[node.op_type]
+        for pos in [WEIGHT_INPUTS[node.op_type]]
+        if node.input[pos] in inits and inits[node.input[pos]] in (TensorProto.INT8, TensorProto.UINT8)
+    ]
+    return "uint8" if types and all(t == TensorProto.UINT8 for t in types) else "int8"
 
 
 def float_view(proto: onnx.ModelProto) -> dict[str, str]:

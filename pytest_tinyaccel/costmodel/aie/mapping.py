@@ -58,6 +58,8 @@ class Kernel:
     """Weights that do not fit: streamed from DDR (GMIO) every inference."""
     part: int = 0
     parts: int = 1
+    info: dict[str, float] = field(default_factory=dict)
+    """Shape numbers the kernel's onnx2versal template arguments are made of (o2v.py)."""
 
 
 @dataclass
@@ -116,12 +118,22 @@ class _Mapper:
         return self.add(Kernel(layer.name, layer.name, kind, {"elems": float(n)}, preds, buffers=window))
 
     def parted(
-        self, layer: Layer, preds: list[str], kind: str, parts: list[dict], split_elems: float, part_out: list[float]
+        self,
+        layer: Layer,
+        preds: list[str],
+        kind: str,
+        parts: list[dict],
+        split_elems: float,
+        part_out: list[float],
+        rows: int = 1,
     ) -> str:
-        """Split kernel (if several parts), the parts, and a binary concat tree over them."""
+        """Split kernel (if several parts), the parts, and a binary concat tree over them
+        (`rows`: the rows the concat kernels interleave, the output channels of a conv)."""
         src = preds
         if len(parts) > 1:
-            src = [self.add(Kernel(f"{layer.name}/split", layer.name, "split", {"elems": split_elems}, preds))]
+            split = Kernel(f"{layer.name}/split", layer.name, "split", {"elems": split_elems}, preds)
+            split.info = {"parts": len(parts)}
+            src = [self.add(split)]
         names = []
         for i, spec in enumerate(parts):
             suffix = f"/part{i}" if len(parts) > 1 else ""
@@ -132,7 +144,9 @@ class _Mapper:
             for j in range(0, len(level) - 1, 2):
                 size = sizes[j] + sizes[j + 1]
                 name = f"{layer.name}/concat{depth}.{j // 2}"
-                nxt.append(self.add(Kernel(name, layer.name, "concat", {"elems": size}, [level[j], level[j + 1]])))
+                joined = Kernel(name, layer.name, "concat", {"elems": size}, [level[j], level[j + 1]])
+                joined.info = {"rows": rows, "w1": sizes[j] / rows, "w2": sizes[j + 1] / rows}
+                nxt.append(self.add(joined))
                 nxt_sizes.append(size)
             if len(level) % 2:
                 nxt.append(level[-1])
@@ -150,7 +164,9 @@ class _Mapper:
         in_w = up(w + left + right, self.align)
         if top or left or bottom or right or w % self.align:
             feats = pad_features(c, h, w, top + bottom, in_w - w, self.dtype)
-            preds = [self.add(Kernel(f"{layer.name}/pad", layer.name, "pad", feats, preds))]
+            pad = Kernel(f"{layer.name}/pad", layer.name, "pad", feats, preds)
+            pad.info = {"c": c, "h": h, "w": w, "top": top, "bottom": bottom, "left": left, "in_w": in_w}
+            preds = [self.add(pad)]
         out_w = up(ow, self.align)
         kind = conv_class(c, group, kh, kw, sh)
         weight_bytes = m * (c // group) * kh * kw * self.eb
@@ -176,11 +192,12 @@ class _Mapper:
                 "streamed_weight_bytes": 0 if in_tile else weight_bytes,
                 "part": i,
                 "parts": p,
+                "info": {"rows_in": rows_in(r), "rows_out": r, "in_w": in_w},
             }
             for i, r in enumerate(sizes)
         ]
         split = float(sum(rows_in(r) for r in sizes) * in_w * c)
-        return self.parted(layer, preds, kind, specs, split, [float(r * out_w * m) for r in sizes])
+        return self.parted(layer, preds, kind, specs, split, [float(r * out_w * m) for r in sizes], m)
 
     def gemm(self, layer: Layer, preds: list[str]) -> str:
         rows = elems(layer.out_shape[:-1]) or 1
@@ -204,9 +221,11 @@ class _Mapper:
                     "streamed_weight_bytes": 0 if in_tile else wb,
                     "part": i,
                     "parts": len(cols),
+                    "info": {"rows": rows, "k": k, "n": col},
                 }
             )
-        return self.parted(layer, preds, "gemm", specs, float(rows * k * len(cols)), [float(rows * x) for x in cols])
+        outs = [float(rows * x) for x in cols]
+        return self.parted(layer, preds, "gemm", specs, float(rows * k * len(cols)), outs, rows)
 
     def pool(self, layer: Layer, preds: list[str]) -> str:
         _, c, h, w = layer.in_shape
@@ -215,10 +234,11 @@ class _Mapper:
         p = next((q for q in _candidates(c, self.device.max_parts) if self.fits(c / q * h * in_w * self.eb)), 1)
         per = [c // p + (1 if i < c % p else 0) for i in range(p)]
         specs = [
-            {"features": {"elems": float(ch * h * in_w)}, "buffers": 1, "part": i, "parts": p}
+            {"features": {"elems": float(ch * h * in_w)}, "buffers": 1, "part": i, "parts": p, "info": {"c": ch}}
             for i, ch in enumerate(per)
         ]
-        return self.parted(layer, preds, "pool", specs, float(c * h * in_w), [float(out * ch / c) for ch in per])
+        outs = [float(out * ch / c) for ch in per]
+        return self.parted(layer, preds, "pool", specs, float(c * h * in_w), outs, max(c // p, 1))
 
 
 def map_graph(graph: ModelGraph, device: Device) -> Mapping:

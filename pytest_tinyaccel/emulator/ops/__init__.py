@@ -14,6 +14,7 @@ from . import (  # noqa: F401  (importing registers the ops)
     indexing,
     integer,
     normalization,
+    qonnx_ops,
     quant,
     recurrent,
     reduce,
@@ -21,6 +22,6 @@ from . import (  # noqa: F401  (importing registers the ops)
     shape,
     spatial,
 )
-from .core import REGISTRY, BuildContext, Kernel, OpSpec, lookup_op, supported_ops
+from .core import REGISTRY, BuildContext, Kernel, OpSpec, lookup_op, supported_ops, unsupported_ops
 
-__all__ = ["REGISTRY", "BuildContext", "Kernel", "OpSpec", "lookup_op", "supported_ops"]
+__all__ = ["REGISTRY", "BuildContext", "Kernel", "OpSpec", "lookup_op", "supported_ops", "unsupported_ops"]

@@ -61,6 +61,16 @@ def supported_ops() -> list[str]:
     return sorted(op if not dom else f"{dom}.{op}" for dom, op in REGISTRY)
 
 
+def unsupported_ops(model: onnx.ModelProto) -> dict[str, int]:
+    """The model's op types the emulator has no kernel for, with their node counts ("ZipMap (ai.onnx.ml)": 1)."""
+    found: dict[str, int] = {}
+    for node in model.graph.node:
+        if lookup_op(node.domain, node.op_type) is None:
+            name = f"{node.op_type} ({node.domain})" if node.domain not in ("", "ai.onnx") else node.op_type
+            found[name] = found.get(name, 0) + 1
+    return found
+
+
 @dataclass
 class BuildContext:
     """What a builder may look at: the node, the constants known so far, the opset."""

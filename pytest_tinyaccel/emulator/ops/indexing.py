@@ -112,8 +112,10 @@ def _topk(ctx: BuildContext) -> Kernel:
         assert x is not None
         k = int(a["k"]) if ctx.opset < 10 else int(np.asarray(v[1]).reshape(-1)[0])
         ax = axis % x.ndim
-        # Stable sort on the negated values for "largest", so equal values keep the lower index first.
-        order = np.argsort(-x if largest else x, axis=ax, kind="stable")
+        # Stable sort on a key that reverses the order for "largest", so equal values keep the lower index
+        # first: -x for floats, ~x (-x - 1) for integers, which does not wrap around as -x does (uint, int min).
+        key = (np.invert(x) if x.dtype.kind in "iub" else -x) if largest else x
+        order = np.argsort(key, axis=ax, kind="stable")
         index = np.take(order, np.arange(k), axis=ax)
         return [np.take_along_axis(x, index, axis=ax), index.astype(np.int64)]
 

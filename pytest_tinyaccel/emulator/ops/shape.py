@@ -131,7 +131,7 @@ def _depth_space(ctx: BuildContext) -> Kernel:
         assert x is not None
         n, c, h, w = x.shape
         if not to_space:
-            y = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+            y = x.reshape(n, c, h // b, b, w // b, b).transpose((0, 3, 5, 1, 2, 4) if dcr else (0, 1, 3, 5, 2, 4))
             return [y.reshape(n, c * b * b, h // b, w // b)]
         if dcr:
             y = x.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)

@@ -123,9 +123,10 @@ def _conv(ctx: BuildContext) -> Kernel:
         assert x is not None and w is not None
         _check_rank(ctx, x, win)
         x2, w2 = _as_2d(x, win.rank), _as_2d(w, win.rank)
-        dtype = x.dtype
+        # float16 is computed in float32 and rounded once at the end (the compiled loops have no float16)
+        dtype = np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
         y = conv2d(
-            x2,
+            x2.astype(dtype, copy=False),
             w2.astype(dtype, copy=False),
             win.strides,
             win.pads_for(x2.shape[2:], w2.shape[2:]),
@@ -134,7 +135,7 @@ def _conv(ctx: BuildContext) -> Kernel:
             dtype.type,
             epilogue=bias_relu(b, relu, w.shape[0], dtype),
         )
-        return [_from_2d(y, win.rank)]
+        return [_from_2d(y, win.rank).astype(x.dtype, copy=False)]
 
     return run
 

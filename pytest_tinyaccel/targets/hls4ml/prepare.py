@@ -1,16 +1,14 @@
 """What the hls4ml worker does to a model before hls4ml sees it: qonnx's clean-up into
-the channels-last form hls4ml converts, and per-layer 8-bit fixed-point formats from
-the value ranges on the calibration set (the int8 design). Runs in the worker process."""
+the channels-last form hls4ml converts, and the rewrites of what that conversion leaves
+in NCHW. Runs in the worker process."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .hls4ml import FixedPoint, integer_bits
-from .hls4ml_onnx import normalise
+from .settings import FixedPoint
 
 CHANNELS_LAST = "qonnx.custom_op.channels_last"
 
@@ -51,11 +49,6 @@ def _attr(node, name: str, default: Any = None) -> Any:
         if attribute.name == name:
             return helper.get_attribute_value(attribute)
     return default
-
-
-def load_clean(path: Path, batch: int = 1):
-    """The model normalised at a fixed batch (hls4ml_onnx.normalise), through `qonnx_clean`."""
-    return qonnx_clean(normalise(path, batch))
 
 
 def qonnx_clean(proto):
@@ -220,79 +213,3 @@ def _cancel_transposes(model) -> int:
         graph.node.remove(first)
         removed += 1
     return removed
-
-
-# ----- 8-bit formats from calibration ranges ------------------------------------------------
-
-ACTIVATION_OPS = {
-    "Relu",
-    "LeakyRelu",
-    "Sigmoid",
-    "Tanh",
-    "Clip",
-    "HardSigmoid",
-    "Elu",
-    "Selu",
-    "AveragePool",
-    "GlobalAveragePool",
-    "MaxPool",
-    "GlobalMaxPool",
-}
-"""Nodes whose outputs hls4ml stores in the default precision (activations); conv, dense and
-add results stay `auto` (exact, like the int32 accumulators of integer hardware)."""
-
-
-def calibration_ranges(onnx_path: Path, calibration: np.ndarray) -> dict[str, tuple[float, float]]:
-    """(min, max) of every tensor of the cleaned graph over `calibration`, by tensor name,
-    computed with qonnx's executor on the graph cleaned at that batch size (its node and
-    tensor names are those of the batch-1 graph hls4ml converts)."""
-    import qonnx.core.onnx_exec as oxe
-
-    model = load_clean(onnx_path, batch=len(calibration))
-    name = model.graph.input[0].name  # its shape may differ from the data's by unit axes (hls4ml_onnx.lift_1d)
-    feed = {name: calibration.astype(np.float32).reshape(model.get_tensor_shape(name))}
-    context = oxe.execute_onnx(model, feed, return_full_exec_context=True)
-    return {
-        name: (float(np.min(v)), float(np.max(v)))
-        for name, v in context.items()
-        if isinstance(v, np.ndarray) and v.size and v.dtype.kind == "f"
-    }
-
-
-def eight_bit_config(
-    config: dict[str, Any], model: Any, ranges: dict[str, tuple[float, float]], width: int
-) -> dict[str, str]:
-    """Per-layer `width`-bit formats: weights and biases from their largest magnitude,
-    activations from their calibrated range (unsigned when never negative). Returns what was set."""
-    chosen: dict[str, str] = {}
-    layers = config["LayerName"]
-
-    def fmt(lo: float, hi: float, force_signed: bool = False) -> str:
-        signed = force_signed or lo < 0
-        return fixed_type(signed, width, integer_bits(max(abs(lo), abs(hi)), signed))
-
-    for node in model.graph.node:
-        layer = layers.get(node.name)
-        if layer is None:
-            continue
-        precision = layer.setdefault("Precision", {})
-        params = [name for name in node.input[1:] if model.get_initializer(name) is not None]
-        if node.op_type in ("Conv", "MatMul") and params:
-            weights = model.get_initializer(params[0])
-            precision["weight"] = chosen[f"{node.name}.weight"] = fmt(float(weights.min()), float(weights.max()), True)
-            if len(params) > 1:
-                bias = model.get_initializer(params[1])
-                precision["bias"] = chosen[f"{node.name}.bias"] = fmt(float(bias.min()), float(bias.max()), True)
-        elif node.op_type == "Add" and params:  # the bias of a MatMul (GemmToMatMul) becomes the Dense bias
-            producer = model.find_producer(node.input[0])
-            bias = model.get_initializer(params[0])
-            if producer is not None and producer.op_type == "MatMul" and producer.name in layers:
-                layers[producer.name].setdefault("Precision", {})["bias"] = chosen[f"{producer.name}.bias"] = fmt(
-                    float(bias.min()), float(bias.max()), True
-                )
-        elif node.op_type in ACTIVATION_OPS:
-            # A pool moved behind its Transpose writes "<name>_channels_last": same values.
-            tensor = node.output[0].removesuffix("_channels_last")
-            if tensor in ranges:
-                precision["result"] = chosen[node.name] = fmt(*ranges[tensor])
-    return chosen

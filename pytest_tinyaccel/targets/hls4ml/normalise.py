@@ -1,23 +1,27 @@
 """The ONNX model in the form qonnx's clean-up and hls4ml's ONNX front end read, and what
 they cannot read, refused before they see it. Runs in the hls4ml worker process.
 
-`normalise` brings any valid float ONNX model to one form, with onnx and onnxruntime's
-own tools: a fixed batch, opset 13 or later (onnx's version converter), ONNX Runtime's
-basic offline optimisation (constant folding, redundant-node removal, Conv+BatchNorm/Add/Mul
-fusion: standard ONNX ops only), every Conv/pool attribute qonnx requires made explicit
-(kernel_shape from the weights, strides and dilations 1, pads 0, auto_pad resolved from the
-inferred shapes), 1-D convolution networks lifted to 2-D ones of height 1 (`lift_1d`), and
-strict shape inference, so every tensor has a shape.
+`normalise` brings any valid ONNX model (float, QDQ, or QONNX) to one form, with onnx and
+onnxruntime's own tools: initializers that old exporters (and Brevitas) also list as graph
+inputs treated as the constants they are, a fixed batch, opset 13 or later (onnx's version
+converter), ONNX Runtime's basic offline optimisation (constant folding, redundant-node
+removal, Conv+BatchNorm/Add/Mul fusion: standard ONNX ops only; not for QONNX, which ONNX
+Runtime cannot load), every Conv/pool attribute qonnx requires made explicit (kernel_shape
+from the weights, strides and dilations 1, pads 0, auto_pad resolved from the inferred
+shapes), a ReduceMean over all spatial axes (torch's global average pooling) written as the
+GlobalAveragePool it is, 1-D convolution networks lifted to 2-D ones of height 1 (`lift_1d`),
+and shape inference (strict; qonnx's for QONNX), so every tensor has a shape.
 
-`refusals` lists, per node, what hls4ml cannot convert ("LSTM (node 'lstm'): ..."), from
-hls4ml's own table of ONNX handlers and the limits its handlers state, so an unsupported
-model is refused at build time in one sentence instead of failing (or hanging) deep
-inside qonnx or hls4ml.
+`refusals` lists what hls4ml cannot convert, grouped by op type and reason with a count
+("LSTM x1: hls4ml's ONNX front end has no LSTM layer"), from hls4ml's own table of ONNX
+handlers and the limits its handlers state, so an unsupported model is refused at build time
+in one short line instead of failing (or hanging) deep inside qonnx or hls4ml.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ MIN_OPSET = 13
 """qonnx and hls4ml read Softmax, Squeeze, Split ... with their opset-13 signatures."""
 SKIPPED = ("Dropout", "Identity")
 """Ops hls4ml's ONNX front end passes through."""
+QONNX_OPS = ("Quant", "BipolarQuant", "Trunc")
 QONNX_REWRITES = ("Gemm",)
 """Ops qonnx's clean-up turns into ops hls4ml converts (Gemm -> MatMul + Add)."""
 WINDOWED = ("Conv", "MaxPool", "AveragePool")
@@ -68,17 +73,30 @@ def shapes_of(proto: onnx.ModelProto) -> dict[str, list[int]]:
     return shapes
 
 
-def infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """onnx's strict shape inference (with data propagation): every tensor gets a shape."""
+def infer_shapes(proto: onnx.ModelProto, qonnx: bool = False) -> onnx.ModelProto:
+    """onnx's strict shape inference (with data propagation): every tensor gets a shape; qonnx's
+    for a QONNX model (onnx knows no Quant node)."""
     del proto.graph.value_info[:]
-    return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+    if not qonnx:
+        return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    return ModelWrapper(proto).transform(InferShapes()).model
+
+
+def is_qonnx(proto: onnx.ModelProto) -> bool:
+    """The model holds QONNX nodes (Quant, BipolarQuant, Trunc): ONNX Runtime cannot load it."""
+    return any(node.domain.startswith("qonnx") or node.op_type in QONNX_OPS for node in proto.graph.node)
 
 
 def normalise(path: Path, batch: int = 1) -> onnx.ModelProto:
     """The model at `path` in the one form qonnx and hls4ml read (module docstring)."""
     from onnx import version_converter
 
-    proto = onnx.load(str(path))
+    proto = onnx.load(str(path))  # external data too (torch's default exporter)
+    qonnx = is_qonnx(proto)
+    constants_are_not_inputs(proto)
     for value in (*proto.graph.input, *proto.graph.output):
         dims = value.type.tensor_type.shape.dim
         if dims:
@@ -87,15 +105,59 @@ def normalise(path: Path, batch: int = 1) -> onnx.ModelProto:
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), MIN_OPSET)
     if opset < MIN_OPSET:
         proto = version_converter.convert_version(proto, MIN_OPSET)
-    proto = _ort_basic_optimisation(proto)
-    proto = infer_shapes(proto)
+    if not qonnx:
+        proto = _ort_basic_optimisation(proto)
+    proto = infer_shapes(proto, qonnx)
     for index, node in enumerate(proto.graph.node):
         node.name = node.name or f"{node.op_type}_{index}"
     explicit_attributes(proto)
     explicit_resize_inputs(proto)
-    if lift_1d(proto):
-        proto = infer_shapes(proto)
+    quantized = qonnx or any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in proto.graph.node)
+    # A quantized 1-D network is not lifted (its weights come through DequantizeLinear): refused instead.
+    if reduce_mean_to_global_pool(proto) | (not quantized and lift_1d(proto)):
+        proto = infer_shapes(proto, qonnx)
     return proto
+
+
+def constants_are_not_inputs(proto: onnx.ModelProto) -> None:
+    """Drop initializers from the graph's inputs (IR < 4 exporters and Brevitas list them there), so they
+    are constants: ONNX Runtime and qonnx would otherwise treat them as overridable inputs, and the batch
+    rewrite would give them a batch axis. In place."""
+    constants = {t.name for t in proto.graph.initializer}
+    kept = [v for v in proto.graph.input if v.name not in constants]
+    del proto.graph.input[:]
+    proto.graph.input.extend(kept)
+
+
+def reduce_mean_to_global_pool(proto: onnx.ModelProto) -> bool:
+    """A ReduceMean over every spatial axis of an [N, C, ...] tensor (how torch writes
+    `x.mean((2, 3))` and adaptive average pooling to 1) as the GlobalAveragePool it is, followed by a
+    Flatten when keepdims is 0; True when something changed. In place."""
+    shapes = shapes_of(proto)
+    inits = {t.name: t for t in proto.graph.initializer}
+    nodes: list[onnx.NodeProto] = []
+    changed = False
+    for node in proto.graph.node:
+        rank = len(shapes.get(node.input[0], [])) if node.input else 0
+        axes = attribute(node, "axes")
+        if axes is None and len(node.input) > 1 and node.input[1] in inits:  # opset 18: axes as an input
+            axes = numpy_helper.to_array(inits[node.input[1]]).tolist()
+        if node.op_type != "ReduceMean" or node.domain or rank not in (3, 4) or axes is None:
+            nodes.append(node)
+            continue
+        if sorted(a % rank for a in axes) != list(range(2, rank)):
+            nodes.append(node)
+            continue
+        keep = int(attribute(node, "keepdims", 1))
+        pooled = node.output[0] if keep else node.output[0] + "_pooled"
+        nodes.append(helper.make_node("GlobalAveragePool", [node.input[0]], [pooled], name=node.name))
+        if not keep:
+            nodes.append(helper.make_node("Flatten", [pooled], [node.output[0]], name=node.name + "_flatten", axis=1))
+        changed = True
+    if changed:
+        del proto.graph.node[:]
+        proto.graph.node.extend(nodes)
+    return changed
 
 
 def _ort_basic_optimisation(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -302,26 +364,32 @@ def _topological(nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
 
 
 def refusals(proto: onnx.ModelProto, supported: set[str]) -> list[str]:
-    """What hls4ml cannot convert, one "<op> (node '<name>'): <reason>" per node, for the
-    normalised model: ops without an hls4ml ONNX handler (`supported`, from hls4ml) and the
-    limits hls4ml's handlers state (merges of two tensors, concatenation up to rank 3,
-    1-D and 2-D convolutions)."""
+    """What hls4ml cannot convert in the normalised model, one "<op> x<count>: <reason>" per op type
+    and reason: ops without an hls4ml ONNX handler (`supported`, from hls4ml) and the limits hls4ml's
+    handlers state (merges of two tensors, concatenation up to rank 3, 1-D and 2-D convolutions)."""
     shapes = shapes_of(proto)
     allowed = supported | set(SKIPPED) | set(QONNX_REWRITES)
-    found = []
+    found: Counter[tuple[str, str]] = Counter()
     for node in proto.graph.node:
-        where = f"{node.op_type} (node {node.name!r})"
-        rank = len(shapes.get(node.input[0], [])) if node.input else 0
-        if node.op_type not in allowed:
-            found.append(f"{where}: hls4ml's ONNX front end has no {node.op_type} layer")
-        elif node.op_type in MERGES and len([t for t in node.input if t]) > 2:
-            found.append(f"{where}: hls4ml merges two tensors at a time, this node has {len(node.input)}")
-        elif node.op_type == "Concat" and rank - 1 > 3:
-            found.append(f"{where}: hls4ml concatenates tensors of rank 3 or less (per sample), not {rank - 1}")
-        elif node.op_type in WINDOWED and rank not in (3, 4):
-            found.append(f"{where}: hls4ml converts 1-D and 2-D convolutions and pools, not {rank - 2}-D")
-        elif node.op_type == "Resize" and attribute(node, "coordinate_transformation_mode") == "tf_crop_and_resize":
-            found.append(f"{where}: hls4ml does not crop (coordinate_transformation_mode tf_crop_and_resize)")
-        elif node.op_type == "Resize" and attribute(node, "mode", "nearest") not in ("nearest", "linear"):
-            found.append(f"{where}: hls4ml resizes by nearest neighbour or (bi)linear interpolation, not cubic")
-    return found
+        reason = _refusal(node, len(shapes.get(node.input[0], [])) if node.input else 0, allowed)
+        if reason:
+            found[(node.op_type, reason)] += 1
+    return [f"{op} x{count}: {reason}" for (op, reason), count in sorted(found.items())]
+
+
+def _refusal(node: onnx.NodeProto, rank: int, allowed: set[str]) -> str | None:
+    """Why hls4ml cannot convert `node` (its data input of rank `rank`), or None."""
+    op = node.op_type
+    if op not in allowed:
+        return f"hls4ml's ONNX front end has no {op} layer"
+    if op in MERGES and len([t for t in node.input if t]) > 2:
+        return "hls4ml merges two tensors at a time"
+    if op == "Concat" and rank - 1 > 3:
+        return "hls4ml concatenates tensors of rank 3 or less (per sample)"
+    if op in WINDOWED and rank not in (3, 4):
+        return "hls4ml converts 1-D and 2-D convolutions and pools only"
+    if op == "Resize" and attribute(node, "coordinate_transformation_mode") == "tf_crop_and_resize":
+        return "hls4ml does not crop (coordinate_transformation_mode tf_crop_and_resize)"
+    if op == "Resize" and attribute(node, "mode", "nearest") not in ("nearest", "linear"):
+        return "hls4ml resizes by nearest neighbour or (bi)linear interpolation, not cubic"
+    return None

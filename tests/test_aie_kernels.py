@@ -1,0 +1,165 @@
+"""The AIE model kernel by kernel: onnx2versal templates read as loop nests, the constants
+fitted on isolated runs, the token-level coupling of kernels, and the per-kernel validation
+on logs it has never seen (missing producers, unknown templates)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from pytest_tinyaccel.costmodel.aie import levels, loggraph, templates, validate
+from pytest_tinyaccel.costmodel.aie.logs import read_csv
+from pytest_tinyaccel.costmodel.aie.templates import FILL, STREAM, WINDOW, Port
+from pytest_tinyaccel.costmodel.aie.tokensim import Node, simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_trip_counts_follow_the_template_arguments_exactly():
+    # KWS int8 depthwise part: 7x16 input rows, 5 out rows of 16 bytes, 64 channels, 3x3, group 64
+    w = templates.work("QLinearConvHx4PktStream", tuple("h,a,7,16,5,16,1,1,1,64,64,3,3,64".split(",")))
+    assert w.kind == "dwconv" and w.dtype == "int8" and w.tokens == 64 * 5
+    assert w.levels["vec"][0] == 64 * 5 * 1  # 16 output bytes a vector
+    # one channel per group: a weight unpack and three (kernel rows) 32-byte loads and mac16s
+    assert w.levels["chan"] == (64 * 5 * 1, 4.0) and w.levels["cgroup"][0] == 0  # no channel loop left
+    # unsigned weights (TTPARAM uint8_t) add a msc16 to every kernel row: another loop body
+    u = templates.work("QLinearConvHx4PktStream", tuple("h,h,7,16,5,16,1,1,1,64,64,3,3,64".split(",")))
+    assert u.levels["chan"] == (64 * 5 * 1, 7.0) and u.family == "dwconv.int8.uint8w" and w.family == "dwconv.int8"
+    # 64 input channels: the channel loop pays its first loads' latency once per output vector
+    big = templates.work("QLinearConv1x1Stream", tuple("h,a,16,16,8,16,2,2,1,32,64,1,1,1".split(",")))
+    vec = 64 * 8 * 2  # stride 2: 8 output bytes a vector
+    assert big.levels["chan"] == (vec * 16, 2.0) and big.levels["cgroup"] == (vec * 2, templates.LOAD_TO_USE + 1)
+    assert big.levels["spill"] == (vec, templates.STORE_TO_LOAD) and big.family == "conv1x1.int8"
+    assert w.inputs[0].kind == FILL and w.inputs[0].words == 64 * 7 * 16 / 4  # read whole before computing
+    assert w.weight_words == 64 * 16 / 4 and w.out_words == 64 * 5 * 16 / 4
+    # stride 2 halves the output vectors' width: 4 floats a vector, 3 vectors for 12 columns
+    s2 = templates.work("ConvHx4ReluStream", tuple("24,24,11,12,2,2,1,2,4,3,3,1,1".split(",")))
+    assert s2.levels["vec"][0] == 4 * 11 * 3 and s2.inputs[0].kind == WINDOW
+    # int8 pads realign rows that are not a multiple of 16 bytes; fp32 rows move 4 floats a beat
+    pad = templates.work("Pad2DStreamFloat", ("f", "64", "25", "5", "8", "1", "1", "1", "2"))
+    assert pad.levels["beat"][0] == 64 * 25 * 1 and pad.tokens == 64 * 27
+    concat = templates.work("ConcatInt8Stream", ("h", "64", "80", "80", "160"))
+    assert [p.words for p in concat.inputs] == [64 * 80 / 4] * 2 and concat.tokens == 64
+    assert templates.work("MyKernel", ("1", "2")) is None
+    assert templates.work("QgemmStream", ("h", "a", "x")) is None  # malformed arguments
+
+
+def test_every_isolated_run_is_cited_known_and_no_in_graph_log():
+    data = tomllib.loads(levels.ISOLATED.read_text())
+    assert data["revision"].startswith("392b325") and data["repository"].endswith("onnx2versal")
+    for k in data["kernel"]:
+        assert k["file"].startswith("design/aie_src/") and k["file"].endswith(".h") and "graph_" not in k["file"]
+        assert len(k["recorded"]) >= 7 and isinstance(k["code_changed"], bool)
+        assert templates.work(k["template"], tuple(k["args"].split(","))) is not None, k
+
+
+def test_constants_fit_the_isolated_runs_and_refit_without_one():
+    fitted = levels.fit_groups()
+    conv = fitted["conv.fp32"]
+    assert conv.runs == 3 and conv.source == "fitted"
+    runs, plio = levels.load_isolated()
+    assert plio == pytest.approx(64 / 32 * 500e6 / 1.25e9)  # 64-bit PLIO at 500 MHz, 1.25 GHz array
+    for run in runs:  # a group's runs are reproduced by its own fit (within 2x: one scale per group)
+        w = templates.work(run.template, run.args)
+        if fitted[w.family].runs >= 2:
+            assert abs(math.log(levels.isolated_prediction(w) / run.cycles)) < math.log(2), run.shape
+    without = levels.fit_groups(frozenset({runs[0].shape}))
+    assert without["conv.fp32"].runs == 2 and without["conv.fp32"].s != conv.s
+    # a vector MAC never issues faster than a cycle, whatever the scale
+    w = templates.work("QgemmStream", ("h", "a", "1", "64", "16"))
+    assert levels.own_cycles(w, {"gemm.int8": levels.Constants(1e-3, 1, "fitted")}) >= w.levels["mac"][0]
+    # the channel loops of int8 convolutions are counted from their body, never scaled: every
+    # isolated run has one input channel, so no run constrains them
+    w = templates.work("QLinearConvHx4Stream", tuple("h,a,10,16,8,16,1,1,1,64,64,3,3,1".split(",")))
+    tiny = {"conv.int8": levels.Constants(1e-3, 1, "fitted")}
+    counted = sum(w.levels[k][0] * w.levels[k][1] for k in levels.COUNTED_LEVELS if k in w.levels)
+    assert counted <= levels.own_cycles(w, tiny) < counted + 100
+    # unsigned-weight runs fit their own scale; a group without runs takes its signed group's
+    assert fitted["conv1x1.int8.uint8w"].runs == 2
+    assert levels.constants_for("conv.int8.uint8w", fitted).source == "from conv.int8"
+
+
+def _node(name, own, preds, kind=STREAM, tokens=16, words=1600.0, out_window=False, buffered=False):
+    """A kernel of `tokens` rows of 100 words: more than a stream FIFO holds."""
+    inputs = [Port(words, kind, buffered) for _ in preds]
+    return Node(name, own, 0.0, 0.0, tokens, inputs, preds, words, out_window)
+
+
+def test_streams_couple_kernels_and_windows_decouple_them():
+    # a fast producer streaming into a slow consumer is held back by the consumer's small FIFO
+    stream = simulate([_node("a", 100.0, [None]), _node("b", 10_000.0, ["a"])], plio_words_per_cycle=100)
+    assert stream.end["a"][0] > 7_000 and stream.end["b"][0] - stream.end["a"][0] < 2_000
+    assert stream.busy["a"] == pytest.approx(1600.0)  # its own 100 cycles, floored: 1600 words a word a cycle
+    assert stream.stall("a") > 6_000
+    # into a window (ping-pong buffers) it runs at its own pace; the consumer starts when it is full
+    window = simulate([_node("a", 100.0, [None]), _node("b", 10_000.0, ["a"], WINDOW)], plio_words_per_cycle=100)
+    assert window.end["a"][0] == pytest.approx(1600) and window.start["b"][0] == pytest.approx(window.end["a"][0])
+    # a stream consumer faster than its producer ends one word after the producer's last row
+    tail = simulate([_node("a", 10_000.0, [None]), _node("b", 100.0, ["a"])], plio_words_per_cycle=100)
+    assert 0 < tail.end["b"][0] - tail.end["a"][0] < 20
+    # a concat reads its two inputs row by row in turn: the faster part runs at the slower one's pace
+    nodes = [_node("p0", 1_000.0, [None]), _node("p1", 8_000.0, [None]), _node("c", 200.0, ["p0", "p1"])]
+    lock = simulate(nodes, plio_words_per_cycle=100)
+    assert lock.end["p0"][0] > 6_000  # from 1,600 on its own
+    # unless the flow buffers the path (the inputs of a residual Add)
+    nodes[2] = _node("c", 200.0, ["p0", "p1"], buffered=True)
+    assert simulate(nodes, plio_words_per_cycle=100).end["p0"][0] < 2_000
+
+
+def test_steady_state_interval_is_the_slowest_stage_not_the_latency():
+    chain = [_node("a", 3_000.0, [None]), _node("b", 5_000.0, ["a"], WINDOW), _node("c", 2_000.0, ["b"], WINDOW)]
+    tl = simulate(chain, inferences=3, plio_words_per_cycle=100)
+    assert tl.end["c"][0] == pytest.approx(10_000, rel=0.02)  # one inference: the stages in turn
+    assert tl.interval == pytest.approx(5_000, rel=0.02)  # then one every slowest stage
+
+
+LOG = """graph,kernel,template_args,start,end
+g,QuantizeLinearFmulStream,"h,1,16,16",0,80
+g,MyCustomKernel,"1,2,3",90,400
+g,QgemmStream,"h,a,1,16,64",0,560
+g,ConcatInt8Stream,"h,1,32,32,64",0,600
+g,QLinearSoftmaxSingleaxis,"h,1,64,64",610,800
+g,DequantizeLinear,"h,1,64,64",810,870
+"""
+"""A concat whose second input was never logged, and a template the model does not know."""
+
+
+PARTS = """graph,kernel,template_args,start,end
+g,Pad2DStreamInt8,"h,64,25,5,16,1,1,1,10",30,50000
+g,QLinearConvHx4PktStream,"h,a,7,16,5,16,1,1,1,64,64,3,3,64",90,53200
+g,QLinearConvHx4PktStream,"h,a,7,16,5,16,1,1,1,64,64,3,3,64",91,53400
+g,ConcatInt8Stream,"h,64,80,80,160",30,53410
+"""
+"""A layer in two packet-stream parts joined by a concat (as onnx2versal's KWS int8 log)."""
+
+
+def test_every_part_of_a_layer_reads_the_layers_input_and_feeds_the_concat():
+    g = loggraph.rebuild(read_csv(PARTS))
+    assert g.preds[1] == g.preds[2] == [0]  # both parts read the pad (through the split that does not log)
+    assert sorted(g.preds[3]) == [1, 2]  # the concat reads both parts, not one part and the pad
+    assert len(g.virtual) == 1 and g.virtual[0].startswith("split@")
+
+
+def test_validation_runs_on_a_log_with_missing_producers_and_an_unknown_kernel(tmp_path, capsys):
+    kernels = read_csv(LOG)
+    results, graphs = validate.compare(kernels, shape_out=True)
+    assert graphs[0].unknown == ["MyCustomKernel<1,2,3>"] and len(results) == 5
+    assert all(math.isfinite(v) and v > 0 for r in results for v in r.predicted.values())
+    assert all(math.isfinite(v) for v in graphs[0].predicted.values()) and graphs[0].measured == 870
+    g = loggraph.rebuild(kernels)
+    assert g.preds[3] and len(g.preds[3]) <= 2  # the concat reads what was left unread, else the graph input
+    summary = validate.summary(results, "model")
+    assert summary["all"]["kernels"] == 5 and summary["all"]["median"] >= 1.0
+    # the benchmark script runs on it end to end, without the MLPerf models
+    log = tmp_path / "mine.csv"
+    log.write_text(LOG)
+    spec = importlib.util.spec_from_file_location("aie_validation", ROOT / "benchmarks" / "aie_validation.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--csv", str(log), "--models", str(tmp_path / "none"), "--loso"]) == 0
+    out = capsys.readouterr().out
+    assert "MyCustomKernel<1,2,3>" in out and "dequantize.int8" in out and "4. MLPerf" not in out
