@@ -75,7 +75,7 @@ LOMA_LPF_LIMIT = 3
 NB_SPATIAL_MAPPINGS = 1
 LOMA_PATIENCE = 64
 """Stop a layer's temporal-mapping search after this many orderings in a row without a lower latency
-(zigzag_stages reads it from here)."""
+(passed to zigzag_stages' search as `loma_patience`)."""
 
 
 def zigzag_unavailable() -> str | None:
@@ -310,6 +310,7 @@ def _evaluate(prepared: layergraph.LayerGraph, hw: Hardware, store: _LayerStore)
         layer_costs=costs,
         layer_store=store,
         loma_lpf_limit=LOMA_LPF_LIMIT,
+        loma_patience=LOMA_PATIENCE,
         loma_show_progress_bar=False,
         nb_mappings_generated=NB_SPATIAL_MAPPINGS,
         enable_mix_spatial_mapping_generation=bool(hw.mapping.get("mix_spatial", False)),

@@ -5,7 +5,7 @@ Importing this module imports ZigZag (about 2 s: sympy, pandas, matplotlib), so 
 and the cost-model stage are thin subclasses of ZigZag's own (inputs given in memory; the
 cost model receives the hardware file's `cycles_per_op`); `CachedWorkloadStage` looks each
 layer up in the runner's per-layer store first; `PatientTemporalMappingStage` ends LOMA's
-search after `LOMA_PATIENCE` orderings without a lower latency.
+search after `zigzag_runner.LOMA_PATIENCE` orderings without a lower latency.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from zigzag.stages.results.reduce_stages import MinimalLatencyStage
 from zigzag.stages.workload_iterator import WorkloadStage
 from zigzag.workload.layer_node import LayerNode
 
-from .zigzag_runner import LOMA_PATIENCE
 
 # ZigZag logs every layer/mapping at INFO and warns for each unmapped op type.
 logging.getLogger("zigzag").setLevel(logging.ERROR)
@@ -151,14 +150,16 @@ class CachedWorkloadStage(WorkloadStage):
 
 
 class PatientTemporalMappingStage(TemporalMappingGeneratorStage):
-    """LOMA's orderings, in LOMA's order, until `LOMA_PATIENCE` in a row bring no lower latency."""
+    """LOMA's orderings, in LOMA's order, until `loma_patience` (an argument of the pipeline) in a row bring
+    no lower latency."""
 
     def run(self):
+        patience = self.kwargs["loma_patience"]
         best, since = float("inf"), 0
         for cme, extra in super().run():
             yield cme, extra
             best, since = (cme.latency_total2, 0) if cme.latency_total2 < best else (best, since + 1)
-            if since >= LOMA_PATIENCE:
+            if since >= patience:
                 return
 
 
