@@ -73,6 +73,8 @@ class BuildCache:
         self.built: list[str] = []
         self.reused: list[str] = []
         self.failed: list[str] = []
+        self.refused: list[str] = []
+        """Builds the target declined (an exception with a true `refusal` attribute): skips, not failures."""
         self.repaired: list[str] = []
         """Cached folders whose files no longer matched their record, built again."""
 
@@ -93,9 +95,9 @@ class BuildCache:
             folder.mkdir(parents=True)
             try:
                 produce(folder)
-            except BaseException:
+            except BaseException as exc:
                 shutil.rmtree(folder, ignore_errors=True)
-                self.failed.append(folder.name)
+                (self.refused if getattr(exc, "refusal", False) else self.failed).append(folder.name)
                 raise
             atomic_write_text(folder / "key.json", json.dumps(parts, indent=1, sort_keys=True, default=str))
             atomic_write_text(folder / COMPLETE, json.dumps(_digests(folder), indent=0, sort_keys=True))

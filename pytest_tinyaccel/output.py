@@ -65,11 +65,12 @@ def summary_lines(session: TinyaccelSession, record: RunRecord, report_paths: li
     # Under xdist two workers may each look up one build or result (checks of a case on both): count
     # each once, and a build one worker made and the other then found as made, not as reused.
     work = record.work
-    built, failed = set(work.built), set(work.failed)
-    reused_builds = set(work.reused) - built - failed
-    if built or reused_builds or failed:
+    built, failed, refused = set(work.built), set(work.failed), set(work.refused)
+    reused_builds = set(work.reused) - built - failed - refused
+    if built or reused_builds or failed or refused:
         line = f"builds: {len(built)} built, {len(reused_builds)} reused from the cache"
         line += f", {len(failed)} failed" if failed else ""
+        line += f", {len(refused)} refused by their target (unsupported model)" if refused else ""
         if work.repaired:
             line += f" ({len(set(work.repaired))} rebuilt: their cached files had changed)"
         lines.append(line)

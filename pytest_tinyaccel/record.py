@@ -145,6 +145,8 @@ class BuildLog:
     built: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    """Builds the target declined (unsupported model): their cases are skips."""
     repaired: list[str] = field(default_factory=list)
     results_reused: list[str] = field(default_factory=list)
 

@@ -79,7 +79,14 @@ class Runner:
     def build_log(self) -> BuildLog:
         """What this runner's caches did, for the run record."""
         cache = self.cache
-        return BuildLog(cache.built, cache.reused, cache.failed, cache.repaired, self.results_reused)
+        return BuildLog(
+            built=cache.built,
+            reused=cache.reused,
+            failed=cache.failed,
+            refused=cache.refused,
+            repaired=cache.repaired,
+            results_reused=self.results_reused,
+        )
 
     def dtype_model(self, model: Model, dtype: str) -> Path:
         """The ONNX file that defines `dtype`: the float model (runnable.py: with ZipMap outputs unwrapped),

@@ -31,7 +31,6 @@ from zigzag.stages.results.reduce_stages import MinimalLatencyStage
 from zigzag.stages.workload_iterator import WorkloadStage
 from zigzag.workload.layer_node import LayerNode
 
-
 # ZigZag logs every layer/mapping at INFO and warns for each unmapped op type.
 logging.getLogger("zigzag").setLevel(logging.ERROR)
 

@@ -33,6 +33,8 @@ class TargetUnsupported(TargetError):
     skip with the reason, not a failure, unless the run is strict about support. The message is one line
     that names what is unsupported."""
 
+    refusal = True  # the build cache counts it as refused, not failed
+
 
 @dataclass
 class Build:
