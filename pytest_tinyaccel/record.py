@@ -58,10 +58,17 @@ class ProfileRow:
     """The simulated outputs and figures were reused from the result cache (same build, same inputs)."""
     error_stats: dict[str, ErrorStats] = field(default_factory=dict)
     """Per output: the outputs on the golden samples against the golden (empty without a golden)."""
+    bits: str = ""
+    """int8 rows: the bit widths the model's own quantization gives ("w4a8"; empty when the plugin quantized)."""
 
     @property
     def case_id(self) -> str:
         return case_id(self.model, self.target, self.mode, self.dtype)
+
+    @property
+    def dtype_label(self) -> str:
+        """The Dtype cell: the dtype, and the bit widths when they are not 8-bit throughout ("int8 (w4a8)")."""
+        return f"{self.dtype} ({self.bits})" if self.bits and self.bits != "w8a8" else self.dtype
 
     @property
     def simulator(self) -> str:

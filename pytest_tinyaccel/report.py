@@ -176,7 +176,7 @@ def terminal(record: RunRecord, baseline: dict[str, ProfileRow] | None = None) -
             table.append(
                 [
                     r.model,
-                    r.dtype,
+                    r.dtype_label,
                     fmt_status(case),
                     _marked(latency, case),
                     _marked(throughput, case),
@@ -268,7 +268,7 @@ def _md_model_row(rows: list[ProfileRow], cases: dict[str, CaseResult], extra: l
     name = first.architecture or first.model
     return [
         first.use_case,
-        stack(lambda r: r.dtype),
+        stack(lambda r: r.dtype_label),
         stack(lambda r: fmt_status(cases.get(r.case_id))),
         stack(fmt_latency, mark=True),
         stack(fmt_throughput, mark=True),

@@ -228,6 +228,7 @@ class Runner:
             link=model.link,
             metric=model.metric,
             quality_target=model.quality_target,
+            bits=model.int8_bits if case.dtype == "int8" else "",
             perf=perf,
             from_cache=reused,
             resource_columns=target.resource_columns,

@@ -117,6 +117,24 @@ def test_an_already_quantized_model_is_the_int8_case_as_it_is(tmp_path: Path, na
     assert model.dtypes == ("int8",) and model.int8_onnx_path == model.onnx_path and model.int8_bits == bits
 
 
+def test_the_report_gives_a_quantized_models_own_bit_widths(project: Project) -> None:
+    """A 4-bit Brevitas model is 'int8 (w4a8)' in every table, and the AIE header says it was costed at 8 bits;
+    an 8-bit model from ONNX Runtime's quantizer is plain int8."""
+    _copy(project, "brevitas_qcdq")
+    _copy(project, "ort_qdq_channel")
+    report = project.path / "p.md"
+    result = project.run("-m", "aie", "--target", "hw_emu", "--tinyaccel-update-golden", f"--tinyaccel-report={report}")
+    result.assert_outcomes(passed=result.parseoutcomes()["passed"])
+    text = report.read_text()
+    (header,) = [line for line in text.splitlines() if line.startswith("## aie hw_emu")]
+    assert header.endswith("; brevitas_qcdq is w4a8: costed at 8 bits (the device model has no narrower datapath)")
+    assert "ort_qdq_channel is" not in header
+    rows = [line for line in text.splitlines() if line.startswith("| Digits (")]
+    assert len(rows) == 2 and all(" int8 (w4a8) " in r for r in rows if "Brevitas" in r), rows
+    assert all("(w" not in r.split("|")[2] for r in rows if "ONNX Runtime QDQ" in r), rows
+    result.stdout.fnmatch_lines(["brevitas_qcdq*int8 (w4a8)*passed*", "ort_qdq_channel*int8 *passed*"])
+
+
 def test_declaring_fp32_for_a_quantized_model_is_a_collection_error(tmp_path: Path) -> None:
     folder = tmp_path / "brevitas_qcdq"
     shutil.copytree(GALLERY / "brevitas_qcdq", folder)

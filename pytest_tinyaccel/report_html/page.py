@@ -164,7 +164,7 @@ def _profile_row(
 ) -> str:
     moved = {c.metric: c for c in changes.get(r.case_id, [])}
     latency = moved.get("cycles") or moved.get("ns")
-    dtype = _link(f"#{_anchor(r.case_id)}", r.dtype) if linked else escape(r.dtype)
+    dtype = _link(f"#{_anchor(r.case_id)}", r.dtype_label) if linked else escape(r.dtype_label)
     below = r.accuracy is not None and r.quality_target is not None and r.accuracy < r.quality_target
     mark = MARK if case is not None and not case.clean else ""
     status = case.status if case is not None else "unknown"

@@ -164,6 +164,11 @@ class EmulatedTarget(Target):
         note = ACCUMULATION_NOTE.get(self.accumulation(build)) if build.dtype != "fp32" else None
         if note:
             perf.simulator += f"; {note}"
+        narrow = build.model.int8_bits if build.dtype == "int8" and build.model.int8_bits != "w8a8" else ""
+        if narrow and build.mode == "hw_emu":
+            perf.simulator += (
+                f"; {build.model.name} is {narrow}: costed at 8 bits (the device model has no narrower datapath)"
+            )
         return RunResult(outputs, perf)
 
     def localize(
