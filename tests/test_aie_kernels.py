@@ -81,6 +81,11 @@ def test_constants_fit_the_isolated_runs_and_refit_without_one():
     # unsigned-weight runs fit their own scale; a group without runs takes its signed group's
     assert fitted["conv1x1.int8.uint8w"].runs == 2
     assert levels.constants_for("conv.int8.uint8w", fitted).source == "from conv.int8"
+    # a depthwise convolution runs the convolution templates: with no run of its own dtype it
+    # takes the convolution's scale of that dtype, not the other dtype's depthwise scale
+    assert "dwconv.int8" not in fitted and "dwconv.fp32" in fitted
+    assert levels.constants_for("dwconv.int8", fitted).source == "from conv.int8"
+    assert levels.constants_for("dwconv.fp32", fitted).source == "fitted"
 
 
 def _node(name, own, preds, kind=STREAM, tokens=16, words=1600.0, out_window=False, buffered=False):
