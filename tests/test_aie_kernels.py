@@ -113,6 +113,17 @@ def test_streams_couple_kernels_and_windows_decouple_them():
     # unless the flow buffers the path (the inputs of a residual Add)
     nodes[2] = _node("c", 200.0, ["p0", "p1"], buffered=True)
     assert simulate(nodes, plio_words_per_cycle=100).end["p0"][0] < 2_000
+    # a pad's input is buffered: the kernels that feed it run at their own pace (the VCK190 logs)
+    pad = templates.work("Pad2DStreamInt8", tuple("h,64,25,5,16,0,0,0,11".split(",")))
+    assert all(p.kind == STREAM and p.buffered for p in pad.inputs)
+    slow_pad = Node("pad", 40_000.0, 0.0, 0.0, pad.tokens, list(pad.inputs), ["a"], pad.out_words)
+    fed = simulate([_node("a", 1_000.0, [None], words=pad.inputs[0].words), slow_pad], plio_words_per_cycle=100)
+    assert fed.end["a"][0] < 8_000 and fed.end["pad"][0] >= 40_000
+    held = Node("pad", 40_000.0, 0.0, 0.0, pad.tokens, [Port(pad.inputs[0].words)], ["a"], pad.out_words)
+    assert (
+        simulate([_node("a", 1_000.0, [None], words=pad.inputs[0].words), held], plio_words_per_cycle=100).end["a"][0]
+        > 30_000
+    )  # the same pad through a stream FIFO holds its producer back
 
 
 def test_steady_state_interval_is_the_slowest_stage_not_the_latency():

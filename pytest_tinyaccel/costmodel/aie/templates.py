@@ -222,7 +222,10 @@ def _pad(t: str, a: list[int], dtype: str) -> Work:
     else:  # 16 bytes per beat, shuffles to realign every row that is not a multiple of 16
         lv = {"call": (1.0, 40.0), "row": (float(rows), 14.0), "beat": (rows * math.ceil(w / 16), 4.0)}
         lv["padbeat"] = (b * (h0 + h1) * out_w / 16 + rows * (w0 + w1) / 16, 4.0)
-    return Work(t, "pad", dtype, lv, b * out_h, [Port(words(rows * w_pad, dtype))], words(b * out_h * out_w, dtype))
+    # the input never holds its producer back (buffered): in the VCK190 logs the concat that
+    # feeds a pad ends 14-30k cycles before the pad does, its parts 3k after the pad before them
+    inp = Port(words(rows * w_pad, dtype), STREAM, True)
+    return Work(t, "pad", dtype, lv, b * out_h, [inp], words(b * out_h * out_w, dtype))
 
 
 def _concat(t: str, a: list[int], dtype: str) -> Work:
