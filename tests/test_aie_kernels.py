@@ -86,6 +86,12 @@ def test_constants_fit_the_isolated_runs_and_refit_without_one():
     assert "dwconv.int8" not in fitted and "dwconv.fp32" in fitted
     assert levels.constants_for("dwconv.int8", fitted).source == "from conv.int8"
     assert levels.constants_for("dwconv.fp32", fitted).source == "fitted"
+    # a concat is a pipelined copy at the stream ports' rate, a 32-bit word a cycle, counted:
+    # never scaled by a fitted scale (the in-graph concats keep pace with their producers)
+    for t, args, words in (("ConcatFloatStream", "f,64,40,40,80", 5120), ("ConcatInt8Stream", "h,64,80,80,160", 2560)):
+        w = templates.work(t, tuple(args.split(",")))
+        huge = {w.family: levels.Constants(1e3, 1, "fitted")}
+        assert words <= levels.own_cycles(w) == levels.own_cycles(w, huge) < 1.2 * words
 
 
 def _node(name, own, preds, kind=STREAM, tokens=16, words=1600.0, out_window=False, buffered=False):

@@ -86,7 +86,7 @@ rate of the tile's one vector unit (AM009, "AI Engine Tile Architecture": a VLIW
 bundle carries one vector instruction), whatever the fitted scale."""
 
 
-COUNTED_LEVELS = frozenset({"chan", "cgroup", "spill", "wstream"})
+COUNTED_LEVELS = frozenset({"chan", "cgroup", "spill", "wstream", "copy", "copy_row"})
 """Levels whose cost per trip is counted from the loop body and never scaled: the channel
 loops of the int8 convolutions (qlinearconv.cc), whose isolated runs all have one input
 channel, so no run constrains them (the scale is fitted on the other levels)."""

@@ -230,10 +230,10 @@ def _pad(t: str, a: list[int], dtype: str) -> Work:
 
 def _concat(t: str, a: list[int], dtype: str) -> Work:
     h, w1, w2, out_w = a[:4]
-    if dtype == "fp32":  # one word read and written per element, scalar loop
-        lv = {"call": (1.0, 30.0), "row": (2.0 * h, 6.0), "elem": (float(h * out_w), 2.0)}
-    else:  # 16 bytes read and written per iteration
-        lv = {"call": (1.0, 30.0), "row": (2.0 * h, 6.0), "elem": (h * out_w / 16, 4.0)}
+    # a pipelined copy loop per input and row: one 32-bit word a cycle through the stream ports
+    # (fp32: readincr/writeincr, a word; int8: readincr_v16/writeincr_v16, 16 bytes in 4 cycles)
+    lanes, per = (1, 1.0) if dtype == "fp32" else (16, 4.0)
+    lv = {"call": (1.0, 30.0), "copy_row": (2.0 * h, 2.0), "copy": (h * out_w / lanes, per)}
     ins = [Port(words(h * w1, dtype)), Port(words(h * w2, dtype))]
     return Work(t, "concat", dtype, lv, h, ins, words(h * out_w, dtype))
 
