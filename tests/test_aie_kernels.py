@@ -14,7 +14,7 @@ import pytest
 from pytest_tinyaccel.costmodel.aie import levels, loggraph, templates, validate
 from pytest_tinyaccel.costmodel.aie.logs import read_csv
 from pytest_tinyaccel.costmodel.aie.templates import FILL, STREAM, WINDOW, Port
-from pytest_tinyaccel.costmodel.aie.tokensim import Node, simulate
+from pytest_tinyaccel.costmodel.aie.tokensim import STREAM_LATENCY, Node, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,12 @@ def test_streams_couple_kernels_and_windows_decouple_them():
     assert window.end["a"][0] == pytest.approx(1600) and window.start["b"][0] == pytest.approx(window.end["a"][0])
     # a stream consumer faster than its producer ends one word after the producer's last row
     tail = simulate([_node("a", 10_000.0, [None]), _node("b", 100.0, ["a"])], plio_words_per_cycle=100)
-    assert 0 < tail.end["b"][0] - tail.end["a"][0] < 20
+    assert STREAM_LATENCY < tail.end["b"][0] - tail.end["a"][0] < STREAM_LATENCY + 20
+    # ... through two stream switches: without their latency it would be a word after it
+    bare = simulate(
+        [_node("a", 10_000.0, [None]), _node("b", 100.0, ["a"])], plio_words_per_cycle=100, stream_latency=0
+    )
+    assert bare.end["b"][0] - bare.end["a"][0] == pytest.approx(tail.end["b"][0] - tail.end["a"][0] - STREAM_LATENCY)
     # a concat reads its two inputs row by row in turn: the faster part runs at the slower one's pace
     nodes = [_node("p0", 1_000.0, [None]), _node("p1", 8_000.0, [None]), _node("c", 200.0, ["p0", "p1"])]
     lock = simulate(nodes, plio_words_per_cycle=100)

@@ -8,7 +8,8 @@ call's fixed cost on the first. A step
 
 * waits for the input rows it reads: a stream in proportion (step j of S reads up to
   row ceil((j+1)/S x rows) of its producer), a window all of them before the first
-  step (the kernel starts when its window is full), a fill step its share of rows;
+  step (the kernel starts when its window is full), a fill step its share of rows; a row
+  on a stream arrives `STREAM_LATENCY` cycles after its producer wrote it;
 * waits for streamed weights (GMIO: at most `gmio_words_per_cycle` since cycle 0, and
   no faster than that during the step, a stream FIFO being far smaller than the weights)
   and for graph input at
@@ -36,6 +37,10 @@ from .templates import FILL, WINDOW, Port
 MAX_STEPS = 48
 """Compute steps per kernel and inference (rows are grouped above this)."""
 MAX_FILL_STEPS = 16
+STREAM_LATENCY = 8.0
+"""Cycles a word takes from one kernel's stream port to the next kernel's: two stream switches
+(the producer's tile and the consumer's), each 4 cycles (2 per master and slave port; AM009,
+"Stream Switch Buffering and Latency"). Longer routes add hops; the neighbours' is the least."""
 
 
 @dataclass
@@ -159,6 +164,7 @@ def simulate(
     plio_words_per_cycle: float = 0.8,
     gmio_words_per_cycle: float = 1.0,
     fifo_words: float = 32.0,
+    stream_latency: float = STREAM_LATENCY,
     max_passes: int = 200,
 ) -> Timeline:
     """The timeline of `nodes` (in topological order) over `inferences` inferences."""
@@ -186,7 +192,9 @@ def simulate(
         passes += 1
         moved = 0.0
         for n in nodes:
-            new = _solve(n, plans, end, by_name, consumers, tokens, inferences, plio_words_per_cycle, fifo_words)
+            new = _solve(
+                n, plans, end, by_name, consumers, tokens, inferences, plio_words_per_cycle, fifo_words, stream_latency
+            )
             moved = max(moved, float(np.max(np.abs(new - end[n.name]))) if len(new) else 0.0)
             end[n.name] = new
         if moved < 0.5:
@@ -194,7 +202,7 @@ def simulate(
     return _timeline(nodes, plans, end, tokens, inferences, passes)
 
 
-def _solve(n, plans, end, by_name, consumers, tokens, inferences, plio, fifo_words) -> np.ndarray:
+def _solve(n, plans, end, by_name, consumers, tokens, inferences, plio, fifo_words, latency) -> np.ndarray:
     plan = plans[n.name]
     ready = np.maximum(plan.gmio_ready, n.launch)
     for i, (port, p) in enumerate(zip(n.inputs, n.preds, strict=True)):
@@ -206,6 +214,8 @@ def _solve(n, plans, end, by_name, consumers, tokens, inferences, plio, fifo_wor
             avail = (np.arange(t) + 1) * per
         else:
             avail = _token_times(plans[p], end[p], tokens[p] * inferences)
+            if port.kind != WINDOW:  # through the stream switches
+                avail = avail + latency
         if port.kind == WINDOW:
             ready[has] = np.maximum(ready[has], avail[need[has]])
             continue
