@@ -39,9 +39,12 @@ def test_trip_counts_follow_the_template_arguments_exactly():
     # stride 2 halves the output vectors' width: 4 floats a vector, 3 vectors for 12 columns
     s2 = templates.work("ConvHx4ReluStream", tuple("24,24,11,12,2,2,1,2,4,3,3,1,1".split(",")))
     assert s2.levels["vec"][0] == 4 * 11 * 3 and s2.inputs[0].kind == WINDOW
-    # int8 pads realign rows that are not a multiple of 16 bytes; fp32 rows move 4 floats a beat
+    # an fp32 pad moves, per input row, the longer of its input (padded) and output row, then
+    # the top and bottom rows: 64 x 25 rows of max(8, 1 + 5 + 2) words, 64 x 2 rows of 8
     pad = templates.work("Pad2DStreamFloat", ("f", "64", "25", "5", "8", "1", "1", "1", "2"))
-    assert pad.levels["beat"][0] == 64 * 25 * 1 and pad.tokens == 64 * 27
+    assert pad.levels["copy"][0] == 64 * 25 * 8 + 64 * 2 * 8 and pad.tokens == 64 * 27
+    int8 = templates.work("Pad2DStreamInt8", tuple("h,64,25,5,16,1,1,1,10".split(",")))
+    assert int8.levels["beat"][0] == 64 * 25 * 1  # one 16-byte beat a row, realigned
     concat = templates.work("ConcatInt8Stream", ("h", "64", "80", "80", "160"))
     assert [p.words for p in concat.inputs] == [64 * 80 / 4] * 2 and concat.tokens == 64
     assert templates.work("MyKernel", ("1", "2")) is None
@@ -88,7 +91,9 @@ def test_constants_fit_the_isolated_runs_and_refit_without_one():
     assert levels.constants_for("dwconv.fp32", fitted).source == "fitted"
     # a concat is a pipelined copy at the stream ports' rate, a 32-bit word a cycle, counted:
     # never scaled by a fitted scale (the in-graph concats keep pace with their producers)
-    for t, args, words in (("ConcatFloatStream", "f,64,40,40,80", 5120), ("ConcatInt8Stream", "h,64,80,80,160", 2560)):
+    # (an fp32 pad is such a copy too: its isolated run sits at the unit test's PLIO rate)
+    copies = [("ConcatFloatStream", "f,64,40,40,80", 5120), ("ConcatInt8Stream", "h,64,80,80,160", 2560)]
+    for t, args, words in [*copies, ("Pad2DStreamFloat", "f,64,25,5,8,0,0,0,3", 12800)]:
         w = templates.work(t, tuple(args.split(",")))
         huge = {w.family: levels.Constants(1e3, 1, "fitted")}
         assert words <= levels.own_cycles(w) == levels.own_cycles(w, huge) < 1.2 * words
