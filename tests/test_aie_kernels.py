@@ -106,8 +106,8 @@ def _node(name, own, preds, kind=STREAM, tokens=16, words=1600.0, out_window=Fal
 
 
 def test_streams_couple_kernels_and_windows_decouple_them():
-    # a fast producer streaming into a slow consumer is held back by the consumer's small FIFO
-    stream = simulate([_node("a", 100.0, [None]), _node("b", 10_000.0, ["a"])], plio_words_per_cycle=100)
+    # through a stream FIFO of 32 words a fast producer is held back by a slow consumer
+    stream = simulate([_node("a", 100.0, [None]), _node("b", 10_000.0, ["a"])], plio_words_per_cycle=100, fifo_words=32)
     assert stream.end["a"][0] > 7_000 and stream.end["b"][0] - stream.end["a"][0] < 2_000
     assert stream.busy["a"] == pytest.approx(1600.0)  # its own 100 cycles, floored: 1600 words a word a cycle
     assert stream.stall("a") > 6_000
@@ -124,20 +124,26 @@ def test_streams_couple_kernels_and_windows_decouple_them():
     assert bare.end["b"][0] - bare.end["a"][0] == pytest.approx(tail.end["b"][0] - tail.end["a"][0] - STREAM_LATENCY)
     # a concat reads its two inputs row by row in turn: the faster part runs at the slower one's pace
     nodes = [_node("p0", 1_000.0, [None]), _node("p1", 8_000.0, [None]), _node("c", 200.0, ["p0", "p1"])]
-    lock = simulate(nodes, plio_words_per_cycle=100)
+    lock = simulate(nodes, plio_words_per_cycle=100, fifo_words=32)
     assert lock.end["p0"][0] > 6_000  # from 1,600 on its own
     # unless the flow buffers the path (the inputs of a residual Add)
-    nodes[2] = _node("c", 200.0, ["p0", "p1"], buffered=True)
+    # by default streams are unbounded, as the logs behave: the fast part runs at its own pace
     assert simulate(nodes, plio_words_per_cycle=100).end["p0"][0] < 2_000
+    nodes[2] = _node("c", 200.0, ["p0", "p1"], buffered=True)
+    assert simulate(nodes, plio_words_per_cycle=100, fifo_words=32).end["p0"][0] < 2_000
     # a pad's input is buffered: the kernels that feed it run at their own pace (the VCK190 logs)
     pad = templates.work("Pad2DStreamInt8", tuple("h,64,25,5,16,0,0,0,11".split(",")))
     assert all(p.kind == STREAM and p.buffered for p in pad.inputs)
     slow_pad = Node("pad", 40_000.0, 0.0, 0.0, pad.tokens, list(pad.inputs), ["a"], pad.out_words)
-    fed = simulate([_node("a", 1_000.0, [None], words=pad.inputs[0].words), slow_pad], plio_words_per_cycle=100)
+    fed = simulate(
+        [_node("a", 1_000.0, [None], words=pad.inputs[0].words), slow_pad], plio_words_per_cycle=100, fifo_words=32
+    )
     assert fed.end["a"][0] < 8_000 and fed.end["pad"][0] >= 40_000
     held = Node("pad", 40_000.0, 0.0, 0.0, pad.tokens, [Port(pad.inputs[0].words)], ["a"], pad.out_words)
     assert (
-        simulate([_node("a", 1_000.0, [None], words=pad.inputs[0].words), held], plio_words_per_cycle=100).end["a"][0]
+        simulate(
+            [_node("a", 1_000.0, [None], words=pad.inputs[0].words), held], plio_words_per_cycle=100, fifo_words=32
+        ).end["a"][0]
         > 30_000
     )  # the same pad through a stream FIFO holds its producer back
 
