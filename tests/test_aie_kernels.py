@@ -182,6 +182,29 @@ def test_every_part_of_a_layer_reads_the_layers_input_and_feeds_the_concat():
     assert len(g.virtual) == 1 and g.virtual[0].startswith("split@")
 
 
+POOL_PARTS = """graph,kernel,template_args,start,end
+g,ConcatFloatStream,"f,64,160,40,200",10,1000
+g,AvgpoolScalarBCHW,"25,8,1,1,1,16,25,5",90000,94000
+g,AvgpoolScalarBCHW,"25,8,1,1,1,16,25,5",90004,94004
+g,ConcatFloatStream,"f,1,16,16,32",10,94100
+"""
+"""A pooling layer in two channel chunks (as onnx2versal's KWS fp32 log, there in four)."""
+
+
+def test_the_channel_chunks_of_a_pool_read_the_split_that_does_not_log():
+    g = loggraph.rebuild(read_csv(POOL_PARTS))
+    assert g.preds[1] == g.preds[2] == [0] and sorted(g.preds[3]) == [1, 2]
+    assert g.virtual == ["split@k1"]
+    split = next(n for n in g.nodes if n.name == "split@k1")
+    w = templates.work("SplitScalar", ("f", "1", str(2 * 16 * 25 * 8), str(16 * 25 * 8), "0"))
+    assert split.own == pytest.approx(levels.own_cycles(w)) and split.out_window
+    # a scalar copy into windows, fitted on the two SplitScalar runs of split.h: the parts
+    # start when it has cut all 6,400 floats, far later than the concat feeding it ends
+    assert levels.fit_groups()["split.fp32.scalar"].runs == 2
+    tl = simulate(g.nodes)
+    assert tl.start["k1"][0] > tl.end["k0"][0] + 6_400
+
+
 def test_validation_runs_on_a_log_with_missing_producers_and_an_unknown_kernel(tmp_path, capsys):
     kernels = read_csv(LOG)
     results, graphs = validate.compare(kernels, shape_out=True)

@@ -247,6 +247,21 @@ def _split(t: str, a: list[int], dtype: str) -> Work:
     return Work(t, "split", dtype, lv, h, [Port(words(h * inp_w, dtype))], words(sent, dtype))
 
 
+def _split_windows(t: str, a: list[int], dtype: str) -> Work:
+    """SplitScalar/SplitInt8 (split.cc at 392b325): a stream cut into LCNT output windows (the
+    channel chunks of a pooling layer): per element (fp32) or 16 bytes (int8) a stream read
+    and a window write, `OVERLAP` elements written to two windows; the windows are released
+    when the kernel ends."""
+    h, inp_w, out_w, overlap = a[:4]
+    lcnt = max(1, (inp_w - out_w) // max(out_w - overlap, 1) + 1)
+    moved = h * max(inp_w, out_w * lcnt)
+    lanes = 1 if dtype == "fp32" else 16
+    lv = {"call": (1.0, 30.0), "row": (float(h * lcnt), 6.0), "elem": (moved / lanes, 2.0 if lanes == 1 else 4.0)}
+    out = words(h * out_w * lcnt, dtype)
+    # steps: one per output chunk of a row, each reading its share of the stream
+    return Work(t, "split", dtype, lv, h * lcnt, [Port(words(h * inp_w, dtype))], out, True)
+
+
 def _pool(t: str, a: list[int]) -> Work:
     inp_h, inp_w, out_h, out_w, b, c, kh, kw = a[:8]
     dtype = "int8" if "Int8" in t or t.startswith("QLinear") else "fp32"
@@ -336,6 +351,8 @@ TEMPLATES: dict[str, Callable[[str, tuple[str, ...]], Work]] = {
     "ConcatInt8Stream": _typed(_concat),
     "SplitFilterFloatPktStream": _typed(_split),
     "SplitFilterInt8PktStream": _typed(_split),
+    "SplitScalar": _typed(_split_windows),
+    "SplitInt8": _typed(_split_windows),
     **{n: _plain(_pool) for n in ("Maxpool2x2FloatBCHW", "Maxpool2x2Int8BCHW", "MaxpoolScalarBCHW")},
     **{n: _plain(_pool) for n in ("AvgpoolScalarBCHW", "QLinearAvgpoolScalarBCHW")},
     "TransposeScalarBHWC2BCHW": _typed(_transpose),
