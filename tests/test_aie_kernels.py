@@ -139,6 +139,17 @@ def test_streams_couple_kernels_and_windows_decouple_them():
         [_node("a", 1_000.0, [None], words=pad.inputs[0].words), slow_pad], plio_words_per_cycle=100, fifo_words=32
     )
     assert fed.end["a"][0] < 8_000 and fed.end["pad"][0] >= 40_000
+    # its rows are realigned by a chain of shuffles: behind a slow producer it ends a row's
+    # chain after the last row arrives, not a word after it
+    assert pad.inputs[0].grain == 16 / 4
+    row = 20_000.0 / pad.inputs[0].words * pad.inputs[0].grain  # one row's cycles of a 20,000-cycle pad
+    producer = _node("a", 400_000.0, [None], tokens=1_600, words=pad.inputs[0].words)
+    quick = Node("pad", 20_000.0, 0.0, 0.0, pad.tokens, list(pad.inputs), ["a"], pad.out_words)
+    slow = simulate([producer, quick], plio_words_per_cycle=100)
+    assert slow.end["pad"][0] - slow.end["a"][0] == pytest.approx(STREAM_LATENCY + row)
+    word = Node("pad", 20_000.0, 0.0, 0.0, pad.tokens, [Port(pad.inputs[0].words)], ["a"], pad.out_words)
+    by_word = simulate([producer, word], plio_words_per_cycle=100)
+    assert by_word.end["pad"][0] - by_word.end["a"][0] == pytest.approx(STREAM_LATENCY + row / 4)
     held = Node("pad", 40_000.0, 0.0, 0.0, pad.tokens, [Port(pad.inputs[0].words)], ["a"], pad.out_words)
     assert (
         simulate(

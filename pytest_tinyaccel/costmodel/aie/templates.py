@@ -40,6 +40,9 @@ class Port:
     buffered: bool = False
     """A FIFO deep enough never to hold its producer back: the flow sizes the FIFOs of
     reconvergent paths (the two inputs of a residual Add) so that the graph cannot deadlock."""
+    grain: float = 1.0
+    """Words the kernel processes as one dependent chain (an int8 pad's row): after the last
+    of them arrives, that chain's cost remains before the kernel can end."""
 
 
 @dataclass
@@ -223,7 +226,8 @@ def _pad(t: str, a: list[int], dtype: str) -> Work:
         lv["padbeat"] = (b * (h0 + h1) * out_w / 16 + rows * (w0 + w1) / 16, 4.0)
     # the input never holds its producer back (buffered): in the VCK190 logs the concat that
     # feeds a pad ends 14-30k cycles before the pad does, its parts 3k after the pad before them
-    inp = Port(words(rows * w_pad, dtype), STREAM, True)
+    # an int8 row is realigned through a chain of shuffles: the row is its grain
+    inp = Port(words(rows * w_pad, dtype), STREAM, True, words(w_pad, dtype) if dtype == "int8" else 1.0)
     return Work(t, "pad", dtype, lv, b * out_h, [inp], words(b * out_h * out_w, dtype))
 
 

@@ -9,7 +9,8 @@ call's fixed cost on the first. A step
 * waits for the input rows it reads: a stream in proportion (step j of S reads up to
   row ceil((j+1)/S x rows) of its producer), a window all of them before the first
   step (the kernel starts when its window is full), a fill step its share of rows; a row
-  on a stream arrives `STREAM_LATENCY` cycles after its producer wrote it;
+  on a stream arrives `STREAM_LATENCY` cycles after its producer wrote it, and a step
+  ends no sooner than the cost of its last `Port.grain` words after its last row arrives;
 * waits for streamed weights (GMIO: at most `gmio_words_per_cycle` since cycle 0, and
   no faster than that during the step, a stream FIFO being far smaller than the weights)
   and for graph input at
@@ -232,7 +233,7 @@ def _solve(n, plans, end, by_name, consumers, tokens, inferences, plio, fifo_wor
         ok = has & (prev >= 0)
         ready[ok] = np.maximum(ready[ok], avail[prev[ok]])
         per_step = port.words / max(int(has.sum()) // inferences, 1)
-        tail = plan.cost[has] / max(per_step, 1.0)
+        tail = np.minimum(plan.cost[has] / max(per_step, 1.0) * port.grain, plan.cost[has])
         ready[has] = np.maximum(ready[has], avail[need[has]] + tail - plan.cost[has])
     for c, i in consumers.get(n.name, []):  # backpressure: the consumer's FIFO
         need = plans[c].need[i]
