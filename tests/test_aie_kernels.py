@@ -46,7 +46,8 @@ def test_trip_counts_follow_the_template_arguments_exactly():
     int8 = templates.work("Pad2DStreamInt8", tuple("h,64,25,5,16,1,1,1,10".split(",")))
     assert int8.levels["beat"][0] == 64 * 25 * 1  # one 16-byte beat a row, realigned
     concat = templates.work("ConcatInt8Stream", ("h", "64", "80", "80", "160"))
-    assert [p.words for p in concat.inputs] == [64 * 80 / 4] * 2 and concat.tokens == 64
+    # ... a stream of 128-bit beats: a token per beat (its rows are 40 words, longer than a hop)
+    assert [p.words for p in concat.inputs] == [64 * 80 / 4] * 2 and concat.tokens == 64 * 160 / 16
     assert templates.work("MyKernel", ("1", "2")) is None
     assert templates.work("QgemmStream", ("h", "a", "x")) is None  # malformed arguments
 

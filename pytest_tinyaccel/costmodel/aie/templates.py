@@ -238,7 +238,8 @@ def _concat(t: str, a: list[int], dtype: str) -> Work:
     lanes, per = (1, 1.0) if dtype == "fp32" else (16, 4.0)
     lv = {"call": (1.0, 30.0), "copy_row": (2.0 * h, 2.0), "copy": (h * out_w / lanes, per)}
     ins = [Port(words(h * w1, dtype)), Port(words(h * w2, dtype))]
-    return Work(t, "concat", dtype, lv, h, ins, words(h * out_w, dtype))
+    out = words(h * out_w, dtype)  # a stream of words: a token per 128-bit beat, not per row
+    return Work(t, "concat", dtype, lv, max(h, int(out // 4)), ins, out)
 
 
 def _split(t: str, a: list[int], dtype: str) -> Work:
