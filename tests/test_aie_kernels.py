@@ -141,8 +141,13 @@ def test_streams_couple_kernels_and_windows_decouple_them():
     )
     assert fed.end["a"][0] < 8_000 and fed.end["pad"][0] >= 40_000
     # its rows are realigned by a chain of shuffles: behind a slow producer it ends a row's
-    # chain after the last row arrives, not a word after it
+    # chain (its grain) after the last row arrives, not a word after it
     assert pad.inputs[0].grain == 16 / 4
+    # ... and after its last input word it writes its right and bottom padding (IC: 3 + 36 floats)
+    fp32 = templates.work("Pad2DStreamFloat", tuple("f,16,32,32,32,1,1,1,3".split(",")))
+    assert fp32.inputs[0].grain == 3 + 1 * 36
+    bottom = templates.work("Pad2DStreamInt8", tuple("h,16,32,32,32,1,1,1,15".split(",")))
+    assert bottom.inputs[0].grain == (15 + 1 * 48) / 4
     row = 20_000.0 / pad.inputs[0].words * pad.inputs[0].grain  # one row's cycles of a 20,000-cycle pad
     producer = _node("a", 400_000.0, [None], tokens=1_600, words=pad.inputs[0].words)
     quick = Node("pad", 20_000.0, 0.0, 0.0, pad.tokens, list(pad.inputs), ["a"], pad.out_words)

@@ -226,8 +226,10 @@ def _pad(t: str, a: list[int], dtype: str) -> Work:
         lv["padbeat"] = (b * (h0 + h1) * out_w / 16 + rows * (w0 + w1) / 16, 4.0)
     # the input never holds its producer back (buffered): in the VCK190 logs the concat that
     # feeds a pad ends 14-30k cycles before the pad does, its parts 3k after the pad before them
-    # an int8 row is realigned through a chain of shuffles: the row is its grain
-    inp = Port(words(rows * w_pad, dtype), STREAM, True, words(w_pad, dtype) if dtype == "int8" else 1.0)
+    # after its last input word a pad still writes its right and bottom padding (an int8 row
+    # at least, realigned through a chain of shuffles): that is its grain
+    trailing = max(words(w1 + h1 * out_w, dtype), words(w_pad, dtype) if dtype == "int8" else 1.0)
+    inp = Port(words(rows * w_pad, dtype), STREAM, True, trailing)
     return Work(t, "pad", dtype, lv, b * out_h, [inp], words(b * out_h * out_w, dtype))
 
 
