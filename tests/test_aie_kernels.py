@@ -14,7 +14,7 @@ import pytest
 from pytest_tinyaccel.costmodel.aie import levels, loggraph, templates, validate
 from pytest_tinyaccel.costmodel.aie.logs import read_csv
 from pytest_tinyaccel.costmodel.aie.templates import FILL, STREAM, WINDOW, Port
-from pytest_tinyaccel.costmodel.aie.tokensim import Node, simulate
+from pytest_tinyaccel.costmodel.aie.tokensim import STREAM_LATENCY, Node, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,11 +39,15 @@ def test_trip_counts_follow_the_template_arguments_exactly():
     # stride 2 halves the output vectors' width: 4 floats a vector, 3 vectors for 12 columns
     s2 = templates.work("ConvHx4ReluStream", tuple("24,24,11,12,2,2,1,2,4,3,3,1,1".split(",")))
     assert s2.levels["vec"][0] == 4 * 11 * 3 and s2.inputs[0].kind == WINDOW
-    # int8 pads realign rows that are not a multiple of 16 bytes; fp32 rows move 4 floats a beat
+    # an fp32 pad moves, per input row, the longer of its input (padded) and output row, then
+    # the top and bottom rows: 64 x 25 rows of max(8, 1 + 5 + 2) words, 64 x 2 rows of 8
     pad = templates.work("Pad2DStreamFloat", ("f", "64", "25", "5", "8", "1", "1", "1", "2"))
-    assert pad.levels["beat"][0] == 64 * 25 * 1 and pad.tokens == 64 * 27
+    assert pad.levels["copy"][0] == 64 * 25 * 8 + 64 * 2 * 8 and pad.tokens == 64 * 27
+    int8 = templates.work("Pad2DStreamInt8", tuple("h,64,25,5,16,1,1,1,10".split(",")))
+    assert int8.levels["beat"][0] == 64 * 25 * 1  # one 16-byte beat a row, realigned
     concat = templates.work("ConcatInt8Stream", ("h", "64", "80", "80", "160"))
-    assert [p.words for p in concat.inputs] == [64 * 80 / 4] * 2 and concat.tokens == 64
+    # ... a stream of 128-bit beats: a token per beat (its rows are 40 words, longer than a hop)
+    assert [p.words for p in concat.inputs] == [64 * 80 / 4] * 2 and concat.tokens == 64 * 160 / 16
     assert templates.work("MyKernel", ("1", "2")) is None
     assert templates.work("QgemmStream", ("h", "a", "x")) is None  # malformed arguments
 
@@ -81,6 +85,19 @@ def test_constants_fit_the_isolated_runs_and_refit_without_one():
     # unsigned-weight runs fit their own scale; a group without runs takes its signed group's
     assert fitted["conv1x1.int8.uint8w"].runs == 2
     assert levels.constants_for("conv.int8.uint8w", fitted).source == "from conv.int8"
+    # a depthwise convolution runs the convolution templates: with no run of its own dtype it
+    # takes the convolution's scale of that dtype, not the other dtype's depthwise scale
+    assert "dwconv.int8" not in fitted and "dwconv.fp32" in fitted
+    assert levels.constants_for("dwconv.int8", fitted).source == "from conv.int8"
+    assert levels.constants_for("dwconv.fp32", fitted).source == "fitted"
+    # a concat is a pipelined copy at the stream ports' rate, a 32-bit word a cycle, counted:
+    # never scaled by a fitted scale (the in-graph concats keep pace with their producers)
+    # (an fp32 pad is such a copy too: its isolated run sits at the unit test's PLIO rate)
+    copies = [("ConcatFloatStream", "f,64,40,40,80", 5120), ("ConcatInt8Stream", "h,64,80,80,160", 2560)]
+    for t, args, words in [*copies, ("Pad2DStreamFloat", "f,64,25,5,8,0,0,0,3", 12800)]:
+        w = templates.work(t, tuple(args.split(",")))
+        huge = {w.family: levels.Constants(1e3, 1, "fitted")}
+        assert words <= levels.own_cycles(w) == levels.own_cycles(w, huge) < 1.2 * words
 
 
 def _node(name, own, preds, kind=STREAM, tokens=16, words=1600.0, out_window=False, buffered=False):
@@ -90,8 +107,8 @@ def _node(name, own, preds, kind=STREAM, tokens=16, words=1600.0, out_window=Fal
 
 
 def test_streams_couple_kernels_and_windows_decouple_them():
-    # a fast producer streaming into a slow consumer is held back by the consumer's small FIFO
-    stream = simulate([_node("a", 100.0, [None]), _node("b", 10_000.0, ["a"])], plio_words_per_cycle=100)
+    # through a stream FIFO of 32 words a fast producer is held back by a slow consumer
+    stream = simulate([_node("a", 100.0, [None]), _node("b", 10_000.0, ["a"])], plio_words_per_cycle=100, fifo_words=32)
     assert stream.end["a"][0] > 7_000 and stream.end["b"][0] - stream.end["a"][0] < 2_000
     assert stream.busy["a"] == pytest.approx(1600.0)  # its own 100 cycles, floored: 1600 words a word a cycle
     assert stream.stall("a") > 6_000
@@ -100,14 +117,52 @@ def test_streams_couple_kernels_and_windows_decouple_them():
     assert window.end["a"][0] == pytest.approx(1600) and window.start["b"][0] == pytest.approx(window.end["a"][0])
     # a stream consumer faster than its producer ends one word after the producer's last row
     tail = simulate([_node("a", 10_000.0, [None]), _node("b", 100.0, ["a"])], plio_words_per_cycle=100)
-    assert 0 < tail.end["b"][0] - tail.end["a"][0] < 20
+    assert STREAM_LATENCY < tail.end["b"][0] - tail.end["a"][0] < STREAM_LATENCY + 20
+    # ... through two stream switches: without their latency it would be a word after it
+    bare = simulate(
+        [_node("a", 10_000.0, [None]), _node("b", 100.0, ["a"])], plio_words_per_cycle=100, stream_latency=0
+    )
+    assert bare.end["b"][0] - bare.end["a"][0] == pytest.approx(tail.end["b"][0] - tail.end["a"][0] - STREAM_LATENCY)
     # a concat reads its two inputs row by row in turn: the faster part runs at the slower one's pace
     nodes = [_node("p0", 1_000.0, [None]), _node("p1", 8_000.0, [None]), _node("c", 200.0, ["p0", "p1"])]
-    lock = simulate(nodes, plio_words_per_cycle=100)
+    lock = simulate(nodes, plio_words_per_cycle=100, fifo_words=32)
     assert lock.end["p0"][0] > 6_000  # from 1,600 on its own
     # unless the flow buffers the path (the inputs of a residual Add)
-    nodes[2] = _node("c", 200.0, ["p0", "p1"], buffered=True)
+    # by default streams are unbounded, as the logs behave: the fast part runs at its own pace
     assert simulate(nodes, plio_words_per_cycle=100).end["p0"][0] < 2_000
+    nodes[2] = _node("c", 200.0, ["p0", "p1"], buffered=True)
+    assert simulate(nodes, plio_words_per_cycle=100, fifo_words=32).end["p0"][0] < 2_000
+    # a pad's input is buffered: the kernels that feed it run at their own pace (the VCK190 logs)
+    pad = templates.work("Pad2DStreamInt8", tuple("h,64,25,5,16,0,0,0,11".split(",")))
+    assert all(p.kind == STREAM and p.buffered for p in pad.inputs)
+    slow_pad = Node("pad", 40_000.0, 0.0, 0.0, pad.tokens, list(pad.inputs), ["a"], pad.out_words)
+    fed = simulate(
+        [_node("a", 1_000.0, [None], words=pad.inputs[0].words), slow_pad], plio_words_per_cycle=100, fifo_words=32
+    )
+    assert fed.end["a"][0] < 8_000 and fed.end["pad"][0] >= 40_000
+    # its rows are realigned by a chain of shuffles: behind a slow producer it ends a row's
+    # chain (its grain) after the last row arrives, not a word after it
+    assert pad.inputs[0].grain == 16 / 4
+    # ... and after its last input word it writes its right and bottom padding (IC: 3 + 36 floats)
+    fp32 = templates.work("Pad2DStreamFloat", tuple("f,16,32,32,32,1,1,1,3".split(",")))
+    assert fp32.inputs[0].grain == 3 + 1 * 36
+    bottom = templates.work("Pad2DStreamInt8", tuple("h,16,32,32,32,1,1,1,15".split(",")))
+    assert bottom.inputs[0].grain == (15 + 1 * 48) / 4
+    row = 20_000.0 / pad.inputs[0].words * pad.inputs[0].grain  # one row's cycles of a 20,000-cycle pad
+    producer = _node("a", 400_000.0, [None], tokens=1_600, words=pad.inputs[0].words)
+    quick = Node("pad", 20_000.0, 0.0, 0.0, pad.tokens, list(pad.inputs), ["a"], pad.out_words)
+    slow = simulate([producer, quick], plio_words_per_cycle=100)
+    assert slow.end["pad"][0] - slow.end["a"][0] == pytest.approx(STREAM_LATENCY + row)
+    word = Node("pad", 20_000.0, 0.0, 0.0, pad.tokens, [Port(pad.inputs[0].words)], ["a"], pad.out_words)
+    by_word = simulate([producer, word], plio_words_per_cycle=100)
+    assert by_word.end["pad"][0] - by_word.end["a"][0] == pytest.approx(STREAM_LATENCY + row / 4)
+    held = Node("pad", 40_000.0, 0.0, 0.0, pad.tokens, [Port(pad.inputs[0].words)], ["a"], pad.out_words)
+    assert (
+        simulate(
+            [_node("a", 1_000.0, [None], words=pad.inputs[0].words), held], plio_words_per_cycle=100, fifo_words=32
+        ).end["a"][0]
+        > 30_000
+    )  # the same pad through a stream FIFO holds its producer back
 
 
 def test_steady_state_interval_is_the_slowest_stage_not_the_latency():
@@ -142,6 +197,29 @@ def test_every_part_of_a_layer_reads_the_layers_input_and_feeds_the_concat():
     assert g.preds[1] == g.preds[2] == [0]  # both parts read the pad (through the split that does not log)
     assert sorted(g.preds[3]) == [1, 2]  # the concat reads both parts, not one part and the pad
     assert len(g.virtual) == 1 and g.virtual[0].startswith("split@")
+
+
+POOL_PARTS = """graph,kernel,template_args,start,end
+g,ConcatFloatStream,"f,64,160,40,200",10,1000
+g,AvgpoolScalarBCHW,"25,8,1,1,1,16,25,5",90000,94000
+g,AvgpoolScalarBCHW,"25,8,1,1,1,16,25,5",90004,94004
+g,ConcatFloatStream,"f,1,16,16,32",10,94100
+"""
+"""A pooling layer in two channel chunks (as onnx2versal's KWS fp32 log, there in four)."""
+
+
+def test_the_channel_chunks_of_a_pool_read_the_split_that_does_not_log():
+    g = loggraph.rebuild(read_csv(POOL_PARTS))
+    assert g.preds[1] == g.preds[2] == [0] and sorted(g.preds[3]) == [1, 2]
+    assert g.virtual == ["split@k1"]
+    split = next(n for n in g.nodes if n.name == "split@k1")
+    w = templates.work("SplitScalar", ("f", "1", str(2 * 16 * 25 * 8), str(16 * 25 * 8), "0"))
+    assert split.own == pytest.approx(levels.own_cycles(w)) and split.out_window
+    # a scalar copy into windows, fitted on the two SplitScalar runs of split.h: the parts
+    # start when it has cut all 6,400 floats, far later than the concat feeding it ends
+    assert levels.fit_groups()["split.fp32.scalar"].runs == 2
+    tl = simulate(g.nodes)
+    assert tl.start["k1"][0] > tl.end["k0"][0] + 6_400
 
 
 def test_validation_runs_on_a_log_with_missing_producers_and_an_unknown_kernel(tmp_path, capsys):

@@ -15,7 +15,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from pytest_tinyaccel.config import ConfigError
-from pytest_tinyaccel.costmodel.aie import aie_perf
+from pytest_tinyaccel.costmodel.aie import aie_perf, o2v
 from pytest_tinyaccel.costmodel.aie import calibration as cal_mod
 from pytest_tinyaccel.costmodel.aie.device import DEVICES, load_device
 from pytest_tinyaccel.costmodel.aie.graph import load as load_graph
@@ -192,6 +192,18 @@ def test_a_layer_too_big_for_one_window_is_split_with_its_broadcast_and_concat_t
     assert set(root.preds) <= tree | {f"conv1/concat{d}.0" for d in range(4)}  # the consumer reads the tree's root
     small = map_graph(load_graph(conv_model(h=8), "fp32"), device)
     assert [k.kind for k in small.kernels if k.layer == "conv1"] == ["pad", "conv"]
+
+
+def test_a_pool_too_big_for_one_window_is_cut_by_onnx2versals_split_kernel():
+    graph = load_graph(conv_model(h=32), "fp32")  # the average pool reads 16 x 32 x 32 floats: 64 KiB
+    mapping = map_graph(graph, load_device())
+    gap = [k for k in mapping.kernels if k.layer == "gap"]
+    parts = [k for k in gap if k.kind == "pool"]
+    chunk = int(parts[0].info["c"]) * 32 * 32
+    assert len(parts) > 1 and chunk * 4 <= load_device().buffer_bytes
+    names = o2v.assign(mapping, graph)
+    split = next(k for k in gap if k.kind == "split")
+    assert names[split.name] == ("SplitScalar", ("f", "1", str(16 * 32 * 32), str(chunk), "0"))
 
 
 def test_weights_that_do_not_fit_are_streamed_over_gmio_at_the_stream_rate():

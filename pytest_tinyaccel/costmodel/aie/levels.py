@@ -86,7 +86,7 @@ rate of the tile's one vector unit (AM009, "AI Engine Tile Architecture": a VLIW
 bundle carries one vector instruction), whatever the fitted scale."""
 
 
-COUNTED_LEVELS = frozenset({"chan", "cgroup", "spill", "wstream"})
+COUNTED_LEVELS = frozenset({"chan", "cgroup", "spill", "wstream", "copy", "copy_row"})
 """Levels whose cost per trip is counted from the loop body and never scaled: the channel
 loops of the int8 convolutions (qlinearconv.cc), whose isolated runs all have one input
 channel, so no run constrains them (the scale is fitted on the other levels)."""
@@ -146,6 +146,11 @@ def fit_groups(exclude: frozenset[str] = frozenset(), path: Path = ISOLATED) -> 
     return out
 
 
+SAME_LOOP_NEST = {"dwconv": "conv"}
+"""A depthwise convolution runs the convolution templates (a group per channel): with no
+isolated run of its own dtype, it takes the convolution's constants of that dtype."""
+
+
 def constants_for(family: str, fitted: dict[str, Constants]) -> Constants:
     """The group's constants, else for unsigned weights (`.uint8w`) its signed group's, else
     the same class in the other dtype (a scalar body only from a scalar body), else the
@@ -153,7 +158,10 @@ def constants_for(family: str, fitted: dict[str, Constants]) -> Constants:
     kind, dtype, *variant = family.split(".")
     other = "fp32" if dtype == "int8" else "int8"
     base = [v for v in variant if v != "uint8w"]
-    candidates = [family, ".".join([kind, dtype, *base]), ".".join([kind, other, *base])]
+    candidates = [family, ".".join([kind, dtype, *base])]
+    if kind in SAME_LOOP_NEST:  # the same templates as the other class: its loop body, same dtype
+        candidates.append(".".join([SAME_LOOP_NEST[kind], dtype, *base]))
+    candidates.append(".".join([kind, other, *base]))
     for i, name in enumerate(dict.fromkeys(candidates)):
         if name in fitted:
             c = fitted[name]

@@ -6,9 +6,9 @@ counts): in the order kernels end, each kernel reads the outputs nobody has read
 most recent first, one per input port of its template; the parts of one layer (same
 template and arguments, compute kernels, ending close together) share the input of
 the first of them; a port with nothing left to read is the graph input.
-Packet-stream parts (onnx2versal's H-chunked convolutions) are fed by a split kernel
-that does not print its cycles: it is added, with its template arguments derived from
-the parts'. A kernel whose template is unknown keeps its logged window-in,
+Packet-stream parts (onnx2versal's H-chunked convolutions) and the channel chunks of a
+pooling layer are fed by a split kernel that does not print its cycles: it is added, with
+its template arguments derived from the parts'. A kernel whose template is unknown keeps its logged window-in,
 window-out duration after its inputs (and is reported; it is not predicted).
 
 `predict(kernels)` simulates the rebuilt graph with every known kernel's own cycles
@@ -83,10 +83,12 @@ def _nodes(kernels, works, preds, anchor, order, fitted):
     for i in order:
         w = works[i]
         src: list[str | None] = [_name(p) for p in preds[i]]
-        if w is not None and any(p.kind == FILL for p in w.inputs):
+        siblings = [j for j in anchor if anchor[j] == anchor[i]]
+        pool_parts = w is not None and w.kind == "pool" and len(siblings) > 1
+        if w is not None and (pool_parts or any(p.kind == FILL for p in w.inputs)):
             a = anchor[i]
             if a not in splits:
-                split = _split_for(kernels, w, [j for j in anchor if anchor[j] == a])
+                split = (_pool_split_for if pool_parts else _split_for)(kernels, w, siblings)
                 splits[a] = f"split@{_name(a)}"
                 virtual.append(splits[a])
                 sw = templates.work(split[0], split[1])
@@ -136,6 +138,15 @@ def _split_for(kernels: list[LogKernel], part: Work, siblings: list[int]) -> tup
     t = "SplitFilterInt8PktStream" if quant else "SplitFilterFloatPktStream"
     tt = "a" if quant else "f"
     return t, (tt, str(b * c), str(full_h * inp_w), str(inp_h * inp_w), str(overlap * inp_w))
+
+
+def _pool_split_for(kernels: list[LogKernel], part: Work, siblings: list[int]) -> tuple[str, tuple[str, ...]]:
+    """Template and arguments of the split that cuts a pooling layer's channels into its parts'
+    windows (onnx2versal's PoolChunkCGraph: SplitScalar for fp32, SplitInt8 for int8)."""
+    inp_h, inp_w, _, _, b, c = templates.ints(kernels[siblings[0]].args)[:6]
+    chunk = c * inp_h * inp_w
+    name, tt = ("SplitInt8", "a") if part.dtype == "int8" else ("SplitScalar", "f")
+    return name, (tt, str(b), str(chunk * len(siblings)), str(chunk), "0")
 
 
 def predict(kernels: list[LogKernel], fitted=None, **sim) -> tuple[LogGraph, Timeline]:

@@ -6,7 +6,8 @@ picks the template from the shapes: vector variants when the padded widths allow
 packet-stream parts when a layer is split by rows, scalar code otherwise), with the
 template arguments as the kernel prints them, so that `templates.work` gives its
 loop nest. A kernel with no onnx2versal counterpart (the broadcast that feeds
-matrix-product parts, an element-wise op the flow has no kernel for) gets None.
+matrix-product parts, an element-wise op the flow has no kernel for) gets None; the split
+before a pooling layer's channel chunks is onnx2versal's SplitScalar/SplitInt8.
 """
 
 from __future__ import annotations
@@ -85,8 +86,13 @@ def _conv(k: Kernel, layer: Layer, dt: str, wt: str) -> tuple[str, list]:
 
 
 def _split(k: Kernel, layer: Layer, dt: str, tt: str, mapping: Mapping) -> tuple[str, list] | None:
+    if layer.kind == "pool":  # PoolChunkCGraph: a split kernel cuts the channels into windows
+        _, c, h, w = layer.in_shape
+        chunk = int(next(p.info["c"] for p in mapping.kernels if p.layer == k.layer and p.kind == "pool"))
+        row = h * _pad_w(w, dt)
+        return ("SplitInt8" if dt == "int8" else "SplitScalar"), [tt, 1, c * row, chunk * row, 0]
     if layer.kind != "conv":
-        return None  # matrix-product and pool parts read a broadcast window: no kernel
+        return None  # matrix-product parts read a broadcast window: no kernel
     parts = [p for p in mapping.kernels if p.layer == k.layer and p.kind in ("conv", "conv1x1", "dwconv")]
     first = parts[0].info
     kh, sh = layer.attrs["kernel"][0], layer.attrs["strides"][0]

@@ -40,6 +40,9 @@ class Port:
     buffered: bool = False
     """A FIFO deep enough never to hold its producer back: the flow sizes the FIFOs of
     reconvergent paths (the two inputs of a residual Add) so that the graph cannot deadlock."""
+    grain: float = 1.0
+    """Words the kernel processes as one dependent chain (an int8 pad's row): after the last
+    of them arrives, that chain's cost remains before the kernel can end."""
 
 
 @dataclass
@@ -215,24 +218,30 @@ def _pad(t: str, a: list[int], dtype: str) -> Work:
     b, h, w, w_pad, h0, h1, w0, w1 = a[:8]
     out_h, out_w = h + h0 + h1, w + w0 + w1
     rows = b * h
-    if dtype == "fp32":  # 4 floats per 128-bit stream beat; the rest one word at a time
-        lv = {"call": (1.0, 40.0), "row": (float(rows), 6.0), "beat": (rows * (w // 4), 2.0)}
-        lv["scalar"] = (rows * (w % 4 + w_pad - w) + b * (h0 + h1) * (out_w % 4), 2.0)
-        lv["padbeat"] = (b * ((h0 + h1) * out_w // 4) + rows * ((w0 + w1) // 4), 1.0)
+    if dtype == "fp32":  # a copy at the stream ports' rate: per row the longer of its input and output words
+        lv = {"call": (1.0, 40.0)}  # pipelined: the loop's overhead hides behind the port
+        lv["copy"] = (float(rows * max(w_pad, out_w) + b * (h0 + h1) * out_w), 1.0)
     else:  # 16 bytes per beat, shuffles to realign every row that is not a multiple of 16
         lv = {"call": (1.0, 40.0), "row": (float(rows), 14.0), "beat": (rows * math.ceil(w / 16), 4.0)}
         lv["padbeat"] = (b * (h0 + h1) * out_w / 16 + rows * (w0 + w1) / 16, 4.0)
-    return Work(t, "pad", dtype, lv, b * out_h, [Port(words(rows * w_pad, dtype))], words(b * out_h * out_w, dtype))
+    # the input never holds its producer back (buffered): in the VCK190 logs the concat that
+    # feeds a pad ends 14-30k cycles before the pad does, its parts 3k after the pad before them
+    # after its last input word a pad still writes its right and bottom padding (an int8 row
+    # at least, realigned through a chain of shuffles): that is its grain
+    trailing = max(words(w1 + h1 * out_w, dtype), words(w_pad, dtype) if dtype == "int8" else 1.0)
+    inp = Port(words(rows * w_pad, dtype), STREAM, True, trailing)
+    return Work(t, "pad", dtype, lv, b * out_h, [inp], words(b * out_h * out_w, dtype))
 
 
 def _concat(t: str, a: list[int], dtype: str) -> Work:
     h, w1, w2, out_w = a[:4]
-    if dtype == "fp32":  # one word read and written per element, scalar loop
-        lv = {"call": (1.0, 30.0), "row": (2.0 * h, 6.0), "elem": (float(h * out_w), 2.0)}
-    else:  # 16 bytes read and written per iteration
-        lv = {"call": (1.0, 30.0), "row": (2.0 * h, 6.0), "elem": (h * out_w / 16, 4.0)}
+    # a pipelined copy loop per input and row: one 32-bit word a cycle through the stream ports
+    # (fp32: readincr/writeincr, a word; int8: readincr_v16/writeincr_v16, 16 bytes in 4 cycles)
+    lanes, per = (1, 1.0) if dtype == "fp32" else (16, 4.0)
+    lv = {"call": (1.0, 30.0), "copy_row": (2.0 * h, 2.0), "copy": (h * out_w / lanes, per)}
     ins = [Port(words(h * w1, dtype)), Port(words(h * w2, dtype))]
-    return Work(t, "concat", dtype, lv, h, ins, words(h * out_w, dtype))
+    out = words(h * out_w, dtype)  # a stream of words: a token per 128-bit beat, not per row
+    return Work(t, "concat", dtype, lv, max(h, int(out // 4)), ins, out)
 
 
 def _split(t: str, a: list[int], dtype: str) -> Work:
@@ -243,6 +252,21 @@ def _split(t: str, a: list[int], dtype: str) -> Work:
     per = 1.0 if dtype == "fp32" else 4.0
     lv = {"call": (1.0, 30.0), "row": (float(h * lcnt), 6.0), "elem": (sent / (1 if dtype == "fp32" else 16), per)}
     return Work(t, "split", dtype, lv, h, [Port(words(h * inp_w, dtype))], words(sent, dtype))
+
+
+def _split_windows(t: str, a: list[int], dtype: str) -> Work:
+    """SplitScalar/SplitInt8 (split.cc at 392b325): a stream cut into LCNT output windows (the
+    channel chunks of a pooling layer): per element (fp32) or 16 bytes (int8) a stream read
+    and a window write, `OVERLAP` elements written to two windows; the windows are released
+    when the kernel ends."""
+    h, inp_w, out_w, overlap = a[:4]
+    lcnt = max(1, (inp_w - out_w) // max(out_w - overlap, 1) + 1)
+    moved = h * max(inp_w, out_w * lcnt)
+    lanes = 1 if dtype == "fp32" else 16
+    lv = {"call": (1.0, 30.0), "row": (float(h * lcnt), 6.0), "elem": (moved / lanes, 2.0 if lanes == 1 else 4.0)}
+    out = words(h * out_w * lcnt, dtype)
+    # steps: one per output chunk of a row, each reading its share of the stream
+    return Work(t, "split", dtype, lv, h * lcnt, [Port(words(h * inp_w, dtype))], out, True)
 
 
 def _pool(t: str, a: list[int]) -> Work:
@@ -334,6 +358,8 @@ TEMPLATES: dict[str, Callable[[str, tuple[str, ...]], Work]] = {
     "ConcatInt8Stream": _typed(_concat),
     "SplitFilterFloatPktStream": _typed(_split),
     "SplitFilterInt8PktStream": _typed(_split),
+    "SplitScalar": _typed(_split_windows),
+    "SplitInt8": _typed(_split_windows),
     **{n: _plain(_pool) for n in ("Maxpool2x2FloatBCHW", "Maxpool2x2Int8BCHW", "MaxpoolScalarBCHW")},
     **{n: _plain(_pool) for n in ("AvgpoolScalarBCHW", "QLinearAvgpoolScalarBCHW")},
     "TransposeScalarBHWC2BCHW": _typed(_transpose),

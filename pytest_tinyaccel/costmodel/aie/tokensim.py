@@ -1,5 +1,5 @@
 """Token-level simulation of a mapped AIE graph: every kernel at its own rate, coupled
-by its neighbours through small FIFOs; the in-graph timeline of one or more inferences.
+by its neighbours through their data; the in-graph timeline of one or more inferences.
 
 A kernel is a sequence of *steps*: an optional fill phase (a packet-stream kernel
 copying its whole input into local memory), then compute steps that emit its output
@@ -8,14 +8,22 @@ call's fixed cost on the first. A step
 
 * waits for the input rows it reads: a stream in proportion (step j of S reads up to
   row ceil((j+1)/S x rows) of its producer), a window all of them before the first
-  step (the kernel starts when its window is full), a fill step its share of rows;
+  step (the kernel starts when its window is full), a fill step its share of rows; a row
+  on a stream arrives `STREAM_LATENCY` cycles after its producer wrote it, and a step
+  ends no sooner than the cost of its last `Port.grain` words after its last row arrives;
 * waits for streamed weights (GMIO: at most `gmio_words_per_cycle` since cycle 0, and
   no faster than that during the step, a stream FIFO being far smaller than the weights)
   and for graph input at
   the PLIO rate, both sources that start at cycle 0;
 * takes at least its port floor: each stream port moves one 32-bit word a cycle;
-* cannot finish while its consumer is more than a FIFO behind (backpressure:
-  `fifo_words` of a stream, two windows of a window: ping-pong buffers).
+* cannot finish while its consumer is more than two windows behind (ping-pong buffers),
+  or, given a finite `fifo_words`, a stream FIFO behind. Streams are unbounded by default:
+  in onnx2versal's VCK190 logs no producer is held back by a slower stream consumer (the
+  depthwise int8 parts of KWS end 3.1-3.6k cycles after their input while the concat
+  tree that reads them, bound to its port at a word a cycle, ends 6.4k after it; the
+  concat before a pad ends 14-30k cycles before the pad); the buffer that holds those
+  rows (compiler-inserted FIFOs on the reconvergent split-parts-concat paths, DMA) is
+  not identified, so the model takes the logs' behaviour, not a FIFO size.
 
 The recurrence ``end_j = max(end_{j-1}, ready_j) + cost_j`` is solved for all
 kernels in topological order; backpressure refers to consumers, so passes repeat
@@ -36,6 +44,10 @@ from .templates import FILL, WINDOW, Port
 MAX_STEPS = 48
 """Compute steps per kernel and inference (rows are grouped above this)."""
 MAX_FILL_STEPS = 16
+STREAM_LATENCY = 8.0
+"""Cycles a word takes from one kernel's stream port to the next kernel's: two stream switches
+(the producer's tile and the consumer's), each 4 cycles (2 per master and slave port; AM009,
+"Stream Switch Buffering and Latency"). Longer routes add hops; the neighbours' is the least."""
 
 
 @dataclass
@@ -158,7 +170,8 @@ def simulate(
     inferences: int = 1,
     plio_words_per_cycle: float = 0.8,
     gmio_words_per_cycle: float = 1.0,
-    fifo_words: float = 32.0,
+    fifo_words: float = math.inf,
+    stream_latency: float = STREAM_LATENCY,
     max_passes: int = 200,
 ) -> Timeline:
     """The timeline of `nodes` (in topological order) over `inferences` inferences."""
@@ -186,7 +199,9 @@ def simulate(
         passes += 1
         moved = 0.0
         for n in nodes:
-            new = _solve(n, plans, end, by_name, consumers, tokens, inferences, plio_words_per_cycle, fifo_words)
+            new = _solve(
+                n, plans, end, by_name, consumers, tokens, inferences, plio_words_per_cycle, fifo_words, stream_latency
+            )
             moved = max(moved, float(np.max(np.abs(new - end[n.name]))) if len(new) else 0.0)
             end[n.name] = new
         if moved < 0.5:
@@ -194,7 +209,7 @@ def simulate(
     return _timeline(nodes, plans, end, tokens, inferences, passes)
 
 
-def _solve(n, plans, end, by_name, consumers, tokens, inferences, plio, fifo_words) -> np.ndarray:
+def _solve(n, plans, end, by_name, consumers, tokens, inferences, plio, fifo_words, latency) -> np.ndarray:
     plan = plans[n.name]
     ready = np.maximum(plan.gmio_ready, n.launch)
     for i, (port, p) in enumerate(zip(n.inputs, n.preds, strict=True)):
@@ -206,6 +221,8 @@ def _solve(n, plans, end, by_name, consumers, tokens, inferences, plio, fifo_wor
             avail = (np.arange(t) + 1) * per
         else:
             avail = _token_times(plans[p], end[p], tokens[p] * inferences)
+            if port.kind != WINDOW:  # through the stream switches
+                avail = avail + latency
         if port.kind == WINDOW:
             ready[has] = np.maximum(ready[has], avail[need[has]])
             continue
@@ -216,7 +233,7 @@ def _solve(n, plans, end, by_name, consumers, tokens, inferences, plio, fifo_wor
         ok = has & (prev >= 0)
         ready[ok] = np.maximum(ready[ok], avail[prev[ok]])
         per_step = port.words / max(int(has.sum()) // inferences, 1)
-        tail = plan.cost[has] / max(per_step, 1.0)
+        tail = np.minimum(plan.cost[has] / max(per_step, 1.0) * port.grain, plan.cost[has])
         ready[has] = np.maximum(ready[has], avail[need[has]] + tail - plan.cost[has])
     for c, i in consumers.get(n.name, []):  # backpressure: the consumer's FIFO
         need = plans[c].need[i]
@@ -224,7 +241,7 @@ def _solve(n, plans, end, by_name, consumers, tokens, inferences, plio, fifo_wor
         if not len(has):
             continue
         cons = by_name[c]
-        if cons.inputs[i].buffered:
+        if cons.inputs[i].buffered or (cons.inputs[i].kind != WINDOW and math.isinf(fifo_words)):
             continue
         per_step = math.ceil(tokens[n.name] / max(len(has) // inferences, 1))
         fifo = 2 * tokens[n.name] if cons.inputs[i].kind == WINDOW else _fifo_tokens(n, fifo_words)
