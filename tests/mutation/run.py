@@ -177,7 +177,10 @@ def run_module(module: Module, scratch: Path, jobs: int, equivalent: list[Equiva
     start = time.monotonic()
     if again:
         mutate(module, scratch, jobs)
-    meta = json.loads((scratch / "mutants" / (module.file + ".meta")).read_text())["exit_code_by_key"]
+    found = scratch / "mutants" / (module.file + ".meta")
+    if not found.is_file():
+        raise SystemExit(f"no results of an earlier run of {module.name} in {scratch}: run it without --no-run")
+    meta = json.loads(found.read_text())["exit_code_by_key"]
     chosen = {k: v for k, v in meta.items() if any(fnmatch.fnmatch(k, p) for p in module.patterns())}
     result = Result(module)
     for code in chosen.values():
