@@ -51,8 +51,9 @@ class StageError(Exception):
 
 @contextlib.contextmanager
 def _stage(stage: str) -> Iterator[None]:
-    """`with _stage("conversion"):` logs the stage and turns its exceptions into StageError."""
+    """`with _stage("conversion"):` logs the stage and its time and turns its exceptions into StageError."""
     print(f"[tinyaccel] {stage} ...", flush=True)
+    start = time.perf_counter()
     try:
         yield
     except StageError:
@@ -60,6 +61,7 @@ def _stage(stage: str) -> Iterator[None]:
     except Exception as exc:
         traceback.print_exc()
         raise StageError(stage, f"{type(exc).__name__}: {exc}") from exc
+    print(f"[tinyaccel] {stage}: {time.perf_counter() - start:.2f} s", flush=True)
 
 
 def match_outputs(model, hls_model) -> list[int]:
