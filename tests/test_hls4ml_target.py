@@ -613,3 +613,23 @@ def test_build_script_of_another_shape_runs_as_it_is() -> None:
 
     assert side_by_side("set -e\n${CC} -c a.cpp -o a.o\necho\n${CC} -c b.cpp -o b.o\n") is None
     assert side_by_side("set -e\n${CC} -c a.cpp -o a.o\n") is None
+
+
+@needs_hls4ml
+def test_the_library_is_compiled_at_the_c_simulations_optimisation_level(tmp_path: Path) -> None:
+    """hls4ml's own build_lib.sh has the one flags line `optimised` rewrites; compile_library runs the
+    rewritten script (settings.CSIM_OPTIMISATION: -O1 on x86-64, hls4ml's -O3 elsewhere)."""
+    from pytest_tinyaccel.targets.hls4ml.build import HLS4ML_CFLAGS, SIDE_BY_SIDE, compile_library, optimised
+    from pytest_tinyaccel.targets.hls4ml.settings import CSIM_OPTIMISATION
+
+    script = _fake_build(tmp_path, None)
+    assert script.count(HLS4ML_CFLAGS) == 1, "hls4ml's build_lib.sh no longer sets CFLAGS in one known line"
+    assert 'CFLAGS="-O1 -fPIC"' in optimised(script, "-O1") and "-O3" not in optimised(script, "-O1")
+    assert optimised(script, None) == script
+    other = 'CFLAGS="-O2 -g"\n${CC} ${CFLAGS} -c a.cpp\n'
+    assert optimised(other, "-O1") == other  # another release's script: as it is
+    (tmp_path / "build_lib.sh").write_text(script)
+    library = compile_library(tmp_path, "myproject")
+    assert library.parent == tmp_path / "firmware" and library.name.startswith("myproject-")
+    ran = (tmp_path / SIDE_BY_SIDE).read_text()
+    assert f'CFLAGS="{CSIM_OPTIMISATION or "-O3"} -fPIC"' in ran

@@ -37,6 +37,7 @@ from ...process import StartError, run_process, tail_text
 from ..base import Build, RunResult, Target, TargetError, TargetUnsupported
 from .route import int8_route
 from .settings import (
+    CSIM_OPTIMISATION,
     DEFAULT_BUILD_TIMEOUT,
     INSTALL_HINT,
     NOT_IN_KEY,
@@ -129,6 +130,7 @@ class Hls4mlTarget(Target):
             "qonnx": package_version("qonnx"),
             "onnx": package_version("onnx"),
             "compiler": compiler_version(),
+            "optimisation": CSIM_OPTIMISATION,
         }
         if options["input_precision"] == "auto" and model.calibration_path is not None:
             parts["calibration_sha256"] = file_sha256(model.calibration_path)
