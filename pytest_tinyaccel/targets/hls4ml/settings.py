@@ -190,7 +190,7 @@ CSIM_OPTIMISATION = "-O1" if platform.machine().lower() in ("x86_64", "amd64") e
 """g++'s optimisation level for the C simulation library in place of hls4ml's -O3 (None: hls4ml's).
 On x86-64, g++ emits no fused multiply-add without -mfma and its SSE arithmetic is IEEE at every level,
 so the level changes no result; measured on the bundled models (every sample the suite simulates):
-bit-identical outputs, compilation 5-25 % and simulation 5-20 % less CPU than -O3. Elsewhere (aarch64
+bit-identical outputs, compilation 4-25 % and simulation 7-24 % less CPU than -O3. Elsewhere (aarch64
 forms fused multiply-adds where its optimiser finds a*b+c) hls4ml's -O3 stays. In the build's cache key."""
 
 
