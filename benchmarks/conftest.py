@@ -86,6 +86,7 @@ RATIOS: list[tuple[str, str, str, float | None]] = [
         1.2,
     ),
     ("-n 2 / serial, 4 hls4ml builds cold", "hls4ml_xdist", "hls4ml_serial_xdist_pair", 0.625),
+    ("hls4ml C simulation library of kws: g++ -O1 / hls4ml's -O3", "hls4ml_compile_O1", "hls4ml_compile_O3", 1.0),
 ] + [
     (
         f"tinyaccel emulator / ONNX Runtime (1 thread), {model} {dtype}, same samples",

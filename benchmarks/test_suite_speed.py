@@ -1,8 +1,10 @@
-"""Wall time of the bundled cpu suite: plugin vs plain script, cold vs warm, -n 2 vs serial."""
+"""Wall time of the bundled cpu suite: plugin vs plain script, cold vs warm, -n 2 vs serial; the main job
+(every model on every target, with the report) warm; hls4ml's compilation at -O1 vs -O3."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +85,31 @@ def test_suite_serial(record, suite_copy):
 def test_suite_n2(record, suite_copy):
     _pytest(suite_copy, *EMULATED)
     record("suite_n2", lambda: _pytest(suite_copy, *EMULATED, "-n", "2", "--dist", "loadgroup"))
+
+
+def test_main_job_warm(record, suite_copy):
+    """The README's main job (every bundled model on every target, with the report) again on a warm cache."""
+    job = ("-m", "", "--tinyaccel-report", "profile.md")
+    _pytest(suite_copy, *job)
+    record("main_job_warm", lambda: _pytest(suite_copy, *job), rounds=5)
+
+
+def test_hls4ml_compile_level(record_pair, suite_copy):
+    """The bundled kws design's C simulation library compiled as the target does (CSIM_OPTIMISATION, -O1 on
+    x86-64) against hls4ml's own -O3, alternating; each round from a fresh copy of the generated project."""
+    from pytest_tinyaccel.targets.hls4ml.build import optimised, side_by_side
+
+    _pytest(suite_copy, "-m", "hls4ml", "-k", "kws and sw_emu and fp32 and golden")
+    project = next((suite_copy / ".pytest_cache" / "d" / "tinyaccel" / "builds").glob("kws-hls4ml-sw_emu-fp32-*/hls"))
+
+    def compile_at(level: str) -> None:
+        folder = suite_copy / f"compile{level}"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(project, folder)
+        script = optimised((folder / "build_lib.sh").read_text(), level)
+        (folder / "timed.sh").write_text(side_by_side(script) or script)
+        subprocess.run(["bash", "timed.sh"], cwd=folder, check=True, capture_output=True)
+
+    record_pair(
+        "hls4ml_compile_O1", lambda: compile_at("-O1"), "hls4ml_compile_O3", lambda: compile_at("-O3"), rounds=3
+    )

@@ -9,10 +9,17 @@ from helpers import Project, load_numba_registries
 from hypothesis import Phase, settings
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    controller = config.getoption("numprocesses", default=None) and not hasattr(config, "workerinput")
-    if not controller:  # the processes that run tests: before any in-process pytester run (see its docstring)
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the first test that runs pytest in this process (pytester, set up after this hook), not
+    at start-up: the bundled suite alone (tests/test_models.py) never pays numba's first compilation."""
+    global _numba_loaded
+    if not _numba_loaded and "pytester" in getattr(item, "fixturenames", ()):
         load_numba_registries()
+        _numba_loaded = True
+
+
+_numba_loaded = False
 
 
 @pytest.fixture

@@ -196,12 +196,60 @@ def test_what_hls4ml_cannot_convert_skips_in_one_line_or_fails_when_strict(
         consecutive=False,
     )
     assert "Traceback" not in result.stdout.str()
-    kept = list((shared_cache / "d" / "tinyaccel" / "builds").glob("sinus-hls4ml-sw_emu-fp32-*.failed.log"))
+    builds = shared_cache / "d" / "tinyaccel" / "builds"
+    kept = list(builds.glob("sinus-hls4ml-sw_emu-fp32-*.failed.log"))
     log = kept[0].read_text()
     assert "ONNX normalisation" in log and "qonnx clean-up" not in log  # refused before qonnx saw it
+    for path in builds.glob("*.failed.log"):
+        path.unlink()
     strict = run(project, shared_cache, *args, "-o", "tinyaccel_strict_support=true")
     strict.assert_outcomes(failed=2)
     strict.stdout.fnmatch_lines(["*hls4ml cannot convert sinus (fp32): Sin x1: *"])
+    # The refusals were remembered beside their cache keys: no worker ran again (it would have left a log).
+    assert not list(builds.glob("*.failed.log"))
+    assert len(list(builds.glob("*-hls4ml-sw_emu-*.unsupported"))) == 2
+
+
+def _refusing_target(tmp_path: Path, stage: str) -> Hls4mlTarget:
+    """An hls4ml target whose stand-in worker counts its starts in tmp_path/starts and fails at `stage`."""
+    script = (
+        "import json, pathlib, sys\n"
+        f"starts = pathlib.Path({str(tmp_path / 'starts')!r})\n"
+        "starts.write_text(starts.read_text() + 'x' if starts.exists() else 'x')\n"
+        f"error = {{'stage': {stage!r}, 'message': 'Sin x1'}}\n"
+        "(pathlib.Path(sys.argv[2]) / 'error.json').write_text(json.dumps(error))\n"
+        "sys.exit(3)\n"
+    )
+    target = Hls4mlTarget()
+    target.worker_argv = lambda *args: [sys.executable, "-c", script, *args]  # type: ignore[method-assign]
+    return target
+
+
+@pytest.mark.parametrize("stage", ["unsupported by hls4ml", "g++ compilation of the generated HLS C++"])
+def test_a_refusal_is_remembered_by_cache_key_and_a_failure_is_not(tmp_path: Path, stage: str) -> None:
+    """What hls4ml cannot convert is refused again without starting the worker, from a file beside the
+    build's keyed folder; another key (another folder name) starts it; a failed build always runs again."""
+    from pytest_tinyaccel.models import load_model
+    from pytest_tinyaccel.targets.base import Build, TargetError, TargetUnsupported
+
+    model = load_model(Path(__file__).parents[1] / "models" / "ic" / "model.toml")
+    target = _refusing_target(tmp_path, stage)
+    refused = stage == "unsupported by hls4ml"
+    messages = []
+    for name in ("ic-hls4ml-sw_emu-fp32-0123", "ic-hls4ml-sw_emu-fp32-0123", "ic-hls4ml-sw_emu-fp32-4567"):
+        folder = tmp_path / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        build = Build(model=model, dtype="fp32", mode="sw_emu", onnx_path=model.onnx_path, dir=folder)
+        with pytest.raises(TargetError) as failed:
+            target.build(build)
+        assert isinstance(failed.value, TargetUnsupported) == refused
+        messages.append(str(failed.value).splitlines()[0])
+    assert (tmp_path / "starts").read_text() == ("xx" if refused else "xxx")
+    if refused:
+        assert messages == ["hls4ml cannot convert ic (fp32): Sin x1"] * 3
+        assert (tmp_path / "ic-hls4ml-sw_emu-fp32-0123.unsupported").read_text() == messages[0]
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 @needs_hls4ml
@@ -565,3 +613,23 @@ def test_build_script_of_another_shape_runs_as_it_is() -> None:
 
     assert side_by_side("set -e\n${CC} -c a.cpp -o a.o\necho\n${CC} -c b.cpp -o b.o\n") is None
     assert side_by_side("set -e\n${CC} -c a.cpp -o a.o\n") is None
+
+
+@needs_hls4ml
+def test_the_library_is_compiled_at_the_c_simulations_optimisation_level(tmp_path: Path) -> None:
+    """hls4ml's own build_lib.sh has the one flags line `optimised` rewrites; compile_library runs the
+    rewritten script (settings.CSIM_OPTIMISATION: -O1 on x86-64, hls4ml's -O3 elsewhere)."""
+    from pytest_tinyaccel.targets.hls4ml.build import HLS4ML_CFLAGS, SIDE_BY_SIDE, compile_library, optimised
+    from pytest_tinyaccel.targets.hls4ml.settings import CSIM_OPTIMISATION
+
+    script = _fake_build(tmp_path, None)
+    assert script.count(HLS4ML_CFLAGS) == 1, "hls4ml's build_lib.sh no longer sets CFLAGS in one known line"
+    assert 'CFLAGS="-O1 -fPIC"' in optimised(script, "-O1") and "-O3" not in optimised(script, "-O1")
+    assert optimised(script, None) == script
+    other = 'CFLAGS="-O2 -g"\n${CC} ${CFLAGS} -c a.cpp\n'
+    assert optimised(other, "-O1") == other  # another release's script: as it is
+    (tmp_path / "build_lib.sh").write_text(script)
+    library = compile_library(tmp_path, "myproject")
+    assert library.parent == tmp_path / "firmware" and library.name.startswith("myproject-")
+    ran = (tmp_path / SIDE_BY_SIDE).read_text()
+    assert f'CFLAGS="{CSIM_OPTIMISATION or "-O3"} -fPIC"' in ran

@@ -243,6 +243,24 @@ def test_pytest_html_report_gets_each_case_profile_and_chart(project: Project) -
     assert '<table class="profile">' in unescape(report)  # pytest-html's summary: the profiling tables
 
 
+def test_case_extras_are_made_only_when_pytest_html_writes_a_report(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest-html, once installed, is loaded in every run: the per-case charts (about 0.3 s a case) are
+    made only with --html."""
+    pytest.importorskip("pytest_html", reason="pytest-html is not installed (report extra)")
+    from pytest_tinyaccel import output
+
+    calls: list[object] = []
+    monkeypatch.setattr(output, "html_extra", lambda *args: calls.append(args) or "")
+    project.add_model("ic")
+    project.pytester.makeconftest(FLOW_TARGET)
+    assert _outcomes(project.run("-m", "flow", "--target", "hw_emu")) == {"passed": 6}
+    assert calls == []
+    assert _outcomes(project.run("-m", "flow", "--target", "hw_emu", "--html=report.html")) == {"passed": 6}
+    assert len(calls) == 6  # each case's tests offer it; the first of each case shows it
+
+
 def _outcomes(result: pytest.RunResult) -> dict[str, int]:
     counts = result.parseoutcomes()
     counts.pop("deselected", None)

@@ -34,7 +34,7 @@ import numpy as np
 from . import quantized
 from .normalise import normalise, refusals
 from .prepare import cap_onnx_ir_version, fixed_type, layout_ops_to_channels_last, pools_to_channels_last, qonnx_clean
-from .settings import UNSUPPORTED, parse_fixed
+from .settings import CSIM_OPTIMISATION, UNSUPPORTED, parse_fixed
 
 SOFTMAX_INPUT_INTEGER_BITS = 4
 """The stable softmax indexes its exp table with x_max - x in ufixed<18,4>: exp(-16) is below
@@ -51,8 +51,9 @@ class StageError(Exception):
 
 @contextlib.contextmanager
 def _stage(stage: str) -> Iterator[None]:
-    """`with _stage("conversion"):` logs the stage and turns its exceptions into StageError."""
+    """`with _stage("conversion"):` logs the stage and its time and turns its exceptions into StageError."""
     print(f"[tinyaccel] {stage} ...", flush=True)
+    start = time.perf_counter()
     try:
         yield
     except StageError:
@@ -60,6 +61,7 @@ def _stage(stage: str) -> Iterator[None]:
     except Exception as exc:
         traceback.print_exc()
         raise StageError(stage, f"{type(exc).__name__}: {exc}") from exc
+    print(f"[tinyaccel] {stage}: {time.perf_counter() - start:.2f} s", flush=True)
 
 
 def match_outputs(model, hls_model) -> list[int]:
@@ -308,12 +310,15 @@ def check_shapes(design: Design, cleaned: Cleaned) -> None:
 
 
 def compile_library(project_dir: Path, project: str) -> Path:
-    """g++ through hls4ml's build_lib.sh, its two compilations side by side; the one shared library."""
-    script = side_by_side((project_dir / "build_lib.sh").read_text())
-    if script is not None:
+    """g++ through hls4ml's build_lib.sh at CSIM_OPTIMISATION, its two compilations side by side (the
+    script run is SIDE_BY_SIDE beside it); the one shared library."""
+    original = (project_dir / "build_lib.sh").read_text()
+    script = optimised(original, CSIM_OPTIMISATION)
+    script = side_by_side(script) or script
+    if script != original:
         (project_dir / SIDE_BY_SIDE).write_text(script)
     stage = "g++ compilation of the generated HLS C++"
-    _run_logged(["bash", "build_lib.sh" if script is None else SIDE_BY_SIDE], project_dir, stage)
+    _run_logged(["bash", "build_lib.sh" if script == original else SIDE_BY_SIDE], project_dir, stage)
     libraries = sorted((project_dir / "firmware").glob(f"{project}-*.so"))
     if len(libraries) != 1:
         raise StageError(stage, f"expected one {project}-*.so, found {len(libraries)}")
@@ -410,7 +415,21 @@ def _run_logged(argv: list[str], cwd: Path, stage: str) -> None:
 
 
 SIDE_BY_SIDE = "build_lib_side_by_side.sh"
-"""hls4ml's build_lib.sh with its two compilations started together (`side_by_side`), beside the original."""
+"""hls4ml's build_lib.sh with its two compilations started together (`side_by_side`) at CSIM_OPTIMISATION
+(`optimised`), beside the original."""
+
+
+HLS4ML_CFLAGS = 'CFLAGS="-O3 -fPIC"'
+"""The line of hls4ml's build_lib.sh that sets the optimisation level (`optimised`)."""
+
+
+def optimised(script: str, level: str | None) -> str:
+    """`script` (hls4ml's build_lib.sh) compiling at `level` instead of -O3 (settings.CSIM_OPTIMISATION
+    says why that changes no result); as it is when `level` is None or the script sets its flags
+    otherwise (another hls4ml release)."""
+    if level is None or script.count(HLS4ML_CFLAGS) != 1:
+        return script
+    return script.replace(HLS4ML_CFLAGS, HLS4ML_CFLAGS.replace("-O3", level))
 
 
 def side_by_side(script: str) -> str | None:

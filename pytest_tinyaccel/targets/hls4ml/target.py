@@ -31,11 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ...cache import atomic_write_text, file_sha256
 from ...perf import Perf
 from ...process import StartError, run_process, tail_text
 from ..base import Build, RunResult, Target, TargetError, TargetUnsupported
 from .route import int8_route
 from .settings import (
+    CSIM_OPTIMISATION,
     DEFAULT_BUILD_TIMEOUT,
     INSTALL_HINT,
     NOT_IN_KEY,
@@ -59,6 +61,9 @@ PERF = "perf.json"
 ERROR = "error.json"
 BUILD_LOG = "build.log"
 LOG_TAIL_LINES = 40
+REFUSED = ".unsupported"
+"""Suffix of the file beside a build's cache folder that keeps the one-line refusal of a model hls4ml
+cannot convert (`Hls4mlTarget.build`)."""
 
 
 class Hls4mlTarget(Target):
@@ -125,11 +130,13 @@ class Hls4mlTarget(Target):
             "qonnx": package_version("qonnx"),
             "onnx": package_version("onnx"),
             "compiler": compiler_version(),
+            "optimisation": CSIM_OPTIMISATION,
         }
         if options["input_precision"] == "auto" and model.calibration_path is not None:
-            from ...cache import file_sha256
-
             parts["calibration_sha256"] = file_sha256(model.calibration_path)
+        if dtype == "int8" and model.int8_onnx_path is None:
+            # The QDQ twin (route.py): ONNX Runtime's quantization of the float model, made in the build.
+            parts.update(float_model_sha256=model.sha256, onnxruntime=package_version("onnxruntime"))
         if mode == "hw_emu":
             tool = find_hls_tool()
             parts["hls_tool"] = list(tool) if tool else None
@@ -140,6 +147,20 @@ class Hls4mlTarget(Target):
         return [sys.executable, "-m", WORKER_MODULE, *args]
 
     def build(self, build: Build) -> None:
+        """`_build`, or the refusal it gave before: what hls4ml cannot convert is a deterministic
+        function of the build's cache key (model bytes, options, tool versions), so a refused case
+        is refused again from REFUSED beside the key's folder instead of starting qonnx and hls4ml
+        (about 1.5 s a case) on every run."""
+        refusal = build.dir.with_name(build.dir.name + REFUSED)
+        if refusal.is_file():  # written atomically: whole or absent
+            raise TargetUnsupported(refusal.read_text(encoding="utf-8"))
+        try:
+            self._build(build)
+        except TargetUnsupported as exc:
+            atomic_write_text(refusal, str(exc))
+            raise
+
+    def _build(self, build: Build) -> None:
         model = build.model
         options = self.options(model)
         spec: dict[str, Any] = {
