@@ -128,16 +128,22 @@ def config_file(dtype: str) -> Path:
         raise ValueError(f"no Gemmini configuration for dtype {dtype!r} (known: {', '.join(FILES)})") from None
 
 
-def load_config(path: str | Path) -> GemminiConfig:
-    """Read a configuration file (the format in the module docstring); errors name the file and key."""
-    path = Path(path)
+def read_toml(path: Path, what: str) -> tuple[dict[str, Any], str]:
+    """A Gemmini data file (`what` names its kind in errors) and its label, "name (sha256 <12 hex>)"."""
     try:
         raw = path.read_bytes()
         data = tomllib.loads(raw.decode("utf-8"))
     except OSError as exc:
-        raise ValueError(f"cannot read Gemmini configuration {path}: {exc.strerror or exc}") from exc
+        raise ValueError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"{path}: not a TOML Gemmini configuration ({exc})") from exc
+        raise ValueError(f"{path}: not a TOML {what} ({exc})") from exc
+    return data, f"{path.name} (sha256 {hashlib.sha256(raw).hexdigest()[:12]})"
+
+
+def load_config(path: str | Path) -> GemminiConfig:
+    """Read a configuration file (the format in the module docstring); errors name the file and key."""
+    path = Path(path)
+    data, source = read_toml(path, "Gemmini configuration")
     table = data.get("gemmini")
     if not isinstance(table, dict):
         raise ValueError(f"{path}: missing the [gemmini] table")
@@ -154,7 +160,7 @@ def load_config(path: str | Path) -> GemminiConfig:
             sp_capacity_bytes=_kib(table["sp_capacity_kib"], path, "sp_capacity_kib"),
             acc_capacity_bytes=_kib(table["acc_capacity_kib"], path, "acc_capacity_kib"),
             clock_hz=float(table.get("clock_hz", 1e9)),
-            source=f"{path.name} (sha256 {hashlib.sha256(raw).hexdigest()[:12]})",
+            source=source,
             **{k: table[k] for k in _INTS},
         )
     except (TypeError, ValueError) as exc:

@@ -27,13 +27,11 @@ pytest_tinyaccel.costmodel gemmini-fit`), with how they were fitted and their he
 
 from __future__ import annotations
 
-import hashlib
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .gemmini_config import GemminiConfig
+from .gemmini_config import GemminiConfig, read_toml
 from .gemmini_tiling import Layer, LayerWork, TileWork, layer_work
 
 DEFAULT_TIMING = Path(__file__).resolve().parent / "hardware" / "gemmini_timing.toml"
@@ -76,13 +74,7 @@ class Timing:
 def load_timing(path: str | Path | None = None) -> Timing:
     """Read a timing file (the shipped one by default); errors name the file and the key."""
     path = Path(path) if path else DEFAULT_TIMING
-    try:
-        raw = path.read_bytes()
-        data = tomllib.loads(raw.decode("utf-8"))
-    except OSError as exc:
-        raise ValueError(f"cannot read Gemmini timing constants {path}: {exc.strerror or exc}") from exc
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"{path}: not a TOML file of Gemmini timing constants ({exc})") from exc
+    data, label = read_toml(path, "Gemmini timing file")
     params = data.get("params")
     if not isinstance(params, dict):
         raise ValueError(f"{path}: missing the [params] table")
@@ -100,7 +92,7 @@ def load_timing(path: str | Path | None = None) -> Timing:
         name=str(data.get("name", path.stem)),
         source=dict(data.get("source", {})),
         error=dict(data.get("error", {})),
-        path=f"{path.name} (sha256 {hashlib.sha256(raw).hexdigest()[:12]})",
+        path=label,
     )
 
 
