@@ -121,6 +121,19 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def golden_meta(ndata: int = 1) -> dict:
+    """The least golden.json metadata the golden store accepts: one fp32 model, no per-kernel samples."""
+    return {
+        "model": "m",
+        "model_sha256": "a",
+        "ndata": ndata,
+        "layer_samples": 0,
+        "onnxruntime": "1",
+        "onnx": "1",
+        "dtypes": {"fp32": {"model_sha256": "a"}},
+    }
+
+
 def _same_meta(a, b, where: str = "golden.json") -> None:
     """golden.json contents equal, but for what made each arithmetic's outputs (it names the CPU they ran on),
     file hashes (float files follow the CPU), and float values (Top-5 probabilities) within fp32 rounding."""

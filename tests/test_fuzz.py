@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from badinput import user_files
-from helpers import MODELS, Project
+from helpers import MODELS, Project, golden_meta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -109,16 +109,7 @@ def golden_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import numpy as np
 
     folder = tmp_path_factory.mktemp("golden") / "m"
-    meta = {
-        "model": "m",
-        "model_sha256": "a",
-        "ndata": 1,
-        "layer_samples": 0,
-        "onnxruntime": "1",
-        "onnx": "1",
-        "dtypes": {"fp32": {"model_sha256": "a"}},
-    }
-    store.write(folder, meta, np.zeros((1, 2), np.float32), {"fp32": {"y": np.ones((1, 2), np.float32)}})
+    store.write(folder, golden_meta(), np.zeros((1, 2), np.float32), {"fp32": {"y": np.ones((1, 2), np.float32)}})
     return folder
 
 

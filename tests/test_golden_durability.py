@@ -11,18 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import golden_meta
 
 from pytest_tinyaccel.goldens import store
 
-META = {
-    "model": "m",
-    "model_sha256": "a",
-    "ndata": 1,
-    "layer_samples": 0,
-    "onnxruntime": "1",
-    "onnx": "1",
-    "dtypes": {"fp32": {"model_sha256": "a"}},
-}
+META = golden_meta()
 
 
 def inode(path: Path) -> tuple[int, int]:

@@ -8,20 +8,13 @@ import re
 
 import numpy as np
 import pytest
+from helpers import golden_meta
 
 from pytest_tinyaccel.goldens import store as golden
 
 
 def _meta() -> dict:
-    return {
-        "model": "m",
-        "model_sha256": "abc",
-        "ndata": 2,
-        "layer_samples": 0,
-        "onnxruntime": "1.32.0",
-        "onnx": "1.23.2",
-        "dtypes": {"fp32": {"model_sha256": "abc"}},
-    }
+    return golden_meta(ndata=2)
 
 
 def test_round_trip(tmp_path):
