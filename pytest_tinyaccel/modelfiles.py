@@ -17,6 +17,7 @@ from pathlib import Path
 
 import onnx
 
+from .cache import file_sha256
 from .errors import DataError
 
 
@@ -70,24 +71,16 @@ def _tensors(graph: onnx.GraphProto):
                 yield from _tensors(sub)
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def model_sha256(path: Path) -> str:
     """The content hash of a model with its external data: the .onnx file's own sha256 when it has none
     (so existing goldens keep their hashes), else one hash over the file and each data file's name and hash."""
-    main = _file_digest(path)
+    main = file_sha256(path)
     extra = external_files(path)
     if not extra:
         return main
     digest = hashlib.sha256(main.encode())
     for file in extra:
-        digest.update(f"\0{file.name}\0{_file_digest(file)}".encode())
+        digest.update(f"\0{file.name}\0{file_sha256(file)}".encode())
     return digest.hexdigest()
 
 
