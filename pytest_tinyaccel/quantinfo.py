@@ -70,6 +70,11 @@ class Quantization:
         return listed + (f" ({self.label})" if self.label else "")
 
 
+def other_than_8_bit(label: str) -> bool:
+    """A `Quantization.label` other than 8-bit weights and activations ("w4a8"; "" when unknown is not)."""
+    return bool(label) and label != "w8a8"
+
+
 def quantization(model: onnx.ModelProto) -> Quantization:
     """The quantization of `model` (empty when it computes in float)."""
     graph = model.graph

@@ -24,6 +24,7 @@ from typing import Any
 from .cases import case_id
 from .errorstats import ErrorStats
 from .perf import Perf
+from .quantinfo import other_than_8_bit
 
 OUTCOMES = ("passed", "failed", "skipped", "errors", "xfailed", "xpassed")
 """pytest's words for test outcomes, as its summary line and `assert_outcomes` use them."""
@@ -68,7 +69,7 @@ class ProfileRow:
     @property
     def dtype_label(self) -> str:
         """The Dtype cell: the dtype, and the bit widths when they are not 8-bit throughout ("int8 (w4a8)")."""
-        return f"{self.dtype} ({self.bits})" if self.bits and self.bits != "w8a8" else self.dtype
+        return f"{self.dtype} ({self.bits})" if other_than_8_bit(self.bits) else self.dtype
 
     @property
     def simulator(self) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 from ..config import Field, validate
 from ..errors import DataError
 from ..perf import Perf
+from ..quantinfo import other_than_8_bit
 from .base import Build, RunResult, Target, TargetError, TargetUnsupported
 
 PERF_FILE = "perf.json"
@@ -164,10 +165,10 @@ class EmulatedTarget(Target):
         note = ACCUMULATION_NOTE.get(self.accumulation(build)) if build.dtype != "fp32" else None
         if note:
             perf.simulator += f"; {note}"
-        narrow = build.model.int8_bits if build.dtype == "int8" and build.model.int8_bits != "w8a8" else ""
-        if narrow and build.mode == "hw_emu":
+        bits = build.model.int8_bits
+        if build.dtype == "int8" and build.mode == "hw_emu" and other_than_8_bit(bits):
             perf.simulator += (
-                f"; {build.model.name} is {narrow}: costed at 8 bits (the device model has no narrower datapath)"
+                f"; {build.model.name} is {bits}: costed at 8 bits (the device model has no narrower datapath)"
             )
         return RunResult(outputs, perf)
 
