@@ -199,6 +199,28 @@ def test_every_part_of_a_layer_reads_the_layers_input_and_feeds_the_concat():
     assert len(g.virtual) == 1 and g.virtual[0].startswith("split@")
 
 
+RESIDUAL = """graph,kernel,template_args,start,end
+g,QLinearAddInt8,"h,16384,0",7016,190274
+g,Pad2DStreamInt8,"h,16,32,32,32,0,1,0,16",6947,190356
+g,QLinearConv1x1Stream,"h,h,32,32,16,16,2,2,1,16,32,1,1,1",190300,248756
+g,QLinearConvHx4PktStream,"h,h,17,48,16,16,2,2,1,16,32,3,3,1",6991,265536
+g,ConcatInt8Stream,"h,32,128,128,256",6932,266532
+g,QLinearConvHx4PktStream,"h,h,17,48,16,16,2,2,1,16,32,3,3,1",6992,266533
+"""
+"""The start of a downsampling residual block (as onnx2versal's IC int8 log): the block input
+feeds a pad and a 1x1 shortcut; the strided 3x3 parts read the pad; the concat prints its end
+a cycle before the second part."""
+
+
+def test_a_rebuilt_residual_block_follows_the_sizes_not_only_the_order():
+    g = loggraph.rebuild(read_csv(RESIDUAL))
+    assert g.preds[1] == [0] and g.preds[2] == [0]  # the block input is read twice: pad and shortcut
+    assert g.preds[3] == g.preds[5] == [1]  # the strided parts read the pad, not the shortcut that ended before them
+    assert sorted(g.preds[4]) == [3, 5]  # the concat reads both parts, though it printed its end first
+    ends = {i: float(k.end) for i, k in enumerate(read_csv(RESIDUAL))}
+    assert loggraph.exposed(g.preds, {}, ends, 0.0)[3] == 265536 - 190356  # after the pad, not after the shortcut
+
+
 POOL_PARTS = """graph,kernel,template_args,start,end
 g,ConcatFloatStream,"f,64,160,40,200",10,1000
 g,AvgpoolScalarBCHW,"25,8,1,1,1,16,25,5",90000,94000
