@@ -54,9 +54,9 @@ def rebuild(kernels: list[LogKernel], fitted: dict[str, levels.Constants] | None
     anchor = {i: i for i in range(len(kernels))}
     for i, r in enumerate(ready):  # parts of one layer: same ready kernel, same template and args
         if _is_part(kernels[i]):
-            for j in range(i):
-                if ready[j] == r and kernels[j].key == kernels[i].key and anchor[j] == j:
-                    anchor[i] = j
+            for first in range(i):
+                if ready[first] == r and kernels[first].key == kernels[i].key and anchor[first] == first:
+                    anchor[i] = first
                     break
     order = sorted(range(len(kernels)), key=lambda i: (kernels[i].end, i))
     out_words = {i: _out_sizes(k, works[i]) for i, k in enumerate(kernels)}
