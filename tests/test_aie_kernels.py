@@ -165,6 +165,28 @@ def test_streams_couple_kernels_and_windows_decouple_them():
     )  # the same pad through a stream FIFO holds its producer back
 
 
+def test_a_quantized_gemm_reads_its_row_first_and_a_window_is_streamed_after_its_release():
+    # QgemmStream computes its first 16 columns while it reads the row, the others from the stored row
+    w = templates.work("QgemmStream", ("a", "a", "1", "128", "96"))
+    steps = 128 // 16 * 2  # per 16 bytes of the row, two mac16
+    assert w.inputs[0].kind == FILL and w.levels["fill"] == (steps, 9.0) and w.levels["mac"] == (5 * steps, 9.0)
+    one = templates.work("QgemmStream", ("a", "a", "1", "96", "16"))
+    assert one.levels["mac"][0] == 0 and one.tokens == 1  # one block: all of it while the row arrives
+    # so after the row's last word the other five blocks remain
+    c = levels.constants_for(w.family, levels.fit_groups())
+    fill = c.s * steps * 9.0
+    node = Node("g", levels.own_cycles(w), fill, 60.0, w.tokens, list(w.inputs), ["a"], w.out_words)
+    tl = simulate([_node("a", 3_000.0, [None], words=32.0), node], plio_words_per_cycle=100)
+    assert tl.end["g"][0] - tl.end["a"][0] >= c.s * 5 * (steps * 9.0 + 12.0)
+    # a stream read from a window (a DMA streams it out once the producer releases it): nothing
+    # before the release, though the consumer's step would have overlapped a stream's rows
+    win = _node("a", 3_000.0, [None], out_window=True)
+    late = simulate([win, _node("b", 2_000.0, ["a"])], plio_words_per_cycle=100)
+    assert late.end["b"][0] - late.end["a"][0] >= 2_000
+    rows = simulate([_node("a", 3_000.0, [None]), _node("b", 2_000.0, ["a"])], plio_words_per_cycle=100)
+    assert rows.end["b"][0] - rows.end["a"][0] < 200
+
+
 def test_steady_state_interval_is_the_slowest_stage_not_the_latency():
     chain = [_node("a", 3_000.0, [None]), _node("b", 5_000.0, ["a"], WINDOW), _node("c", 2_000.0, ["b"], WINDOW)]
     tl = simulate(chain, inferences=3, plio_words_per_cycle=100)

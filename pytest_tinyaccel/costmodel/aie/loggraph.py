@@ -111,11 +111,16 @@ def _port_words(kernels: list[LogKernel], works, anchor: dict[int, int], i: int)
         return [None]
     siblings = [j for j in anchor if anchor[j] == anchor[i]]
     pool_parts = w.kind == "pool" and len(siblings) > 1
-    if pool_parts or any(p.kind == FILL for p in w.inputs):
+    if pool_parts or _split_fed(w):
         split = (_pool_split_for if pool_parts else _split_for)(kernels, w, siblings)
         sw = templates.work(split[0], split[1])
         return [sw.inputs[0].words if sw is not None else None]
     return [p.words for p in w.inputs]
+
+
+def _split_fed(w: Work) -> bool:
+    """Packet-stream parts of a layer (onnx2versal's H-chunked convolutions) read a split kernel's packets."""
+    return "PktStream" in w.template and any(p.kind == FILL for p in w.inputs)
 
 
 def _fits(have: tuple[float, ...], words: float | None, elementwise: bool = False) -> bool:
@@ -146,7 +151,7 @@ def _nodes(kernels, works, preds, anchor, order, fitted):
         src: list[str | None] = [_name(p) for p in preds[i]]
         siblings = [j for j in anchor if anchor[j] == anchor[i]]
         pool_parts = w is not None and w.kind == "pool" and len(siblings) > 1
-        if w is not None and (pool_parts or any(p.kind == FILL for p in w.inputs)):
+        if w is not None and (pool_parts or _split_fed(w)):
             a = anchor[i]
             if a not in splits:
                 split = (_pool_split_for if pool_parts else _split_for)(kernels, w, siblings)

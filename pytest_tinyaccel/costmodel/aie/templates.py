@@ -203,12 +203,18 @@ def _gemm_fp32(t: str, a: list[int]) -> Work:
 
 
 def _qgemm(t: str, a: list[int]) -> Work:
+    """QgemmStream (qgemm.cc at 392b325): per input row, the first 16 output columns are computed
+    while the row is read from the stream (16 bytes a step, stored for the other columns); the
+    other columns only once the whole row is in. So the row is read like a fill phase whose cost
+    is the first block's, and the other blocks follow it."""
     m, k, n = a[:3]
     blocks = m * math.ceil(n / 16)
+    steps = math.ceil(k / 16) * 2  # per 16 bytes of the row: two mac16, eight 16-byte weight loads each
     lv = {"call": (1.0, 60.0), "vec": (float(blocks), 12.0)}
-    lv["mac"] = (blocks * math.ceil(k / 16) * 2, 9.0)  # eight 16-byte weight loads per mac16
-    # the input row arrives on a stream while the first 16 columns are computed
-    return Work(t, "gemm", "int8", lv, m * math.ceil(n / 16), [Port(m * k / 4)], m * n / 4, False, 0.0, m * k * n)
+    lv["fill"] = (float(m * steps), 9.0)
+    lv["mac"] = ((blocks - m) * steps, 9.0)
+    port = Port(m * k / 4, FILL)
+    return Work(t, "gemm", "int8", lv, max(blocks - m, 1), [port], m * n / 4, False, 0.0, m * k * n)
 
 
 # ----- data movement ----------------------------------------------------------------------------

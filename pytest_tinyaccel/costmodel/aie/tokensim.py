@@ -223,7 +223,8 @@ def _solve(n, plans, end, by_name, consumers, tokens, inferences, plio, fifo_wor
             avail = _token_times(plans[p], end[p], tokens[p] * inferences)
             if port.kind != WINDOW:  # through the stream switches
                 avail = avail + latency
-        if port.kind == WINDOW:
+        released = p is not None and p in by_name and by_name[p].out_window
+        if port.kind == WINDOW or released:  # a window, or a stream of a window: nothing before its release
             ready[has] = np.maximum(ready[has], avail[need[has]])
             continue
         # a stream is read as it arrives: a step starts once the rows before its own are
