@@ -172,6 +172,17 @@ def test_a_quantized_gemm_reads_its_row_first_and_a_window_is_streamed_after_its
     assert w.inputs[0].kind == FILL and w.levels["fill"] == (steps, 9.0) and w.levels["mac"] == (5 * steps, 9.0)
     one = templates.work("QgemmStream", ("a", "a", "1", "96", "16"))
     assert one.levels["mac"][0] == 0 and one.tokens == 1  # one block: all of it while the row arrives
+    # ... but after the row's last 16 bytes: stored and loaded back, the MACs, the bias add,
+    # two shifts and the requantizing MAC (each waits for the last), 16 bytes out: its drain
+    assert one.drain == templates.STORE_TO_LOAD + 1 + 5 * templates.VECTOR_LATENCY + 4
+    unsigned = templates.work("QgemmStream", ("h", "h", "1", "96", "16"))
+    assert unsigned.drain == one.drain + 2  # two msc16 more on the accumulator
+    solo = Node("g", levels.own_cycles(one), levels.own_cycles(one) - 60, 60.0, 1, list(one.inputs), ["a"], 4.0)
+    quick = simulate([_node("a", 3_000.0, [None], words=24.0), solo], plio_words_per_cycle=100)
+    solo.drain = one.drain
+    drained = simulate([_node("a", 3_000.0, [None], words=24.0), solo], plio_words_per_cycle=100)
+    assert drained.end["g"][0] - drained.end["a"][0] == pytest.approx(STREAM_LATENCY + one.drain)
+    assert quick.end["g"][0] - quick.end["a"][0] < STREAM_LATENCY + one.drain
     # so after the row's last word the other five blocks remain
     c = levels.constants_for(w.family, levels.fit_groups())
     fill = c.s * steps * 9.0

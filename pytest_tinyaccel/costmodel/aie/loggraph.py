@@ -189,6 +189,7 @@ def _node(name: str, w: Work, preds: list[str | None], fitted, launch: float) ->
         w.out_window,
         w.weight_words,
         launch,
+        w.drain,
     )
 
 

@@ -70,6 +70,8 @@ class Node:
     weight_words: float = 0.0
     launch: float = 0.0
     """When the kernel is first scheduled (graph start)."""
+    drain: float = 0.0
+    """Cycles its last step still takes after its last input word arrives (templates.Work.drain)."""
 
 
 @dataclass
@@ -236,6 +238,10 @@ def _solve(n, plans, end, by_name, consumers, tokens, inferences, plio, fifo_wor
         per_step = port.words / max(int(has.sum()) // inferences, 1)
         tail = np.minimum(plan.cost[has] / max(per_step, 1.0) * port.grain, plan.cost[has])
         ready[has] = np.maximum(ready[has], avail[need[has]] + tail - plan.cost[has])
+        if n.drain:  # the last step ends its dependent chain after the last word
+            last = np.append(plan.first[1:], len(plan.cost)) - 1
+            final = np.array([need[plan.first[i] : last[i] + 1].max() for i in range(inferences)])
+            ready[last] = np.maximum(ready[last], avail[final] + n.drain - plan.cost[last])
     for c, i in consumers.get(n.name, []):  # backpressure: the consumer's FIFO
         need = plans[c].need[i]
         has = np.nonzero(need >= 0)[0]
