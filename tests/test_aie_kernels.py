@@ -198,6 +198,19 @@ def test_a_quantized_gemm_reads_its_row_first_and_a_window_is_streamed_after_its
     assert rows.end["b"][0] - rows.end["a"][0] < 200
 
 
+def test_a_streams_words_arrive_while_its_producer_writes_them_not_a_token_at_a_time():
+    # a producer of 4 rows of 400 words each, a consumer in 48 steps: its last two steps read
+    # the same (last) row; they overlap the row's writing, so it ends its tail after the row,
+    # not a whole step of its own after its previous step waited for that row
+    producer = _node("a", 8_000.0, [None], tokens=4)
+    consumer = Node("b", 4_800.0, 0.0, 0.0, 48, [Port(1600.0, STREAM, False, 16.0)], ["a"], 1600.0)
+    tl = simulate([producer, consumer], plio_words_per_cycle=100)
+    step = 4_800.0 / 48
+    tail = step / (1600.0 / 48) * 16.0
+    assert tl.end["b"][0] - tl.end["a"][0] == pytest.approx(STREAM_LATENCY + tail)
+    assert tail < step
+
+
 def test_steady_state_interval_is_the_slowest_stage_not_the_latency():
     chain = [_node("a", 3_000.0, [None]), _node("b", 5_000.0, ["a"], WINDOW), _node("c", 2_000.0, ["b"], WINDOW)]
     tl = simulate(chain, inferences=3, plio_words_per_cycle=100)
