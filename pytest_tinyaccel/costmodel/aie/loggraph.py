@@ -105,13 +105,14 @@ def _out_sizes(k: LogKernel, w: Work | None) -> tuple[float, ...]:
 
 def _port_words(kernels: list[LogKernel], works, anchor: dict[int, int], i: int) -> list[float | None]:
     """Per input port of kernel i, the 32-bit words it reads per inference (None: unknown).
-    Parts fed by a split that does not log read the whole layer input: the split's."""
+    The parts of a layer are fed by a split that does not log: they read the whole layer input."""
     w = works[i]
     if w is None:
         return [None]
     siblings = [j for j in anchor if anchor[j] == anchor[i]]
     pool_parts = w.kind == "pool" and len(siblings) > 1
-    if pool_parts or _split_fed(w):
+    conv_parts = w.kind in ("conv", "conv1x1", "dwconv") and len(siblings) > 1  # window parts: a split too
+    if pool_parts or conv_parts or _split_fed(w):
         split = (_pool_split_for if pool_parts else _split_for)(kernels, w, siblings)
         sw = templates.work(split[0], split[1])
         return [sw.inputs[0].words if sw is not None else None]
