@@ -309,3 +309,7 @@ def test_validation_runs_on_a_log_with_missing_producers_and_an_unknown_kernel(t
     assert script.main(["--csv", str(log), "--models", str(tmp_path / "none"), "--loso"]) == 0
     out = capsys.readouterr().out
     assert "MyCustomKernel<1,2,3>" in out and "dequantize.int8" in out and "4. MLPerf" not in out
+    # the kernels the model misses, listed on request: every known kernel when the bar is x1
+    assert script.main(["--csv", str(log), "--models", str(tmp_path / "none"), "--kernels", "1"]) == 0
+    listed = capsys.readouterr().out.split("5. logged kernels")[1]
+    assert sum(line.startswith("| g ") for line in listed.splitlines()) == len(results)
