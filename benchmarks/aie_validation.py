@@ -3,6 +3,7 @@ end to end on the MLPerf Tiny reference models — beside two baselines.
 
     python benchmarks/aie_validation.py [--csv LOG.csv | --logs A.log B.log ...]
                                         [--models ../shared/mlperf_tiny] [--write-errors]
+                                        [--loso] [--kernels FACTOR]
 
 Models compared (pytest_tinyaccel/costmodel/aie/validate.py):
   model      loop nests + token-level simulation; constants fitted on isolated kernel runs
@@ -17,7 +18,8 @@ template and arguments, the per-class calibration without every logged kernel of
 2. exposed cycles per kernel class: median and p90 |error| as a factor;
 3. logged graphs: measured latency against each model on the rebuilt graph;
 4. the MLPerf Tiny models mapped from their ONNX files (fp32 float model, int8 reference)
-   against the published aiesimulator figures (onnx2versal's table; see docs/aie-model.md).
+   against the published aiesimulator figures (onnx2versal's table; see docs/aie-model.md);
+5. with `--kernels FACTOR`: every logged kernel the model misses by more than FACTOR.
 
 `--write-errors` stores section 2's model figures in the package
 (costmodel/aie/kernels/heldout_errors.toml): the error band the Perf records carry.
@@ -142,6 +144,17 @@ def mlperf(models: Path) -> list[list[str]]:
     return rows
 
 
+def kernel_table(results, worse_than: float) -> list[list[str]]:
+    """Every logged kernel whose model figure is off by more than `worse_than` (either way)."""
+    rows = []
+    for r in results:
+        p = r.predicted["model"]
+        if max(p / r.measured, r.measured / p) > worse_than:
+            shape = f"{r.kernel}<{','.join(r.args)}>"
+            rows.append([r.graph, r.key, shape, f"{r.measured:,.0f}", f"{p:,.0f}", f"{p / r.measured:.2f}"])
+    return rows
+
+
 def write_errors(results) -> None:
     summary = validate.summary(results, "model")
     lines = [
@@ -162,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, default=SHARED / "mlperf_tiny")
     parser.add_argument("--loso", action="store_true", help="also leave one shape out (slower)")
     parser.add_argument("--write-errors", action="store_true", help="store the model's per-class error band")
+    parser.add_argument("--kernels", type=float, metavar="FACTOR", help="list the kernels off by more than FACTOR")
     args = parser.parse_args(argv)
     if not args.csv and not args.logs:
         args.csv = SHARED / "aie_profiles" / "onnx2versal_vck190_kernels.csv"
@@ -181,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         headers = ["model", "dtype", "published [revision]", "predicted", "ratio", "within 1.5x"]
         headers += ["per-class (ratio)", "throughput /s", "Kernels/Buffers/Stream/PLIO/GMIO"]
         print(tabulate(mlperf(args.models), headers, tablefmt="github"))
+    if args.kernels:
+        print(f"\n5. logged kernels whose model figure is off by more than x{args.kernels:g} (exposed cycles)\n")
+        headers = ["graph", "class.dtype", "kernel", "measured", "model", "ratio"]
+        print(tabulate(kernel_table(results, args.kernels), headers, tablefmt="github"))
     if args.write_errors:
         write_errors(results)
     return 0

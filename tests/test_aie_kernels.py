@@ -165,6 +165,52 @@ def test_streams_couple_kernels_and_windows_decouple_them():
     )  # the same pad through a stream FIFO holds its producer back
 
 
+def test_a_quantized_gemm_reads_its_row_first_and_a_window_is_streamed_after_its_release():
+    # QgemmStream computes its first 16 columns while it reads the row, the others from the stored row
+    w = templates.work("QgemmStream", ("a", "a", "1", "128", "96"))
+    steps = 128 // 16 * 2  # per 16 bytes of the row, two mac16
+    assert w.inputs[0].kind == FILL and w.levels["fill"] == (steps, 9.0) and w.levels["mac"] == (5 * steps, 9.0)
+    one = templates.work("QgemmStream", ("a", "a", "1", "96", "16"))
+    assert one.levels["mac"][0] == 0 and one.tokens == 1  # one block: all of it while the row arrives
+    # ... but after the row's last 16 bytes: stored and loaded back, the MACs, the bias add,
+    # two shifts and the requantizing MAC (each waits for the last), 16 bytes out: its drain
+    assert one.drain == templates.STORE_TO_LOAD + 1 + 5 * templates.VECTOR_LATENCY + 4
+    unsigned = templates.work("QgemmStream", ("h", "h", "1", "96", "16"))
+    assert unsigned.drain == one.drain + 2  # two msc16 more on the accumulator
+    solo = Node("g", levels.own_cycles(one), levels.own_cycles(one) - 60, 60.0, 1, list(one.inputs), ["a"], 4.0)
+    quick = simulate([_node("a", 3_000.0, [None], words=24.0), solo], plio_words_per_cycle=100)
+    solo.drain = one.drain
+    drained = simulate([_node("a", 3_000.0, [None], words=24.0), solo], plio_words_per_cycle=100)
+    assert drained.end["g"][0] - drained.end["a"][0] == pytest.approx(STREAM_LATENCY + one.drain)
+    assert quick.end["g"][0] - quick.end["a"][0] < STREAM_LATENCY + one.drain
+    # so after the row's last word the other five blocks remain
+    c = levels.constants_for(w.family, levels.fit_groups())
+    fill = c.s * steps * 9.0
+    node = Node("g", levels.own_cycles(w), fill, 60.0, w.tokens, list(w.inputs), ["a"], w.out_words)
+    tl = simulate([_node("a", 3_000.0, [None], words=32.0), node], plio_words_per_cycle=100)
+    assert tl.end["g"][0] - tl.end["a"][0] >= c.s * 5 * (steps * 9.0 + 12.0)
+    # a stream read from a window (a DMA streams it out once the producer releases it): nothing
+    # before the release, though the consumer's step would have overlapped a stream's rows
+    win = _node("a", 3_000.0, [None], out_window=True)
+    late = simulate([win, _node("b", 2_000.0, ["a"])], plio_words_per_cycle=100)
+    assert late.end["b"][0] - late.end["a"][0] >= 2_000
+    rows = simulate([_node("a", 3_000.0, [None]), _node("b", 2_000.0, ["a"])], plio_words_per_cycle=100)
+    assert rows.end["b"][0] - rows.end["a"][0] < 200
+
+
+def test_a_streams_words_arrive_while_its_producer_writes_them_not_a_token_at_a_time():
+    # a producer of 4 rows of 400 words each, a consumer in 48 steps: its last two steps read
+    # the same (last) row; they overlap the row's writing, so it ends its tail after the row,
+    # not a whole step of its own after its previous step waited for that row
+    producer = _node("a", 8_000.0, [None], tokens=4)
+    consumer = Node("b", 4_800.0, 0.0, 0.0, 48, [Port(1600.0, STREAM, False, 16.0)], ["a"], 1600.0)
+    tl = simulate([producer, consumer], plio_words_per_cycle=100)
+    step = 4_800.0 / 48
+    tail = step / (1600.0 / 48) * 16.0
+    assert tl.end["b"][0] - tl.end["a"][0] == pytest.approx(STREAM_LATENCY + tail)
+    assert tail < step
+
+
 def test_steady_state_interval_is_the_slowest_stage_not_the_latency():
     chain = [_node("a", 3_000.0, [None]), _node("b", 5_000.0, ["a"], WINDOW), _node("c", 2_000.0, ["b"], WINDOW)]
     tl = simulate(chain, inferences=3, plio_words_per_cycle=100)
@@ -197,6 +243,28 @@ def test_every_part_of_a_layer_reads_the_layers_input_and_feeds_the_concat():
     assert g.preds[1] == g.preds[2] == [0]  # both parts read the pad (through the split that does not log)
     assert sorted(g.preds[3]) == [1, 2]  # the concat reads both parts, not one part and the pad
     assert len(g.virtual) == 1 and g.virtual[0].startswith("split@")
+
+
+RESIDUAL = """graph,kernel,template_args,start,end
+g,QLinearAddInt8,"h,16384,0",7016,190274
+g,Pad2DStreamInt8,"h,16,32,32,32,0,1,0,16",6947,190356
+g,QLinearConv1x1Stream,"h,h,32,32,16,16,2,2,1,16,32,1,1,1",190300,248756
+g,QLinearConvHx4PktStream,"h,h,17,48,16,16,2,2,1,16,32,3,3,1",6991,265536
+g,ConcatInt8Stream,"h,32,128,128,256",6932,266532
+g,QLinearConvHx4PktStream,"h,h,17,48,16,16,2,2,1,16,32,3,3,1",6992,266533
+"""
+"""The start of a downsampling residual block (as onnx2versal's IC int8 log): the block input
+feeds a pad and a 1x1 shortcut; the strided 3x3 parts read the pad; the concat prints its end
+a cycle before the second part."""
+
+
+def test_a_rebuilt_residual_block_follows_the_sizes_not_only_the_order():
+    g = loggraph.rebuild(read_csv(RESIDUAL))
+    assert g.preds[1] == [0] and g.preds[2] == [0]  # the block input is read twice: pad and shortcut
+    assert g.preds[3] == g.preds[5] == [1]  # the strided parts read the pad, not the shortcut that ended before them
+    assert sorted(g.preds[4]) == [3, 5]  # the concat reads both parts, though it printed its end first
+    ends = {i: float(k.end) for i, k in enumerate(read_csv(RESIDUAL))}
+    assert loggraph.exposed(g.preds, {}, ends, 0.0)[3] == 265536 - 190356  # after the pad, not after the shortcut
 
 
 POOL_PARTS = """graph,kernel,template_args,start,end
@@ -241,3 +309,7 @@ def test_validation_runs_on_a_log_with_missing_producers_and_an_unknown_kernel(t
     assert script.main(["--csv", str(log), "--models", str(tmp_path / "none"), "--loso"]) == 0
     out = capsys.readouterr().out
     assert "MyCustomKernel<1,2,3>" in out and "dequantize.int8" in out and "4. MLPerf" not in out
+    # the kernels the model misses, listed on request: every known kernel when the bar is x1
+    assert script.main(["--csv", str(log), "--models", str(tmp_path / "none"), "--kernels", "1"]) == 0
+    listed = capsys.readouterr().out.split("5. logged kernels")[1]
+    assert sum(line.startswith("| g ") for line in listed.splitlines()) == len(results)

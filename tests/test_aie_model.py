@@ -194,6 +194,15 @@ def test_a_layer_too_big_for_one_window_is_split_with_its_broadcast_and_concat_t
     assert [k.kind for k in small.kernels if k.layer == "conv1"] == ["pad", "conv"]
 
 
+def test_a_matrix_product_is_cut_into_columns_as_onnx2versal_cuts_it():
+    from pytest_tinyaccel.costmodel.aie.mapping import _column_chunk
+
+    # python/op_parsers.py at f5803c1: about 8 chunks, none under 16 (int8) / 8 (fp32) columns
+    assert _column_chunk(128, 16) == 16 and _column_chunk(640, 80) == 80  # the AD layers: 8 parts each
+    assert _column_chunk(16, 16) == 16 and _column_chunk(12, 8) == 12  # a classifier head stays whole
+    assert _column_chunk(32, 16) == 16 and _column_chunk(96, 12) == 12
+
+
 def test_a_pool_too_big_for_one_window_is_cut_by_onnx2versals_split_kernel():
     graph = load_graph(conv_model(h=32), "fp32")  # the average pool reads 16 x 32 x 32 floats: 64 KiB
     mapping = map_graph(graph, load_device())

@@ -321,8 +321,8 @@ def test_aie_model_maps_conv1d_and_lstm_to_conv_and_gemm_kernels():
     one, two = (aie_perf(conv1d_model(d), "int8") for d in (False, True))
     assert [(k.name, k.cycles) for k in one.layers] == [(k.name, k.cycles) for k in two.layers]
     assert {k.name: k.macs for k in one.layers if k.macs} == {"c1": 16 * 8 * 6 * 3, "c2": 16 * 4 * 8}  # padded rows
-    lstm = next(k for k in aie_perf(lstm_model(), "int8").layers if k.name == "lstm")
-    assert lstm.op == "gemm" and lstm.macs >= 8 * (5 + 6) * 4 * 6
+    parts = [k for k in aie_perf(lstm_model(), "int8").layers if k.name.startswith("lstm") and k.op == "gemm"]
+    assert parts and sum(k.macs for k in parts) >= 8 * (5 + 6) * 4 * 6  # in column parts, as onnx2versal splits
 
 
 @pytest.mark.parametrize(

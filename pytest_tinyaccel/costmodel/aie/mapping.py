@@ -12,9 +12,9 @@ Rules (sizes from the device file's `[mapping]` table; `eb` = bytes per element,
   part is a `conv` / `conv1x1` / `dwconv` kernel (`logs.conv_class`)
   computing ``rows_out x padded OW x M x C/group x KH x KW`` MACs (the padded
   columns are computed too, as in the logged kernels).
-* **Gemm/MatMul.** Output columns are split into `p` parts (column counts a
-  multiple of `align`) until a part's ``K x N_part x eb`` weights fit
-  `buffer_bytes`, at most `max_parts`. int8 pads K and N to `align`.
+* **Gemm/MatMul.** Output columns are split as onnx2versal splits them: into about
+  `max_parts` equal parts, a part's column count a divisor of N and at least 16 (int8)
+  or 8 (fp32) (`_column_chunk`). int8 pads K and N to `align`.
 * **Weights that do not fit** a buffer even then stay in DDR and reach each part
   through its own input stream every inference (GMIO, `stream_bytes_per_cycle`):
   the part takes at least ``weight bytes / stream_bytes_per_cycle`` cycles.
@@ -204,10 +204,8 @@ class _Mapper:
         k, n = int(layer.attrs["k"]), int(layer.attrs["n"])
         if self.dtype == "int8":
             k, n = up(k, self.align), up(n, self.align)
-        most = min(self.device.max_parts, max(math.ceil(n / self.align), 1))
-        p = next((q for q in range(1, most + 1) if self.fits(k * up(n / q, self.align) * self.eb)), most)
-        cols = [min(up(n / p, self.align), n - i * up(n / p, self.align)) for i in range(p)]
-        cols = [x for x in cols if x > 0]
+        chunk = _column_chunk(n, max(round(n / self.device.max_parts), 16 if self.dtype == "int8" else 8))
+        cols = [chunk] * (n // chunk)
         specs = []
         for i, col in enumerate(cols):
             wb = k * col * self.eb
@@ -239,6 +237,17 @@ class _Mapper:
         ]
         outs = [float(out * ch / c) for ch in per]
         return self.parted(layer, preds, "pool", specs, float(c * h * in_w), outs, max(c // p, 1))
+
+
+def _column_chunk(n: int, least: int, most_chunks: int = 8) -> int:
+    """Columns per part of a matrix product, as onnx2versal chooses them (python/op_parsers.py at
+    f5803c1, `factor_int(..., force_split_chunksize)`): of the divisor pairs (chunk, count) of N
+    by falling chunk size, the last before the chunk falls under `least` or the count exceeds
+    `most_chunks` (N itself when none qualifies)."""
+    pairs = [(n // f, f) for f in range(1, math.isqrt(n) + 1) if n % f == 0]
+    pairs += [(b, a) for a, b in reversed(pairs)]
+    stop = next((i for i, (chunk, count) in enumerate(pairs) if chunk < least or count > most_chunks), len(pairs) - 1)
+    return pairs[max(stop - 1, 0)][0]
 
 
 def map_graph(graph: ModelGraph, device: Device) -> Mapping:

@@ -81,6 +81,7 @@ def run(
                 w.out_words,
                 w.out_window,
                 weights,
+                drain=w.drain,
             )
         )
         rule[k.name] = f"loop nest ({c.source} on isolated runs)"

@@ -66,6 +66,9 @@ class Work:
     notes: list[str] = field(default_factory=list)
     variant: str = ""
     """Another loop body of the same template: 'uint8w' when unsigned weights add a msc16."""
+    drain: float = 0.0
+    """Cycles of the dependent chain from its last input word to its last output word, counted
+    from the source (latencies, not throughput): what remains however early the rest was done."""
 
     @property
     def family(self) -> str:
@@ -138,6 +141,10 @@ the loaded data reaches the core in E7 (UG1702, "Enabling AI Engine Pipeline")."
 STORE_TO_LOAD = 6.0 + LOAD_TO_USE
 """A vector stored to data memory and read back: the store unit sends the data in E5 or E6
 (UG1702, same section), then a load's latency."""
+VECTOR_LATENCY = 6.0
+"""Cycles from issuing a vector instruction to using its result in another one: the vector unit
+spans the ID to E6 stages (UG1702, same section). MACs chained on one accumulator issue a cycle
+apart (the accumulator is forwarded)."""
 
 
 def _conv_int8(t: str, a: list[int], wtype: str) -> Work:
@@ -202,13 +209,30 @@ def _gemm_fp32(t: str, a: list[int]) -> Work:
     return Work(t, "gemm", "fp32", lv, 1, [Port(m * k, WINDOW)], m * n, True, 0.0, m * k * n)
 
 
-def _qgemm(t: str, a: list[int]) -> Work:
+def _qgemm(t: str, a: list[int], unsigned: bool = False) -> Work:
+    """QgemmStream (qgemm.cc at 392b325): per input row, the first 16 output columns are computed
+    while the row is read from the stream (16 bytes a step, stored for the other columns); the
+    other columns only once the whole row is in. So the row is read like a fill phase whose cost
+    is the first block's, and the other blocks follow it."""
     m, k, n = a[:3]
     blocks = m * math.ceil(n / 16)
+    steps = math.ceil(k / 16) * 2  # per 16 bytes of the row: two mac16, eight 16-byte weight loads each
     lv = {"call": (1.0, 60.0), "vec": (float(blocks), 12.0)}
-    lv["mac"] = (blocks * math.ceil(k / 16) * 2, 9.0)  # eight 16-byte weight loads per mac16
-    # the input row arrives on a stream while the first 16 columns are computed
-    return Work(t, "gemm", "int8", lv, m * math.ceil(n / 16), [Port(m * k / 4)], m * n / 4, False, 0.0, m * k * n)
+    lv["fill"] = (float(m * steps), 9.0)
+    lv["mac"] = ((blocks - m) * steps, 9.0)
+    port = Port(m * k / 4, FILL)
+    out = Work(t, "gemm", "int8", lv, max(blocks - m, 1), [port], m * n / 4, False, 0.0, m * k * n)
+    out.drain = qgemm_drain(unsigned)
+    return out
+
+
+def qgemm_drain(unsigned: bool) -> float:
+    """QgemmStream after the row's last 16 bytes arrive: stored and loaded back, two mac16 (and
+    two msc16 with unsigned weights) on one accumulator, the bias add, a shift to int32, the
+    requantizing MAC, a shift to 8 bits (each a vector result used by the next), and 16 bytes
+    written to the stream, a word a cycle."""
+    macs = 4 if unsigned else 2
+    return STORE_TO_LOAD + (macs - 1) + VECTOR_LATENCY + 4 * VECTOR_LATENCY + 4
 
 
 # ----- data movement ----------------------------------------------------------------------------
@@ -351,7 +375,7 @@ TEMPLATES: dict[str, Callable[[str, tuple[str, ...]], Work]] = {
     },
     "GemmReluMKKN": _plain(_gemm_fp32),
     "GemmReluScalarMKKN": _plain(_gemm_fp32),
-    "QgemmStream": _plain(_qgemm, 2),
+    "QgemmStream": lambda t, args: _qgemm(t, ints(args[2:]), signedness(args[1]) == "uint8"),
     "Pad2DStreamFloat": _typed(_pad),
     "Pad2DStreamInt8": _typed(_pad),
     "ConcatFloatStream": _typed(_concat),

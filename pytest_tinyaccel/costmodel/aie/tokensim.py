@@ -70,6 +70,8 @@ class Node:
     weight_words: float = 0.0
     launch: float = 0.0
     """When the kernel is first scheduled (graph start)."""
+    drain: float = 0.0
+    """Cycles its last step still takes after its last input word arrives (templates.Work.drain)."""
 
 
 @dataclass
@@ -94,6 +96,9 @@ class _Plan:
     cost: np.ndarray
     need: list[np.ndarray]
     """Per input port, the producer token each step needs (-1: none)."""
+    pos: list[np.ndarray]
+    """Per input port, where in the producer's tokens each step's last word is (a fraction of
+    tokens over all inferences; 0: none)."""
     gmio_ready: np.ndarray
     emit: np.ndarray
     """Tokens emitted once each step ends (cumulative, over all inferences)."""
@@ -125,16 +130,18 @@ def _plan(node: Node, ptok: list[int], inferences: int, gmio: float, plio: float
         floor[fills:] = np.maximum(floor[fills:], node.weight_words / steps / gmio)
     cost1 = np.maximum(cost1, floor)
     n1 = len(cost1)
-    needs = []
+    needs, positions = [], []
     for port, t in zip(node.inputs, ptok, strict=True):
-        one = np.full(n1, -1, dtype=np.int64)
+        at = np.zeros(n1)
         if port.kind == WINDOW:
-            one[0] = t - 1
+            at[0] = t
         elif port.kind == FILL:
-            one[:fills] = np.ceil(np.arange(1, fills + 1) / fills * t).astype(np.int64) - 1
+            at[:fills] = np.arange(1, fills + 1) / fills * t
         else:
-            one[fills:] = np.ceil(np.arange(1, steps + 1) / steps * t).astype(np.int64) - 1
+            at[fills:] = np.arange(1, steps + 1) / steps * t
+        one = np.ceil(at - 1e-9).astype(np.int64) - 1
         needs.append(np.concatenate([np.where(one >= 0, one + i * t, -1) for i in range(inferences)]))
+        positions.append(np.concatenate([np.where(at > 0, at + i * t, 0.0) for i in range(inferences)]))
     emit1 = np.zeros(n1, dtype=np.int64)
     emit1[fills:] = np.ceil(np.arange(1, steps + 1) / steps * node.tokens).astype(np.int64)
     if node.out_window:
@@ -151,6 +158,7 @@ def _plan(node: Node, ptok: list[int], inferences: int, gmio: float, plio: float
     return _Plan(
         np.tile(cost1, inferences),
         needs,
+        positions,
         gmio_ready,
         emit,
         np.arange(inferences) * n1,
@@ -162,6 +170,23 @@ def _token_times(plan: _Plan, end: np.ndarray, total: int) -> np.ndarray:
     """When each output token (over all inferences) is available."""
     idx = np.searchsorted(plan.emit, np.arange(1, total + 1), side="left")
     return end[np.minimum(idx, len(end) - 1)]
+
+
+def _word_times(plan: _Plan, end: np.ndarray, total: int):
+    """A stream's words, as they are written: the tokens a step emits are written while it runs,
+    in order, each over an equal share of the step. Returns `at(x)`: when the words up to position
+    x (in tokens, fractions within a token included) have been written."""
+    idx = np.minimum(np.searchsorted(plan.emit, np.arange(1, total + 1), side="left"), len(end) - 1)
+    before = np.concatenate([[0], plan.emit[:-1]])
+    count = np.maximum(plan.emit[idx] - before[idx], 1)
+    dur = plan.cost[idx] / count
+    last = end[idx] - (plan.emit[idx] - 1 - np.arange(total)) * dur  # the token's last word
+
+    def at(x: np.ndarray) -> np.ndarray:
+        k = np.clip(np.ceil(x - 1e-9).astype(np.int64) - 1, 0, total - 1)
+        return last[k] - np.clip(k + 1 - x, 0.0, 1.0) * dur[k]
+
+    return at
 
 
 def simulate(
@@ -223,18 +248,29 @@ def _solve(n, plans, end, by_name, consumers, tokens, inferences, plio, fifo_wor
             avail = _token_times(plans[p], end[p], tokens[p] * inferences)
             if port.kind != WINDOW:  # through the stream switches
                 avail = avail + latency
-        if port.kind == WINDOW:
+        released = p is not None and p in by_name and by_name[p].out_window
+        if port.kind == WINDOW or released:  # a window, or a stream of a window: nothing before its release
             ready[has] = np.maximum(ready[has], avail[need[has]])
             continue
-        # a stream is read as it arrives: a step starts once the rows before its own are
-        # there, and ends no sooner than one word after its last row arrives
-        prev = np.concatenate([[-1], need[:-1]])
-        prev[plan.first] = -1
-        ok = has & (prev >= 0)
-        ready[ok] = np.maximum(ready[ok], avail[prev[ok]])
+        # a stream is read as it arrives: a step starts once the words before its own are
+        # there, and ends no sooner than its last `grain` words' work after its last word arrives
+        pos = plan.pos[i]
+        prev_pos = np.concatenate([[0.0], pos[:-1]])
+        prev_pos[plan.first] = 0.0
+        ok = has & (prev_pos > 0)
+        if p is None or p not in by_name:  # PLIO rows: each row's words arrive by its end
+            arrive, arrive_prev = avail[need[has]], avail[np.ceil(prev_pos[ok] - 1e-9).astype(np.int64) - 1]
+        else:
+            at = _word_times(plans[p], end[p], tokens[p] * inferences)
+            arrive, arrive_prev = at(pos[has]) + latency, at(prev_pos[ok]) + latency
+        ready[ok] = np.maximum(ready[ok], arrive_prev)
         per_step = port.words / max(int(has.sum()) // inferences, 1)
         tail = np.minimum(plan.cost[has] / max(per_step, 1.0) * port.grain, plan.cost[has])
-        ready[has] = np.maximum(ready[has], avail[need[has]] + tail - plan.cost[has])
+        ready[has] = np.maximum(ready[has], arrive + tail - plan.cost[has])
+        if n.drain:  # the last step ends its dependent chain after the last word
+            last = np.append(plan.first[1:], len(plan.cost)) - 1
+            final = np.array([need[plan.first[i] : last[i] + 1].max() for i in range(inferences)])
+            ready[last] = np.maximum(ready[last], avail[final] + n.drain - plan.cost[last])
     for c, i in consumers.get(n.name, []):  # backpressure: the consumer's FIFO
         need = plans[c].need[i]
         has = np.nonzero(need >= 0)[0]
