@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import accumulation as A
 from .. import kernels as K
+from .. import vnni
 from ..conv import Finish, conv2d
 from .core import (
     _I8,
@@ -125,6 +126,14 @@ def _requantizer(
     return Finish(mode, np.ascontiguousarray(biases), scales, bounds)
 
 
+def _vnni_weights(xq: QParams, w_int: Value) -> vnni.Packed | None:
+    """Integer weights (M, C, KH, KW) packed for the CPU's VNNI product of an 8-bit input (`vnni.pack`, rows
+    in im2col order); None where the CPU has no VNNI form or the weights do not fit it."""
+    if xq.dtype.itemsize != 1:
+        return None
+    return vnni.pack(w_int.transpose(2, 3, 1, 0).reshape(-1, w_int.shape[0]))
+
+
 @register("QLinearConv", requantizes=True)
 def _qlinear_conv(ctx: BuildContext) -> Kernel:
     ctx.n_inputs(8, 9)
@@ -157,6 +166,10 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
         not depthwise and A.saturates(ctx.accumulation, xq.dtype, w.dtype) and A.conv_can_saturate(w_raw, group)
     )
     ctx.saturating = saturating
+    packed = None if saturating or group > 1 else _vnni_weights(xq, w_int)
+    if packed is not None:  # the VNNI product keeps the zero point: its correction goes into the bias
+        b_vnni = (0 if b is None else b.astype(np.int64)) + vnni.correction(packed, xq.zero_point, xq.dtype)
+        requantize = _requantizer(scale, yq, ctx.rounding, b_vnni, m, np.inf)
 
     def run(v: list[Value | None]) -> list[Value]:
         x = v[0]
@@ -177,6 +190,7 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
                 offset=offset,
                 epilogue=requantize,
                 out_dtype=yq.dtype,
+                packed=packed,
             )
             return [_from_2d(y, win.rank)]
         acc = conv2d(x2, w_int, win.strides, pads, win.dilations, group, acc_dtype, offset=offset)
@@ -228,11 +242,19 @@ def _qgemm(ctx: BuildContext) -> Kernel:
     b_raw = b.T if tb else b
     saturating = A.saturates(ctx.accumulation, aq.dtype, b.dtype) and A.gemm_can_saturate(b_raw)
     ctx.saturating = saturating
+    packed = None if saturating or ta or bias_rows or aq.dtype.itemsize != 1 else vnni.pack(b_int)
+    c_vnni = np.zeros(0, np.int64)
+    if packed is not None:  # the VNNI product keeps the zero point: its correction goes into the bias
+        c_vnni = (0 if c_int is None else c_int.astype(np.int64)) + vnni.correction(packed, aq.zero_point, aq.dtype)
+        if yq is not None:
+            requantize = _requantizer(scale, yq, ctx.rounding, c_vnni, n, np.inf)
 
     def run(v: list[Value | None]) -> list[Value]:
         x = v[0]
         assert x is not None
         _check_input_dtype(ctx, x, aq, "A")
+        if packed is not None:
+            return [_qgemm_vnni(x, packed, requantize, c_vnni, scale, yq)]
         xa = _int_operand(x, aq.zero_point, acc_dtype)
         acc = np.matmul(xa.T if ta else xa, b_int)
         if saturating:
@@ -250,6 +272,21 @@ def _qgemm(ctx: BuildContext) -> Kernel:
         return [out]
 
     return run
+
+
+def _qgemm_vnni(
+    x: Value, packed: vnni.Packed, requantize: Finish | None, bias: Value, scale: Value, yq: QParams | None
+) -> Value:
+    """QGemm on the CPU's VNNI unit: the int32 product of x's bytes, then `requantize` (with y) or, without,
+    + `bias` (which holds the zero point's correction) times `scale` in float32."""
+    acc = np.empty((x.shape[0], packed.m), np.int32)
+    vnni.matmul(np.ascontiguousarray(x), packed, acc)
+    if requantize is None:
+        return (acc + bias).astype(np.float32) * scale
+    assert yq is not None
+    out = np.empty(acc.shape, yq.dtype)
+    requantize(acc, out)
+    return out
 
 
 @register("QLinearAdd", "QLinearMul", domain=_MS, requantizes=True)
