@@ -71,11 +71,13 @@ def test_matmul_is_the_exact_integer_product(width, dtype, extremes, rows, k, m)
     a, w = _operands(rng, rows, k, m, dtype, extremes)
     packed = vnni.pack(w, _form(width))
     assert packed is not None
-    out = np.full((rows, m), 12345, np.int32)
-    vnni.matmul(a, packed, out)
     want = _bytes(a) @ w
-    np.testing.assert_array_equal(out, want)
-    np.testing.assert_array_equal(out, _bytes(a).astype(np.float64) @ w.astype(np.float64))
+    for dtype in {np.dtype(np.int32), vnni.accumulator(packed)}:
+        out = np.full((rows, m), 12345, dtype)
+        vnni.matmul(a, packed, out)
+        np.testing.assert_array_equal(out, want)
+        np.testing.assert_array_equal(out, _bytes(a).astype(np.float64) @ w.astype(np.float64))
+    assert np.abs(want).max() <= packed.bound
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -87,10 +89,12 @@ def test_matmul_holds_sums_up_to_the_int32_limit(width):
     w = np.full((k, 3), -128)
     w[:, 1] = 127
     packed = vnni.pack(w, _form(width))
-    assert packed is not None
+    assert packed is not None and vnni.accumulator(packed) == np.int32
     out = np.empty((7, 3), np.int32)
     vnni.matmul(a, packed, out)
     np.testing.assert_array_equal(out, np.tile([255 * -128 * k, 255 * 127 * k, 255 * -128 * k], (7, 1)))
+    with pytest.raises(ValueError, match="need int32"):  # float32 would round these sums
+        vnni.matmul(a, packed, np.empty((7, 3), np.float32))
     assert vnni.pack(np.full((66_000, 2), -128), width) is None
     assert vnni.pack(np.array([[-129, 0]]), width) is None
     assert vnni.pack(np.array([[128, 0]]), width) is None
@@ -126,6 +130,7 @@ GEOMETRIES = [  # c, h, w, m, kernel, strides, pads
     (16, 5, 5, 32, (1, 1), (1, 1), (0, 0, 0, 0)),  # pointwise: the input pixels themselves
     (7, 6, 5, 19, (3, 3), (1, 2), (1, 1, 1, 1)),  # K = 63, M not a multiple of 16
     (3, 4, 4, 8, (1, 1), (1, 1), (1, 0, 0, 1)),  # 1x1 with padding: through im2col
+    (64, 3, 4, 16, (3, 3), (1, 1), (1, 1, 1, 1)),  # K = 576: sums beyond float32's integers, int32
 ]
 
 
@@ -140,21 +145,24 @@ def test_convolution_is_the_float_paths(monkeypatch, width, dtype, zero_point, g
     rng = np.random.default_rng(c * h + m)
     info = np.iinfo(dtype)
     x = rng.integers(info.min, info.max + 1, (3, c, h, wd)).astype(dtype)
-    w = rng.integers(-128, 128, (m, c, kh, kw)).astype(np.float32)
+    w = rng.choice(np.array([-128.0, 127.0]), (m, c, kh, kw))
     bias = rng.integers(-5000, 5000, m)
-    scale = (rng.random(m) * 0.01).astype(np.float32)
+    scale = ((rng.random(m) + 0.5) * 100 / (128 * 128 * np.sqrt(c * kh * kw))).astype(np.float32)  # not saturated
     bounds = (3.0, 0.0 - 3, 255.0 - 3)
-    geometry_args = (strides, pads, (1, 1), 1, np.float32)
+    geometry_args = (strides, pads, (1, 1), 1)
     float_path = Finish(REQUANTIZE, bias.astype(np.float64), scale, bounds)
-    offset = np.asarray(zero_point, np.float32)
-    want = conv2d(x, w, *geometry_args, offset=offset, epilogue=float_path, out_dtype=np.uint8)
+    offset = np.asarray(zero_point, np.float64)
+    want = conv2d(x, w, *geometry_args, np.float64, offset=offset, epilogue=float_path, out_dtype=np.uint8)
     monkeypatch.setattr(vnni, "lanes", lambda: width)
     packed = vnni.pack(w.transpose(2, 3, 1, 0).reshape(-1, m))
     assert packed is not None and packed.lanes == width
     corrected = (bias + vnni.correction(packed, zero_point, np.dtype(dtype))).astype(np.float64)
     vnni_path = Finish(REQUANTIZE, corrected, scale, bounds)
-    got = conv2d(x, w, *geometry_args, offset=offset, epilogue=vnni_path, out_dtype=np.uint8, packed=packed)
+    acc = vnni.accumulator(packed).type
+    got = conv2d(x, w, *geometry_args, acc, offset=offset, epilogue=vnni_path, out_dtype=np.uint8, packed=packed)
     assert got.tobytes() == want.tobytes()
+    assert (acc == np.int32) == (c == 64)
+    assert len(np.unique(want)) > 40
 
 
 def _qlinear_conv_and_qgemm(dtype) -> onnx.ModelProto:
@@ -222,3 +230,4 @@ def test_graph_takes_the_cpus_path_and_both_agree(monkeypatch, dtype):
     portable = Graph.load(model).run({"x": x})["out"]
     assert packs == [False, False]
     assert here.dtype == portable.dtype and here.tobytes() == portable.tobytes()
+    assert len(np.unique(here)) > 100  # requantized values, not a saturated block

@@ -102,15 +102,19 @@ def _dot(typingctx: Any, acc: Any, unsigned: Any, signed: Any) -> Any:
 @_intrinsic
 def _put(typingctx: Any, array: Any, index: Any, count: Any, value: Any) -> Any:
     """array[index : index + count] = the first `count` lanes of `value` (a vector, or a tuple of them end to
-    end) in the int32 `array`: whole vectors as one store each, the one `count` cuts lane by lane."""
+    end) in the int32 or float32 `array` (converted, to nearest): whole vectors as one store each, the one
+    `count` cuts lane by lane."""
     vectors = value.count if isinstance(value, types.UniTuple) else 1
     width = (value.dtype if vectors > 1 else value).count
+    floats = array.dtype == types.float32
 
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
         start = _address(context, builder, sig.args[0], args[0], args[1])
         count = builder.sext(args[2], lir.IntType(64)) if args[2].type.width < 64 else args[2]
         for v in range(vectors):
             vector = builder.extract_value(args[3], v) if vectors > 1 else args[3]
+            if floats:
+                vector = builder.sitofp(vector, lir.VectorType(lir.FloatType(), width))
             at = builder.gep(start, [lir.Constant(lir.IntType(64), v * width)])
             left = builder.sub(count, lir.Constant(lir.IntType(64), v * width))
             whole = builder.icmp_signed(">=", left, lir.Constant(lir.IntType(64), width))

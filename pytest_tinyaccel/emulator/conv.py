@@ -115,8 +115,8 @@ def conv2d(
     the `out_dtype` result. Returns (N, M, OH, OW), channels-last in memory.
 
     `packed`: `w` (group 1) packed for `vnni.matmul`, which then multiplies the 8-bit `x` as it is
-    (its padding holds `offset`) into an int32 accumulator that still holds the zero point:
-    `vnni.correction` per output channel, which the epilogue's bias carries.
+    (its padding holds `offset`) into an accumulator (`dtype`: `vnni.accumulator`) that still holds the
+    zero point: `vnni.correction` per output channel, which the epilogue's bias carries.
     """
     n, c, h, wd = x.shape
     m, cg, kh, kw = w.shape
@@ -140,8 +140,8 @@ def conv2d(
     # same chunks keep float results bit for bit what they were.
     padded = (h + pads[0] + pads[2]) * (wd + pads[1] + pads[3]) * c
     per_sample = (padded + pixels * cg * kh * kw * group + pixels * m) * item
-    if packed is not None:  # 8-bit columns, int32 accumulator
-        per_sample = pixels * (cg * kh * kw * x.itemsize + m * 4)
+    if packed is not None:  # 8-bit columns
+        per_sample = pixels * (cg * kh * kw * x.itemsize + m * item)
     step = max(1, min(n, _CHUNK_BYTES // max(1, per_sample)))
     if packed is None:
         run = _gemm_runner(source, zero, offset is None, w, geometry, (oh, ow), group, step)
@@ -149,9 +149,8 @@ def conv2d(
         run = _vnni_runner(
             source, x.dtype.type(0 if offset is None else offset.item()), packed, w.shape, geometry, (oh, ow), step
         )
-    acc_dtype = np.dtype(dtype) if packed is None else np.dtype(np.int32)
-    finish = epilogue if epilogue is not None or out.dtype == acc_dtype else _cast
-    acc_buffer = None if finish is None else np.empty((step, oh, ow, m), acc_dtype)
+    finish = epilogue if epilogue is not None or out.dtype == np.dtype(dtype) else _cast
+    acc_buffer = None if finish is None else np.empty((step, oh, ow, m), dtype)
     for start in range(0, n, step):
         stop = min(n, start + step)
         target = out[start:stop] if acc_buffer is None else acc_buffer[: stop - start]

@@ -39,6 +39,8 @@ VECTORS = 4
 """Vectors of output columns per block of the tile."""
 _INT32_SUMS = 2**31
 """int32 accumulators hold every sum below this (vpdpbusd wraps around beyond it)."""
+_F32_EXACT = 2**24
+"""float32 holds every integer below this."""
 
 
 def lanes() -> int:
@@ -84,6 +86,8 @@ class Packed(NamedTuple):
     lanes: int
     column_sums: np.ndarray
     """(M,) int64: the sum of each column's weights (the zero-point correction)."""
+    bound: float
+    """The largest magnitude a sum of `matmul` can reach (255 times a column's absolute weights)."""
 
 
 def pack(w: np.ndarray, width: int | None = None) -> Packed | None:
@@ -92,7 +96,8 @@ def pack(w: np.ndarray, width: int | None = None) -> Packed | None:
     width = lanes() if width is None else width
     if not width or w.ndim != 2 or not w.size:
         return None
-    if w.min() < -128 or w.max() > 127 or 255 * float(np.abs(w).sum(axis=0, dtype=np.float64).max()) >= _INT32_SUMS:
+    bound = 255 * float(np.abs(w).sum(axis=0, dtype=np.float64).max())
+    if w.min() < -128 or w.max() > 127 or bound >= _INT32_SUMS:
         return None
     k, m = w.shape
     k4, nvec = -(-k // 4), -(-m // width)
@@ -106,11 +111,12 @@ def pack(w: np.ndarray, width: int | None = None) -> Packed | None:
     for v in range(blocked, nvec):
         parts.append(full[:, v * width : (v + 1) * width].reshape(k4, 4, width).transpose(0, 2, 1).reshape(-1))
     sums = w.sum(axis=0, dtype=np.float64).astype(np.int64)
-    return Packed(np.ascontiguousarray(np.concatenate(parts)), k, m, width, sums)
+    return Packed(np.ascontiguousarray(np.concatenate(parts)), k, m, width, sums, bound)
 
 
 def matmul(a: np.ndarray, packed: Packed, out: np.ndarray) -> None:
-    """out (R, M) int32 = bytes(a) @ w for a (R, K) uint8 or int8, both C-contiguous (see the module).
+    """out (R, M) = bytes(a) @ w for a (R, K) uint8 or int8, both C-contiguous (see the module): int32, or
+    float32 (exact too) for weights whose sums stay below 2^24 (`accumulator`).
 
     Whole tiles of `ROWS` rows are read where they lie; the last rows (and, when K is not a multiple of 4,
     the last tile, whose last row the 4-byte groups would read past) go through a zero-padded copy."""
@@ -119,6 +125,8 @@ def matmul(a: np.ndarray, packed: Packed, out: np.ndarray) -> None:
     rows, k = a.shape
     if k != packed.k or out.shape != (rows, packed.m):
         raise ValueError(f"matmul of {a.shape} by ({packed.k}, {packed.m}) into {out.shape}")
+    if out.dtype != accumulator(packed) and out.dtype != np.int32:
+        raise ValueError(f"matmul into {out.dtype}: these weights' sums need {accumulator(packed)}")
     flat, target = a.reshape(-1).view(np.uint8), out.reshape(-1)
     flip = np.uint32(0x80808080 if a.dtype == np.int8 else 0)
     tiles = tiles16 if packed.lanes == 16 else tiles8
@@ -130,9 +138,15 @@ def matmul(a: np.ndarray, packed: Packed, out: np.ndarray) -> None:
     if whole < rows:
         tail = np.zeros(ROWS * k + 4, np.uint8)
         tail[: (rows - whole) * k] = flat[whole * k :]
-        part = np.empty(ROWS * packed.m, np.int32)
+        part = np.empty(ROWS * packed.m, out.dtype)
         tiles(tail, k, flip, ROWS, packed.data, packed.m, part)
         out[whole:] = part.reshape(ROWS, packed.m)[: rows - whole]
+
+
+def accumulator(packed: Packed) -> np.dtype:
+    """The output type of `matmul` for these weights: float32 (the epilogues' fast type) where every sum is
+    an integer it holds exactly (below 2^24), else int32."""
+    return np.dtype(np.float32 if packed.bound < _F32_EXACT else np.int32)
 
 
 def correction(packed: Packed, zero_point: Any, dtype: np.dtype) -> np.ndarray:

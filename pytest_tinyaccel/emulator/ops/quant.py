@@ -169,7 +169,7 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
     packed = None if saturating or group > 1 else _vnni_weights(xq, w_int)
     if packed is not None:  # the VNNI product keeps the zero point: its correction goes into the bias
         b_vnni = (0 if b is None else b.astype(np.int64)) + vnni.correction(packed, xq.zero_point, xq.dtype)
-        requantize = _requantizer(scale, yq, ctx.rounding, b_vnni, m, np.inf)
+        requantize = _requantizer(scale, yq, ctx.rounding, b_vnni, m, packed.bound)
 
     def run(v: list[Value | None]) -> list[Value]:
         x = v[0]
@@ -186,7 +186,7 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
                 pads,
                 win.dilations,
                 group,
-                acc_dtype,
+                acc_dtype if packed is None else vnni.accumulator(packed).type,
                 offset=offset,
                 epilogue=requantize,
                 out_dtype=yq.dtype,
@@ -247,7 +247,7 @@ def _qgemm(ctx: BuildContext) -> Kernel:
     if packed is not None:  # the VNNI product keeps the zero point: its correction goes into the bias
         c_vnni = (0 if c_int is None else c_int.astype(np.int64)) + vnni.correction(packed, aq.zero_point, aq.dtype)
         if yq is not None:
-            requantize = _requantizer(scale, yq, ctx.rounding, c_vnni, n, np.inf)
+            requantize = _requantizer(scale, yq, ctx.rounding, c_vnni, n, packed.bound)
 
     def run(v: list[Value | None]) -> list[Value]:
         x = v[0]
@@ -277,9 +277,9 @@ def _qgemm(ctx: BuildContext) -> Kernel:
 def _qgemm_vnni(
     x: Value, packed: vnni.Packed, requantize: Finish | None, bias: Value, scale: Value, yq: QParams | None
 ) -> Value:
-    """QGemm on the CPU's VNNI unit: the int32 product of x's bytes, then `requantize` (with y) or, without,
+    """QGemm on the CPU's VNNI unit: the exact product of x's bytes, then `requantize` (with y) or, without,
     + `bias` (which holds the zero point's correction) times `scale` in float32."""
-    acc = np.empty((x.shape[0], packed.m), np.int32)
+    acc = np.empty((x.shape[0], packed.m), vnni.accumulator(packed))
     vnni.matmul(np.ascontiguousarray(x), packed, acc)
     if requantize is None:
         return (acc + bias).astype(np.float32) * scale
