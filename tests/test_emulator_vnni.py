@@ -100,11 +100,50 @@ def test_matmul_holds_sums_up_to_the_int32_limit(width):
     assert vnni.pack(np.array([[128, 0]]), width) is None
 
 
-def test_matmul_refuses_operands_of_other_shapes():
+def test_matmul_refuses_operands_of_other_shapes_or_layouts():
     packed = vnni.pack(np.ones((8, 4), np.int64), 16)
     assert packed is not None
     with pytest.raises(ValueError, match=r"matmul of \(3, 9\) by \(8, 4\)"):
         vnni.matmul(np.zeros((3, 9), np.uint8), packed, np.empty((3, 4), np.int32))
+    with pytest.raises(ValueError, match="C-contiguous"):  # a copy would take the results
+        vnni.matmul(np.zeros((3, 8), np.uint8), packed, np.empty((4, 3), np.int32).T)
+
+
+_GUARDED = """
+import ctypes, mmap, sys
+import numpy as np
+from pytest_tinyaccel.emulator import vnni
+
+page = mmap.PAGESIZE
+memory = mmap.mmap(-1, 2 * page)
+start = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+assert libc.mprotect(start + page, page, 0) == 0  # the page after the operand: no access
+rows, k, width = 12, 5, int(sys.argv[1])
+a = np.frombuffer(memory, np.uint8, rows * k, page - rows * k).reshape(rows, k)
+w = np.arange(k * 3).reshape(k, 3) % 7 - 3
+packed = vnni.pack(w, width)
+out = np.empty((rows, 3), np.int32)
+vnni.matmul(a, packed, out)
+assert (out == a.astype(np.int64) @ w).all()
+print("read inside")
+"""
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_matmul_reads_nothing_past_its_operand(width):
+    """K = 5 is read in groups of 4 bytes: the last row's second group would reach 3 bytes past the row.
+    An operand that ends where an inaccessible page begins: the product must not fault (in a process of
+    its own, which a fault would end)."""
+    import subprocess
+    import sys
+
+    _form(width)
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the guard page is made with Linux's mprotect")
+    done = subprocess.run([sys.executable, "-c", _GUARDED, str(width)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "read inside" in done.stdout, done.stderr[-2000:]
 
 
 def test_dispatch_follows_the_cpu_features(monkeypatch):

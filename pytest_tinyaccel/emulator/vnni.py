@@ -125,6 +125,8 @@ def matmul(a: np.ndarray, packed: Packed, out: np.ndarray) -> None:
     rows, k = a.shape
     if k != packed.k or out.shape != (rows, packed.m):
         raise ValueError(f"matmul of {a.shape} by ({packed.k}, {packed.m}) into {out.shape}")
+    if not (a.flags.c_contiguous and out.flags.c_contiguous):
+        raise ValueError("matmul reads and writes C-contiguous arrays only")
     if out.dtype != accumulator(packed) and out.dtype != np.int32:
         raise ValueError(f"matmul into {out.dtype}: these weights' sums need {accumulator(packed)}")
     flat, target = a.reshape(-1).view(np.uint8), out.reshape(-1)
