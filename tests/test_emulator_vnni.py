@@ -107,6 +107,19 @@ def test_matmul_refuses_operands_of_other_shapes_or_layouts():
         vnni.matmul(np.zeros((3, 9), np.uint8), packed, np.empty((3, 4), np.int32))
     with pytest.raises(ValueError, match="C-contiguous"):  # a copy would take the results
         vnni.matmul(np.zeros((3, 8), np.uint8), packed, np.empty((4, 3), np.int32).T)
+    with pytest.raises(ValueError, match="uint8 or int8 operands, not uint16"):
+        vnni.matmul(np.zeros((3, 8), np.uint16), packed, np.empty((3, 4), np.int32))
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("k", [5, 8])
+def test_matmul_of_no_rows_writes_nothing(width, k):
+    """An empty batch: nothing to multiply, no tail copy (K not a multiple of 4 included)."""
+    packed = vnni.pack(np.ones((k, 3), np.int64), _form(width))
+    assert packed is not None
+    out = np.empty((0, 3), np.float32)
+    vnni.matmul(np.zeros((0, k), np.int8), packed, out)
+    assert out.shape == (0, 3)
 
 
 _GUARDED = """

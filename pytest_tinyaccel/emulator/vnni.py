@@ -14,7 +14,8 @@ from which the compiled loops are written.
 compiled and the callers keep the float path. A form must be both the CPU's and
 one numba compiles for (NUMBA_CPU_FEATURES can target another CPU).
 
-The product: `matmul(a, packed, out)` writes out = bytes(a) @ w in int32, where
+The product: `matmul(a, packed, out)` writes out = bytes(a) @ w (int32, or
+float32 where every sum is below 2^24), where
 bytes(a) are a's unsigned bytes (a itself for uint8, a + 128 for int8: the sign
 bit flipped as the bytes are broadcast) and w the signed 8-bit weights `pack`
 laid out once per layer: per block of 4 vectors of output columns and per 4
@@ -125,6 +126,8 @@ def matmul(a: np.ndarray, packed: Packed, out: np.ndarray) -> None:
     rows, k = a.shape
     if k != packed.k or out.shape != (rows, packed.m):
         raise ValueError(f"matmul of {a.shape} by ({packed.k}, {packed.m}) into {out.shape}")
+    if a.dtype not in (np.uint8, np.int8):
+        raise ValueError(f"matmul multiplies uint8 or int8 operands, not {a.dtype}")
     if not (a.flags.c_contiguous and out.flags.c_contiguous):
         raise ValueError("matmul reads and writes C-contiguous arrays only")
     if out.dtype != accumulator(packed) and out.dtype != np.int32:
@@ -133,7 +136,7 @@ def matmul(a: np.ndarray, packed: Packed, out: np.ndarray) -> None:
     flip = np.uint32(0x80808080 if a.dtype == np.int8 else 0)
     tiles = tiles16 if packed.lanes == 16 else tiles8
     whole = rows // ROWS * ROWS
-    if k % 4 and whole == rows:
+    if k % 4 and whole == rows > 0:
         whole -= ROWS
     if whole > 0:
         tiles(flat, k, flip, whole, packed.data, packed.m, target)
