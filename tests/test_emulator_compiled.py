@@ -207,26 +207,30 @@ def test_depthwise_fused_epilogue_equals_the_sum_then_the_epilogue(geometry, mod
 
 
 @settings(max_examples=100)
-@given(geometry=GEOMETRY, seed=st.integers(0, 2**32 - 1))
-def test_im2col_is_the_padded_strided_window_copy(geometry, seed):
+@given(geometry=GEOMETRY, seed=st.integers(0, 2**32 - 1), raw=st.booleans())
+def test_im2col_is_the_padded_strided_window_copy(geometry, seed, raw):
     """The compiled im2col against the NumPy formulation it replaces: zero padding, then a strided view
-    of every window, minus the zero point, in the accumulation type."""
+    of every window, minus the zero point, in the accumulation type; or (raw, the VNNI product's columns)
+    the bytes as they are, the padding holding the zero point."""
     from numpy.lib.stride_tricks import as_strided
 
     nb, h, w, c, _, kh, kw, strides, dilations, pads = geometry
     if h + pads[0] + pads[2] < dilations[0] * (kh - 1) + 1 or w + pads[1] + pads[3] < dilations[1] * (kw - 1) + 1:
         return
     src = np.random.default_rng(seed).integers(0, 256, (nb + 1, h, w, c), dtype=np.uint8)
+    dtype, offset, fill = (np.uint8, 0, 5) if raw else (np.float32, 5, 0)
     padded = np.pad(
-        src[1:].astype(np.float32) - np.float32(5), ((0, 0), (pads[0], pads[2]), (pads[1], pads[3]), (0, 0))
+        src[1:].astype(dtype) - dtype(offset),
+        ((0, 0), (pads[0], pads[2]), (pads[1], pads[3]), (0, 0)),
+        constant_values=fill,
     )
     oh = (h + pads[0] + pads[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
     ow = (w + pads[1] + pads[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
     s0, s1, s2, s3 = padded.strides
     (sh, sw), (dh, dw) = strides, dilations
     want = as_strided(padded, (nb, oh, ow, kh, kw, c), (s0, sh * s1, sw * s2, dh * s1, dw * s2, s3))
-    got = np.full(want.shape, np.nan, np.float32)
-    compiled.im2col(src, 1, np.float32(5), strides, pads[:2], dilations, got)  # from the second sample on
+    got = np.full(want.shape, 77, dtype)
+    compiled.im2col(src, 1, dtype(offset), dtype(fill), strides, pads[:2], dilations, got)  # from the 2nd sample on
     np.testing.assert_array_equal(got, want)
 
 

@@ -316,16 +316,18 @@ def im2col(
     src: np.ndarray,
     start: int,
     offset: Any,
+    fill: Any,
     strides: tuple[int, int],
     pads: tuple[int, int],
     dilations: tuple[int, int],
     cols: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """cols[n, y, x, i, j, c] = src[start + n, iy, ix, c] - offset where iy = y*SH - top + i*DH,
-    ix = x*SW - left + j*DW lies inside `src`, else 0 (the padding is the real value 0).
+    ix = x*SW - left + j*DW lies inside `src`, else `fill` (0 for the padding's real value 0 minus no
+    offset; the zero point itself where the bytes are kept as they are and the zero point removed later).
 
     `src` is NHWC and C-contiguous, `cols` (NB, OH, OW, KH, KW, C) C-contiguous in the accumulation
-    type, of which `offset` is a scalar.
+    type, of which `offset` and `fill` are scalars.
     """
     nb, oh, ow, kh, kw, c = cols.shape
     h, w = src.shape[1], src.shape[2]
@@ -349,7 +351,7 @@ def im2col(
                             ix, to = first + j * dw, at + np.uint64(j * c)
                             if iy < 0 or iy >= h or ix < 0 or ix >= w:
                                 for k in range(np.uint64(c)):
-                                    flat_cols[to + k] = 0
+                                    flat_cols[to + k] = fill
                             else:
                                 pixel = line + np.uint64(ix * c)
                                 for k in range(np.uint64(c)):

@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .kernels import nchw, nhwc, pool_output_size
+from .vnni import Packed
 
 _CHUNK_BYTES = 4 * 1024 * 1024
 """Working-set budget of one chunk (padded input + im2col columns + accumulator); see the module docstring."""
@@ -104,6 +105,7 @@ def conv2d(
     offset: np.ndarray | None = None,
     epilogue: Finish | None = None,
     out_dtype: np.dtype | type[np.generic] | None = None,
+    packed: Packed | None = None,
 ) -> np.ndarray:
     """2-D convolution of NCHW `x` with MCHW `w` (already in `dtype`, no bias), accumulated in `dtype`.
 
@@ -111,6 +113,10 @@ def conv2d(
     read, in `dtype`. Without `epilogue` the result is the accumulator (cast to
     `out_dtype` when given); with one, `epilogue(acc, out)` writes each chunk of
     the `out_dtype` result. Returns (N, M, OH, OW), channels-last in memory.
+
+    `packed`: `w` (group 1) packed for `vnni.matmul`, which then multiplies the 8-bit `x` as it is
+    (its padding holds `offset`) into an accumulator (`dtype`: `vnni.accumulator`) that still holds the
+    zero point: `vnni.correction` per output channel, which the epilogue's bias carries.
     """
     n, c, h, wd = x.shape
     m, cg, kh, kw = w.shape
@@ -134,8 +140,15 @@ def conv2d(
     # same chunks keep float results bit for bit what they were.
     padded = (h + pads[0] + pads[2]) * (wd + pads[1] + pads[3]) * c
     per_sample = (padded + pixels * cg * kh * kw * group + pixels * m) * item
+    if packed is not None:  # 8-bit columns
+        per_sample = pixels * (cg * kh * kw * x.itemsize + m * item)
     step = max(1, min(n, _CHUNK_BYTES // max(1, per_sample)))
-    run = _gemm_runner(source, zero, offset is None, w, geometry, (oh, ow), group, step)
+    if packed is None:
+        run = _gemm_runner(source, zero, offset is None, w, geometry, (oh, ow), group, step)
+    else:
+        run = _vnni_runner(
+            source, x.dtype.type(0 if offset is None else offset.item()), packed, w.shape, geometry, (oh, ow), step
+        )
     finish = epilogue if epilogue is not None or out.dtype == np.dtype(dtype) else _cast
     acc_buffer = None if finish is None else np.empty((step, oh, ow, m), dtype)
     for start in range(0, n, step):
@@ -189,7 +202,7 @@ def _gemm_runner(
         if cols is None or cols_bits is None:  # 1x1, stride 1: the input pixels are the columns
             np.matmul(source[start:stop].reshape(-1, source.shape[3]), wmat, out=acc.reshape(-1, m))
             return
-        im2col(src_bits, start, zero_bits, *geometry, cols_bits[:nb])
+        im2col(src_bits, start, zero_bits, cols_bits.dtype.type(0), *geometry, cols_bits[:nb])
         part = cols[:nb]
         if group == 1:
             np.matmul(part.reshape(-1, k), wmat, out=acc.reshape(-1, m))
@@ -197,6 +210,38 @@ def _gemm_runner(
         gcols = part.reshape(nb * oh * ow, kh, kw, group, cg).transpose(3, 0, 1, 2, 4).reshape(group, -1, k)
         grouped = np.matmul(gcols, wmat)  # (G, NB*OH*OW, MG)
         acc[...] = grouped.transpose(1, 0, 2).reshape(nb, oh, ow, m)
+
+    return run
+
+
+def _vnni_runner(
+    source: np.ndarray,
+    fill: np.generic,
+    packed: Packed,
+    shape: tuple[int, ...],
+    geometry: tuple[tuple[int, int], tuple[int, int], tuple[int, int]],
+    out_hw: tuple[int, int],
+    step: int,
+) -> Callable[[int, int, np.ndarray], None]:
+    """Chunk kernel of an 8-bit convolution on the CPU's VNNI unit: im2col of the bytes as they are (the
+    padding `fill`, the zero point), then `vnni.matmul`; a 1x1, stride-1, unpadded convolution multiplies
+    the input pixels themselves."""
+    from .compiled import im2col  # numba's import, on first use
+    from .vnni import matmul
+
+    m, c, kh, kw = shape
+    (sh, sw), pads, _ = geometry
+    direct = kh == kw == 1 and sh == sw == 1 and not any(pads)
+    cols = None if direct else np.empty((step, *out_hw, kh, kw, c), source.dtype)
+    zero = source.dtype.type(0)
+
+    def run(start: int, stop: int, acc: np.ndarray) -> None:
+        if cols is None:
+            matmul(source[start:stop].reshape(-1, c), packed, acc.reshape(-1, m))
+            return
+        part = cols[: stop - start]
+        im2col(source, start, zero, fill, *geometry, part)
+        matmul(part.reshape(-1, kh * kw * c), packed, acc.reshape(-1, m))
 
     return run
 

@@ -16,6 +16,7 @@ from . import (  # noqa: F401  (importing registers the ops)
     normalization,
     qonnx_ops,
     quant,
+    quant_tables,
     recurrent,
     reduce,
     resize,

@@ -7,8 +7,6 @@ tables), as an accelerator does when it is programmed.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,6 +14,7 @@ import numpy as np
 
 from .. import accumulation as A
 from .. import kernels as K
+from .. import vnni
 from ..conv import Finish, conv2d
 from .core import (
     _I8,
@@ -125,6 +124,14 @@ def _requantizer(
     return Finish(mode, np.ascontiguousarray(biases), scales, bounds)
 
 
+def _vnni_weights(xq: QParams, w_int: Value) -> vnni.Packed | None:
+    """Integer weights (M, C, KH, KW) packed for the CPU's VNNI product of an 8-bit input (`vnni.pack`, rows
+    in im2col order); None where the CPU has no VNNI form or the weights do not fit it."""
+    if xq.dtype.itemsize != 1:
+        return None
+    return vnni.pack(w_int.transpose(2, 3, 1, 0).reshape(-1, w_int.shape[0]))
+
+
 @register("QLinearConv", requantizes=True)
 def _qlinear_conv(ctx: BuildContext) -> Kernel:
     ctx.n_inputs(8, 9)
@@ -157,6 +164,10 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
         not depthwise and A.saturates(ctx.accumulation, xq.dtype, w.dtype) and A.conv_can_saturate(w_raw, group)
     )
     ctx.saturating = saturating
+    packed = None if saturating or group > 1 else _vnni_weights(xq, w_int)
+    if packed is not None:  # the VNNI product keeps the zero point: its correction goes into the bias
+        b_vnni = (0 if b is None else b.astype(np.int64)) + vnni.correction(packed, xq.zero_point, xq.dtype)
+        requantize = _requantizer(scale, yq, ctx.rounding, b_vnni, m, packed.bound)
 
     def run(v: list[Value | None]) -> list[Value]:
         x = v[0]
@@ -173,10 +184,11 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
                 pads,
                 win.dilations,
                 group,
-                acc_dtype,
+                acc_dtype if packed is None else vnni.accumulator(packed).type,
                 offset=offset,
                 epilogue=requantize,
                 out_dtype=yq.dtype,
+                packed=packed,
             )
             return [_from_2d(y, win.rank)]
         acc = conv2d(x2, w_int, win.strides, pads, win.dilations, group, acc_dtype, offset=offset)
@@ -228,11 +240,19 @@ def _qgemm(ctx: BuildContext) -> Kernel:
     b_raw = b.T if tb else b
     saturating = A.saturates(ctx.accumulation, aq.dtype, b.dtype) and A.gemm_can_saturate(b_raw)
     ctx.saturating = saturating
+    packed = None if saturating or ta or bias_rows or aq.dtype.itemsize != 1 else vnni.pack(b_int)
+    c_vnni = np.zeros(0, np.int64)
+    if packed is not None:  # the VNNI product keeps the zero point: its correction goes into the bias
+        c_vnni = (0 if c_int is None else c_int.astype(np.int64)) + vnni.correction(packed, aq.zero_point, aq.dtype)
+        if yq is not None:
+            requantize = _requantizer(scale, yq, ctx.rounding, c_vnni, n, packed.bound)
 
     def run(v: list[Value | None]) -> list[Value]:
         x = v[0]
         assert x is not None
         _check_input_dtype(ctx, x, aq, "A")
+        if packed is not None:
+            return [_qgemm_vnni(x, packed, requantize, c_vnni, scale, yq)]
         xa = _int_operand(x, aq.zero_point, acc_dtype)
         acc = np.matmul(xa.T if ta else xa, b_int)
         if saturating:
@@ -250,6 +270,21 @@ def _qgemm(ctx: BuildContext) -> Kernel:
         return [out]
 
     return run
+
+
+def _qgemm_vnni(
+    x: Value, packed: vnni.Packed, requantize: Finish | None, bias: Value, scale: Value, yq: QParams | None
+) -> Value:
+    """QGemm on the CPU's VNNI unit: the exact product of x's bytes, then `requantize` (with y) or, without,
+    + `bias` (which holds the zero point's correction) times `scale` in float32."""
+    acc = np.empty((x.shape[0], packed.m), vnni.accumulator(packed))
+    vnni.matmul(np.ascontiguousarray(x), packed, acc)
+    if requantize is None:
+        return (acc + bias).astype(np.float32) * scale
+    assert yq is not None
+    out = np.empty(acc.shape, yq.dtype)
+    requantize(acc, out)
+    return out
 
 
 @register("QLinearAdd", "QLinearMul", domain=_MS, requantizes=True)
@@ -380,111 +415,5 @@ def _qlinear_avgpool(ctx: BuildContext) -> Kernel:
             y = K.saturate(K.round_to_int(total / n / yq.scale + np.float32(int(yq.zero_point)), rounding), yq.dtype)
         y = _from_2d(y, win.rank)
         return [np.ascontiguousarray(np.moveaxis(y, 1, -1)) if channels_last else y]
-
-    return run
-
-
-@register("QLinearSoftmax", domain=_MS, requantizes=True)
-def _qlinear_softmax(ctx: BuildContext) -> Kernel:
-    a = ctx.attrs(axis=None, opset=None)
-    if a["opset"] is None:
-        ctx.fail("attribute opset is required")
-    legacy = int(a["opset"]) < 13
-    axis = a["axis"] if a["axis"] is not None else (1 if legacy else -1)
-    xq, yq = _qparams(ctx, 1, 2, "x"), _qparams(ctx, 3, 4, "y")
-    if xq.dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
-        ctx.fail(f"input type {xq.dtype} is not supported (uint8, int8)")
-    x_scale = float(xq.scale)
-    # ONNX Runtime multiplies by floor(1 / y_scale), not by 1 / y_scale.
-    y_mult = np.float32(math.floor(np.float32(1.0) / yq.scale))
-    zp, rounding = int(yq.zero_point), ctx.rounding
-
-    def run(v: list[Value | None]) -> list[Value]:
-        x = v[0]
-        assert x is not None
-        ax = axis % x.ndim
-        if legacy:
-            rows = x.reshape(int(np.prod(x.shape[:ax])), -1)
-        else:
-            rows = np.moveaxis(x, ax, -1)
-        flat = rows.reshape(-1, rows.shape[-1]).astype(np.int32)
-        table = _softmax_table(x_scale, flat.shape[1])
-        # Index 255 + x - max(x): the table holds exp((i - 255 + shift) * x_scale).
-        vals = table[255 + flat - flat.max(axis=1, keepdims=True)]
-        vsum = np.zeros(flat.shape[0], np.float32)
-        for j in range(flat.shape[1]):  # sequential float32 sum, as ORT does (loop over classes)
-            vsum += vals[:, j]
-        q = K.round_to_int((vals * y_mult) / vsum[:, None], rounding) + np.float32(zp)
-        out = K.saturate(q, yq.dtype).reshape(rows.shape)
-        return [out.reshape(x.shape) if legacy else np.ascontiguousarray(np.moveaxis(out, -1, ax))]
-
-    return run
-
-
-def _softmax_table(x_scale: float, reduce_len: int) -> Value:
-    """ORT's QLinearSoftmax table: float32(exp((i - 255 + shift) * x_scale)), shift keeping sums finite."""
-    bit_shift = math.log(float(np.float32(np.finfo(np.float32).max) / np.float32(reduce_len)))
-    bit_shift = max(0.0, bit_shift - 5) / x_scale
-    i = np.arange(256, dtype=np.float64)
-    return np.exp((i - 255 + bit_shift) * x_scale).astype(np.float32)
-
-
-def _byte_table(ctx: BuildContext, xq: QParams, yq: QParams, fn: Callable[[Value], Value]) -> Value:
-    """256-entry table over the raw input bytes: quantize(fn(dequantize(x))), as ORT builds it."""
-    raw = np.arange(256, dtype=np.uint8).view(xq.dtype) if xq.dtype.itemsize == 1 else None
-    if raw is None:
-        ctx.fail(f"lookup-table ops need 8-bit inputs, got {xq.dtype}")
-    deq = xq.scale * (raw.astype(np.int32) - np.int32(xq.zero_point)).astype(np.float32)
-    q = K.quantize_linear(fn(deq.astype(np.float32)), yq.scale, yq.zero_point, yq.dtype, ctx.rounding)
-    return q
-
-
-@register("QLinearSigmoid", "QLinearLeakyRelu", domain=_MS, requantizes=True)
-def _qlinear_table_op(ctx: BuildContext) -> Kernel:
-    if ctx.op == "QLinearLeakyRelu":
-        alpha = np.float32(ctx.attrs(alpha=0.01)["alpha"])
-
-        def fn(x: Value) -> Value:
-            return np.where(x >= 0, x, x * alpha).astype(np.float32)
-
-    else:
-        ctx.attrs()
-        fn = K.logistic_mlas
-    xq, yq = _qparams(ctx, 1, 2, "X"), _qparams(ctx, 3, 4, "Y")
-    table = _byte_table(ctx, xq, yq, fn)
-
-    def run(v: list[Value | None]) -> list[Value]:
-        x = v[0]
-        assert x is not None
-        _check_input_dtype(ctx, x, xq, "X")
-        return [K.lookup(table, x)]
-
-    return run
-
-
-@register("QLinearConcat", domain=_MS, requantizes=True)
-def _qlinear_concat(ctx: BuildContext) -> Kernel:
-    axis = ctx.attrs(axis=None)["axis"]
-    if axis is None:
-        ctx.fail("attribute axis is required")
-    n = len(ctx.node.input)
-    if n < 5 or (n - 2) % 3:
-        ctx.fail("inputs must be Y_scale, Y_zero_point, then (X, X_scale, X_zero_point) tuples")
-    yq = _qparams(ctx, 0, 1, "Y")
-    tables: list[Value | None] = []
-    for i in range(2, n, 3):
-        xq = _qparams(ctx, i + 1, i + 2, f"X{(i - 2) // 3}")
-        if xq.dtype != yq.dtype:
-            ctx.fail("inputs and output must have the same quantized type")
-        same = float(xq.scale) == float(yq.scale) and int(xq.zero_point) == int(yq.zero_point)
-        tables.append(None if same else _byte_table(ctx, xq, yq, lambda x: x))
-
-    def run(v: list[Value | None]) -> list[Value]:
-        parts = []
-        for k, table in enumerate(tables):
-            x = v[2 + 3 * k]
-            assert x is not None
-            parts.append(x if table is None else K.lookup(table, x))
-        return [np.concatenate(parts, axis=axis)]
 
     return run
