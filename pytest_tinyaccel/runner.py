@@ -108,7 +108,6 @@ class Runner:
                     "onnxruntime": onnxruntime.__version__,
                 }
                 source = self._runnable(model, model.onnx_path)
-                create_session(source)  # the float model must load in ONNX Runtime before it is quantized
                 folder = self.cache.get(
                     "quantized", model.name, parts, lambda d: _quantize(model, source, d / "model.onnx")
                 )
@@ -294,6 +293,7 @@ def _quantize(model: Model, source: Path, dst: Path) -> None:
     """ONNX Runtime's static quantization of the model's runnable form, its failures said in one sentence."""
     from .quantize import quantize_model
 
+    create_session(source)  # the float model must load in ONNX Runtime before it is quantized
     calibration = model.load_calibration()
     try:
         note = quantize_model(source, dst, calibration, model.quantization)
