@@ -53,8 +53,8 @@ def check_labels(metric: str, labels: np.ndarray, n_classes: int) -> str | None:
     if labels.dtype.kind not in "biuf":
         return f"labels must be integers, got dtype {labels.dtype}"
     values = labels.astype(np.int64)
-    if metric == "auc":
-        odd = sorted(set(np.unique(values).tolist()) - {0, 1})
+    if metric == "auc":  # not np.unique: its first call imports numpy.ma
+        odd = sorted(set(values[(values != 0) & (values != 1)].tolist()))
         return f"anomaly labels must be 0 (normal) or 1 (anomaly); found {odd[:5]}" if odd else None
     outside = values[(values < 0) | (values >= n_classes)]
     if outside.size:
