@@ -7,13 +7,13 @@ decides which test they fail.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from ..cache import file_lock
 from ..errors import DataError
@@ -77,6 +77,8 @@ def _reference_outputs(
         else:
             variants[dtype] = {OTHER_ARITHMETIC: other.outputs}
             entry["variants"] = {OTHER_ARITHMETIC: {"made_by": other.made_by}}
+    import onnx
+
     model = onnx.load(str(path))
     integer_nodes = ort_optimized(model).integer_nodes if has_qdq(model) else ()
     if integer_nodes:  # QDQ groups ONNX Runtime runs as integer kernels: what an emulator must follow
@@ -89,6 +91,8 @@ QONNX_EXECUTOR = "qonnx's executor (QONNX ops in NumPy float arithmetic; ONNX Ru
 
 def _qonnx_golden(path: Path) -> bool:
     """The model keeps QONNX nodes (qonnx could not express them for ONNX Runtime): qonnx's executor runs it."""
+    import onnx
+
     return is_qonnx(onnx.load(str(path), load_external_data=False))
 
 
@@ -110,6 +114,17 @@ def ort_version() -> str:
     import onnxruntime
 
     return onnxruntime.__version__
+
+
+def onnx_version() -> str:
+    """The installed onnx's version; read from its package metadata while onnx is not loaded (a warm run
+    reads no graph, and importing onnx only for its version would cost more than the run's checks)."""
+    loaded = sys.modules.get("onnx")
+    if loaded is not None:
+        return str(loaded.__version__)
+    from importlib.metadata import version
+
+    return version("onnx")
 
 
 def label_for(model: Model, index: int) -> str:
@@ -265,10 +280,8 @@ class GoldenKeeper:
     @staticmethod
     def drift(meta: dict[str, Any], dtype: str) -> list[str]:
         """How the ONNX Runtime that made a golden differs from the installed one, for `dtype`."""
-        import onnx
-
         found = []
-        made, now = (meta.get("onnxruntime"), meta.get("onnx")), (ort_version(), onnx.__version__)
+        made, now = (meta.get("onnxruntime"), meta.get("onnx")), (ort_version(), onnx_version())
         if made != now:
             found.append(f"golden made by ONNX Runtime {made[0]} (onnx {made[1]}), installed {now[0]} (onnx {now[1]})")
         held, here = golden_store.arithmetics_of(meta, dtype), int8_accumulation()
