@@ -19,8 +19,6 @@ worker and the LoadGen worker all start their processes here.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import functools
 import os
 import shlex
@@ -171,26 +169,29 @@ def _stop(proc: subprocess.Popen, grace: float) -> None:
 # ----- the child dies with its parent --------------------------------------------------------
 
 
-def _load_prctl() -> Callable[..., int] | None:
+@functools.lru_cache(maxsize=1)
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up once in the parent: the child only calls it (no imports, no lookups after
+    fork). Found among the symbols the process has loaded (dlopen(NULL)), not by ctypes.util.find_library,
+    which runs ldconfig in a subprocess on every pytest start."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes
+
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
-
-
-_PRCTL = _load_prctl()
-"""libc's prctl, looked up once here: the child only calls it (no imports, no lookups after fork)."""
 
 
 def _death_signal_request() -> Callable[[], None] | None:
     """The `preexec_fn` that makes the child receive SIGKILL when this process dies; None
     where prctl is unavailable. The kernel sends it when the *thread* that started the
     child ends: the plugin starts its processes from the thread that runs the tests."""
-    if _PRCTL is None:
+    prctl = _prctl()
+    if prctl is None:
         return None
-    return functools.partial(_die_with_parent, _PRCTL, os.getpid())
+    return functools.partial(_die_with_parent, prctl, os.getpid())
 
 
 def _die_with_parent(prctl: Callable[..., int], parent: int) -> None:
