@@ -296,6 +296,8 @@ def int8_accumulation() -> str:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # one thread: a default session starts a pool of a thread per core, which spins after the run
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
     session = ort.InferenceSession(PROBE_MODEL, options, providers=["CPUExecutionProvider"])
     (y,) = session.run(None, {"a": np.tile(np.array([255, 255, 0, 0], np.uint8), (16, 1))})
     value = int(y[0, 0])
