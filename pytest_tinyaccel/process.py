@@ -13,13 +13,16 @@ failure message quotes the tail of the logs, because the person reading it
 needs the tool's own last words.
 
 One runner for the whole plugin: the command target, the hls4ml target's
-worker and the LoadGen worker all start their processes here.
+worker and the LoadGen worker all start their processes here. And the pytest
+process itself: its BLAS threads under pytest-xdist (`share_cores`), and the
+garbage collector's view of what was loaded at start-up (`hold_startup_objects`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import shlex
 import signal
@@ -199,6 +202,25 @@ def _die_with_parent(prctl: Callable[..., int], parent: int) -> None:
     prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != parent:  # the parent died before the request took effect
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def hold_startup_objects() -> bool:
+    """Put every object alive now (the modules, classes and functions of pytest, NumPy, the plugin ...) in the
+    garbage collector's permanent generation (gc.freeze) until `release_startup_objects`. Collection and the
+    cases allocate enough to make the collector traverse them all again mid-run (tens of ms on every run);
+    objects made after this are collected as ever. Not when the collector is off or someone else froze objects
+    (releasing would undo theirs). Returns whether it held them."""
+    if not gc.isenabled() or gc.get_freeze_count():
+        return False
+    gc.freeze()
+    return True
+
+
+def release_startup_objects(held: bool) -> None:
+    """Give the objects `hold_startup_objects` held back to the collector (before pytest's last collection,
+    which then sees the process as it would without the plugin)."""
+    if held:
+        gc.unfreeze()
 
 
 def share_cores(workers: int | None) -> None:

@@ -165,3 +165,33 @@ def test_a_warm_run_imports_no_onnx(project: Project) -> None:
     assert project.pytester.runpytest_subprocess(*args).ret == 0  # keeps their facts
     assert project.pytester.runpytest_subprocess(*args).ret == 0
     assert (project.path / "onnx-loaded.txt").read_text() == "False"
+
+
+GC_CONFTEST = """
+import gc
+{at_import}
+
+def pytest_unconfigure(config):
+    (config.rootpath / "freeze-count-at-end.txt").write_text(str(gc.get_freeze_count()))
+"""
+GC_TEST = """
+import gc
+
+def test_during_the_session():
+    (__import__("pathlib").Path("freeze-count-in-test.txt")).write_text(str(gc.get_freeze_count()))
+"""
+
+
+@pytest.mark.parametrize("frozen_before", [False, True])
+def test_start_up_objects_held_during_the_session_and_released_at_the_end(
+    pytester: pytest.Pytester, frozen_before: bool
+) -> None:
+    """The objects loaded at start-up are out of the collector's way while tests run and back before pytest's
+    last collection; a freeze someone made before the plugin is left as it is."""
+    pytester.makeconftest(GC_CONFTEST.format(at_import="gc.freeze()" if frozen_before else ""))
+    pytester.makepyfile(test_gc=GC_TEST)
+    assert pytester.runpytest_subprocess("-p", "tinyaccel").ret == 0
+    during = int((pytester.path / "freeze-count-in-test.txt").read_text())
+    at_end = int((pytester.path / "freeze-count-at-end.txt").read_text())
+    assert during > 1000
+    assert (at_end > 0) if frozen_before else (at_end == 0)
