@@ -203,7 +203,8 @@ class Runner:
             if problem:
                 raise DataError(f"{model.y_test_path}: {problem}")
             try:
-                value = quality(model.metric, prediction[:n], y[:n], x[:n].astype(np.float32), model.scored_role)
+                inputs = x[:n].astype(np.float32, copy=False)  # read only: no copy of float32 data
+                value = quality(model.metric, prediction[:n], y[:n], inputs, model.scored_role)
             except ValueError as exc:
                 error = f"{model.metric} cannot be computed: {exc}"
         perf = result.perf or Perf(simulator=target.simulator(case.mode))
