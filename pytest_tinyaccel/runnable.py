@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 from .cache import remembered
 from .errors import DataError
 from .modelfiles import load_inline
-from .qonnx_route import is_qonnx, qonnx_route
 from .runtime import load_onnx
 
 if TYPE_CHECKING:  # onnx loads when a model is changed, not with the plugin
@@ -42,6 +41,8 @@ def needs_changes(path: Path) -> bool:
     remembered while the file is unchanged."""
 
     def read() -> bool:
+        from .qonnx_route import is_qonnx  # with onnx, when a graph is read
+
         model = load_onnx(path)
         return bool(zipmap_outputs(model)) or is_qonnx(model)
 
@@ -51,6 +52,8 @@ def needs_changes(path: Path) -> bool:
 def make_runnable(src: Path, dst: Path) -> str | None:
     """Write the runnable form of `src` to `dst`; returns what the report should say of it (None: nothing)."""
     import onnx
+
+    from .qonnx_route import is_qonnx, qonnx_route
 
     model = load_inline(src)
     note = None

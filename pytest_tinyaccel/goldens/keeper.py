@@ -20,12 +20,8 @@ from ..errors import DataError
 from ..metrics import format_quality, quality, topk
 from ..modelfiles import load_inline, model_sha256
 from ..models import Model
-from ..ortgraph import LEVEL as ORT_GRAPH_LEVEL
-from ..ortgraph import has_qdq, ort_optimized
-from ..qonnx_route import is_qonnx, run_qonnx
 from ..runtime import create_session, dequantized, int8_accumulation, run_session, to_model_inputs
 from . import store as golden_store
-from .arithmetic import arithmetics_differ, outputs_in
 from .compare import compare_top5, describe_mismatch
 
 MAIN_ARITHMETIC = "exact"
@@ -61,6 +57,12 @@ def _reference_outputs(
 ) -> dict[str, np.ndarray]:
     """ONNX Runtime's outputs for a dtype's model; for int8, recorded in `entry` per arithmetic (with what
     made them), and the other arithmetic's outputs put in `variants` where they differ."""
+    # what makes goldens loads when one is made, not on every run
+    from ..ortgraph import LEVEL as ORT_GRAPH_LEVEL
+    from ..ortgraph import has_qdq, ort_optimized
+    from ..qonnx_route import run_qonnx
+    from .arithmetic import arithmetics_differ, outputs_in
+
     if dtype == "fp32":
         return run_session(create_session(path), feed)
     if _qonnx_golden(path):  # QONNX that ONNX Runtime cannot run: qonnx's float executor, the same on every CPU
@@ -93,12 +95,16 @@ def _qonnx_golden(path: Path) -> bool:
     """The model keeps QONNX nodes (qonnx could not express them for ONNX Runtime): qonnx's executor runs it."""
     import onnx
 
+    from ..qonnx_route import is_qonnx
+
     return is_qonnx(onnx.load(str(path), load_external_data=False))
 
 
 def _run(path: Path, x: np.ndarray, dtype: str) -> dict[str, np.ndarray]:
     """The reference outputs of a dtype's model for inputs `x`: ONNX Runtime (int8: in the main arithmetic),
     or qonnx's executor for a model that keeps QONNX nodes."""
+    from ..qonnx_route import run_qonnx
+
     feed = to_model_inputs(path, x)
     if _qonnx_golden(path):
         return run_qonnx(load_inline(path), feed)
@@ -314,6 +320,8 @@ class GoldenKeeper:
         """The stored golden against the installed ONNX Runtime's outputs on the same inputs:
         (problems that fail the review, notes for the summary). Quality is compared on
         every review: the runtime's kernels can change while the model bytes do not."""
+        from ..qonnx_route import run_qonnx
+
         golden = self.get(model)
         meta, entry = golden.meta, golden.meta["dtypes"].get(dtype)
         if entry is None:
