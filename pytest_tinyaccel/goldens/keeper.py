@@ -56,8 +56,8 @@ def _reference_outputs(
     variants: dict[str, dict[str, dict[str, np.ndarray]]],
 ) -> dict[str, np.ndarray]:
     """ONNX Runtime's outputs for a dtype's model; for int8, recorded in `entry` per arithmetic (with what
-    made them), and the other arithmetic's outputs put in `variants` where they differ."""
-    # what makes goldens loads when one is made, not on every run
+    made them), and the other arithmetic's outputs put in `variants` where they differ (what makes goldens
+    loads here, when one is made)."""
     from ..ortgraph import LEVEL as ORT_GRAPH_LEVEL
     from ..ortgraph import has_qdq, ort_optimized
     from ..qonnx_route import run_qonnx
@@ -123,8 +123,7 @@ def ort_version() -> str:
 
 
 def onnx_version() -> str:
-    """The installed onnx's version; read from its package metadata while onnx is not loaded (a warm run
-    reads no graph, and importing onnx only for its version would cost more than the run's checks)."""
+    """The installed onnx's version, from its package metadata while onnx is not loaded (a warm run reads no graph)."""
     loaded = sys.modules.get("onnx")
     if loaded is not None:
         return str(loaded.__version__)
