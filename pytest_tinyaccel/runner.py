@@ -203,7 +203,8 @@ class Runner:
             if problem:
                 raise DataError(f"{model.y_test_path}: {problem}")
             try:
-                inputs = x[:n].astype(np.float32, copy=False)  # read only: no copy of float32 data
+                # float16/float32 data as it is (its float32 values are exact; AUC reads it in float64)
+                inputs = x[:n] if x.dtype in (np.float16, np.float32) else x[:n].astype(np.float32)
                 value = quality(model.metric, prediction[:n], y[:n], inputs, model.scored_role)
             except ValueError as exc:
                 error = f"{model.metric} cannot be computed: {exc}"
