@@ -8,6 +8,13 @@ sha256 of every file the build wrote, and a reuse checks them: a cached file
 that was deleted or changed since (disk trouble, a stray edit) makes the build
 run again instead of being blamed on the target. Builds happen in their final
 folder because some toolchains bake absolute paths into their output.
+
+Facts read from a file (its sha256, what a model's graph says) are remembered by the
+file's identity (`remembered`): path, size, inode, and modification and change times
+to the nanosecond. A session keeps them in its cache folder between runs (`keep_facts`),
+so an unchanged model is neither hashed nor parsed again; any write to the file changes
+its change time, and a file changed in the last seconds is never remembered (a second
+write could keep its times), so a fact is never served for other bytes.
 """
 
 from __future__ import annotations
@@ -19,11 +26,15 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 COMPLETE = ".complete"
+FACTS = "facts.json"
+SETTLED_NS = 2_000_000_000
+"""A file is remembered only when its last write is older than this (coarse file-system clocks)."""
 
 
 def content_key(parts: dict[str, Any]) -> str:
@@ -106,12 +117,77 @@ class BuildCache:
 
 
 def file_sha256(path: Path) -> str:
-    """The content hash of a file, read in 1 MiB chunks (models, data, golden and cached files)."""
+    """The content hash of a file, read in 1 MiB chunks (models, data, golden and cached files);
+    remembered while the file is unchanged."""
+    return remembered("sha256", path, lambda: _sha256(path))
+
+
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class _Facts:
+    """Facts by (kind, file), each with the identity of the file it was read from; optionally kept in a file."""
+
+    def __init__(self) -> None:
+        self.store: Path | None = None
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.changed = False
+
+
+_facts = _Facts()
+
+
+def _identity(path: Path) -> list[int]:
+    st = os.stat(path)
+    return [st.st_size, st.st_ino, st.st_dev, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def remembered(kind: str, path: Path, read: Callable[[], Any]) -> Any:
+    """`read()` (a JSON value derived from the file's bytes alone), or what it returned for the same file
+    unchanged. A file written in the last seconds is read every time."""
+    key = f"{kind}\0{os.path.realpath(path)}"
+    identity = _identity(path)
+    entry = _facts.entries.get(key)
+    if entry is not None and entry["id"] == identity:
+        return entry["value"]
+    value = read()
+    settled = time.time_ns() - max(identity[3], identity[4]) > SETTLED_NS
+    if settled and _identity(path) == identity:  # not written while it was read
+        _facts.entries[key] = {"id": identity, "value": value}
+        _facts.changed = True
+    return value
+
+
+def keep_facts(folder: Path) -> None:
+    """Remember facts between runs in `folder` (a session's cache folder): load what earlier runs kept."""
+    _facts.store, _facts.entries, _facts.changed = folder / FACTS, {}, False
+    try:
+        kept = json.loads(_facts.store.read_text())
+    except (OSError, ValueError):  # none yet, or damaged: read the files again
+        return
+    if isinstance(kept, dict):
+        _facts.entries = {k: e for k, e in kept.items() if isinstance(e, dict) and e.keys() == {"id", "value"}}
+
+
+def save_facts() -> None:
+    """Write the remembered facts of files that still exist unchanged (atomically; a failure only costs speed)."""
+    if _facts.store is None or not _facts.changed:
+        return
+    current = {}
+    for key, entry in _facts.entries.items():
+        try:
+            if _identity(Path(key.split("\0", 1)[1])) == entry["id"]:
+                current[key] = entry
+        except OSError:
+            continue
+    with contextlib.suppress(OSError):
+        atomic_write_text(_facts.store, json.dumps(current))
+    _facts.changed = False
 
 
 def _digests(folder: Path) -> dict[str, str]:

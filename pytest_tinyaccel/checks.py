@@ -18,7 +18,6 @@ from .errors import DataError
 from .errorstats import error_stats
 from .goldens import store as golden_store
 from .goldens.compare import compare_top5, describe_mismatch
-from .goldens.diagnosis import diagnose
 from .goldens.keeper import ACCUMULATION_ADVICE, GoldenKeeper, label_for
 from .margins import parse_margins
 from .metrics import format_quality, topk
@@ -130,6 +129,8 @@ def golden(
         message += "\n" + where
     obtained = {k: v[:ndata] for k, v in outcome.outputs.items()}
     tols = {name: ctx.tolerance(case, name) for name in expected_outputs}
+    from .goldens.diagnosis import diagnose  # on a mismatch only: it runs ONNX Runtime again
+
     message += "\n" + diagnose(reference, case.dtype, outcome.build.onnx_path, obtained, arithmetic, tols)
     drift = ctx.goldens.drift(reference.meta, case.dtype)
     if drift:

@@ -11,12 +11,18 @@ import numpy as np
 from .errors import DataError
 
 
-def load_array(path: Path) -> np.ndarray:
+def load_array(path: Path, rows: int | None = None) -> np.ndarray:
     """np.load without pickles, with errors that name the file; a header that promises more
-    data than the file holds is refused before any memory is allocated."""
-    _check_npy_header(path)
+    data than the file holds is refused before any memory is allocated. With `rows`, only the
+    first rows are read (a copy of them, as a view of a memory map: not the whole file for ten samples)."""
+    pickled = _check_npy_header(path)
     try:
-        array = np.load(path, allow_pickle=False)
+        if rows is None or pickled:  # np.load refuses pickles with its own message, which is said below
+            array = np.load(path, allow_pickle=False)
+        else:
+            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+            array = np.array(mapped[:rows]) if isinstance(mapped, np.ndarray) else mapped
+            del mapped
     except ValueError as exc:
         if "allow_pickle" in str(exc):
             raise DataError(
@@ -33,7 +39,8 @@ def load_array(path: Path) -> np.ndarray:
     return array
 
 
-def _check_npy_header(path: Path) -> None:
+def _check_npy_header(path: Path) -> bool:
+    """Refuse a header that promises more data than the file holds; True when it declares Python objects."""
     try:
         with open(path, "rb") as handle:
             version = np.lib.format.read_magic(handle)
@@ -47,7 +54,7 @@ def _check_npy_header(path: Path) -> None:
     except ValueError as exc:
         raise DataError(f"{path}: not a readable .npy file ({exc})") from exc
     if dtype.hasobject:
-        return  # np.load refuses it below with the pickle message
+        return True  # np.load refuses it below with the pickle message
     need = int(np.prod(shape, dtype=object)) * dtype.itemsize
     have = path.stat().st_size - offset
     if need > have:
@@ -55,3 +62,4 @@ def _check_npy_header(path: Path) -> None:
             f"{path}: the header declares shape {list(shape)} ({need} bytes) but the file holds {have} "
             "bytes of data; the file is truncated or damaged: save it again"
         )
+    return False

@@ -13,8 +13,6 @@ that checks and reports.
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -47,6 +45,9 @@ class ProcessExecutor(Executor):
     """A pool of local processes (fork), for cases that are slow single-threaded processes."""
 
     def __init__(self, workers: int) -> None:
+        import concurrent.futures  # only with a pool: not a cost of every run
+        import multiprocessing
+
         self.workers = workers
         context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         self._pool = concurrent.futures.ProcessPoolExecutor(

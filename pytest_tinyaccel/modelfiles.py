@@ -12,22 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import onnx
-
-from .cache import file_sha256
+from .cache import file_sha256, remembered
 from .errors import DataError
+
+if TYPE_CHECKING:  # onnx loads when a graph is read, not with the plugin
+    import onnx
 
 
 def external_files(path: Path) -> list[Path]:
     """The external data files `path` names, in first-use order (checked: inside its folder, present)."""
     resolved = Path(path).resolve()
-    stat = resolved.stat()
     folder = resolved.parent
     found: dict[Path, None] = {}
-    for tensor, location in _locations(str(resolved), stat.st_mtime_ns, stat.st_size):
+    for tensor, location in remembered("external_data", resolved, lambda: _locations(resolved)):
         target = (folder / location).resolve()
         if not location or not target.is_relative_to(folder):
             raise DataError(
@@ -44,18 +44,19 @@ def external_files(path: Path) -> list[Path]:
     return list(found)
 
 
-@lru_cache(maxsize=256)
-def _locations(path: str, mtime: int, size: int) -> tuple[tuple[str, str], ...]:
-    """(tensor, external location) of every externally stored tensor; the graph is parsed once per file version."""
+def _locations(path: Path) -> list[tuple[str, str]]:
+    """(tensor, external location) of every externally stored tensor."""
+    import onnx
+
     try:
-        model = onnx.load(path, load_external_data=False)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError, OSError ...
         raise DataError(f"{Path(path).name} is not a readable ONNX model ({exc}); re-export or restore it") from exc
-    return tuple(
+    return [
         (tensor.name, next((e.value for e in tensor.external_data if e.key == "location"), ""))
         for tensor in _tensors(model.graph)
         if tensor.data_location == onnx.TensorProto.EXTERNAL
-    )
+    ]
 
 
 def _tensors(graph: onnx.GraphProto):
@@ -96,6 +97,8 @@ def copy_model(path: Path, dst: Path) -> None:
 
 def load_inline(path: Path) -> onnx.ModelProto:
     """The model with its external data read in, as one self-contained ModelProto."""
+    import onnx
+
     external_files(path)  # checked first: a clear message instead of onnx's
     model = onnx.load(str(path))
     for tensor in _tensors(model.graph):

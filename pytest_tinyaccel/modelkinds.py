@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .cache import remembered
 from .config import ConfigError, ManifestWarning
 from .errors import DataError
 from .modelfiles import load_inline
@@ -39,18 +40,14 @@ def warn_unscored_logits(
     if not classification or outputs.get(scored, {}).get("role"):
         return
     try:
-        graph = load_onnx(onnx_path).graph
+        source = remembered(f"scored_by:{scored}", onnx_path, lambda: _scored_by(onnx_path, scored))
     except DataError:
         return
-    producer = {o: n for n in graph.node for o in n.output}
-    node = producer.get(scored)
-    while node is not None and node.op_type in _PASS_THROUGH and node.input:
-        node = producer.get(node.input[0])
-    if node is None or node.op_type in _NORMALIZERS:
+    if source is None or source in _NORMALIZERS:
         return
     warnings.warn(
         ManifestWarning(
-            f"{manifest}: output '{scored}' comes from a {node.op_type}, not a softmax, "
+            f"{manifest}: output '{scored}' comes from a {source}, not a softmax, "
             f"and declares no role, so it is scored as probabilities; if it holds logits, declare "
             f'[outputs."{scored}"] role = "logits" (accuracy is the same, Top-5 probabilities are not)'
         ),
@@ -58,11 +55,28 @@ def warn_unscored_logits(
     )
 
 
+def _scored_by(onnx_path: Path, scored: str) -> str | None:
+    """The op that computes output `scored`, looking through ops that only move or (de)quantize values."""
+    graph = load_onnx(onnx_path).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    node = producer.get(scored)
+    while node is not None and node.op_type in _PASS_THROUGH and node.input:
+        node = producer.get(node.input[0])
+    return None if node is None else str(node.op_type)
+
+
 def _quantization(path: Path) -> Quantization | None:
+    """The model's quantization (remembered while the file is unchanged); None when it cannot be read."""
+
+    def read() -> dict[str, Any]:
+        found = quantization(load_inline(path))
+        return {"ops": found.ops, "weight_bits": found.weight_bits, "activation_bits": found.activation_bits}
+
     try:
-        return quantization(load_inline(path))
+        kept = remembered("quantization", path, read)
     except (DataError, ValueError):  # an unreadable model fails its cases, with its own message
         return None
+    return Quantization(dict(kept["ops"]), tuple(kept["weight_bits"]), tuple(kept["activation_bits"]))
 
 
 def prequantized(manifest: Path, raw: dict[str, Any], v: dict[str, Any]) -> str:

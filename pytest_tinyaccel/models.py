@@ -263,14 +263,12 @@ class Model:
         return self.labels_path.read_text(encoding="utf-8").splitlines()
 
     def load_x(self, count: int | None = None) -> np.ndarray:
-        x = load_array(self.x_test_path)
-        return x if count is None else x[:count]
+        return load_array(self.x_test_path, count)
 
     def load_y(self, count: int | None = None) -> np.ndarray | None:
         if self.y_test_path is None:
             return None
-        y = load_array(self.y_test_path)
-        return y if count is None else y[:count]
+        return load_array(self.y_test_path, count)
 
     def load_calibration(self) -> np.ndarray:
         if self.calibration_path is None:

@@ -28,10 +28,12 @@ import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-
-import onnx
+from typing import TYPE_CHECKING
 
 from .errors import DataError
+
+if TYPE_CHECKING:  # onnx loads when a graph is optimized, not with the plugin
+    import onnx
 
 LEVEL = "extended"
 """ONNX Runtime's graph optimization level whose result the emulator follows."""
@@ -79,6 +81,8 @@ def has_qdq(model: onnx.ModelProto) -> bool:
 def ort_optimized(model: onnx.ModelProto) -> OrtGraph:
     """ONNX Runtime's optimized graph of `model` (see the module docstring); cached by content, each caller
     gets its own copy of the graph (callers add outputs to it, for intermediates)."""
+    import onnx
+
     data = model.SerializeToString()
     cached = _optimized(hashlib.sha256(data).hexdigest(), data)
     copy = onnx.ModelProto()
@@ -88,6 +92,7 @@ def ort_optimized(model: onnx.ModelProto) -> OrtGraph:
 
 @lru_cache(maxsize=16)
 def _optimized(digest: str, data: bytes) -> OrtGraph:
+    import onnx
     import onnxruntime as ort
 
     options = ort.SessionOptions()

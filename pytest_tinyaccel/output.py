@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import report, report_html
+from . import report
 from .baseline import Change
 from .baseline import compare as compare_rows
 from .cases import Case
@@ -98,6 +98,8 @@ def summary_lines(session: TinyaccelSession, record: RunRecord, report_paths: li
 def write_report(session: TinyaccelSession, record: RunRecord, path: Path, environment: dict[str, Any]) -> None:
     """One --tinyaccel-report file: a table by suffix, or the HTML page, which also shows the
     failed checks, the changes against the baseline and this run's traces."""
+    from . import report_html  # the page's code loads only when a page is written
+
     if path.suffix != report_html.SUFFIX:
         report.write_report(path, record, environment)
         return
@@ -130,6 +132,8 @@ def baseline_changes(session: TinyaccelSession, record: RunRecord) -> dict[str, 
 
 def html_summary(session: TinyaccelSession) -> str:
     """For pytest-html's summary: the profiling tables, with the changes against the baseline."""
+    from . import report_html
+
     return report_html.tables_fragment(session.record, baseline_changes(session, session.record))
 
 
@@ -140,4 +144,6 @@ def html_extra(session: TinyaccelSession, case: Case, shown: set[str]) -> str | 
         return None
     shown.add(case.id)
     baseline = session.context.baseline
+    from . import report_html
+
     return report_html.case_fragment(row, baseline.get(case.id) if baseline else None)

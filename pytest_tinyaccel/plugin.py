@@ -17,8 +17,7 @@ from .cases import BrokenCase, Case
 from .config import ConfigError
 from .margins import DEFAULT_MARGINS
 from .options import OptionError, Options, check_options, check_output_path, check_space_form
-from .process import share_cores
-from .provenance import environment
+from .process import hold_startup_objects, release_startup_objects, share_cores
 from .record import RunRecord
 from .session import TinyaccelSession
 from .targets.base import TargetError
@@ -26,6 +25,7 @@ from .targets.registry import build_registry, configured_targets, entry_point_ta
 from .views import CaseView, UpgradeReviewView
 
 SESSION = pytest.StashKey[TinyaccelSession]()
+HELD = pytest.StashKey[bool]()
 HTML_SHOWN = pytest.StashKey[set[str]]()
 WORKER_KEY = "tinyaccel"
 T = TypeVar("T")
@@ -211,6 +211,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from exc
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(RecordReports(config, config.stash[SESSION]), "tinyaccel-record")
+    config.stash[HELD] = hold_startup_objects()
 
 
 def _options(config: pytest.Config) -> Options:
@@ -382,8 +383,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         views.collected(state, session.items)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """At the end, and after Ctrl-C: cancel what was submitted to a pool or cluster and not started."""
+    """At the end, and after Ctrl-C: cancel what was submitted to a pool or cluster and not started; give
+    the start-up objects back to the garbage collector before pytest's own last collection."""
+    release_startup_objects(config.stash.get(HELD, False))
     state = config.stash.get(SESSION, None)
     if state is not None:
         state.close()
@@ -402,7 +406,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     save = session.config.getoption("tinyaccel_save_baseline")
     if save:
         paths.append(save if save.endswith(".json") else save + ".json")
-    env = environment(session.config.rootpath) if paths else {}
+    env: dict[str, Any] = {}
+    if paths:
+        from .provenance import environment  # machine and versions: only when a report is written
+
+        env = environment(session.config.rootpath)
     for path in paths:
         output.write_report(state, record, Path(path), env)
 

@@ -13,15 +13,16 @@ failure message quotes the tail of the logs, because the person reading it
 needs the tool's own last words.
 
 One runner for the whole plugin: the command target, the hls4ml target's
-worker and the LoadGen worker all start their processes here.
+worker and the LoadGen worker all start their processes here. And the pytest
+process itself: its BLAS threads under pytest-xdist (`share_cores`), and the
+garbage collector's view of what was loaded at start-up (`hold_startup_objects`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import functools
+import gc
 import os
 import shlex
 import signal
@@ -171,26 +172,29 @@ def _stop(proc: subprocess.Popen, grace: float) -> None:
 # ----- the child dies with its parent --------------------------------------------------------
 
 
-def _load_prctl() -> Callable[..., int] | None:
+@functools.lru_cache(maxsize=1)
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up once in the parent: the child only calls it (no imports, no lookups after
+    fork). Found among the symbols the process has loaded (dlopen(NULL)), not by ctypes.util.find_library,
+    which runs ldconfig in a subprocess on every pytest start."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes
+
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
-
-
-_PRCTL = _load_prctl()
-"""libc's prctl, looked up once here: the child only calls it (no imports, no lookups after fork)."""
 
 
 def _death_signal_request() -> Callable[[], None] | None:
     """The `preexec_fn` that makes the child receive SIGKILL when this process dies; None
     where prctl is unavailable. The kernel sends it when the *thread* that started the
     child ends: the plugin starts its processes from the thread that runs the tests."""
-    if _PRCTL is None:
+    prctl = _prctl()
+    if prctl is None:
         return None
-    return functools.partial(_die_with_parent, _PRCTL, os.getpid())
+    return functools.partial(_die_with_parent, prctl, os.getpid())
 
 
 def _die_with_parent(prctl: Callable[..., int], parent: int) -> None:
@@ -198,6 +202,25 @@ def _die_with_parent(prctl: Callable[..., int], parent: int) -> None:
     prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != parent:  # the parent died before the request took effect
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def hold_startup_objects() -> bool:
+    """Put every object alive now (the modules, classes and functions of pytest, NumPy, the plugin ...) in the
+    garbage collector's permanent generation (gc.freeze) until `release_startup_objects`. Collection and the
+    cases allocate enough to make the collector traverse them all again mid-run (tens of ms on every run);
+    objects made after this are collected as ever. Not when the collector is off or someone else froze objects
+    (releasing would undo theirs). Returns whether it held them."""
+    if not gc.isenabled() or gc.get_freeze_count():
+        return False
+    gc.freeze()
+    return True
+
+
+def release_startup_objects(held: bool) -> None:
+    """Give the objects `hold_startup_objects` held back to the collector (before pytest's last collection,
+    which then sees the process as it would without the plugin)."""
+    if held:
+        gc.unfreeze()
 
 
 def share_cores(workers: int | None) -> None:

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
 from .errors import DataError
+
+if TYPE_CHECKING:  # onnx loads when a graph is read, not with the plugin
+    import onnx
 
 QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas")
 """Where QONNX ops live (qonnx reads Brevitas's older domain as its own)."""
@@ -128,6 +129,8 @@ def qonnx_route(model: onnx.ModelProto) -> QonnxRoute:
 
 def to_qcdq(model: onnx.ModelProto) -> onnx.ModelProto:
     """qonnx's QuantToQCDQ applied to a copy of `model` (nodes it cannot convert stay as they are)."""
+    import onnx
+
     modules = _qonnx()
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
@@ -141,6 +144,8 @@ def run_qonnx(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> dict[str, 
     """qonnx's executor (execute_onnx: QONNX ops in NumPy, every other node alone in ONNX Runtime) on `feed`,
     all samples of its one input: in the model's own batch when the first axis is fixed (the last chunk padded
     with copies of its last sample, the padding dropped), else all at once."""
+    import onnx
+
     modules = _qonnx()
     ((name, x),) = feed.items()
     copy = onnx.ModelProto()
@@ -212,6 +217,8 @@ class _Graph:
     """Producers and constants of a graph, to trace a tensor back to its quantizer."""
 
     def __init__(self, model: onnx.ModelProto) -> None:
+        from onnx import numpy_helper
+
         self.consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
         for node in model.graph.node:
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
@@ -233,7 +240,9 @@ class _Graph:
         kind: Literal["weight", "activation"] = "weight" if self._constant(node.input[0]) else "activation"
         name = node.name or node.output[0]
         if node.domain in QONNX_DOMAINS:
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            from onnx.helper import get_attribute_value
+
+            attrs = {a.name: get_attribute_value(a) for a in node.attribute}
             rounding = attrs.get("rounding_mode", b"ROUND" if node.op_type != "Trunc" else b"FLOOR")
             rounding = rounding.decode() if isinstance(rounding, bytes) else str(rounding)
             if node.op_type == "BipolarQuant":
@@ -342,6 +351,8 @@ def _blocker(node: onnx.NodeProto, graph: _Graph, ranks: dict[str, int]) -> str:
 
 def _ranks(model: onnx.ModelProto) -> dict[str, int]:
     """The rank of every tensor ONNX's shape inference can tell (QONNX ops leave their outputs unknown)."""
+    import onnx
+
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - a graph it cannot infer: ranks from the declarations alone

@@ -14,10 +14,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
+
+if TYPE_CHECKING:  # onnx loads when a graph is read, not with the plugin
+    import onnx
 
 QONNX_OPS = ("Quant", "BipolarQuant", "Trunc")
 _QUANT_OPS = {
@@ -33,14 +36,12 @@ _QUANT_OPS = {
 }
 
 
-_TYPE_BITS = {
-    onnx.TensorProto.INT8: 8,
-    onnx.TensorProto.UINT8: 8,
-    onnx.TensorProto.INT16: 16,
-    onnx.TensorProto.UINT16: 16,
-    onnx.TensorProto.INT4: 4,
-    onnx.TensorProto.UINT4: 4,
-}
+@lru_cache(maxsize=1)
+def _type_bits() -> dict[int, int]:
+    """The width of each quantized ONNX element type."""
+    from onnx import TensorProto as T
+
+    return {T.INT8: 8, T.UINT8: 8, T.INT16: 16, T.UINT16: 16, T.INT4: 4, T.UINT4: 4}
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,9 @@ def quantization(model: onnx.ModelProto) -> Quantization:
             consts[node.output[0]] = node.attribute[0].t
     ops = Counter(n.op_type for n in graph.node if n.op_type in _QUANT_OPS or n.op_type.startswith("QLinear"))
     fixed = set(consts)  # tensors computed from constants alone: weights
+    type_bits = _type_bits()
     width = {  # bits of each quantized tensor; integer weights are stored at their type's width
-        name: _TYPE_BITS[t.data_type] for name, t in consts.items() if t.data_type in _TYPE_BITS
+        name: type_bits[t.data_type] for name, t in consts.items() if t.data_type in type_bits
     }
     weights: set[int] = set()
     activations: set[int] = set()
@@ -106,6 +108,8 @@ def quantization(model: onnx.ModelProto) -> Quantization:
 
 
 def _const(consts: dict[str, onnx.TensorProto], name: str) -> np.ndarray | None:
+    from onnx import numpy_helper
+
     return numpy_helper.to_array(consts[name]) if name in consts else None
 
 

@@ -17,14 +17,15 @@ Nothing else changes, and a model that needs neither is used as it is.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import onnx
-from onnx import helper
-
+from .cache import remembered
 from .errors import DataError
 from .modelfiles import load_inline
-from .qonnx_route import is_qonnx, qonnx_route
 from .runtime import load_onnx
+
+if TYPE_CHECKING:  # onnx loads when a model is changed, not with the plugin
+    import onnx
 
 ML_DOMAIN = "ai.onnx.ml"
 
@@ -36,13 +37,24 @@ def zipmap_outputs(model: onnx.ModelProto) -> list[str]:
 
 
 def needs_changes(path: Path) -> bool:
-    """Whether `path` runs as it is (False) or through `make_runnable` (DataError if it is no ONNX model)."""
-    model = load_onnx(path)
-    return bool(zipmap_outputs(model)) or is_qonnx(model)
+    """Whether `path` runs as it is (False) or through `make_runnable` (DataError if it is no ONNX model);
+    remembered while the file is unchanged."""
+
+    def read() -> bool:
+        from .qonnx_route import is_qonnx  # with onnx, when a graph is read
+
+        model = load_onnx(path)
+        return bool(zipmap_outputs(model)) or is_qonnx(model)
+
+    return bool(remembered("needs_changes", path, read))
 
 
 def make_runnable(src: Path, dst: Path) -> str | None:
     """Write the runnable form of `src` to `dst`; returns what the report should say of it (None: nothing)."""
+    import onnx
+
+    from .qonnx_route import is_qonnx, qonnx_route
+
     model = load_inline(src)
     note = None
     if zipmap_outputs(model):
@@ -60,6 +72,9 @@ def make_runnable(src: Path, dst: Path) -> str | None:
 
 def unwrap(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
     """`model` with every ZipMap graph output replaced by its probability tensor."""
+    import onnx
+    from onnx import helper
+
     wrapped = set(zipmap_outputs(model))
     for node in model.graph.node:
         if node.op_type == "ZipMap" and node.output[0] in wrapped:

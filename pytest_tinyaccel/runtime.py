@@ -12,24 +12,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
+from .cache import remembered
 from .errors import DataError
 from .modelfiles import external_files
 
+if TYPE_CHECKING:  # onnx loads when a graph is read, not with the plugin (a warm run reads none)
+    import onnx
+
 _LAYOUT_OPS = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
-_NP_TYPES: dict[int, type[np.generic]] = {
-    onnx.TensorProto.FLOAT: np.float32,
-    onnx.TensorProto.UINT8: np.uint8,
-    onnx.TensorProto.INT8: np.int8,
-    onnx.TensorProto.INT32: np.int32,
-    onnx.TensorProto.INT64: np.int64,
-    onnx.TensorProto.FLOAT16: np.float16,
-    onnx.TensorProto.DOUBLE: np.float64,
-}
+
+
+@lru_cache(maxsize=1)
+def _np_types() -> dict[int, type[np.generic]]:
+    from onnx import TensorProto as T
+
+    return {
+        T.FLOAT: np.float32,
+        T.UINT8: np.uint8,
+        T.INT8: np.int8,
+        T.INT32: np.int32,
+        T.INT64: np.int64,
+        T.FLOAT16: np.float16,
+        T.DOUBLE: np.float64,
+    }
 
 
 @dataclass(frozen=True)
@@ -44,16 +53,28 @@ class TensorSpec:
 
 
 def input_specs(path: Path) -> list[TensorSpec]:
-    return list(_specs(str(path))[0])
+    return [TensorSpec(*_decoded(s)) for s in _specs(path)[0]]
 
 
 def output_specs(path: Path) -> list[TensorSpec]:
-    return list(_specs(str(path))[1])
+    return [TensorSpec(*_decoded(s)) for s in _specs(path)[1]]
+
+
+def _decoded(kept: list[Any]) -> tuple[Any, ...]:
+    name, shape, dtype, scale, zero_point = kept
+    return name, tuple(shape), np.dtype(dtype), scale, zero_point
+
+
+def _specs(path: Path) -> list[list[list[Any]]]:
+    """[inputs, outputs] as [name, shape, dtype, scale, zero point] lists: remembered while the file is unchanged."""
+    return remembered("specs", path, lambda: _read_specs(path))
 
 
 def load_onnx(path: Path) -> onnx.ModelProto:
     """onnx.load with an error that names the file and says what to do; a model whose
     graph is empty or whose external data lies outside its folder is refused."""
+    import onnx
+
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError, OSError, ...
@@ -64,9 +85,10 @@ def load_onnx(path: Path) -> onnx.ModelProto:
     return model
 
 
-@lru_cache(maxsize=64)
-def _specs(path: str) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    model = load_onnx(Path(path))
+def _read_specs(path: Path) -> list[list[list[Any]]]:
+    from onnx import numpy_helper
+
+    model = load_onnx(path)
     graph = model.graph
     consts = {t.name: t for t in graph.initializer}
     for node in graph.node:
@@ -87,12 +109,12 @@ def _specs(path: str) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
             return None, None
         return float(scale[0]), int(zp[0])
 
-    def spec(value: onnx.ValueInfoProto, qnode: onnx.NodeProto | None) -> TensorSpec:
+    def spec(value: onnx.ValueInfoProto, qnode: onnx.NodeProto | None) -> list[Any]:
         ttype = value.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim)
-        dtype = np.dtype(_NP_TYPES.get(ttype.elem_type, np.float32))
+        shape = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
+        dtype = np.dtype(_np_types().get(ttype.elem_type, np.float32))
         scale, zp = qparams(qnode) if dtype.kind in "iu" else (None, None)
-        return TensorSpec(value.name, shape, dtype, scale, zp)
+        return [value.name, shape, dtype.str, scale, zp]
 
     by_input: dict[str, list[onnx.NodeProto]] = {}
     for n in graph.node:
@@ -118,9 +140,9 @@ def _specs(path: str) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
             node = by_output.get(node.input[0])
         return node if node is not None and node.op_type == "QuantizeLinear" else None
 
-    inputs = tuple(spec(v, dequantizer(v.name)) for v in graph.input if v.name not in initializer_names)
-    outputs = tuple(spec(v, quantizer(v.name)) for v in graph.output)
-    return inputs, outputs
+    inputs = [spec(v, dequantizer(v.name)) for v in graph.input if v.name not in initializer_names]
+    outputs = [spec(v, quantizer(v.name)) for v in graph.output]
+    return [inputs, outputs]
 
 
 def to_model_inputs(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -217,6 +239,8 @@ def run_session(session, feed: dict[str, np.ndarray], batch: int = 256) -> dict[
             part = np.concatenate([part, np.repeat(part[-1:], short, axis=0)])
         values = session.run(names, {name: part})
         chunks.append([v[: len(v) - short] for v in values])
+    if len(chunks) == 1:  # one batch (a throughput run): its outputs as ONNX Runtime returned them, not a copy
+        return dict(zip(names, chunks[0], strict=True))
     return {n: np.concatenate([c[k] for c in chunks]) for k, n in enumerate(names)}
 
 
@@ -249,6 +273,16 @@ def arithmetic_config(arithmetic: str) -> dict[str, str]:
     )
 
 
+PROBE_MODEL = (
+    b'\x08\x08:j\n\x18\n\x01a\n\x01b\x12\x01y"\rMatMulInteger\x12\x17int8_accumulation_probe*\x0f\x08\x04\x08\x01'
+    b"\x10\x03B\x01bJ\x04\x7f\x7f\x00\x00Z\x11\n\x01a\x12\x0c\n\n\x08\x02\x12\x06\n\x00\n\x02\x08\x04b\x11\n\x01y\x12\x0c\n\n"
+    b"\x08\x06\x12\x06\n\x00\n\x02\x08\x01B\x04\n\x00\x10\r"
+)
+"""The int8 probe, serialized (ir_version 8, opset 13): y[N, 1] int32 = MatMulInteger(a[N, 4] uint8,
+b = [[127], [127], [0], [0]] int8). Bytes, so that every run need not import onnx to build it;
+tests/test_warm_run.py builds it with onnx.helper and compares."""
+
+
 @lru_cache(maxsize=1)
 def int8_accumulation() -> str:
     """How this machine's ONNX Runtime sums uint8 x int8 products: "exact" (the ONNX
@@ -259,20 +293,12 @@ def int8_accumulation() -> str:
     the emulator can reproduce the arithmetic of the CPU that made them.
     """
     import onnxruntime as ort
-    from onnx import TensorProto, helper
 
-    b = numpy_helper.from_array(np.array([[127], [127], [0], [0]], np.int8), "b")
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])],
-        "int8_accumulation_probe",
-        [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, [None, 1])],
-        [b],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    # one thread: a default session starts a pool of a thread per core, which spins after the run
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(PROBE_MODEL, options, providers=["CPUExecutionProvider"])
     (y,) = session.run(None, {"a": np.tile(np.array([255, 255, 0, 0], np.uint8), (16, 1))})
     value = int(y[0, 0])
     if value == 2 * 255 * 127:

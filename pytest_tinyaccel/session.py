@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 
 from .baseline import Baseline
+from .cache import keep_facts, save_facts
 from .cases import BrokenCase, BrokenModel, Case
 from .checks import CheckContext
 from .config import ConfigError
@@ -36,6 +37,7 @@ class TinyaccelSession:
                 raise OptionError(f"--tinyaccel-loadgen: {reason}")
         self.options = options
         self.registry = registry
+        keep_facts(options.cache_dir)  # file hashes and graph facts of unchanged files, from earlier runs
         self.runner = Runner(
             RunSettings(options.cache_dir, options.samples, options.trace_dir, options.loadgen), registry
         )
@@ -158,6 +160,7 @@ class TinyaccelSession:
     def finish(self) -> RunRecord:
         """The record with this process's cache work and golden updates folded in: called once, at the end."""
         self.record.merge(RunRecord(work=self.runner.build_log(), golden_updates=self.context.goldens.updates))
+        save_facts()
         return self.record
 
     def close(self) -> None:

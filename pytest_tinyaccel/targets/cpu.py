@@ -19,7 +19,6 @@ import numpy as np
 
 from ..config import Field, at_least, validate
 from ..perf import Perf
-from ..qonnx_route import QONNX_DOMAINS
 from ..runtime import arithmetic_config, create_session, fixed_batch, int8_accumulation, load_onnx, run_session
 from .base import Build, RunResult, Target, TargetError, TargetUnsupported
 
@@ -76,6 +75,8 @@ class CpuTarget(Target):
         try:
             ort.InferenceSession(str(build.onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own pybind exception types
+            from ..qonnx_route import QONNX_DOMAINS
+
             qonnx = sorted({n.op_type for n in load_onnx(build.onnx_path).graph.node if n.domain in QONNX_DOMAINS})
             if qonnx:  # a QONNX model qonnx could not express in ONNX's quantization ops
                 raise TargetUnsupported(

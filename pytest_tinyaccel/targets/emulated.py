@@ -39,6 +39,16 @@ def _graph(path: str, rounding: tuple[tuple[str, str], ...], qdq: str, accumulat
     return Graph.load(Path(path), rounding=dict(rounding), qdq=qdq, accumulation=accumulation)
 
 
+def _accumulation_choices(settings: dict[str, Any]) -> tuple[str, ...]:
+    """The int8_accumulation values; the emulator's modes are looked up only when the setting is given (the
+    emulator's modules then load: a run whose configuration leaves it at "golden" does not load them)."""
+    if "int8_accumulation" not in settings:
+        return ("golden",)
+    from ..emulator import ACCUMULATION_MODES
+
+    return ("golden", *ACCUMULATION_MODES)
+
+
 ACCUMULATION_NOTE = {
     "avx2_int16_pairs": "int8 sums as the golden's ONNX Runtime on AVX2 without VNNI: int16-saturating pairs"
 }
@@ -54,12 +64,10 @@ class EmulatedTarget(Target):
     """What produces hw_emu timing (report header)."""
 
     def __init__(self, **settings: Any) -> None:
-        from ..emulator import ACCUMULATION_MODES
-
         schema = {
             "rounding": Field(dict, {}, check=_rounding_rules),
             "qdq": Field(str, "ort", choices=("float", "integer", "ort")),
-            "int8_accumulation": Field(str, "golden", choices=("golden", *ACCUMULATION_MODES)),
+            "int8_accumulation": Field(str, "golden", choices=_accumulation_choices(settings)),
             **self.cost_model_settings(),
         }
         self.settings: dict[str, Any] = validate(settings, schema, f"[tool.tinyaccel.targets.{self.name}]")

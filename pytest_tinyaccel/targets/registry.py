@@ -29,6 +29,8 @@ def configured_targets(settings: dict[str, Any], root: Path) -> tuple[list[Targe
     """Targets defined by configuration alone: every `[tool.tinyaccel.targets.<name>]`
     table with `kind = "command"` becomes a CommandTarget named `<name>`.
     Returns them and the remaining tables (settings for registered classes)."""
+    if not any(isinstance(table, dict) and "kind" in table for table in settings.values()):
+        return [], dict(settings)  # the command target's modules load only when a table asks for one
     from .command import configured_command_targets
 
     targets, rest = configured_command_targets(settings, root)

@@ -12,6 +12,7 @@ naming the board, the command and the sample. The lease is released however the 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import time
@@ -39,10 +40,8 @@ T = TypeVar("T")
 
 
 def _missing_dependencies() -> str | None:
-    try:
-        import filelock  # noqa: F401
-        import serial  # noqa: F401
-    except ImportError:
+    """Asked on every run, whatever runs: looked up, not imported (pyserial loads only when a board runs)."""
+    if importlib.util.find_spec("filelock") is None or importlib.util.find_spec("serial") is None:
         return "the dut target needs pyserial and filelock: pip install 'pytest-tinyaccel[board]'"
     return None
 

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
 from ...modelfiles import load_inline
 from ...quantinfo import QONNX_OPS, quantization
 from ..base import TargetError, TargetUnsupported
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # onnx loads when a graph is read, not with the plugin
+    import onnx
+
     from ..base import Build
 
 QDQ_TWIN = "qdq_twin.onnx"
@@ -98,6 +98,8 @@ def quantization_parameters(proto: onnx.ModelProto, skip_fixed: bool = False) ->
     """Every (scale, zero point) pair the graph's nodes read, as value strings: a float constant input
     followed by an integer constant of the same shape. `skip_fixed`: without the output scales ONNX
     Runtime fixes (FIXED_OUTPUT_SCALES), wherever they are read."""
+    from onnx import numpy_helper
+
     inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
     fixed = {
         n.input[3] for n in proto.graph.node if skip_fixed and n.op_type in FIXED_OUTPUT_SCALES and len(n.input) > 3

@@ -35,7 +35,6 @@ from ...cache import atomic_write_text, file_sha256
 from ...perf import Perf
 from ...process import StartError, run_process, tail_text
 from ..base import Build, RunResult, Target, TargetError, TargetUnsupported
-from .route import int8_route
 from .settings import (
     CSIM_OPTIMISATION,
     DEFAULT_BUILD_TIMEOUT,
@@ -174,6 +173,8 @@ class Hls4mlTarget(Target):
             "label": options["precision"],
         }
         if build.dtype == "int8":
+            from .route import int8_route  # when an int8 design is made, not on every run
+
             route = int8_route(build)  # TargetUnsupported: a quantized model qonnx cannot read
             spec.update(onnx=str(route.onnx), quantized=route.kind, precision=QUANTIZED_FLOAT, label=route.label)
         chosen, source = self._input_precision(model, options, spec["precision"])
