@@ -36,7 +36,7 @@ def _check_close(got, x, w, strides, pads, dilations, epilogue):
         bound = bound + np.abs(epilogue.bias).reshape(1, -1, 1, 1)
     tolerance = 2 * (w.shape[1] * w.shape[2] * w.shape[3] + 2) * EPS * bound + 1e-30
     assert got.shape == want.shape and got.dtype == np.float32
-    assert got.flags.c_contiguous
+    assert got.transpose(0, 2, 3, 1).flags.c_contiguous  # channels-last memory, as the GEMM path's
     assert np.all(np.abs(got - want) <= tolerance), float(np.max(np.abs(got - want) - tolerance))
 
 
@@ -115,7 +115,10 @@ def test_requantizing_epilogue_is_refused():
         ((540, 8, 8, 8), (8, 8, 3, 3), (1, 1), True),
         ((540, 8, 8, 8), (16, 8, 3, 3), (2, 2), False),  # strided: the GEMM was faster
         ((540, 8, 8, 8), (16, 8, 1, 1), (2, 2), False),  # 1x1
-        ((540, 16, 4, 4), (16, 16, 3, 3), (1, 1), False),  # 144 inputs per output
+        ((540, 8, 8, 8), (16, 8, 3, 3), (1, 1), False),  # 16 outputs: the GEMM was faster
+        ((200, 3, 32, 32), (16, 3, 3, 3), (1, 1), False),
+        ((200, 3, 32, 32), (8, 3, 3, 3), (1, 1), True),
+        ((540, 16, 4, 4), (8, 16, 3, 3), (1, 1), False),  # 144 inputs per output
         ((540, 32, 2, 2), (32, 32, 3, 3), (1, 1), False),
         ((10, 3, 2, 2), (8, 3, 3, 3), (1, 1), False),  # 2x2 outputs on 4x4 planes: most positions wasted
         ((10, 3, 8, 8), (8, 2, 3, 3), (1, 1), False),  # channels that do not match: the GEMM path reports it

@@ -17,8 +17,9 @@ shape sets that waste, and `worthwhile` refuses shapes where it is large.
 The result is the convolution's float32 sum taken in another order than
 the GEMM's (input channel, then tap), so it equals the im2col path within
 float32 rounding, not bit for bit; the padding is the real value 0, as
-there. The output is NCHW in memory, the bias and Relu applied as it is
-written.
+there. The output is channels-last in memory, as the GEMM path's (a layer
+that reads another layout pays a transposing copy), the bias and Relu applied
+as it is written.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ import numpy as np
 
 from .compiled import BIAS, BIAS_RELU, COPY, RELU, _compiled, fused
 from .conv import Finish
+from .kernels import nchw
 
 _BLOCK_FLOATS = 16384
-"""Floats of planes per block of samples (64 KB): the planes and one output channel's sums stay in L2."""
+"""Floats of planes and outputs per block of samples (64 KB): they stay in L2 while the block is summed."""
 
 
 def geometry(
@@ -54,10 +56,10 @@ def worthwhile(
 ) -> bool:
     """Whether the direct kernel beats im2col + GEMM on this float32 shape, as measured on the bundled
     models' layers (docs/benchmarks.md): a stride-1 kernel of more than one tap over at most 72 inputs
-    (C*KH*KW) into at most 16 output channels, with at least half of the planes' positions real outputs.
-    Strided and 1x1 convolutions, and wider ones, were faster through the GEMM."""
+    (C*KH*KW) into at most 8 output channels, with at least half of the planes' positions real outputs.
+    Strided and 1x1 convolutions, and wider ones (16 outputs already), were faster through the GEMM."""
     c, (m, _, kh, kw), (oh, ow) = x_shape[1], w_shape, out_hw
-    if tuple(strides) != (1, 1) or kh * kw == 1 or c * kh * kw > 72 or m > 16 or w_shape[1] != c:
+    if tuple(strides) != (1, 1) or kh * kw == 1 or c * kh * kw > 72 or m > 8 or w_shape[1] != c:
         return False
     r, q = geometry((kh, kw), (1, 1), (int(dilations[0]), int(dilations[1])), out_hw)
     return 2 * oh * ow >= r * q
@@ -73,14 +75,14 @@ def conv2d_direct(
     epilogue: Finish | None,
 ) -> np.ndarray:
     """NCHW float32 `x` convolved with MCHW float32 `w` (group 1), finished by `epilogue` (bias, Relu or
-    both; None: the sums as they are): (N, M, OH, OW), C-contiguous.
+    both; None: the sums as they are): (N, M, OH, OW), channels-last in memory (as `conv.conv2d`'s).
 
     `pads` are (top, left, ...); rows and columns past the last window are not read."""
     n, c = x.shape[0], x.shape[1]
     m, _, kh, kw = w.shape
     (sh, sw), (dh, dw) = (int(strides[0]), int(strides[1])), (int(dilations[0]), int(dilations[1]))
     r, q = geometry((kh, kw), (sh, sw), (dh, dw), out_hw)
-    block = max(1, min(n, _BLOCK_FLOATS // (c * sh * sw * r * q)))
+    block = max(1, min(n, _BLOCK_FLOATS // ((c * sh * sw + m) * r * q)))
     slack = ((kh - 1) * dh // sh) * q + (kw - 1) * dw // sw + 1  # the last positions' taps read past the block
     planes = np.empty(c * sh * sw * block * r * q + slack, np.float32)
     planes[-slack:] = 0  # read only for positions that are dropped, but read: no NaN from old memory
@@ -88,7 +90,7 @@ def conv2d_direct(
     offsets = np.array(  # where tap (i, j) of input channel 0 reads, relative to the output position
         [[(((y % sh) * sw + x % sw) * block * r + y // sh) * q + x // sw for y, x in row] for row in taps], np.uint64
     )
-    out = np.empty((n, m, *out_hw), np.float32)
+    out = np.empty((n, *out_hw, m), np.float32)  # channels-last, as the GEMM path's: what the next layer reads
     if epilogue is None:
         mode, bias = COPY, np.zeros(m, np.float32)
     elif epilogue.mode in (BIAS, BIAS_RELU, RELU) and epilogue.bias.dtype == np.float32:
@@ -97,7 +99,7 @@ def conv2d_direct(
         raise ValueError(f"the direct convolution takes a float32 bias and Relu, not epilogue mode {epilogue.mode}")
     top, left = int(pads[0]), int(pads[1])
     _direct(x, np.ascontiguousarray(w), (sh, sw), (top, left), (r, q), block, planes, offsets, bias, mode, out)
-    return out
+    return nchw(out)
 
 
 @fused
@@ -116,12 +118,12 @@ def _direct(
 ) -> None:  # pragma: no cover - compiled
     """The loops of `conv2d_direct`, block of samples by block: the planes, then per output channel the
     sums (input channel by input channel, tap by tap, each one pass over the block) and its outputs."""
-    nb, m, oh, ow = out.shape
+    nb, oh, ow, m = out.shape
     c, kh, kw = w.shape[1], w.shape[2], w.shape[3]
     r, q = plane
     span = np.uint64(block * r * q)  # one phase of one input channel
     channel = np.uint64(strides[0] * strides[1]) * span
-    acc = np.empty(block * r * q, np.float32)
+    acc = np.empty(block * r * q, np.float32)  # one output channel's sums over the block
     zero = np.float32(0)
     for start in range(0, nb, block):
         count = min(block, nb - start)
@@ -142,17 +144,17 @@ def _direct(
                         for f in range(length):
                             acc[f] += weight * planes[at + f]
             b = bias[t]
-            for n in range(count):
+            for n in range(count):  # output channel t of the block's outputs, channels-last
                 for y in range(oh):
-                    row = np.uint64((n * r + y) * q)
-                    target = out[start + n, t, y]
+                    row = (n * r + y) * q
+                    target = out[start + n, y]
                     for k in range(ow):
-                        v = acc[row + np.uint64(k)]
+                        v = acc[row + k]
                         if mode == BIAS or mode == BIAS_RELU:
                             v = v + b
                         if mode == RELU or mode == BIAS_RELU:
                             v = v if v > zero or v != v else zero
-                        target[k] = v
+                        target[k, t] = v
 
 
 @_compiled
