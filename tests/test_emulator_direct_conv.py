@@ -109,6 +109,21 @@ def test_requantizing_epilogue_is_refused():
 
 
 @pytest.mark.parametrize(
+    "x, w",
+    [
+        (np.ones((1, 2, 4, 4), np.float32), np.ones((3, 1, 3, 3), np.float32)),
+        (np.ones((1, 1, 4, 4), np.float64), np.ones((3, 1, 3, 3), np.float32)),
+        (np.ones((1, 1, 4, 4), np.float32), np.ones((3, 1, 3, 3), np.int8)),
+    ],
+)
+def test_mismatched_operands_are_refused(x, w):
+    """Channels that do not match, or operands other than float32: a clear error before any compiled loop
+    could read past the input."""
+    with pytest.raises(ValueError, match="float32 NCHW inputs and MCHW weights"):
+        direct_conv.conv2d_direct(x, w, (1, 1), (1, 1, 1, 1), (1, 1), (4, 4), None)
+
+
+@pytest.mark.parametrize(
     "x_shape, w_shape, strides, expected",
     [
         ((540, 1, 8, 8), (8, 1, 3, 3), (1, 1), True),  # the bundled ic model's first convolution

@@ -1,8 +1,8 @@
 """Direct float convolution for few input channels: shifted whole-plane passes instead of im2col + GEMM.
 
-With 1 to 16 input channels an im2col row is short (K = C*KH*KW = 9..144)
-and a convolution's output narrow (M = 8..32): BLAS spends its time on the
-edges of such products, and the im2col columns (K floats per output pixel)
+With a few input channels an im2col row is short (K = C*KH*KW = 9..72)
+and with a few output channels (M <= 8) the product narrow: BLAS spends its
+time on the edges of such products, and the im2col columns (K floats per output pixel)
 cost as much memory traffic as the product itself. This kernel writes no
 columns. A block of samples is rearranged once into zero-bordered planes,
 one per input channel and stride phase (`plane[c, a, b, n, r, q] =
@@ -80,6 +80,11 @@ def conv2d_direct(
     `pads` are (top, left, ...); rows and columns past the last window are not read."""
     n, c = x.shape[0], x.shape[1]
     m, _, kh, kw = w.shape
+    if x.ndim != 4 or w.ndim != 4 or w.shape[1] != c or x.dtype != np.float32 or w.dtype != np.float32:
+        raise ValueError(
+            f"the direct convolution takes float32 NCHW inputs and MCHW weights of as many channels, "
+            f"not {x.dtype} {list(x.shape)} and {w.dtype} {list(w.shape)}"
+        )
     (sh, sw), (dh, dw) = (int(strides[0]), int(strides[1])), (int(dilations[0]), int(dilations[1]))
     r, q = geometry((kh, kw), (sh, sw), (dh, dw), out_hw)
     block = max(1, min(n, _BLOCK_FLOATS // ((c * sh * sw + m) * r * q)))
