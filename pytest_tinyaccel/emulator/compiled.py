@@ -33,13 +33,20 @@ COPY, BIAS, BIAS_RELU, RELU, REQUANTIZE, REQUANTIZE_HALF_AWAY = range(6)
 then Relu; Relu; requantized with ties to even; requantized with ties away from zero."""
 
 
-def _compiled(function: Callable[..., Any]) -> Any:
+def _compiled(function: Callable[..., Any], fused: bool = False) -> Any:
     """`function` compiled, with the code cached on disk; without the cache where numba has no
-    writable place for it (a read-only install and no user cache folder)."""
+    writable place for it (a read-only install and no user cache folder). `fused`: products and sums
+    may be contracted into fused multiply-adds (for loops that promise float rounding, not NumPy's bits)."""
+    options: dict[str, Any] = {"fastmath": {"contract"}} if fused else {}
     try:
-        return njit(cache=True, nogil=True)(function)
+        return njit(cache=True, nogil=True, **options)(function)
     except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return njit(nogil=True)(function)
+        return njit(nogil=True, **options)(function)
+
+
+def fused(function: Callable[..., Any]) -> Any:
+    """`_compiled` with fused multiply-adds allowed."""
+    return _compiled(function, fused=True)
 
 
 def finish(

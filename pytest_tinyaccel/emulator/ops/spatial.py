@@ -126,19 +126,30 @@ def _conv(ctx: BuildContext) -> Kernel:
         x2, w2 = _as_2d(x, win.rank), _as_2d(w, win.rank)
         # float16 is computed in float32 and rounded once at the end (the compiled loops have no float16)
         dtype = np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
-        y = conv2d(
-            x2.astype(dtype, copy=False),
-            w2.astype(dtype, copy=False),
-            win.strides,
-            win.pads_for(x2.shape[2:], w2.shape[2:]),
-            win.dilations,
-            group,
-            dtype.type,
-            epilogue=bias_relu(b, relu, w.shape[0], dtype),
-        )
+        pads = win.pads_for(x2.shape[2:], w2.shape[2:])
+        args = (x2.astype(dtype, copy=False), w2.astype(dtype, copy=False), win.strides, pads, win.dilations)
+        epilogue = bias_relu(b, relu, w.shape[0], dtype)
+        direct = _direct_shape(args[0], args[1], win, pads) if group == 1 and dtype == np.float32 else None
+        if direct is not None:
+            from ..direct_conv import conv2d_direct  # numba's import, on first use
+
+            y = conv2d_direct(*args, direct, epilogue)
+        else:
+            y = conv2d(*args, group, dtype.type, epilogue=epilogue)
         return [_from_2d(y, win.rank).astype(x.dtype, copy=False)]
 
     return run
+
+
+def _direct_shape(x: Value, w: Value, win: Window, pads: Sequence[int]) -> tuple[int, int] | None:
+    """The output's (OH, OW) when the direct float32 kernel is the faster one for this convolution, else None."""
+    from ..direct_conv import worthwhile  # numba's import, on first use
+
+    s, d = win.strides, win.dilations
+    size = K.pool_output_size
+    oh, ow = (size(x.shape[a + 2], w.shape[a + 2], s[a], d[a], pads[a], pads[a + 2], False) for a in (0, 1))
+    fits = oh > 0 and ow > 0 and worthwhile(x.shape, w.shape, s, d, (oh, ow))
+    return (oh, ow) if fits else None
 
 
 @register("FusedConv", domain=_MS)
