@@ -138,6 +138,19 @@ def _row(acc: Any, x: Any, b0: Any, b1: Any, b2: Any, b3: Any) -> Any:  # pragma
     return (_dot(acc[0], x, b0), _dot(acc[1], x, b1), _dot(acc[2], x, b2), _dot(acc[3], x, b3))
 
 
+@njit(inline="always")
+def _put_tile(
+    out: Any, at: Any, m: Any, left: Any, r0: Any, r1: Any, r2: Any, r3: Any, r4: Any, r5: Any
+) -> None:  # pragma: no cover - compiled
+    """The `ROWS` rows of a tile (vectors, or tuples of them) into `out`, row i from out[at + i * m] (`_put`)."""
+    _put(out, at, left, r0)
+    _put(out, at + m, left, r1)
+    _put(out, at + 2 * m, left, r2)
+    _put(out, at + 3 * m, left, r3)
+    _put(out, at + 4 * m, left, r4)
+    _put(out, at + 5 * m, left, r5)
+
+
 @_compiled
 def tiles16(
     a: np.ndarray, k: int, flip: Any, rows: int, b: np.ndarray, m: int, out: np.ndarray
@@ -181,12 +194,7 @@ def _tiles(
                 t4 = _row(t4, _broadcast(a, x + 4 * k, flip, z), b0, b1, b2, b3)
                 t5 = _row(t5, _broadcast(a, x + 5 * k, flip, z), b0, b1, b2, b3)
             at, left = r * m + v * width, m - v * width
-            _put(out, at, left, t0)
-            _put(out, at + m, left, t1)
-            _put(out, at + 2 * m, left, t2)
-            _put(out, at + 3 * m, left, t3)
-            _put(out, at + 4 * m, left, t4)
-            _put(out, at + 5 * m, left, t5)
+            _put_tile(out, at, m, left, t0, t1, t2, t3, t4, t5)
         for v in range(blocked, nvec):  # the vectors left, one at a time
             base = v * k4 * step
             s0 = s1 = s2 = s3 = s4 = s5 = z
@@ -199,9 +207,4 @@ def _tiles(
                 s4 = _dot(s4, _broadcast(a, x + 4 * k, flip, z), bq)
                 s5 = _dot(s5, _broadcast(a, x + 5 * k, flip, z), bq)
             at, left = r * m + v * width, m - v * width
-            _put(out, at, left, s0)
-            _put(out, at + m, left, s1)
-            _put(out, at + 2 * m, left, s2)
-            _put(out, at + 3 * m, left, s3)
-            _put(out, at + 4 * m, left, s4)
-            _put(out, at + 5 * m, left, s5)
+            _put_tile(out, at, m, left, s0, s1, s2, s3, s4, s5)
