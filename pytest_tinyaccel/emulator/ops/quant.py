@@ -155,7 +155,6 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
     b = None if bias is None else bias.astype(np.int32).reshape(-1)
     # ONNX Runtime: output_scale[i] = x_scale * w_scale[i] / y_scale, in float32 (one per output channel).
     scale = (xq.scale * wq.scale / yq.scale).astype(np.float32).reshape(-1)
-    requantize = _requantizer(scale, yq, ctx.rounding, b, m, acc_bound)
     w_int = _as_2d(w_int.astype(acc_dtype), win.rank)
     offset = xq.zero_point.astype(acc_dtype)
     rounding = ctx.rounding
@@ -168,6 +167,8 @@ def _qlinear_conv(ctx: BuildContext) -> Kernel:
     if packed is not None:  # the VNNI product keeps the zero point: its correction goes into the bias
         b_vnni = (0 if b is None else b.astype(np.int64)) + vnni.correction(packed, xq.zero_point, xq.dtype)
         requantize = _requantizer(scale, yq, ctx.rounding, b_vnni, m, packed.bound)
+    else:
+        requantize = _requantizer(scale, yq, ctx.rounding, b, m, acc_bound)
 
     def run(v: list[Value | None]) -> list[Value]:
         x = v[0]
@@ -234,9 +235,6 @@ def _qgemm(ctx: BuildContext) -> Kernel:
     c_int = None if c is None else c.astype(np.int32)
     ta = bool(a["transA"])
     bias_rows = c_int is not None and c_int.ndim > 1  # added to the accumulator first; a vector: in the epilogue
-    requantize = (
-        None if yq is None else _requantizer(scale, yq, ctx.rounding, None if bias_rows else c_int, n, acc_bound)
-    )
     b_raw = b.T if tb else b
     saturating = A.saturates(ctx.accumulation, aq.dtype, b.dtype) and A.gemm_can_saturate(b_raw)
     ctx.saturating = saturating
@@ -244,8 +242,11 @@ def _qgemm(ctx: BuildContext) -> Kernel:
     c_vnni = np.zeros(0, np.int64)
     if packed is not None:  # the VNNI product keeps the zero point: its correction goes into the bias
         c_vnni = (0 if c_int is None else c_int.astype(np.int64)) + vnni.correction(packed, aq.zero_point, aq.dtype)
-        if yq is not None:
-            requantize = _requantizer(scale, yq, ctx.rounding, c_vnni, n, packed.bound)
+    requantize = None
+    if yq is not None and packed is not None:
+        requantize = _requantizer(scale, yq, ctx.rounding, c_vnni, n, packed.bound)
+    elif yq is not None:
+        requantize = _requantizer(scale, yq, ctx.rounding, None if bias_rows else c_int, n, acc_bound)
 
     def run(v: list[Value | None]) -> list[Value]:
         x = v[0]
